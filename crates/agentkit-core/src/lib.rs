@@ -1,0 +1,67 @@
+//! # agentkit-core
+//!
+//! The contracts of agentkit and the agent runtime.
+//!
+//! - [`model::LlmProvider`]: any LLM; [`tool::Tool`]: any capability; [`policy::PolicyEvaluator`]:
+//!   the deterministic gate; [`store::StateStore`]: durable, tenant-scoped state;
+//!   [`retrieval::Retriever`]: knowledge.
+//! - [`agent::Agent`]: the turn loop that ties them together: allow-list, argument validation,
+//!   policy, idempotent execution, durable approvals, usage and audit records.
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `testkit` | [`testkit::ScriptedModel`] and the conformance suite every store backend runs |
+//!
+//! ## Example
+//!
+//! ```
+//! # #[cfg(feature = "testkit")]
+//! # async fn demo() -> agentkit_core::Result<()> {
+//! use std::sync::Arc;
+//! use agentkit_core::prelude::*;
+//! use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
+//!
+//! let model = Arc::new(ScriptedModel::new([ScriptedResponse::text("Hello!")]));
+//! let agent = Agent::builder()
+//!     .id("greeter")
+//!     .system_prompt("You greet people.")
+//!     .model(model, "scripted-1")
+//!     .build()?;
+//! let outcome = agent.run(RunRequest::new("acme", "session-1", "hi")).await?;
+//! assert_eq!(outcome.reply(), Some("Hello!"));
+//! # Ok(()) }
+//! # #[cfg(feature = "testkit")]
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+
+pub mod agent;
+pub mod error;
+pub mod id;
+pub mod message;
+pub mod model;
+pub mod policy;
+pub mod redact;
+pub mod retrieval;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod tool;
+mod validation;
+
+pub use error::{Error, ErrorKind, Result};
+
+/// The names most hosts need.
+pub mod prelude {
+    pub use crate::agent::{
+        Agent, AgentBuilder, AgentConfig, AgentEvent, MemoryPolicy, RunOutcome, RunRequest,
+    };
+    pub use crate::error::{Error, ErrorKind, Result};
+    pub use crate::id::{AgentId, ApprovalId, RunId, SessionId, TenantId};
+    pub use crate::message::{Message, ToolCall, Usage};
+    pub use crate::model::{CompletionRequest, CompletionResponse, LlmProvider};
+    pub use crate::policy::{AllowListPolicy, Decision, PolicyEvaluator};
+    pub use crate::store::{ApprovalDecision, InMemoryStore, StateStore};
+    pub use crate::tool::{FnTool, SideEffect, Tool, ToolContext, ToolSpec};
+}

@@ -1,0 +1,768 @@
+//! [`InMemoryStore`]: every store contract in process memory.
+//!
+//! Meant for tests, examples and single-process hosts that do not need durability. Each kind of
+//! record lives behind its own [`std::sync::Mutex`]; every operation takes that lock once, does
+//! its whole read-check-write step inside it (so each call is atomic) and releases it before
+//! returning, never across an `.await`. Every key includes the tenant.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::Value;
+
+use super::records::{
+    AUDIT_GENESIS_HASH, ApprovalDecision, ApprovalRequest, ApprovalStatus, AuditEntry, AuditQuery,
+    CounterOutcome, MemoryScope, MessageWindow, NewAuditEntry, RunRecord, SessionRecord,
+    StoredMessage, ToolExecution, ToolExecutionStatus, UsageEvent, UsageQuery,
+    approval_queue_order, orphaned_prefix_len,
+};
+use super::{
+    AgentConfigStore, ApprovalStore, AuditStore, CounterStore, MemoryStore, RunStore, SessionStore,
+    ToolExecutionStore, UsageStore,
+};
+use crate::agent::AgentConfig;
+use crate::agent::ConfigStatus;
+use crate::error::{Error, Result};
+use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId, UsageEventId};
+use crate::message::Message;
+
+/// A [`super::StateStore`] kept in process memory.
+///
+/// Cloning is cheap and clones share the same data. Nothing survives the process; use a
+/// database backend for durability.
+///
+/// ```
+/// use agentkit_core::store::{InMemoryStore, StateStore};
+/// let store = InMemoryStore::new();
+/// let shared: std::sync::Arc<dyn StateStore> = std::sync::Arc::new(store.clone());
+/// # let _ = shared;
+/// ```
+#[derive(Clone, Default)]
+pub struct InMemoryStore {
+    inner: Arc<Inner>,
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Counts only (and only when the lock is free): records may hold personal data.
+        let sessions = self.inner.sessions.try_lock().map(|s| s.len()).ok();
+        let runs = self
+            .inner
+            .runs
+            .try_lock()
+            .map(|r| r.values().map(HashMap::len).sum::<usize>())
+            .ok();
+        f.debug_struct("InMemoryStore")
+            .field("sessions", &sessions)
+            .field("runs", &runs)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: Mutex<HashMap<(TenantId, SessionId), SessionData>>,
+    configs: Mutex<HashMap<(TenantId, AgentId), BTreeMap<u32, AgentConfig>>>,
+    runs: Mutex<HashMap<TenantId, HashMap<RunId, RunRecord>>>,
+    approvals: Mutex<HashMap<TenantId, HashMap<ApprovalId, ApprovalRequest>>>,
+    tool_executions: Mutex<HashMap<TenantId, ToolExecutions>>,
+    usage: Mutex<HashMap<TenantId, UsageLedger>>,
+    audit: Mutex<HashMap<TenantId, Vec<AuditEntry>>>,
+    counters: Mutex<HashMap<(TenantId, String), i64>>,
+    memory: Mutex<HashMap<(TenantId, MemoryScope), BTreeMap<String, Value>>>,
+}
+
+struct SessionData {
+    record: SessionRecord,
+    /// `messages[i].seq == i + 1`.
+    messages: Vec<StoredMessage>,
+}
+
+#[derive(Default)]
+struct ToolExecutions {
+    records: HashMap<IdempotencyKey, ToolExecution>,
+    /// Keys per run, in the order they were first recorded.
+    by_run: HashMap<RunId, Vec<IdempotencyKey>>,
+}
+
+#[derive(Default)]
+struct UsageLedger {
+    ids: HashSet<UsageEventId>,
+    /// In insertion order.
+    events: Vec<UsageEvent>,
+}
+
+/// Takes a lock; a poisoned lock (a panic while it was held) is an internal error.
+fn lock<'a, T>(mutex: &'a Mutex<T>, what: &str) -> Result<MutexGuard<'a, T>> {
+    mutex
+        .lock()
+        .map_err(|_| Error::Internal(format!("in-memory store: the {what} lock is poisoned")))
+}
+
+impl InMemoryStore {
+    fn create_session_sync(&self, session: &SessionRecord) -> Result<bool> {
+        let mut sessions = lock(&self.inner.sessions, "sessions")?;
+        let key = (session.tenant.clone(), session.id.clone());
+        if sessions.contains_key(&key) {
+            return Ok(false);
+        }
+        sessions.insert(
+            key,
+            SessionData {
+                record: session.clone(),
+                messages: Vec::new(),
+            },
+        );
+        Ok(true)
+    }
+
+    fn get_session_sync(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<SessionRecord>> {
+        let sessions = lock(&self.inner.sessions, "sessions")?;
+        Ok(sessions
+            .get(&(tenant.clone(), id.clone()))
+            .map(|d| d.record.clone()))
+    }
+
+    fn append_messages_sync(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        run: Option<&RunId>,
+        messages: &[Message],
+    ) -> Result<u64> {
+        let mut sessions = lock(&self.inner.sessions, "sessions")?;
+        let data = sessions
+            .get_mut(&(tenant.clone(), session.clone()))
+            .ok_or_else(|| Error::NotFound(format!("session {session}")))?;
+        let now = Utc::now();
+        data.messages.reserve(messages.len());
+        for message in messages {
+            let seq = data.messages.len() as u64 + 1;
+            data.messages.push(StoredMessage {
+                seq,
+                run: run.cloned(),
+                message: message.clone(),
+                created_at: now,
+            });
+        }
+        Ok(data.messages.len() as u64)
+    }
+
+    fn load_messages_sync(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        window: MessageWindow,
+    ) -> Result<Vec<StoredMessage>> {
+        let sessions = lock(&self.inner.sessions, "sessions")?;
+        let Some(data) = sessions.get(&(tenant.clone(), session.clone())) else {
+            return Ok(Vec::new());
+        };
+        let all = data.messages.as_slice();
+        // Sequence numbers are the index plus one, so every window is a slice: O(window).
+        let slice = match window {
+            MessageWindow::All => all,
+            MessageWindow::Last(n) => &all[all.len().saturating_sub(n)..],
+            MessageWindow::After(seq) => {
+                let start = usize::try_from(seq).unwrap_or(usize::MAX).min(all.len());
+                &all[start..]
+            }
+        };
+        let slice = &slice[orphaned_prefix_len(slice)..];
+        Ok(slice.to_vec())
+    }
+
+    fn put_agent_config_sync(&self, tenant: &TenantId, config: &AgentConfig) -> Result<()> {
+        let mut configs = lock(&self.inner.configs, "agent configs")?;
+        let versions = configs
+            .entry((tenant.clone(), config.agent.clone()))
+            .or_default();
+        if let Some(existing) = versions.get(&config.version)
+            && existing.status == ConfigStatus::Final
+        {
+            return Err(Error::Conflict(format!(
+                "agent {} version {} is final",
+                config.agent, config.version
+            )));
+        }
+        versions.insert(config.version, config.clone());
+        Ok(())
+    }
+
+    fn get_agent_config_sync(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        version: Option<u32>,
+    ) -> Result<Option<AgentConfig>> {
+        let configs = lock(&self.inner.configs, "agent configs")?;
+        let Some(versions) = configs.get(&(tenant.clone(), agent.clone())) else {
+            return Ok(None);
+        };
+        Ok(match version {
+            Some(v) => versions.get(&v).cloned(),
+            None => versions.values().next_back().cloned(),
+        })
+    }
+
+    fn list_agent_config_versions_sync(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+    ) -> Result<Vec<u32>> {
+        let configs = lock(&self.inner.configs, "agent configs")?;
+        Ok(configs
+            .get(&(tenant.clone(), agent.clone()))
+            .map(|versions| versions.keys().copied().collect())
+            .unwrap_or_default())
+    }
+
+    fn create_run_sync(&self, run: &RunRecord) -> Result<()> {
+        let mut runs = lock(&self.inner.runs, "runs")?;
+        let tenant_runs = runs.entry(run.tenant.clone()).or_default();
+        if tenant_runs.contains_key(&run.id) {
+            return Err(Error::Conflict(format!("run {} already exists", run.id)));
+        }
+        tenant_runs.insert(run.id.clone(), run.clone());
+        Ok(())
+    }
+
+    fn get_run_sync(&self, tenant: &TenantId, id: &RunId) -> Result<Option<RunRecord>> {
+        let runs = lock(&self.inner.runs, "runs")?;
+        Ok(runs.get(tenant).and_then(|r| r.get(id)).cloned())
+    }
+
+    fn update_run_sync(&self, run: &RunRecord, expected_version: u64) -> Result<()> {
+        let mut runs = lock(&self.inner.runs, "runs")?;
+        let stored = runs
+            .get_mut(&run.tenant)
+            .and_then(|r| r.get_mut(&run.id))
+            .ok_or_else(|| Error::NotFound(format!("run {}", run.id)))?;
+        if stored.version != expected_version {
+            return Err(Error::Conflict(format!(
+                "run {} is at version {}, not {expected_version}",
+                run.id, stored.version
+            )));
+        }
+        *stored = run.clone();
+        Ok(())
+    }
+
+    fn create_approval_sync(&self, request: &ApprovalRequest) -> Result<()> {
+        let mut approvals = lock(&self.inner.approvals, "approvals")?;
+        let tenant_approvals = approvals.entry(request.tenant.clone()).or_default();
+        if tenant_approvals.contains_key(&request.id) {
+            return Err(Error::Conflict(format!(
+                "approval {} already exists",
+                request.id
+            )));
+        }
+        tenant_approvals.insert(request.id.clone(), request.clone());
+        Ok(())
+    }
+
+    fn get_approval_sync(
+        &self,
+        tenant: &TenantId,
+        id: &ApprovalId,
+    ) -> Result<Option<ApprovalRequest>> {
+        let approvals = lock(&self.inner.approvals, "approvals")?;
+        Ok(approvals.get(tenant).and_then(|a| a.get(id)).cloned())
+    }
+
+    fn decide_approval_sync(
+        &self,
+        tenant: &TenantId,
+        id: &ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<ApprovalRequest> {
+        decision.validate()?;
+        let mut approvals = lock(&self.inner.approvals, "approvals")?;
+        let stored = approvals
+            .get_mut(tenant)
+            .and_then(|a| a.get_mut(id))
+            .ok_or_else(|| Error::NotFound(format!("approval {id}")))?;
+        // Apply to a copy so a refused decision leaves the stored request untouched.
+        let mut decided = stored.clone();
+        decision.apply_to(&mut decided, Utc::now())?;
+        *stored = decided.clone();
+        Ok(decided)
+    }
+
+    fn list_pending_approvals_sync(&self, tenant: &TenantId) -> Result<Vec<ApprovalRequest>> {
+        let approvals = lock(&self.inner.approvals, "approvals")?;
+        let mut pending: Vec<ApprovalRequest> = approvals
+            .get(tenant)
+            .map(|a| {
+                a.values()
+                    .filter(|r| r.status == ApprovalStatus::Pending)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop(approvals);
+        pending.sort_by(approval_queue_order);
+        Ok(pending)
+    }
+
+    fn record_tool_execution_sync(&self, execution: &ToolExecution) -> Result<()> {
+        let mut all = lock(&self.inner.tool_executions, "tool executions")?;
+        let tenant = all.entry(execution.tenant.clone()).or_default();
+        let key = &execution.idempotency_key;
+        match tenant.records.get(key) {
+            Some(existing) if existing.status == ToolExecutionStatus::Succeeded => {
+                return Err(Error::Conflict(format!(
+                    "tool execution {key} already succeeded"
+                )));
+            }
+            Some(existing) if existing.run != execution.run => {
+                // Keys are derived from the run, so this does not happen in practice; keep the
+                // per-run index right anyway.
+                let old_run = existing.run.clone();
+                if let Some(keys) = tenant.by_run.get_mut(&old_run) {
+                    keys.retain(|k| k != key);
+                }
+                tenant
+                    .by_run
+                    .entry(execution.run.clone())
+                    .or_default()
+                    .push(key.clone());
+            }
+            Some(_) => {}
+            None => tenant
+                .by_run
+                .entry(execution.run.clone())
+                .or_default()
+                .push(key.clone()),
+        }
+        tenant.records.insert(key.clone(), execution.clone());
+        Ok(())
+    }
+
+    fn get_tool_execution_sync(
+        &self,
+        tenant: &TenantId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<ToolExecution>> {
+        let all = lock(&self.inner.tool_executions, "tool executions")?;
+        Ok(all.get(tenant).and_then(|t| t.records.get(key)).cloned())
+    }
+
+    fn list_tool_executions_sync(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+    ) -> Result<Vec<ToolExecution>> {
+        let all = lock(&self.inner.tool_executions, "tool executions")?;
+        let Some(tenant) = all.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        Ok(tenant
+            .by_run
+            .get(run)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| tenant.records.get(k))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn append_usage_sync(&self, events: &[UsageEvent]) -> Result<()> {
+        let mut ledgers = lock(&self.inner.usage, "usage")?;
+        // Check the whole batch first so that nothing is written when any id is taken.
+        let mut batch: HashSet<(&TenantId, &UsageEventId)> = HashSet::with_capacity(events.len());
+        for e in events {
+            let taken = ledgers
+                .get(&e.tenant)
+                .is_some_and(|l| l.ids.contains(&e.id));
+            if taken || !batch.insert((&e.tenant, &e.id)) {
+                return Err(Error::Conflict(format!(
+                    "usage event {} already exists",
+                    e.id
+                )));
+            }
+        }
+        for e in events {
+            let ledger = ledgers.entry(e.tenant.clone()).or_default();
+            ledger.ids.insert(e.id.clone());
+            ledger.events.push(e.clone());
+        }
+        Ok(())
+    }
+
+    fn list_usage_sync(&self, tenant: &TenantId, query: &UsageQuery) -> Result<Vec<UsageEvent>> {
+        let ledgers = lock(&self.inner.usage, "usage")?;
+        let mut events: Vec<UsageEvent> = ledgers
+            .get(tenant)
+            .map(|l| {
+                l.events
+                    .iter()
+                    .filter(|e| query.matches(e))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop(ledgers);
+        // Stable: events with the same time stay in insertion order.
+        events.sort_by_key(|e| e.at);
+        Ok(events)
+    }
+
+    fn append_audit_sync(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        let mut chains = lock(&self.inner.audit, "audit")?;
+        let chain = chains.entry(entry.tenant.clone()).or_default();
+        let seq = chain.len() as u64 + 1;
+        let prev_hash = chain
+            .last()
+            .map_or_else(|| AUDIT_GENESIS_HASH.to_string(), |e| e.hash.clone());
+        let chained = entry.chain(seq, prev_hash);
+        chain.push(chained.clone());
+        Ok(chained)
+    }
+
+    fn list_audit_sync(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let chains = lock(&self.inner.audit, "audit")?;
+        Ok(chains
+            .get(tenant)
+            .map(|c| c.iter().filter(|e| query.matches(e)).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn counter_add_sync(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> Result<CounterOutcome> {
+        let mut counters = lock(&self.inner.counters, "counters")?;
+        let slot = (tenant.clone(), key.to_string());
+        let current = counters.get(&slot).copied().unwrap_or(0);
+        let Some(next) = current.checked_add(delta) else {
+            if delta > 0 && limit.is_some() {
+                // Past i64::MAX is certainly past the limit.
+                return Ok(CounterOutcome {
+                    applied: false,
+                    value: current,
+                });
+            }
+            return Err(Error::InvalidInput(format!(
+                "counter {key}: {current} + {delta} overflows"
+            )));
+        };
+        if delta > 0
+            && let Some(limit) = limit
+            && next > limit
+        {
+            return Ok(CounterOutcome {
+                applied: false,
+                value: current,
+            });
+        }
+        counters.insert(slot, next);
+        Ok(CounterOutcome {
+            applied: true,
+            value: next,
+        })
+    }
+
+    fn counter_get_sync(&self, tenant: &TenantId, key: &str) -> Result<i64> {
+        let counters = lock(&self.inner.counters, "counters")?;
+        Ok(counters
+            .get(&(tenant.clone(), key.to_string()))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    fn put_memory_sync(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+        key: &str,
+        value: &Value,
+    ) -> Result<()> {
+        let mut memory = lock(&self.inner.memory, "memory")?;
+        memory
+            .entry((tenant.clone(), scope.clone()))
+            .or_default()
+            .insert(key.to_string(), value.clone());
+        Ok(())
+    }
+
+    fn get_memory_sync(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+        key: &str,
+    ) -> Result<Option<Value>> {
+        let memory = lock(&self.inner.memory, "memory")?;
+        Ok(memory
+            .get(&(tenant.clone(), scope.clone()))
+            .and_then(|m| m.get(key))
+            .cloned())
+    }
+
+    fn list_memory_sync(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+    ) -> Result<Vec<(String, Value)>> {
+        let memory = lock(&self.inner.memory, "memory")?;
+        Ok(memory
+            .get(&(tenant.clone(), scope.clone()))
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    fn delete_memory_sync(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+        key: &str,
+    ) -> Result<bool> {
+        let mut memory = lock(&self.inner.memory, "memory")?;
+        let slot = (tenant.clone(), scope.clone());
+        let Some(values) = memory.get_mut(&slot) else {
+            return Ok(false);
+        };
+        let existed = values.remove(key).is_some();
+        if values.is_empty() {
+            memory.remove(&slot);
+        }
+        Ok(existed)
+    }
+}
+
+#[async_trait]
+impl SessionStore for InMemoryStore {
+    async fn create_session(&self, session: &SessionRecord) -> Result<bool> {
+        self.create_session_sync(session)
+    }
+
+    async fn get_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+    ) -> Result<Option<SessionRecord>> {
+        self.get_session_sync(tenant, id)
+    }
+
+    async fn append_messages(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        run: Option<&RunId>,
+        messages: &[Message],
+    ) -> Result<u64> {
+        self.append_messages_sync(tenant, session, run, messages)
+    }
+
+    async fn load_messages(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        window: MessageWindow,
+    ) -> Result<Vec<StoredMessage>> {
+        self.load_messages_sync(tenant, session, window)
+    }
+}
+
+#[async_trait]
+impl AgentConfigStore for InMemoryStore {
+    async fn put_agent_config(&self, tenant: &TenantId, config: &AgentConfig) -> Result<()> {
+        self.put_agent_config_sync(tenant, config)
+    }
+
+    async fn get_agent_config(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        version: Option<u32>,
+    ) -> Result<Option<AgentConfig>> {
+        self.get_agent_config_sync(tenant, agent, version)
+    }
+
+    async fn list_agent_config_versions(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+    ) -> Result<Vec<u32>> {
+        self.list_agent_config_versions_sync(tenant, agent)
+    }
+}
+
+#[async_trait]
+impl RunStore for InMemoryStore {
+    async fn create_run(&self, run: &RunRecord) -> Result<()> {
+        self.create_run_sync(run)
+    }
+
+    async fn get_run(&self, tenant: &TenantId, id: &RunId) -> Result<Option<RunRecord>> {
+        self.get_run_sync(tenant, id)
+    }
+
+    async fn update_run(&self, run: &RunRecord, expected_version: u64) -> Result<()> {
+        self.update_run_sync(run, expected_version)
+    }
+}
+
+#[async_trait]
+impl ApprovalStore for InMemoryStore {
+    async fn create_approval(&self, request: &ApprovalRequest) -> Result<()> {
+        self.create_approval_sync(request)
+    }
+
+    async fn get_approval(
+        &self,
+        tenant: &TenantId,
+        id: &ApprovalId,
+    ) -> Result<Option<ApprovalRequest>> {
+        self.get_approval_sync(tenant, id)
+    }
+
+    async fn decide_approval(
+        &self,
+        tenant: &TenantId,
+        id: &ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<ApprovalRequest> {
+        self.decide_approval_sync(tenant, id, decision)
+    }
+
+    async fn list_pending_approvals(&self, tenant: &TenantId) -> Result<Vec<ApprovalRequest>> {
+        self.list_pending_approvals_sync(tenant)
+    }
+}
+
+#[async_trait]
+impl ToolExecutionStore for InMemoryStore {
+    async fn record_tool_execution(&self, execution: &ToolExecution) -> Result<()> {
+        self.record_tool_execution_sync(execution)
+    }
+
+    async fn get_tool_execution(
+        &self,
+        tenant: &TenantId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<ToolExecution>> {
+        self.get_tool_execution_sync(tenant, key)
+    }
+
+    async fn list_tool_executions(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+    ) -> Result<Vec<ToolExecution>> {
+        self.list_tool_executions_sync(tenant, run)
+    }
+}
+
+#[async_trait]
+impl UsageStore for InMemoryStore {
+    async fn append_usage(&self, events: &[UsageEvent]) -> Result<()> {
+        self.append_usage_sync(events)
+    }
+
+    async fn list_usage(&self, tenant: &TenantId, query: &UsageQuery) -> Result<Vec<UsageEvent>> {
+        self.list_usage_sync(tenant, query)
+    }
+}
+
+#[async_trait]
+impl AuditStore for InMemoryStore {
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        self.append_audit_sync(entry)
+    }
+
+    async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.list_audit_sync(tenant, query)
+    }
+}
+
+#[async_trait]
+impl CounterStore for InMemoryStore {
+    async fn counter_add(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> Result<CounterOutcome> {
+        self.counter_add_sync(tenant, key, delta, limit)
+    }
+
+    async fn counter_get(&self, tenant: &TenantId, key: &str) -> Result<i64> {
+        self.counter_get_sync(tenant, key)
+    }
+}
+
+#[async_trait]
+impl MemoryStore for InMemoryStore {
+    async fn put_memory(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+        key: &str,
+        value: &Value,
+    ) -> Result<()> {
+        self.put_memory_sync(tenant, scope, key, value)
+    }
+
+    async fn get_memory(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+        key: &str,
+    ) -> Result<Option<Value>> {
+        self.get_memory_sync(tenant, scope, key)
+    }
+
+    async fn list_memory(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+    ) -> Result<Vec<(String, Value)>> {
+        self.list_memory_sync(tenant, scope)
+    }
+
+    async fn delete_memory(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+        key: &str,
+    ) -> Result<bool> {
+        self.delete_memory_sync(tenant, scope, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisoned_lock_is_an_internal_error() {
+        let store = InMemoryStore::new();
+        let inner = Arc::clone(&store.inner);
+        let _ = std::thread::spawn(move || {
+            let _guard = inner.counters.lock();
+            panic!("poison the counters lock");
+        })
+        .join();
+        let err = store
+            .counter_get_sync(&TenantId::from("t"), "k")
+            .expect_err("a poisoned lock must not panic");
+        assert_eq!(err.kind(), crate::ErrorKind::Internal);
+    }
+}

@@ -1,0 +1,245 @@
+//! Durable state contracts.
+//!
+//! [`StateStore`] is the sum of one trait per kind of record. Every method is tenant-scoped:
+//! reads take the tenant explicitly and writes carry it in the record, and no method can return
+//! or change another tenant's records (Architecture Invariant: tenant isolation). Usage events
+//! and audit entries are append-only: there is no method to change or remove them.
+//!
+//! Backends: [`InMemoryStore`] here; SQLite and Postgres in their own crates. All of them run the
+//! same conformance suite (`testkit::conformance`, feature `testkit`).
+
+mod memory;
+mod records;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+pub use memory::InMemoryStore;
+pub use records::*;
+
+use crate::agent::AgentConfig;
+use crate::error::Result;
+use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId};
+use crate::message::Message;
+
+/// Sessions and their messages, stored as deltas.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates a session; returns `false` (and changes nothing) when it already exists.
+    async fn create_session(&self, session: &SessionRecord) -> Result<bool>;
+
+    /// A session of this tenant.
+    async fn get_session(&self, tenant: &TenantId, id: &SessionId)
+    -> Result<Option<SessionRecord>>;
+
+    /// Appends messages to a session in one atomic step and returns the sequence number of the
+    /// last one (sequence numbers start at 1 and have no gaps). [`crate::Error::NotFound`] when
+    /// the session does not exist in this tenant.
+    async fn append_messages(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        run: Option<&RunId>,
+        messages: &[Message],
+    ) -> Result<u64>;
+
+    /// Loads messages in sequence order. A window never starts with a tool result whose
+    /// assistant call lies outside the window: such orphans are dropped from its front.
+    async fn load_messages(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        window: MessageWindow,
+    ) -> Result<Vec<StoredMessage>>;
+}
+
+/// Versioned agent configurations; a version whose status is final is immutable.
+#[async_trait]
+pub trait AgentConfigStore: Send + Sync {
+    /// Saves a config version (insert, or replace a draft). [`crate::Error::Conflict`] when that
+    /// version is already final.
+    async fn put_agent_config(&self, tenant: &TenantId, config: &AgentConfig) -> Result<()>;
+
+    /// One version, or the highest version when `version` is `None`.
+    async fn get_agent_config(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        version: Option<u32>,
+    ) -> Result<Option<AgentConfig>>;
+
+    /// The versions that exist for an agent, ascending.
+    async fn list_agent_config_versions(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+    ) -> Result<Vec<u32>>;
+}
+
+/// Agent runs, including the durable state of a suspended turn.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Inserts a run; [`crate::Error::Conflict`] when the id exists.
+    async fn create_run(&self, run: &RunRecord) -> Result<()>;
+
+    /// A run of this tenant.
+    async fn get_run(&self, tenant: &TenantId, id: &RunId) -> Result<Option<RunRecord>>;
+
+    /// Replaces a run only if the stored version equals `expected_version` (compare-and-swap);
+    /// [`crate::Error::Conflict`] otherwise. The caller sets `run.version` to the new version.
+    async fn update_run(&self, run: &RunRecord, expected_version: u64) -> Result<()>;
+}
+
+/// Human approval requests.
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    /// Inserts a request; [`crate::Error::Conflict`] when the id exists.
+    async fn create_approval(&self, request: &ApprovalRequest) -> Result<()>;
+
+    /// A request of this tenant.
+    async fn get_approval(
+        &self,
+        tenant: &TenantId,
+        id: &ApprovalId,
+    ) -> Result<Option<ApprovalRequest>>;
+
+    /// Decides a pending request exactly once: under any concurrency one decision wins and the
+    /// others get [`crate::Error::Conflict`]. Returns the decided request.
+    async fn decide_approval(
+        &self,
+        tenant: &TenantId,
+        id: &ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<ApprovalRequest>;
+
+    /// Pending requests of a tenant: highest priority first, then earliest deadline (requests
+    /// without one last), then oldest.
+    async fn list_pending_approvals(&self, tenant: &TenantId) -> Result<Vec<ApprovalRequest>>;
+}
+
+/// Tool execution records keyed by idempotency key.
+#[async_trait]
+pub trait ToolExecutionStore: Send + Sync {
+    /// Inserts or updates the record for `(tenant, idempotency_key)`. A record that already
+    /// succeeded is final: writing it again gives [`crate::Error::Conflict`].
+    async fn record_tool_execution(&self, execution: &ToolExecution) -> Result<()>;
+
+    /// The record for an idempotency key.
+    async fn get_tool_execution(
+        &self,
+        tenant: &TenantId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<ToolExecution>>;
+
+    /// The records of one run, in the order they were first recorded.
+    async fn list_tool_executions(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+    ) -> Result<Vec<ToolExecution>>;
+}
+
+/// The append-only usage ledger.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Appends events atomically. An id that exists already gives [`crate::Error::Conflict`] and
+    /// nothing of the batch is written.
+    async fn append_usage(&self, events: &[UsageEvent]) -> Result<()>;
+
+    /// Events of a tenant matching the query, in time order.
+    async fn list_usage(&self, tenant: &TenantId, query: &UsageQuery) -> Result<Vec<UsageEvent>>;
+}
+
+/// The append-only, hash-chained audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an entry: the store assigns the next sequence number of the tenant's chain and
+    /// the previous entry's hash atomically, so concurrent appends still form one chain.
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry>;
+
+    /// Entries of a tenant matching the query, in sequence order.
+    async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+}
+
+/// Atomic counters for budgets and rate limits.
+#[async_trait]
+pub trait CounterStore: Send + Sync {
+    /// Adds `delta` to a counter (missing counters start at 0). With a `limit`, a positive delta
+    /// is applied only if the new value stays `<= limit`; the check and the add are one atomic
+    /// step. Negative deltas (releases) are always applied.
+    async fn counter_add(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> Result<CounterOutcome>;
+
+    /// The current value (0 when missing).
+    async fn counter_get(&self, tenant: &TenantId, key: &str) -> Result<i64>;
+}
+
+/// Long-term memory: JSON values by scope and key.
+#[async_trait]
+pub trait MemoryStore: Send + Sync {
+    /// Sets a value.
+    async fn put_memory(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+        key: &str,
+        value: &Value,
+    ) -> Result<()>;
+
+    /// A value.
+    async fn get_memory(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+        key: &str,
+    ) -> Result<Option<Value>>;
+
+    /// Every key and value in a scope, sorted by key.
+    async fn list_memory(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+    ) -> Result<Vec<(String, Value)>>;
+
+    /// Removes a value; returns whether it existed.
+    async fn delete_memory(
+        &self,
+        tenant: &TenantId,
+        scope: &MemoryScope,
+        key: &str,
+    ) -> Result<bool>;
+}
+
+/// Everything an agent needs to persist. Implemented automatically for any type that implements
+/// every part, and usable as `Arc<dyn StateStore>` (upcast to `Arc<dyn SessionStore>` etc. when a
+/// component needs only one part).
+pub trait StateStore:
+    SessionStore
+    + AgentConfigStore
+    + RunStore
+    + ApprovalStore
+    + ToolExecutionStore
+    + UsageStore
+    + AuditStore
+    + CounterStore
+    + MemoryStore
+{
+}
+
+impl<T> StateStore for T where
+    T: SessionStore
+        + AgentConfigStore
+        + RunStore
+        + ApprovalStore
+        + ToolExecutionStore
+        + UsageStore
+        + AuditStore
+        + CounterStore
+        + MemoryStore
+{
+}

@@ -1,0 +1,872 @@
+//! The records stores keep.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId, UsageEventId};
+use crate::message::{Message, ToolCall, Usage};
+use crate::policy::Priority;
+use crate::redact::hash_json;
+
+/// A conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Owner.
+    pub tenant: TenantId,
+    /// Id (unique within the tenant).
+    pub id: SessionId,
+    /// The agent the session talks to.
+    pub agent: AgentId,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Host metadata (channel, user's external id, locale...).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl SessionRecord {
+    /// A new session created now.
+    pub fn new(tenant: TenantId, id: SessionId, agent: AgentId) -> Self {
+        Self {
+            tenant,
+            id,
+            agent,
+            created_at: Utc::now(),
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
+/// A message as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// Position in the session, from 1, without gaps.
+    pub seq: u64,
+    /// The run that added it.
+    pub run: Option<RunId>,
+    /// The message.
+    pub message: Message,
+    /// When it was appended.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which messages to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageWindow {
+    /// The whole session.
+    All,
+    /// The last `n` messages (fewer if that would start with orphaned tool results).
+    Last(usize),
+    /// Messages with a sequence number greater than this.
+    After(u64),
+}
+
+/// How many messages at the front of `messages` are tool results without their assistant call
+/// (they are cut from a window). Backends call this on the window they loaded.
+pub fn orphaned_prefix_len(messages: &[StoredMessage]) -> usize {
+    messages
+        .iter()
+        .take_while(|m| m.message.is_tool_result())
+        .count()
+}
+
+/// Status of an agent run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Being executed by some process.
+    Running,
+    /// Waiting for human decisions; holds no process.
+    Suspended,
+    /// Finished with an answer.
+    Completed,
+    /// Finished with an error.
+    Failed,
+}
+
+impl RunStatus {
+    /// `"running"`, `"suspended"`, ...
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Suspended => "suspended",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One tool call of a suspended turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PendingCall {
+    /// Already answered (executed, denied, invalid); `result` is the tool message.
+    Resolved {
+        /// The call.
+        call: ToolCall,
+        /// The tool result message.
+        result: Message,
+    },
+    /// Waiting for a human decision on these exact arguments.
+    AwaitingApproval {
+        /// The call.
+        call: ToolCall,
+        /// The approval request.
+        approval: ApprovalId,
+        /// Hash of the arguments submitted for approval.
+        arguments_hash: String,
+    },
+}
+
+impl PendingCall {
+    /// The call.
+    pub fn call(&self) -> &ToolCall {
+        match self {
+            PendingCall::Resolved { call, .. } | PendingCall::AwaitingApproval { call, .. } => call,
+        }
+    }
+}
+
+/// An agent run and, when suspended, exactly where it stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Owner.
+    pub tenant: TenantId,
+    /// Id.
+    pub id: RunId,
+    /// The agent.
+    pub agent: AgentId,
+    /// The session.
+    pub session: SessionId,
+    /// Status.
+    pub status: RunStatus,
+    /// Optimistic-concurrency version; see [`super::RunStore::update_run`].
+    pub version: u64,
+    /// Model calls made.
+    pub turns: u32,
+    /// Tool calls proposed.
+    pub tool_calls: u32,
+    /// Tool results that were errors.
+    pub tool_errors: u32,
+    /// Token usage so far.
+    pub usage: Usage,
+    /// Tool calls of the suspended turn, in the model's order.
+    #[serde(default)]
+    pub pending: Vec<PendingCall>,
+    /// Hashes of every (tool, arguments) proposed, for repeated-call detection.
+    #[serde(default)]
+    pub call_fingerprints: Vec<String>,
+    /// The final answer, once completed.
+    pub reply: Option<String>,
+    /// The error, once failed.
+    pub error: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RunRecord {
+    /// A new running run.
+    pub fn new(tenant: TenantId, id: RunId, agent: AgentId, session: SessionId) -> Self {
+        let now = Utc::now();
+        Self {
+            tenant,
+            id,
+            agent,
+            session,
+            status: RunStatus::Running,
+            version: 1,
+            turns: 0,
+            tool_calls: 0,
+            tool_errors: 0,
+            usage: Usage::default(),
+            pending: Vec::new(),
+            call_fingerprints: Vec::new(),
+            reply: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Status of an approval request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    /// Waiting for a human.
+    Pending,
+    /// Approved.
+    Approved,
+    /// Rejected.
+    Rejected,
+    /// Nobody decided in time.
+    Expired,
+}
+
+impl ApprovalStatus {
+    /// `"pending"`, `"approved"`, ...
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Rejected => "rejected",
+            ApprovalStatus::Expired => "expired",
+        }
+    }
+}
+
+/// A request for a human to approve one action with exact arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    /// Id.
+    pub id: ApprovalId,
+    /// Owner.
+    pub tenant: TenantId,
+    /// The requesting agent.
+    pub agent: AgentId,
+    /// The session.
+    pub session: SessionId,
+    /// The suspended run.
+    pub run: RunId,
+    /// The tool call (name, arguments, call id).
+    pub call: ToolCall,
+    /// Hash of `call.arguments` ([`crate::redact::hash_json`]): the approval binds to it.
+    pub arguments_hash: String,
+    /// Why approval is needed.
+    pub reason: String,
+    /// Urgency.
+    pub priority: Priority,
+    /// Status.
+    pub status: ApprovalStatus,
+    /// Who should decide.
+    pub assignee: Option<String>,
+    /// Decide before this.
+    pub deadline: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Decided.
+    pub decided_at: Option<DateTime<Utc>>,
+    /// Who decided.
+    pub reviewer: Option<String>,
+    /// The reviewer's comment (the model is told on rejection).
+    pub comment: Option<String>,
+    /// Arguments the reviewer changed before approving.
+    pub edited_arguments: Option<Value>,
+}
+
+impl ApprovalRequest {
+    /// A pending request for `call`, created now.
+    pub fn new(
+        tenant: TenantId,
+        agent: AgentId,
+        session: SessionId,
+        run: RunId,
+        call: ToolCall,
+        reason: impl Into<String>,
+        priority: Priority,
+    ) -> Self {
+        let arguments_hash = hash_json(&call.arguments);
+        Self {
+            id: ApprovalId::generate(),
+            tenant,
+            agent,
+            session,
+            run,
+            call,
+            arguments_hash,
+            reason: reason.into(),
+            priority,
+            status: ApprovalStatus::Pending,
+            assignee: None,
+            deadline: None,
+            created_at: Utc::now(),
+            decided_at: None,
+            reviewer: None,
+            comment: None,
+            edited_arguments: None,
+        }
+    }
+
+    /// The arguments the approved action must run with: the edited ones if any.
+    pub fn approved_arguments(&self) -> &Value {
+        self.edited_arguments
+            .as_ref()
+            .unwrap_or(&self.call.arguments)
+    }
+}
+
+/// A human's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalDecision {
+    /// `Approved`, `Rejected` or `Expired` (`Pending` is refused).
+    pub status: ApprovalStatus,
+    /// Who decided.
+    pub reviewer: String,
+    /// A comment.
+    pub comment: Option<String>,
+    /// Changed arguments (approval only); they are validated and evaluated again on resume.
+    pub edited_arguments: Option<Value>,
+}
+
+impl ApprovalDecision {
+    /// Approve as given.
+    pub fn approve(reviewer: impl Into<String>) -> Self {
+        Self {
+            status: ApprovalStatus::Approved,
+            reviewer: reviewer.into(),
+            comment: None,
+            edited_arguments: None,
+        }
+    }
+
+    /// Reject with a comment the model will see.
+    pub fn reject(reviewer: impl Into<String>, comment: impl Into<String>) -> Self {
+        Self {
+            status: ApprovalStatus::Rejected,
+            reviewer: reviewer.into(),
+            comment: Some(comment.into()),
+            edited_arguments: None,
+        }
+    }
+
+    /// Approve with edited arguments.
+    pub fn approve_with_arguments(reviewer: impl Into<String>, arguments: Value) -> Self {
+        Self {
+            edited_arguments: Some(arguments),
+            ..Self::approve(reviewer)
+        }
+    }
+
+    /// Checks the decision is one a store may apply.
+    pub fn validate(&self) -> Result<()> {
+        if self.status == ApprovalStatus::Pending {
+            return Err(Error::InvalidInput(
+                "an approval decision cannot set the status back to pending".into(),
+            ));
+        }
+        if self.edited_arguments.is_some() && self.status != ApprovalStatus::Approved {
+            return Err(Error::InvalidInput(
+                "edited arguments only go with an approval".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the decision to a pending request (what every backend does inside its atomic
+    /// step). [`Error::Conflict`] when the request is not pending.
+    pub fn apply_to(&self, request: &mut ApprovalRequest, now: DateTime<Utc>) -> Result<()> {
+        self.validate()?;
+        if request.status != ApprovalStatus::Pending {
+            return Err(Error::Conflict(format!(
+                "approval {} is already {}",
+                request.id,
+                request.status.as_str()
+            )));
+        }
+        request.status = self.status;
+        request.reviewer = Some(self.reviewer.clone());
+        request.comment.clone_from(&self.comment);
+        request.edited_arguments.clone_from(&self.edited_arguments);
+        request.decided_at = Some(now);
+        Ok(())
+    }
+}
+
+/// Orders pending approvals: priority (highest first), deadline (earliest first, none last),
+/// creation time.
+pub fn approval_queue_order(a: &ApprovalRequest, b: &ApprovalRequest) -> std::cmp::Ordering {
+    b.priority
+        .cmp(&a.priority)
+        .then_with(|| match (a.deadline, b.deadline) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        })
+        .then_with(|| a.created_at.cmp(&b.created_at))
+        .then_with(|| a.id.cmp(&b.id))
+}
+
+/// Status of a tool execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolExecutionStatus {
+    /// Started, not finished (a crash leaves this; a retry runs again with the same key).
+    Started,
+    /// Finished successfully; final.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+}
+
+/// The record of one tool execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolExecution {
+    /// Owner.
+    pub tenant: TenantId,
+    /// Unique per (tenant, key).
+    pub idempotency_key: IdempotencyKey,
+    /// The agent.
+    pub agent: AgentId,
+    /// The session.
+    pub session: SessionId,
+    /// The run.
+    pub run: RunId,
+    /// The model's call id.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Arguments, redacted by the tool's rules.
+    pub input: Value,
+    /// Output, redacted by the tool's rules (replayed for a repeated idempotency key).
+    pub output: Option<Value>,
+    /// Error text.
+    pub error: Option<String>,
+    /// Status.
+    pub status: ToolExecutionStatus,
+    /// Started.
+    pub started_at: DateTime<Utc>,
+    /// Finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What a usage event counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageKind {
+    /// Prompt tokens (excluding cached ones).
+    InputTokens,
+    /// Completion tokens.
+    OutputTokens,
+    /// Prompt tokens served from cache.
+    CachedInputTokens,
+    /// One tool call.
+    ToolCall,
+    /// One knowledge-base query.
+    KnowledgeQuery,
+    /// Audio, in milliseconds.
+    AudioMillis,
+}
+
+impl UsageKind {
+    /// `"input_tokens"`, ...
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UsageKind::InputTokens => "input_tokens",
+            UsageKind::OutputTokens => "output_tokens",
+            UsageKind::CachedInputTokens => "cached_input_tokens",
+            UsageKind::ToolCall => "tool_call",
+            UsageKind::KnowledgeQuery => "knowledge_query",
+            UsageKind::AudioMillis => "audio_millis",
+        }
+    }
+}
+
+/// An amount of US dollars in nano-dollars (10⁻⁹ USD), exact under addition.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Usd(pub i64);
+
+impl Usd {
+    /// Zero.
+    pub const ZERO: Usd = Usd(0);
+
+    /// From nano-dollars.
+    pub fn from_nanos(n: i64) -> Self {
+        Usd(n)
+    }
+
+    /// From whole micro-dollars (10⁻⁶ USD).
+    pub fn from_micros(n: i64) -> Self {
+        Usd(n.saturating_mul(1_000))
+    }
+
+    /// Nano-dollars.
+    pub fn nanos(self) -> i64 {
+        self.0
+    }
+
+    /// As a floating point number of dollars (for display only).
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+}
+
+impl std::ops::Add for Usd {
+    type Output = Usd;
+    fn add(self, o: Usd) -> Usd {
+        Usd(self.0.saturating_add(o.0))
+    }
+}
+
+impl std::iter::Sum for Usd {
+    fn sum<I: Iterator<Item = Usd>>(iter: I) -> Usd {
+        iter.fold(Usd::ZERO, |a, b| a + b)
+    }
+}
+
+impl fmt::Debug for Usd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Usd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(
+            f,
+            "{sign}${}.{:09}",
+            abs / 1_000_000_000,
+            abs % 1_000_000_000
+        )
+    }
+}
+
+/// One metered quantity (append-only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageEvent {
+    /// Id (unique).
+    pub id: UsageEventId,
+    /// Owner.
+    pub tenant: TenantId,
+    /// The agent.
+    pub agent: AgentId,
+    /// The session.
+    pub session: Option<SessionId>,
+    /// The run.
+    pub run: Option<RunId>,
+    /// What is counted.
+    pub kind: UsageKind,
+    /// The model or tool the quantity is for.
+    pub resource: Option<String>,
+    /// How many (tokens, calls, milliseconds).
+    pub quantity: u64,
+    /// Cost, when priced.
+    pub cost: Option<Usd>,
+    /// The price table version used for `cost`.
+    pub price_version: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl UsageEvent {
+    /// An unpriced event now.
+    pub fn new(tenant: TenantId, agent: AgentId, kind: UsageKind, quantity: u64) -> Self {
+        Self {
+            id: UsageEventId::generate(),
+            tenant,
+            agent,
+            session: None,
+            run: None,
+            kind,
+            resource: None,
+            quantity,
+            cost: None,
+            price_version: None,
+            at: Utc::now(),
+        }
+    }
+}
+
+/// Filters for [`super::UsageStore::list_usage`]; `None` means any. Time bounds are
+/// `from <= at < to`.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct UsageQuery {
+    /// Inclusive lower bound.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound.
+    pub to: Option<DateTime<Utc>>,
+    /// Only this agent.
+    pub agent: Option<AgentId>,
+    /// Only this kind.
+    pub kind: Option<UsageKind>,
+    /// Only this run.
+    pub run: Option<RunId>,
+}
+
+impl UsageQuery {
+    /// Matches everything.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Restricts to `[from, to)`.
+    pub fn between(mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        self.from = Some(from);
+        self.to = Some(to);
+        self
+    }
+
+    /// Restricts to one agent.
+    pub fn agent(mut self, agent: AgentId) -> Self {
+        self.agent = Some(agent);
+        self
+    }
+
+    /// Restricts to one kind.
+    pub fn kind(mut self, kind: UsageKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Restricts to one run.
+    pub fn run(mut self, run: RunId) -> Self {
+        self.run = Some(run);
+        self
+    }
+
+    /// Whether an event matches (backends without query languages use this).
+    pub fn matches(&self, e: &UsageEvent) -> bool {
+        self.from.is_none_or(|f| e.at >= f)
+            && self.to.is_none_or(|t| e.at < t)
+            && self.agent.as_ref().is_none_or(|a| &e.agent == a)
+            && self.kind.is_none_or(|k| e.kind == k)
+            && self.run.as_ref().is_none_or(|r| e.run.as_ref() == Some(r))
+    }
+}
+
+/// An audit entry before the store chains it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAuditEntry {
+    /// Owner.
+    pub tenant: TenantId,
+    /// What happened (`policy.decision`, `tool.execution`, `approval.decided`, `run.completed`).
+    pub kind: String,
+    /// Who acted (`agent:support`, `user:alice`).
+    pub actor: String,
+    /// On what (tool name or `resource:action`).
+    pub action: String,
+    /// The decision or outcome (`allow`, `deny`, `approved`, `succeeded`...).
+    pub decision: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// The agent involved.
+    pub agent: Option<AgentId>,
+    /// The session.
+    pub session: Option<SessionId>,
+    /// The run.
+    pub run: Option<RunId>,
+    /// Redacted input.
+    pub input: Value,
+    /// Redacted output.
+    pub output: Value,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl NewAuditEntry {
+    /// An entry now with no input/output.
+    pub fn new(
+        tenant: TenantId,
+        kind: impl Into<String>,
+        actor: impl Into<String>,
+        action: impl Into<String>,
+    ) -> Self {
+        Self {
+            tenant,
+            kind: kind.into(),
+            actor: actor.into(),
+            action: action.into(),
+            decision: None,
+            reason: None,
+            agent: None,
+            session: None,
+            run: None,
+            input: Value::Null,
+            output: Value::Null,
+            at: Utc::now(),
+        }
+    }
+
+    /// Chains the entry after `prev_hash` as number `seq` (what a store does atomically).
+    pub fn chain(self, seq: u64, prev_hash: String) -> AuditEntry {
+        let mut entry = AuditEntry {
+            seq,
+            entry: self,
+            prev_hash,
+            hash: String::new(),
+        };
+        entry.hash = entry.compute_hash();
+        entry
+    }
+}
+
+/// The hash that starts every tenant's chain.
+pub const AUDIT_GENESIS_HASH: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A chained audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the tenant's chain, from 1.
+    pub seq: u64,
+    /// The content.
+    #[serde(flatten)]
+    pub entry: NewAuditEntry,
+    /// The previous entry's hash ([`AUDIT_GENESIS_HASH`] for the first).
+    pub prev_hash: String,
+    /// SHA-256 over `seq`, `prev_hash` and the content.
+    pub hash: String,
+}
+
+impl AuditEntry {
+    /// Recomputes this entry's hash from its content.
+    pub fn compute_hash(&self) -> String {
+        let content = serde_json::json!({
+            "seq": self.seq,
+            "prev_hash": self.prev_hash,
+            "entry": serde_json::to_value(&self.entry).unwrap_or(Value::Null),
+        });
+        hash_json(&content)
+    }
+}
+
+/// Checks a tenant's chain from its first entry: sequence numbers without gaps, each entry's hash
+/// matching its content, each `prev_hash` matching the previous entry. Returns the sequence
+/// number of the first bad entry.
+pub fn verify_audit_chain(entries: &[AuditEntry]) -> std::result::Result<(), u64> {
+    let mut prev = AUDIT_GENESIS_HASH.to_string();
+    for (i, e) in entries.iter().enumerate() {
+        let expected_seq = i as u64 + 1;
+        if e.seq != expected_seq || e.prev_hash != prev || e.hash != e.compute_hash() {
+            return Err(expected_seq);
+        }
+        prev.clone_from(&e.hash);
+    }
+    Ok(())
+}
+
+/// Filters for [`super::AuditStore::list_audit`].
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct AuditQuery {
+    /// Inclusive lower time bound.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper time bound.
+    pub to: Option<DateTime<Utc>>,
+    /// Only this agent.
+    pub agent: Option<AgentId>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this run.
+    pub run: Option<RunId>,
+}
+
+impl AuditQuery {
+    /// Matches everything.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Restricts to one kind.
+    pub fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
+        self
+    }
+
+    /// Restricts to one agent.
+    pub fn agent(mut self, agent: AgentId) -> Self {
+        self.agent = Some(agent);
+        self
+    }
+
+    /// Restricts to one run.
+    pub fn run(mut self, run: RunId) -> Self {
+        self.run = Some(run);
+        self
+    }
+
+    /// Restricts to `[from, to)`.
+    pub fn between(mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        self.from = Some(from);
+        self.to = Some(to);
+        self
+    }
+
+    /// Whether an entry matches.
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        let e = &e.entry;
+        self.from.is_none_or(|f| e.at >= f)
+            && self.to.is_none_or(|t| e.at < t)
+            && self
+                .agent
+                .as_ref()
+                .is_none_or(|a| e.agent.as_ref() == Some(a))
+            && self.kind.as_ref().is_none_or(|k| &e.kind == k)
+            && self.run.as_ref().is_none_or(|r| e.run.as_ref() == Some(r))
+    }
+}
+
+/// The result of [`super::CounterStore::counter_add`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterOutcome {
+    /// Whether the delta was applied.
+    pub applied: bool,
+    /// The value after the call.
+    pub value: i64,
+}
+
+/// Where a long-term memory lives (always inside one tenant).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "scope", content = "id", rename_all = "snake_case")]
+pub enum MemoryScope {
+    /// Shared by all of the tenant's agents.
+    Tenant,
+    /// One agent's own learned preferences (the seeds' "global" scope).
+    Agent(AgentId),
+    /// About one entity (`lead:42`, `customer:acme`).
+    Entity(String),
+}
+
+impl MemoryScope {
+    /// A stable text form (`tenant`, `agent:support`, `entity:lead:42`) for storage keys.
+    pub fn storage_key(&self) -> String {
+        match self {
+            MemoryScope::Tenant => "tenant".into(),
+            MemoryScope::Agent(a) => format!("agent:{a}"),
+            MemoryScope::Entity(e) => format!("entity:{e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_display_is_exact() {
+        assert_eq!(Usd::from_micros(1_500_000).to_string(), "$1.500000000");
+        assert_eq!(Usd::from_nanos(150).to_string(), "$0.000000150");
+        assert_eq!(Usd::from_nanos(-5).to_string(), "-$0.000000005");
+    }
+
+    #[test]
+    fn audit_chain_detects_edits_and_removals() {
+        let t = TenantId::from("t");
+        let mut chain = Vec::new();
+        let mut prev = AUDIT_GENESIS_HASH.to_string();
+        for i in 1..=3u64 {
+            let e = NewAuditEntry::new(t.clone(), "k", "agent:a", format!("act{i}"))
+                .chain(i, prev.clone());
+            prev.clone_from(&e.hash);
+            chain.push(e);
+        }
+        assert_eq!(verify_audit_chain(&chain), Ok(()));
+        let mut edited = chain.clone();
+        edited[1].entry.reason = Some("changed".into());
+        assert_eq!(verify_audit_chain(&edited), Err(2));
+        let mut removed = chain.clone();
+        removed.remove(1);
+        assert_eq!(verify_audit_chain(&removed), Err(2));
+    }
+}

@@ -1,0 +1,232 @@
+//! The tool contract.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::id::{AgentId, IdempotencyKey, RunId, SessionId, TenantId};
+
+/// What a tool does to the world; policies and retries look at it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SideEffect {
+    /// Reads only; safe to repeat.
+    #[default]
+    Read,
+    /// Writes to the host's own data.
+    Write,
+    /// Acts on the outside world (sends mail, spends money, calls an API).
+    External,
+}
+
+/// The description of a tool that models and policies see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ToolSpec {
+    /// Namespaced name, `namespace.action` (e.g. `crm.create_lead`).
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON schema of the arguments (an object schema).
+    pub parameters: Value,
+    /// JSON schema of the output, when declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+    /// Side-effect class.
+    #[serde(default)]
+    pub side_effect: SideEffect,
+    /// Argument fields masked in audit entries, execution records and traces (top-level names
+    /// or JSON pointers such as `/card/number`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
+}
+
+impl ToolSpec {
+    /// A spec with a name, a description and an argument schema; read-only, nothing redacted.
+    pub fn new(name: impl Into<String>, description: impl Into<String>, parameters: Value) -> Self {
+        Self {
+            name: name.into(),
+            description: description.into(),
+            parameters,
+            output_schema: None,
+            side_effect: SideEffect::Read,
+            redact: Vec::new(),
+        }
+    }
+
+    /// Sets the side-effect class.
+    pub fn with_side_effect(mut self, side_effect: SideEffect) -> Self {
+        self.side_effect = side_effect;
+        self
+    }
+
+    /// Sets the output schema.
+    pub fn with_output_schema(mut self, schema: Value) -> Self {
+        self.output_schema = Some(schema);
+        self
+    }
+
+    /// Adds fields to redact.
+    pub fn with_redacted(mut self, fields: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.redact.extend(fields.into_iter().map(Into::into));
+        self
+    }
+
+    /// Checks the spec is usable: a valid name and an object schema that compiles.
+    pub fn validate(&self) -> Result<()> {
+        validate_tool_name(&self.name)?;
+        if !self.parameters.is_object() {
+            return Err(Error::InvalidConfig(format!(
+                "tool `{}`: the argument schema must be a JSON object",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Tool names are `[A-Za-z0-9_-]` segments joined by dots, at most 128 bytes.
+pub fn validate_tool_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.split('.').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "tool name `{name}` is invalid: use dot-separated segments of letters, digits, `_` or `-`"
+        )))
+    }
+}
+
+/// What a tool call knows about where it runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ToolContext {
+    /// The tenant on whose behalf the tool runs; a tool must not touch other tenants' data.
+    pub tenant: TenantId,
+    /// The calling agent.
+    pub agent: AgentId,
+    /// The session.
+    pub session: SessionId,
+    /// The run.
+    pub run: RunId,
+    /// The model's call id.
+    pub call_id: String,
+    /// Stable across retries and resumes of the same call: pass it to external systems.
+    pub idempotency_key: IdempotencyKey,
+    /// Cancelled when the run is cancelled.
+    pub cancellation: CancellationToken,
+}
+
+impl ToolContext {
+    /// A context (mostly for tests and hosts calling tools directly).
+    pub fn new(
+        tenant: TenantId,
+        agent: AgentId,
+        session: SessionId,
+        run: RunId,
+        call_id: impl Into<String>,
+        idempotency_key: IdempotencyKey,
+    ) -> Self {
+        Self {
+            tenant,
+            agent,
+            session,
+            run,
+            call_id: call_id.into(),
+            idempotency_key,
+            cancellation: CancellationToken::new(),
+        }
+    }
+}
+
+/// A capability an agent can use.
+///
+/// The agent validates arguments against [`ToolSpec::parameters`] and asks the policy before
+/// `call` runs, so `call` receives schema-valid arguments. Errors become tool results the model
+/// sees; return [`Error::Tool`] with a message written for the model.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// The spec.
+    fn spec(&self) -> &ToolSpec;
+
+    /// Runs the tool.
+    async fn call(&self, ctx: ToolContext, arguments: Value) -> Result<Value>;
+}
+
+type BoxedHandler =
+    dyn Fn(ToolContext, Value) -> Pin<Box<dyn Future<Output = Result<Value>> + Send>> + Send + Sync;
+
+/// A tool from a spec and an async closure; handy for tests, examples and glue code.
+///
+/// ```
+/// use agentkit_core::tool::{FnTool, ToolSpec};
+/// use serde_json::json;
+///
+/// let echo = FnTool::new(
+///     ToolSpec::new("util.echo", "Echoes its input", json!({"type": "object"})),
+///     |_ctx, args| async move { Ok(args) },
+/// );
+/// # let _ = echo;
+/// ```
+pub struct FnTool {
+    spec: ToolSpec,
+    handler: Arc<BoxedHandler>,
+}
+
+impl FnTool {
+    /// A tool calling `handler`.
+    pub fn new<F, Fut>(spec: ToolSpec, handler: F) -> Self
+    where
+        F: Fn(ToolContext, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value>> + Send + 'static,
+    {
+        Self {
+            spec,
+            handler: Arc::new(move |ctx, args| Box::pin(handler(ctx, args))),
+        }
+    }
+}
+
+impl std::fmt::Debug for FnTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnTool").field("spec", &self.spec).finish()
+    }
+}
+
+#[async_trait]
+impl Tool for FnTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    async fn call(&self, ctx: ToolContext, arguments: Value) -> Result<Value> {
+        (self.handler)(ctx, arguments).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_names() {
+        assert!(validate_tool_name("crm.create_lead").is_ok());
+        assert!(validate_tool_name("search").is_ok());
+        for bad in ["", "crm.", ".x", "crm create", "a..b"] {
+            assert!(validate_tool_name(bad).is_err(), "{bad}");
+        }
+    }
+}
