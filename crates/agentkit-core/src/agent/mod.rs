@@ -463,6 +463,25 @@ pub struct AgentBuilder {
     backup: Option<ModelSlot>,
 }
 
+impl std::fmt::Debug for AgentBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentBuilder")
+            .field("id", &self.id)
+            .field("model", &self.model)
+            .field(
+                "tools",
+                &self
+                    .tools
+                    .iter()
+                    .map(|t| t.spec().name.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .field("memory", &self.memory)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AgentBuilder {
     /// The agent id (required).
     pub fn id(mut self, id: impl Into<AgentId>) -> Self {

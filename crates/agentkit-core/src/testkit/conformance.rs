@@ -39,7 +39,7 @@ use crate::store::{
     AuditEntry, AuditQuery, AuditStore, CounterStore, MemoryScope, MemoryStore, MessageWindow,
     NewAuditEntry, PendingCall, RunRecord, RunStatus, SessionRecord, SessionStore, StateStore,
     StoredMessage, ToolExecution, ToolExecutionStatus, UsageEvent, UsageKind, UsageQuery,
-    UsageStore, Usd, approval_queue_order, verify_audit_chain,
+    UsageStore, Usd, verify_audit_chain,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -479,7 +479,6 @@ pub async fn window_never_orphans_tool_results(store: &dyn SessionStore) {
     }
     // The boundary cases spelled out.
     let last = |n| {
-        let store = store;
         let (t, id) = (t.clone(), s.id.clone());
         async move {
             seqs(&ok(
@@ -959,7 +958,7 @@ pub async fn approval_queue_order(store: &dyn StateStore) {
         "pending approvals: priority desc, then deadline asc (none last), then oldest first"
     );
     let mut resorted = pending.clone();
-    resorted.sort_by(approval_queue_order);
+    resorted.sort_by(crate::store::approval_queue_order);
     assert_eq!(
         pending, resorted,
         "the order must match records::approval_queue_order"

@@ -1,0 +1,73 @@
+//! `InMemoryStore` passes the store conformance suite, used as a concrete type, as
+//! `Box<dyn StateStore>` and as `Arc<dyn StateStore>`.
+#![cfg(feature = "testkit")]
+
+use std::sync::Arc;
+
+use agentkit_core::store::{InMemoryStore, StateStore};
+use agentkit_core::testkit::conformance;
+
+/// One `#[tokio::test]` per check (so failures are named) plus `run_all`, for one way of
+/// holding the store. `$make` builds the holder; the checks get `&*holder`.
+macro_rules! conformance_tests {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            use super::*;
+
+            conformance_tests!(@checks $make;
+                sessions_round_trip,
+                messages_append_and_window,
+                window_never_orphans_tool_results,
+                agent_config_versions,
+                runs_compare_and_swap,
+                approvals_decided_exactly_once,
+                approval_queue_order,
+                tool_executions_idempotent,
+                usage_append_only,
+                audit_chain,
+                counters_atomic,
+                memory_round_trip,
+                tenant_isolation,
+                run_all,
+            );
+        }
+    };
+    (@checks $make:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let holder = $make;
+                conformance::$check(&*holder).await;
+            }
+        )+
+    };
+}
+
+conformance_tests!(concrete, &InMemoryStore::new());
+conformance_tests!(boxed, Box::new(InMemoryStore::new()) as Box<dyn StateStore>);
+conformance_tests!(arc, Arc::new(InMemoryStore::new()) as Arc<dyn StateStore>);
+
+/// Clones share one store, and every check can run against one shared store at once (each
+/// check uses tenants of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_run_concurrently_against_one_shared_store() {
+    let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { conformance::run_all(&*store).await })
+        })
+        .collect();
+    for task in tasks {
+        if let Err(e) = task.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+#[test]
+fn debug_does_not_dump_records() {
+    let store = InMemoryStore::new();
+    let text = format!("{store:?}");
+    assert!(text.starts_with("InMemoryStore"), "{text}");
+}
