@@ -206,6 +206,8 @@ impl From<serde_json::Error> for Error {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

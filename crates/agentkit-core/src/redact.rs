@@ -83,6 +83,8 @@ fn write_canonical(value: &Value, h: &mut Sha256) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use serde_json::json;
 

@@ -219,6 +219,8 @@ impl Tool for FnTool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

@@ -45,6 +45,8 @@ impl std::fmt::Debug for CompiledSchema {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use serde_json::json;
 

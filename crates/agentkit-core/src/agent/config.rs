@@ -196,15 +196,15 @@ impl Blueprint {
         for (k, v) in vars {
             prompt = prompt.replace(&format!("{{{k}}}"), v);
         }
-        if let Some(start) = prompt.find('{') {
-            if let Some(len) = prompt[start..].find('}') {
-                let name = &prompt[start + 1..start + len];
-                if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
-                    return Err(Error::InvalidConfig(format!(
-                        "blueprint `{}`: no value for placeholder `{{{name}}}`",
-                        self.name
-                    )));
-                }
+        if let Some(start) = prompt.find('{')
+            && let Some(len) = prompt[start..].find('}')
+        {
+            let name = &prompt[start + 1..start + len];
+            if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return Err(Error::InvalidConfig(format!(
+                    "blueprint `{}`: no value for placeholder `{{{name}}}`",
+                    self.name
+                )));
             }
         }
         Ok(AgentConfig {

@@ -47,6 +47,8 @@ pub fn apply_memory_policy(policy: &MemoryPolicy, window: Vec<StoredMessage>) ->
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use crate::message::ToolCall;
     use chrono::Utc;

@@ -805,8 +805,10 @@ impl RunCtx<'_> {
             run = %self.run.id,
         );
         async move {
-            if let Some(prev) = a.store.get_tool_execution(&self.tenant, &key).await? {
-                if prev.status == ToolExecutionStatus::Succeeded {
+            if let Some(prev) = a.store.get_tool_execution(&self.tenant, &key).await?
+                && prev.status == ToolExecutionStatus::Succeeded
+            {
+                {
                     tracing::debug!(key = %key, "replaying a recorded tool result");
                     let output = prev.output.unwrap_or(Value::Null);
                     return Ok(Message::tool_result(
@@ -994,8 +996,10 @@ impl RunCtx<'_> {
             ));
         };
         let arguments = approval.approved_arguments().clone();
-        if approval.edited_arguments.is_some() {
-            if let Err(problems) = entry.validator.check(&arguments, 10) {
+        if approval.edited_arguments.is_some()
+            && let Err(problems) = entry.validator.check(&arguments, 10)
+        {
+            {
                 return Ok(Message::tool_error(
                     &call.id,
                     &call.name,
@@ -1033,10 +1037,10 @@ impl RunCtx<'_> {
         let a = self.a;
         let mut approvals = Vec::new();
         for p in &pending {
-            if let PendingCall::AwaitingApproval { approval, .. } = p {
-                if let Some(r) = a.store.get_approval(&self.tenant, approval).await? {
-                    approvals.push(r);
-                }
+            if let PendingCall::AwaitingApproval { approval, .. } = p
+                && let Some(r) = a.store.get_approval(&self.tenant, approval).await?
+            {
+                approvals.push(r);
             }
         }
         self.run.pending = pending;

@@ -749,6 +749,8 @@ impl MemoryStore for InMemoryStore {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
