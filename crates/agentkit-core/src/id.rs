@@ -24,7 +24,9 @@ macro_rules! string_id {
 
             /// A fresh, time-ordered (UUID v7) id.
             pub fn generate() -> Self {
-                Self(uuid::Uuid::now_v7().to_string().into())
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+                Self(Arc::from(&*text))
             }
 
             /// The id as a string slice.

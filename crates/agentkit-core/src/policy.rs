@@ -234,11 +234,9 @@ impl PolicyEvaluator for AllowListPolicy {
         if !request.approved_by_human
             && let Some(p) = self.approval.iter().find(|p| pattern_matches(p, action))
         {
-            {
-                return Ok(Decision::require_approval(format!(
-                    "`{action}` needs approval (rule `{p}`)"
-                )));
-            }
+            return Ok(Decision::require_approval(format!(
+                "`{action}` needs approval (rule `{p}`)"
+            )));
         }
         Ok(Decision::Allow)
     }

@@ -46,38 +46,134 @@ fn mask_key(value: &mut Value, key: &str) {
 /// SHA-256 (hex) of the canonical JSON form of `value` (object keys sorted), so equal arguments
 /// always hash equal whatever order the model wrote them in.
 pub fn hash_json(value: &Value) -> String {
-    let mut hasher = Sha256::new();
-    write_canonical(value, &mut hasher);
-    hex::encode(hasher.finalize())
+    let mut h = CanonicalHasher::new();
+    h.value(value);
+    h.finish()
 }
 
-fn write_canonical(value: &Value, h: &mut Sha256) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            h.update(b"{");
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
-                h.update(Value::String(k.clone()).to_string().as_bytes());
-                h.update(b":");
-                write_canonical(&map[k], h);
-            }
-            h.update(b"}");
+/// [`hash_json`] of the JSON array `[name, arguments]` (the fingerprint of a tool call), without
+/// building that array: the bytes hashed, and so the hash, are the same.
+pub(crate) fn hash_call(name: &str, arguments: &Value) -> String {
+    let mut h = CanonicalHasher::new();
+    h.raw(b"[");
+    h.str(name);
+    h.raw(b",");
+    h.value(arguments);
+    h.raw(b"]");
+    h.finish()
+}
+
+/// Streams canonical JSON (compact, object keys sorted by bytes, strings escaped as
+/// `serde_json` escapes them) into SHA-256 without building an intermediate value or string.
+pub(crate) struct CanonicalHasher(Sha256);
+
+/// `io::Write` into the hasher, for `serde_json`'s scalar encoders. Never fails.
+struct Sink<'a>(&'a mut Sha256);
+
+impl std::io::Write for Sink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CanonicalHasher {
+    pub(crate) fn new() -> Self {
+        Self(Sha256::new())
+    }
+
+    /// Bytes as given (structure: braces, keys known to need no escaping, commas).
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// A JSON string.
+    pub(crate) fn str(&mut self, s: &str) {
+        // serde_json escapes exactly `"`, `\` and control characters below 0x20.
+        if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            self.serialized(s);
+        } else {
+            self.0.update(b"\"");
+            self.0.update(s.as_bytes());
+            self.0.update(b"\"");
         }
-        Value::Array(items) => {
-            h.update(b"[");
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
-                write_canonical(v, h);
-            }
-            h.update(b"]");
+    }
+
+    /// A JSON string or `null`.
+    pub(crate) fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.0.update(b"null"),
         }
-        other => h.update(other.to_string().as_bytes()),
+    }
+
+    /// A value whose compact `serde_json` form is already canonical (a scalar, a timestamp).
+    pub(crate) fn serialized<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
+        // The sink never fails and these values always serialize.
+        let _ = serde_json::to_writer(Sink(&mut self.0), value);
+    }
+
+    /// A JSON value in canonical form.
+    pub(crate) fn value(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.0.update(b"null"),
+            Value::Bool(true) => self.0.update(b"true"),
+            Value::Bool(false) => self.0.update(b"false"),
+            Value::Number(n) => self.serialized(n),
+            Value::String(s) => self.str(s),
+            Value::Array(items) => {
+                self.0.update(b"[");
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.0.update(b",");
+                    }
+                    self.value(v);
+                }
+                self.0.update(b"]");
+            }
+            Value::Object(map) => {
+                self.0.update(b"{");
+                // Maps are usually sorted already (serde_json's default map is a BTreeMap);
+                // sort only when they are not (the `preserve_order` feature).
+                if map.keys().is_sorted() {
+                    for (i, (k, v)) in map.iter().enumerate() {
+                        self.member(i, k, v);
+                    }
+                } else {
+                    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                    for (i, (k, v)) in entries.into_iter().enumerate() {
+                        self.member(i, k, v);
+                    }
+                }
+                self.0.update(b"}");
+            }
+        }
+    }
+
+    fn member(&mut self, i: usize, key: &str, value: &Value) {
+        if i > 0 {
+            self.0.update(b",");
+        }
+        self.str(key);
+        self.0.update(b":");
+        self.value(value);
+    }
+
+    /// The lowercase hex digest.
+    pub(crate) fn finish(self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = self.0.finalize();
+        let mut out = String::with_capacity(digest.len() * 2);
+        for b in digest {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        out
     }
 }
 
@@ -104,5 +200,68 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"b":{"y":"z","x":[1,2]},"a":1}"#).unwrap();
         assert_eq!(hash_json(&a), hash_json(&b));
         assert_ne!(hash_json(&a), hash_json(&json!({"a": 2})));
+    }
+
+    /// The implementation before streaming, kept as the reference the hashes must match.
+    fn reference_hash(value: &Value) -> String {
+        fn write(value: &Value, h: &mut Sha256) {
+            match value {
+                Value::Object(map) => {
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort();
+                    h.update(b"{");
+                    for (i, k) in keys.into_iter().enumerate() {
+                        if i > 0 {
+                            h.update(b",");
+                        }
+                        h.update(Value::String(k.clone()).to_string().as_bytes());
+                        h.update(b":");
+                        write(&map[k], h);
+                    }
+                    h.update(b"}");
+                }
+                Value::Array(items) => {
+                    h.update(b"[");
+                    for (i, v) in items.iter().enumerate() {
+                        if i > 0 {
+                            h.update(b",");
+                        }
+                        write(v, h);
+                    }
+                    h.update(b"]");
+                }
+                other => h.update(other.to_string().as_bytes()),
+            }
+        }
+        let mut h = Sha256::new();
+        write(value, &mut h);
+        hex::encode(h.finalize())
+    }
+
+    #[test]
+    fn streaming_hash_matches_the_reference_encoding() {
+        let values = [
+            json!(null),
+            json!(true),
+            json!(-12),
+            json!(18446744073709551615u64),
+            json!(1.5e-7),
+            json!("plain"),
+            json!("quote \" backslash \\ newline \n tab \t nul \u{0} del \u{7f} é 🦀 </script>"),
+            json!({"b": [1, {"z": null, "a": "x"}], "a": {}, "é": [], "\u{1}k": "v", "": 0}),
+            json!([[], {}, [null, false], {"k\"ey": {"n": -0.0}}]),
+        ];
+        for v in &values {
+            assert_eq!(hash_json(v), reference_hash(v), "{v}");
+        }
+        let args = json!({"lead_id": 42, "q": "a\"b"});
+        assert_eq!(
+            hash_call("crm.lookup_lead", &args),
+            reference_hash(&json!(["crm.lookup_lead", args]))
+        );
+        assert_eq!(
+            hash_call("t\u{2}\"", &json!([])),
+            reference_hash(&json!(["t\u{2}\"", []]))
+        );
     }
 }

@@ -21,7 +21,7 @@ use crate::id::{IdempotencyKey, RunId, SessionId, TenantId};
 use crate::message::{Message, ToolCall};
 use crate::model::{CompletionRequest, CompletionResponse, StreamAccumulator, StreamEvent};
 use crate::policy::{ActionOutcome, CallCounters, Decision, PolicyRequest};
-use crate::redact::{hash_json, redact};
+use crate::redact::{hash_call, hash_json, redact};
 use crate::retrieval::format_context_block;
 use crate::store::{
     ApprovalRequest, ApprovalStatus, NewAuditEntry, PendingCall, RunRecord, RunStatus,
@@ -280,9 +280,14 @@ pub async fn decide_approval(
 }
 
 fn emit(sink: &Option<EventSink>, event: AgentEvent) {
+    emit_with(sink, || event);
+}
+
+/// [`emit`], building the event (and its clones) only when the run is streamed.
+fn emit_with(sink: &Option<EventSink>, event: impl FnOnce() -> AgentEvent) {
     if let Some(s) = sink {
         // A dropped receiver does not stop the run.
-        let _ = s.send(Ok(event));
+        let _ = s.send(Ok(event()));
     }
 }
 
@@ -573,7 +578,7 @@ impl RunCtx<'_> {
         let mut planned = Vec::with_capacity(calls.len());
         for (index, call) in calls.iter().enumerate() {
             self.run.tool_calls += 1;
-            let fingerprint = hash_json(&json!([call.name, call.arguments]));
+            let fingerprint = hash_call(&call.name, &call.arguments);
             let identical = self
                 .run
                 .call_fingerprints
@@ -646,7 +651,7 @@ impl RunCtx<'_> {
             result: result.text().to_string(),
             is_error,
         };
-        emit(&self.sink, AgentEvent::ToolCallFinished(summary.clone()));
+        emit_with(&self.sink, || AgentEvent::ToolCallFinished(summary.clone()));
         self.summaries.push(summary);
     }
 
@@ -729,7 +734,9 @@ impl RunCtx<'_> {
                 a.store.create_approval(&approval).await?;
                 self.audit_decision(entry, call, "require_approval", Some(reason))
                     .await?;
-                emit(&self.sink, AgentEvent::ApprovalRequired(approval.clone()));
+                emit_with(&self.sink, || {
+                    AgentEvent::ApprovalRequired(approval.clone())
+                });
                 Ok(Planned::Approval(PendingCall::AwaitingApproval {
                     call: call.clone(),
                     approval: approval.id,
@@ -808,15 +815,13 @@ impl RunCtx<'_> {
             if let Some(prev) = a.store.get_tool_execution(&self.tenant, &key).await?
                 && prev.status == ToolExecutionStatus::Succeeded
             {
-                {
-                    tracing::debug!(key = %key, "replaying a recorded tool result");
-                    let output = prev.output.unwrap_or(Value::Null);
-                    return Ok(Message::tool_result(
-                        &call.id,
-                        &call.name,
-                        render(&output, limit),
-                    ));
-                }
+                tracing::debug!(key = %key, "replaying a recorded tool result");
+                let output = prev.output.unwrap_or(Value::Null);
+                return Ok(Message::tool_result(
+                    &call.id,
+                    &call.name,
+                    render(&output, limit),
+                ));
             }
             let mut record = ToolExecution {
                 tenant: self.tenant.clone(),
@@ -837,14 +842,13 @@ impl RunCtx<'_> {
                 // A crash after this line leaves `started`; a retry runs again with the same key.
                 a.store.record_tool_execution(&record).await?;
             }
-            emit(
-                &self.sink,
+            emit_with(&self.sink, || {
                 AgentEvent::ToolCallStarted(ToolCall {
                     id: call.id.clone(),
                     name: call.name.clone(),
                     arguments: arguments.clone(),
-                }),
-            );
+                })
+            });
             let mut ctx = crate::tool::ToolContext::new(
                 self.tenant.clone(),
                 a.id.clone(),
@@ -897,8 +901,8 @@ impl RunCtx<'_> {
             audit.decision = Some("allow".into());
             audit.reason = Some(record_status(record.status).into());
             audit.input = record.input;
-            audit.output = match (&record.output, &record.error) {
-                (Some(o), _) => o.clone(),
+            audit.output = match (record.output, record.error) {
+                (Some(o), _) => o,
                 (None, Some(e)) => json!({ "error": e }),
                 (None, None) => Value::Null,
             };
@@ -999,18 +1003,16 @@ impl RunCtx<'_> {
         if approval.edited_arguments.is_some()
             && let Err(problems) = entry.validator.check(&arguments, 10)
         {
-            {
-                return Ok(Message::tool_error(
-                    &call.id,
-                    &call.name,
-                    truncate(
-                        format!(
-                            "Not executed: the reviewer's edited arguments are invalid:\n{problems}"
-                        ),
-                        limit,
+            return Ok(Message::tool_error(
+                &call.id,
+                &call.name,
+                truncate(
+                    format!(
+                        "Not executed: the reviewer's edited arguments are invalid:\n{problems}"
                     ),
-                ));
-            }
+                    limit,
+                ),
+            ));
         }
         let mut request = self.policy_request(call, arguments.clone());
         request.approved_by_human = true;

@@ -102,6 +102,9 @@ struct UsageLedger {
     events: Vec<UsageEvent>,
 }
 
+/// Usage batches up to this size are checked for repeated ids without a set.
+const SMALL_BATCH: usize = 16;
+
 /// Takes a lock; a poisoned lock (a panic while it was held) is an internal error.
 fn lock<'a, T>(mutex: &'a Mutex<T>, what: &str) -> Result<MutexGuard<'a, T>> {
     mutex
@@ -382,12 +385,21 @@ impl InMemoryStore {
     fn append_usage_sync(&self, events: &[UsageEvent]) -> Result<()> {
         let mut ledgers = lock(&self.inner.usage, "usage")?;
         // Check the whole batch first so that nothing is written when any id is taken.
-        let mut batch: HashSet<(&TenantId, &UsageEventId)> = HashSet::with_capacity(events.len());
-        for e in events {
+        // Batches are small (a model call writes up to three events): compare them pairwise,
+        // and use a set only for large batches.
+        let mut batch: HashSet<(&TenantId, &UsageEventId)> = HashSet::new();
+        for (i, e) in events.iter().enumerate() {
             let taken = ledgers
                 .get(&e.tenant)
                 .is_some_and(|l| l.ids.contains(&e.id));
-            if taken || !batch.insert((&e.tenant, &e.id)) {
+            let repeated = if events.len() <= SMALL_BATCH {
+                events[..i]
+                    .iter()
+                    .any(|p| p.id == e.id && p.tenant == e.tenant)
+            } else {
+                !batch.insert((&e.tenant, &e.id))
+            };
+            if taken || repeated {
                 return Err(Error::Conflict(format!(
                     "usage event {} already exists",
                     e.id

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId, UsageEventId};
 use crate::message::{Message, ToolCall, Usage};
 use crate::policy::Priority;
-use crate::redact::hash_json;
+use crate::redact::{CanonicalHasher, hash_json};
 
 /// A conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -721,13 +721,58 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     /// Recomputes this entry's hash from its content.
+    ///
+    /// The hash is [`hash_json`] of `{"seq": .., "prev_hash": .., "entry": <the content as
+    /// JSON>}`: SHA-256 over its canonical JSON (keys sorted). The bytes are streamed into the
+    /// hasher in that exact form instead of building the JSON value first, so hashes are the
+    /// same as hashing the value (and stay comparable across backends and versions).
     pub fn compute_hash(&self) -> String {
-        let content = serde_json::json!({
-            "seq": self.seq,
-            "prev_hash": self.prev_hash,
-            "entry": serde_json::to_value(&self.entry).unwrap_or(Value::Null),
-        });
-        hash_json(&content)
+        // Destructured without `..`: a new field must be added to the hash (in key order).
+        let NewAuditEntry {
+            tenant,
+            kind,
+            actor,
+            action,
+            decision,
+            reason,
+            agent,
+            session,
+            run,
+            input,
+            output,
+            at,
+        } = &self.entry;
+        let mut h = CanonicalHasher::new();
+        h.raw(b"{\"entry\":{\"action\":");
+        h.str(action);
+        h.raw(b",\"actor\":");
+        h.str(actor);
+        h.raw(b",\"agent\":");
+        h.opt_str(agent.as_ref().map(AgentId::as_str));
+        h.raw(b",\"at\":");
+        h.serialized(at);
+        h.raw(b",\"decision\":");
+        h.opt_str(decision.as_deref());
+        h.raw(b",\"input\":");
+        h.value(input);
+        h.raw(b",\"kind\":");
+        h.str(kind);
+        h.raw(b",\"output\":");
+        h.value(output);
+        h.raw(b",\"reason\":");
+        h.opt_str(reason.as_deref());
+        h.raw(b",\"run\":");
+        h.opt_str(run.as_ref().map(RunId::as_str));
+        h.raw(b",\"session\":");
+        h.opt_str(session.as_ref().map(SessionId::as_str));
+        h.raw(b",\"tenant\":");
+        h.str(tenant.as_str());
+        h.raw(b"},\"prev_hash\":");
+        h.str(&self.prev_hash);
+        h.raw(b",\"seq\":");
+        h.serialized(&self.seq);
+        h.raw(b"}");
+        h.finish()
     }
 }
 
@@ -870,5 +915,29 @@ mod tests {
         let mut removed = chain.clone();
         removed.remove(1);
         assert_eq!(verify_audit_chain(&removed), Err(2));
+    }
+
+    #[test]
+    fn audit_hash_is_the_hash_of_the_entry_as_json() {
+        let reference = |e: &AuditEntry| {
+            hash_json(&serde_json::json!({
+                "seq": e.seq,
+                "prev_hash": e.prev_hash,
+                "entry": serde_json::to_value(&e.entry).unwrap(),
+            }))
+        };
+        let bare = NewAuditEntry::new("t".into(), "k", "agent:a", "act").chain(1, "p".into());
+        assert_eq!(bare.hash, reference(&bare));
+        let mut full = NewAuditEntry::new("t\"\u{1}".into(), "tool.call", "agent:é", "crm.x");
+        full.decision = Some("allow".into());
+        full.reason = Some("line\nbreak \\ 🦀".into());
+        full.agent = Some("a".into());
+        full.session = Some("s".into());
+        full.run = Some(RunId::generate());
+        full.input =
+            serde_json::json!({"z": 1, "a": [true, null, 2.5], "k\"": {"y": "v", "b": -3}});
+        full.output = serde_json::json!("text");
+        let full = full.chain(u64::MAX, AUDIT_GENESIS_HASH.into());
+        assert_eq!(full.hash, reference(&full));
     }
 }
