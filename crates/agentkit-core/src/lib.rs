@@ -43,7 +43,10 @@ pub mod message;
 pub mod model;
 pub mod policy;
 pub mod redact;
+pub mod resilience;
 pub mod retrieval;
+#[cfg(feature = "rules")]
+pub mod rules;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

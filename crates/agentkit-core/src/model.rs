@@ -135,6 +135,8 @@ pub struct CompletionResponse {
     pub usage: Usage,
     /// The model that answered, as the provider reported it.
     pub model: String,
+    /// The provider that answered (set by fallback chains; empty means the one called).
+    pub provider: String,
 }
 
 impl CompletionResponse {
@@ -152,6 +154,7 @@ impl CompletionResponse {
             finish_reason,
             usage,
             model: String::new(),
+            provider: String::new(),
         }
     }
 
@@ -366,6 +369,7 @@ impl StreamAccumulator {
             finish_reason,
             usage: self.usage,
             model: String::new(),
+            provider: String::new(),
         })
     }
 }

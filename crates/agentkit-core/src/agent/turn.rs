@@ -493,7 +493,12 @@ impl RunCtx<'_> {
             if r.model.is_empty() {
                 r.model.clone_from(&slot.model);
             }
-            self.answered_by = format!("{}/{}", slot.provider.name(), r.model);
+            let provider = if r.provider.is_empty() {
+                slot.provider.name()
+            } else {
+                r.provider.as_str()
+            };
+            self.answered_by = format!("{provider}/{}", r.model);
             r
         });
         (result, delivered)

@@ -1,0 +1,165 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::model::{
+    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
+};
+
+/// When and how often to retry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in total, including the first (1 = no retry).
+    pub max_attempts: usize,
+    /// First delay.
+    pub min_delay: Duration,
+    /// Largest delay between two attempts.
+    pub max_delay: Duration,
+    /// No attempt starts after this much time since the first.
+    pub max_elapsed: Duration,
+    /// Randomize delays (recommended, so clients do not retry in lockstep).
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+            max_elapsed: Duration::from_secs(60),
+            jitter: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with `max_attempts` attempts and the default delays.
+    pub fn attempts(max_attempts: usize) -> Self {
+        Self {
+            max_attempts: max_attempts.max(1),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the delay range.
+    pub fn with_delays(mut self, min: Duration, max: Duration) -> Self {
+        self.min_delay = min;
+        self.max_delay = max.max(min);
+        self
+    }
+
+    /// Sets the total time bound.
+    pub fn with_max_elapsed(mut self, max: Duration) -> Self {
+        self.max_elapsed = max;
+        self
+    }
+
+    /// Turns jitter off (deterministic delays, for tests).
+    pub fn without_jitter(mut self) -> Self {
+        self.jitter = false;
+        self
+    }
+
+    fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        let mut b = ExponentialBuilder::new()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .with_max_times(self.max_attempts.saturating_sub(1));
+        if self.jitter {
+            b = b.with_jitter();
+        }
+        b.build()
+    }
+}
+
+/// Retries retryable failures with exponential backoff.
+#[derive(Clone)]
+pub struct WithRetry {
+    inner: Arc<dyn LlmProvider>,
+    policy: RetryPolicy,
+}
+
+impl WithRetry {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn LlmProvider>, policy: RetryPolicy) -> Self {
+        Self { inner, policy }
+    }
+
+    /// The delay before the next attempt, or `None` when the error is final.
+    fn next_delay(
+        &self,
+        error: &Error,
+        delays: &mut impl Iterator<Item = Duration>,
+        started: tokio::time::Instant,
+    ) -> Option<Duration> {
+        if !error.is_retryable() {
+            return None;
+        }
+        let mut delay = delays.next()?;
+        if let Some(after) = error.retry_after() {
+            delay = delay.max(after);
+        }
+        if started.elapsed() + delay > self.policy.max_elapsed {
+            return None;
+        }
+        tracing::warn!(provider = self.inner.name(), error = %error, ?delay, "retrying model call");
+        Some(delay)
+    }
+}
+
+#[async_trait]
+impl LlmProvider for WithRetry {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> ProviderCapabilities {
+        self.inner.capabilities()
+    }
+
+    async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
+        let started = tokio::time::Instant::now();
+        let mut delays = self.policy.delays();
+        loop {
+            match self.inner.complete(request).await {
+                Ok(r) => return Ok(r),
+                Err(e) => match self.next_delay(&e, &mut delays, started) {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Retries opening the stream and a first event that is an error; once anything was
+    /// delivered, errors pass through (the consumer already has partial content).
+    async fn stream(&self, request: &CompletionRequest) -> Result<CompletionStream> {
+        let started = tokio::time::Instant::now();
+        let mut delays = self.policy.delays();
+        loop {
+            let error = match self.inner.stream(request).await {
+                Ok(mut s) => match s.next().await {
+                    Some(Ok(first)) => {
+                        return Ok(Box::pin(
+                            futures::stream::once(async { Ok(first) }).chain(s),
+                        ));
+                    }
+                    None => return Ok(Box::pin(futures::stream::empty())),
+                    Some(Err(e)) => e,
+                },
+                Err(e) => e,
+            };
+            match self.next_delay(&error, &mut delays, started) {
+                Some(d) => tokio::time::sleep(d).await,
+                None => return Err(error),
+            }
+        }
+    }
+}
