@@ -1,0 +1,983 @@
+//! The compiled, indexed policy engine.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use agentkit_core::error::{Error, Result};
+use agentkit_core::id::TenantId;
+use agentkit_core::policy::{ActionOutcome, Decision, PolicyEvaluator, PolicyRequest, Priority};
+use agentkit_core::redact::hash_json;
+use agentkit_core::store::{AuditStore, CounterStore, NewAuditEntry};
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc, Weekday};
+use chrono_tz::Tz;
+use serde_json::{Value, json};
+
+use crate::config::{
+    Condition, Constraint, CostSource, Effect, MissingConfidence, Mode, Op, Period, PolicyDocument,
+    Scope, Window,
+};
+
+/// A clock (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// One step of an explanation: which rule was looked at and what it said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    /// Where the rule came from (`agent marketing / role marketer / permission marketing.*`).
+    pub source: String,
+    /// `allow`, `deny` or `require_approval`.
+    pub outcome: &'static str,
+    /// Why, for non-allow outcomes and reservations.
+    pub reason: Option<String>,
+}
+
+/// A decision with the rules that produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// The decision as enforced (always `Allow` in log-only mode).
+    pub decision: Decision,
+    /// The decision the rules produced (differs from `decision` only in log-only mode).
+    pub would_decide: Decision,
+    /// The mode.
+    pub mode: Mode,
+    /// Every rule that matched, in evaluation order.
+    pub trace: Vec<Trace>,
+}
+
+#[derive(Debug, Clone)]
+enum Check {
+    TenantScope(Vec<String>),
+    Budget {
+        period: Period,
+        limit_nanos: i64,
+        cost: CostSource,
+        scope: Scope,
+    },
+    RateLimit {
+        max: i64,
+        per: Window,
+        scope: Scope,
+    },
+    TimeWindow {
+        days: Vec<Weekday>,
+        start: NaiveTime,
+        end: NaiveTime,
+        tz: Option<Tz>,
+    },
+    Argument(Condition),
+    MaxCallsPerTurn(u32),
+    RepeatedCalls(u32),
+    Confidence {
+        execute_at: f64,
+        approve_at: f64,
+        missing: MissingConfidence,
+    },
+    RequireApproval {
+        reason: String,
+        priority: Priority,
+    },
+}
+
+#[derive(Debug)]
+struct CompiledPermission {
+    source: String,
+    checks: Vec<Check>,
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    source: String,
+    agents: HashSet<String>,
+    effect: Effect,
+    reason: String,
+    priority: Priority,
+    when: Vec<Condition>,
+}
+
+/// Patterns indexed for lookup in O(length of the action), whatever the number of rules.
+#[derive(Debug)]
+struct ActionIndex<T> {
+    items: Vec<T>,
+    exact: HashMap<String, Vec<usize>>,
+    prefix: HashMap<String, Vec<usize>>,
+    max_prefix: usize,
+}
+
+impl<T> Default for ActionIndex<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            exact: HashMap::new(),
+            prefix: HashMap::new(),
+            max_prefix: 0,
+        }
+    }
+}
+
+impl<T> ActionIndex<T> {
+    fn insert(&mut self, pattern: &str, item: T) {
+        let i = self.items.len();
+        self.items.push(item);
+        match pattern.strip_suffix('*') {
+            Some(p) => {
+                self.max_prefix = self.max_prefix.max(p.len());
+                self.prefix.entry(p.to_string()).or_default().push(i);
+            }
+            None => self.exact.entry(pattern.to_string()).or_default().push(i),
+        }
+    }
+
+    /// Items whose pattern matches `action`, in insertion order.
+    fn matching(&self, action: &str) -> Vec<&T> {
+        let mut hits: Vec<usize> = self.exact.get(action).cloned().unwrap_or_default();
+        if !self.prefix.is_empty() {
+            let longest = self.max_prefix.min(action.len());
+            for end in (0..=longest).filter(|e| action.is_char_boundary(*e)) {
+                if let Some(v) = self.prefix.get(&action[..end]) {
+                    hits.extend_from_slice(v);
+                }
+            }
+        }
+        hits.sort_unstable();
+        hits.dedup();
+        hits.into_iter().map(|i| &self.items[i]).collect()
+    }
+}
+
+#[derive(Debug)]
+struct Compiled {
+    mode: Mode,
+    default_tz: Tz,
+    tenant_tz: HashMap<String, Tz>,
+    agents: HashMap<String, ActionIndex<CompiledPermission>>,
+    rules: ActionIndex<CompiledRule>,
+}
+
+/// A reservation made for an allowed action, committed or released by `record_outcome`.
+#[derive(Debug, Clone)]
+struct Reservation {
+    tenant: TenantId,
+    key: String,
+    amount: i64,
+}
+
+/// The native policy engine; implements [`PolicyEvaluator`].
+///
+/// Build it from a [`PolicyDocument`] and the store's counters (budgets and rate limits are
+/// reserved atomically there, so concurrent calls in many processes cannot overspend).
+#[derive(Clone)]
+pub struct PolicyEngine {
+    compiled: Arc<Compiled>,
+    counters: Arc<dyn CounterStore>,
+    audit: Option<Arc<dyn AuditStore>>,
+    clock: Clock,
+    reservations: Arc<Mutex<HashMap<String, Vec<Reservation>>>>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("mode", &self.compiled.mode)
+            .field("agents", &self.compiled.agents.len())
+            .field("rules", &self.compiled.rules.items.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_tz(name: &str, path: &str) -> Result<Tz> {
+    name.parse::<Tz>()
+        .map_err(|_| Error::InvalidConfig(format!("{path}: unknown timezone `{name}`")))
+}
+
+fn parse_time(s: &str, path: &str) -> Result<NaiveTime> {
+    NaiveTime::parse_from_str(s, "%H:%M")
+        .map_err(|_| Error::InvalidConfig(format!("{path}: `{s}` is not a time (HH:MM)")))
+}
+
+fn parse_day(s: &str, path: &str) -> Result<Weekday> {
+    s.parse::<Weekday>()
+        .map_err(|_| Error::InvalidConfig(format!("{path}: `{s}` is not a weekday (mon..sun)")))
+}
+
+fn compile_condition(c: &Condition, path: &str) -> Result<Condition> {
+    if !c.pointer.starts_with('/') {
+        return Err(Error::InvalidConfig(format!(
+            "{path}.pointer: `{}` is not a JSON pointer (it must start with `/`)",
+            c.pointer
+        )));
+    }
+    if matches!(c.op, Op::In | Op::NotIn) && !c.value.is_array() {
+        return Err(Error::InvalidConfig(format!(
+            "{path}.value: `in`/`not_in` need an array"
+        )));
+    }
+    if matches!(c.op, Op::Lt | Op::Le | Op::Gt | Op::Ge) && !c.value.is_number() {
+        return Err(Error::InvalidConfig(format!(
+            "{path}.value: `{:?}` compares numbers; give a number",
+            c.op
+        )));
+    }
+    Ok(c.clone())
+}
+
+fn usd_to_nanos(usd: f64, path: &str) -> Result<i64> {
+    if !usd.is_finite() || !(0.0..=9.0e9).contains(&usd) {
+        return Err(Error::InvalidConfig(format!(
+            "{path}: `{usd}` is not a valid USD amount"
+        )));
+    }
+    Ok((usd * 1e9).round() as i64)
+}
+
+fn compile_constraint(c: &Constraint, path: &str) -> Result<Check> {
+    Ok(match c {
+        Constraint::TenantScope { fields } => {
+            for (i, f) in fields.iter().enumerate() {
+                if !f.starts_with('/') {
+                    return Err(Error::InvalidConfig(format!(
+                        "{path}.fields[{i}]: `{f}` is not a JSON pointer"
+                    )));
+                }
+            }
+            Check::TenantScope(fields.clone())
+        }
+        Constraint::Budget {
+            period,
+            limit_usd,
+            cost,
+            scope,
+        } => {
+            if let CostSource::FixedUsd(v) = cost {
+                usd_to_nanos(*v, &format!("{path}.cost"))?;
+            }
+            Check::Budget {
+                period: *period,
+                limit_nanos: usd_to_nanos(*limit_usd, &format!("{path}.limit_usd"))?,
+                cost: cost.clone(),
+                scope: *scope,
+            }
+        }
+        Constraint::RateLimit { max, per, scope } => Check::RateLimit {
+            max: i64::from(*max),
+            per: *per,
+            scope: *scope,
+        },
+        Constraint::TimeWindow {
+            days,
+            start,
+            end,
+            timezone,
+        } => Check::TimeWindow {
+            days: days
+                .iter()
+                .enumerate()
+                .map(|(i, d)| parse_day(d, &format!("{path}.days[{i}]")))
+                .collect::<Result<_>>()?,
+            start: parse_time(start, &format!("{path}.start"))?,
+            end: parse_time(end, &format!("{path}.end"))?,
+            tz: timezone
+                .as_deref()
+                .map(|t| parse_tz(t, &format!("{path}.timezone")))
+                .transpose()?,
+        },
+        Constraint::Argument(cond) => Check::Argument(compile_condition(cond, path)?),
+        Constraint::MaxCallsPerTurn { max } => Check::MaxCallsPerTurn(*max),
+        Constraint::RepeatedCalls { max_identical } => Check::RepeatedCalls(*max_identical),
+        Constraint::Confidence {
+            execute_at,
+            approve_at,
+            missing,
+        } => {
+            if !(0.0..=1.0).contains(approve_at)
+                || !(0.0..=1.0).contains(execute_at)
+                || approve_at > execute_at
+            {
+                return Err(Error::InvalidConfig(format!(
+                    "{path}: need 0 <= approve_at <= execute_at <= 1"
+                )));
+            }
+            Check::Confidence {
+                execute_at: *execute_at,
+                approve_at: *approve_at,
+                missing: *missing,
+            }
+        }
+        Constraint::RequireApproval { reason, priority } => Check::RequireApproval {
+            reason: reason.clone(),
+            priority: *priority,
+        },
+    })
+}
+
+/// Collects an agent's permissions: its own, then its roles' (inherited roles depth-first),
+/// refusing unknown roles and inheritance cycles.
+fn collect_permissions<'d>(
+    doc: &'d PolicyDocument,
+    role: &str,
+    path: &str,
+    stack: &mut Vec<String>,
+    out: &mut Vec<(String, &'d crate::config::Permission, String)>,
+) -> Result<()> {
+    if stack.iter().any(|r| r == role) {
+        return Err(Error::InvalidConfig(format!(
+            "{path}: role inheritance cycle {} -> {role}",
+            stack.join(" -> ")
+        )));
+    }
+    let def = doc
+        .roles
+        .get(role)
+        .ok_or_else(|| Error::InvalidConfig(format!("{path}: unknown role `{role}`")))?;
+    stack.push(role.to_string());
+    for (i, p) in def.permissions.iter().enumerate() {
+        out.push((
+            format!("role {role} / permission {}", p.action),
+            p,
+            format!("roles.{role}.permissions[{i}]"),
+        ));
+    }
+    for (i, parent) in def.inherits.iter().enumerate() {
+        collect_permissions(
+            doc,
+            parent,
+            &format!("roles.{role}.inherits[{i}]"),
+            stack,
+            out,
+        )?;
+    }
+    stack.pop();
+    Ok(())
+}
+
+fn compile(doc: &PolicyDocument) -> Result<Compiled> {
+    let default_tz = doc
+        .timezone
+        .as_deref()
+        .map(|t| parse_tz(t, "timezone"))
+        .transpose()?
+        .unwrap_or(Tz::UTC);
+    let mut tenant_tz = HashMap::new();
+    for (tenant, s) in &doc.tenants {
+        if let Some(t) = &s.timezone {
+            tenant_tz.insert(
+                tenant.clone(),
+                parse_tz(t, &format!("tenants.{tenant}.timezone"))?,
+            );
+        }
+    }
+    // Validate every role (even unused ones) so mistakes are reported at load time.
+    for role in doc.roles.keys() {
+        collect_permissions(
+            doc,
+            role,
+            &format!("roles.{role}"),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )?;
+    }
+    let mut agents = HashMap::new();
+    for (agent, grant) in &doc.agents {
+        let mut perms = Vec::new();
+        for (i, p) in grant.permissions.iter().enumerate() {
+            perms.push((
+                format!("agent {agent} / permission {}", p.action),
+                p,
+                format!("agents.{agent}.permissions[{i}]"),
+            ));
+        }
+        for (i, role) in grant.roles.iter().enumerate() {
+            collect_permissions(
+                doc,
+                role,
+                &format!("agents.{agent}.roles[{i}]"),
+                &mut Vec::new(),
+                &mut perms,
+            )?;
+        }
+        let mut index = ActionIndex::default();
+        for (source, p, path) in perms {
+            validate_pattern(&p.action, &format!("{path}.action"))?;
+            let checks = p
+                .constraints
+                .iter()
+                .enumerate()
+                .map(|(i, c)| compile_constraint(c, &format!("{path}.constraints[{i}]")))
+                .collect::<Result<Vec<_>>>()?;
+            index.insert(&p.action, CompiledPermission { source, checks });
+        }
+        agents.insert(agent.clone(), index);
+    }
+    let mut rules = ActionIndex::default();
+    for (i, r) in doc.rules.iter().enumerate() {
+        let path = format!("rules[{i}]");
+        validate_pattern(&r.action, &format!("{path}.action"))?;
+        let when = r
+            .when
+            .iter()
+            .enumerate()
+            .map(|(j, c)| compile_condition(c, &format!("{path}.when[{j}]")))
+            .collect::<Result<Vec<_>>>()?;
+        rules.insert(
+            &r.action,
+            CompiledRule {
+                source: format!("rule {i} ({})", r.action),
+                agents: r.agents.iter().cloned().collect(),
+                effect: r.effect,
+                reason: r.reason.clone(),
+                priority: r.priority,
+                when,
+            },
+        );
+    }
+    Ok(Compiled {
+        mode: doc.mode,
+        default_tz,
+        tenant_tz,
+        agents,
+        rules,
+    })
+}
+
+fn validate_pattern(p: &str, path: &str) -> Result<()> {
+    let body = p.strip_suffix('*').unwrap_or(p);
+    if body.contains('*') || (p.is_empty()) {
+        return Err(Error::InvalidConfig(format!(
+            "{path}: `{p}` is not a valid action pattern (exact, `*`, or a prefix ending in `*`)"
+        )));
+    }
+    Ok(())
+}
+
+fn compare(actual: &Value, op: Op, expected: &Value) -> bool {
+    match op {
+        Op::Eq => actual == expected,
+        Op::Ne => actual != expected,
+        Op::In => expected.as_array().is_some_and(|a| a.contains(actual)),
+        Op::NotIn => expected.as_array().is_some_and(|a| !a.contains(actual)),
+        Op::Lt | Op::Le | Op::Gt | Op::Ge => match (actual.as_f64(), expected.as_f64()) {
+            (Some(a), Some(e)) => match op {
+                Op::Lt => a < e,
+                Op::Le => a <= e,
+                Op::Gt => a > e,
+                _ => a >= e,
+            },
+            _ => false,
+        },
+    }
+}
+
+fn condition_text(c: &Condition) -> String {
+    let op = match c.op {
+        Op::Lt => "<",
+        Op::Le => "<=",
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        Op::Eq => "==",
+        Op::Ne => "!=",
+        Op::In => "in",
+        Op::NotIn => "not in",
+    };
+    format!("{} {op} {}", c.pointer, c.value)
+}
+
+/// Combines decisions: Deny > RequireApproval > Allow.
+fn combine(a: Decision, b: Decision) -> Decision {
+    fn rank(d: &Decision) -> u8 {
+        match d {
+            Decision::Allow => 0,
+            Decision::RequireApproval { .. } => 1,
+            Decision::Deny { .. } => 2,
+        }
+    }
+    if rank(&b) > rank(&a) { b } else { a }
+}
+
+struct Pending {
+    key: String,
+    amount: i64,
+    limit: i64,
+    what: String,
+}
+
+impl PolicyEngine {
+    /// Compiles a policy document. Errors name the path of the bad rule
+    /// (`agents.marketing.permissions[1].constraints[0].limit_usd: ...`).
+    pub fn new(doc: &PolicyDocument, counters: Arc<dyn CounterStore>) -> Result<Self> {
+        Ok(Self {
+            compiled: Arc::new(compile(doc)?),
+            counters,
+            audit: None,
+            clock: Arc::new(Utc::now),
+            reservations: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// Parses and compiles a JSON policy.
+    pub fn from_json(text: &str, counters: Arc<dyn CounterStore>) -> Result<Self> {
+        Self::new(&crate::parse_json(text)?, counters)
+    }
+
+    /// Parses and compiles a TOML policy.
+    pub fn from_toml(text: &str, counters: Arc<dyn CounterStore>) -> Result<Self> {
+        Self::new(&crate::parse_toml(text)?, counters)
+    }
+
+    /// Records every decision (kind `policy.evaluation`) in this audit store.
+    pub fn with_audit(mut self, audit: Arc<dyn AuditStore>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Uses another clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.compiled.mode
+    }
+
+    fn tz(&self, tenant: &TenantId) -> Tz {
+        self.compiled
+            .tenant_tz
+            .get(tenant.as_str())
+            .copied()
+            .unwrap_or(self.compiled.default_tz)
+    }
+
+    /// Evaluates without side effects on counters (budgets and rate limits are checked against
+    /// current values, not reserved) and returns the decision with its trace.
+    pub async fn explain(&self, request: &PolicyRequest) -> Result<Explanation> {
+        let (decision, trace, _pending) = self.decide(request, false).await?;
+        Ok(self.finish(decision, trace))
+    }
+
+    fn finish(&self, would: Decision, trace: Vec<Trace>) -> Explanation {
+        let decision = match self.compiled.mode {
+            Mode::Enforce => would.clone(),
+            Mode::LogOnly => Decision::Allow,
+        };
+        Explanation {
+            decision,
+            would_decide: would,
+            mode: self.compiled.mode,
+            trace,
+        }
+    }
+
+    /// The stateless part of the decision, plus the reservations an `Allow` needs.
+    async fn decide(
+        &self,
+        request: &PolicyRequest,
+        reserve: bool,
+    ) -> Result<(Decision, Vec<Trace>, Vec<Pending>)> {
+        let c = &*self.compiled;
+        let action = request.action.as_str();
+        let mut trace = Vec::new();
+        let Some(index) = c.agents.get(request.agent.as_str()) else {
+            let reason = format!("agent `{}` has no grants", request.agent);
+            trace.push(Trace {
+                source: "default".into(),
+                outcome: "deny",
+                reason: Some(reason.clone()),
+            });
+            return Ok((Decision::deny(reason), trace, Vec::new()));
+        };
+        let perms = index.matching(action);
+        if perms.is_empty() {
+            let reason = format!(
+                "no permission of agent `{}` grants `{action}` (default deny)",
+                request.agent
+            );
+            trace.push(Trace {
+                source: "default".into(),
+                outcome: "deny",
+                reason: Some(reason.clone()),
+            });
+            return Ok((Decision::deny(reason), trace, Vec::new()));
+        }
+        let now = (self.clock)();
+        let tz = self.tz(&request.tenant);
+        let mut decision = Decision::Allow;
+        let mut pending = Vec::new();
+        for perm in perms {
+            let mut outcome = Decision::Allow;
+            for check in &perm.checks {
+                let d = self.check(check, request, now, tz, &mut pending)?;
+                outcome = combine(outcome, d);
+            }
+            trace.push(Trace {
+                source: perm.source.clone(),
+                outcome: outcome.label(),
+                reason: outcome.reason().map(str::to_string),
+            });
+            decision = combine(decision, outcome);
+        }
+        for rule in c.rules.matching(action) {
+            if !rule.agents.is_empty() && !rule.agents.contains(request.agent.as_str()) {
+                continue;
+            }
+            let applies = rule.when.iter().all(|cond| {
+                request
+                    .arguments
+                    .pointer(&cond.pointer)
+                    .is_some_and(|v| compare(v, cond.op, &cond.value))
+            });
+            if !applies {
+                continue;
+            }
+            let d = match rule.effect {
+                Effect::Deny => Decision::deny(rule.reason.clone()),
+                Effect::RequireApproval => Decision::RequireApproval {
+                    reason: rule.reason.clone(),
+                    priority: rule.priority,
+                },
+            };
+            trace.push(Trace {
+                source: rule.source.clone(),
+                outcome: d.label(),
+                reason: Some(rule.reason.clone()),
+            });
+            decision = combine(decision, d);
+        }
+        // A human already approved these exact arguments.
+        if request.approved_by_human && matches!(decision, Decision::RequireApproval { .. }) {
+            trace.push(Trace {
+                source: "human approval".into(),
+                outcome: "allow",
+                reason: None,
+            });
+            decision = Decision::Allow;
+        }
+        if !matches!(decision, Decision::Allow) {
+            return Ok((decision, trace, Vec::new()));
+        }
+        // Budgets and rate limits: check (explain) or reserve (evaluate) atomically.
+        if !reserve {
+            for p in &pending {
+                let current = self.counters.counter_get(&request.tenant, &p.key).await?;
+                if current + p.amount > p.limit {
+                    let reason = format!("{} exhausted", p.what);
+                    trace.push(Trace {
+                        source: p.what.clone(),
+                        outcome: "deny",
+                        reason: Some(reason.clone()),
+                    });
+                    return Ok((Decision::deny(reason), trace, Vec::new()));
+                }
+            }
+        }
+        Ok((decision, trace, pending))
+    }
+
+    fn counter_owner(scope: Scope, request: &PolicyRequest) -> String {
+        match scope {
+            Scope::Agent => format!("agent:{}", request.agent),
+            Scope::Tenant => "tenant".into(),
+        }
+    }
+
+    fn check(
+        &self,
+        check: &Check,
+        request: &PolicyRequest,
+        now: DateTime<Utc>,
+        tz: Tz,
+        pending: &mut Vec<Pending>,
+    ) -> Result<Decision> {
+        Ok(match check {
+            Check::TenantScope(fields) => {
+                for f in fields {
+                    if let Some(v) = request.arguments.pointer(f)
+                        && v.as_str() != Some(request.tenant.as_str())
+                    {
+                        return Ok(Decision::deny(format!(
+                            "argument {f} names another tenant; agents act only within tenant `{}`",
+                            request.tenant
+                        )));
+                    }
+                }
+                Decision::Allow
+            }
+            Check::Argument(cond) => match request.arguments.pointer(&cond.pointer) {
+                Some(v) if compare(v, cond.op, &cond.value) => Decision::Allow,
+                Some(v) => Decision::deny(format!(
+                    "argument constraint {} does not hold (got {v})",
+                    condition_text(cond)
+                )),
+                None => Decision::deny(format!(
+                    "argument constraint {}: {} is missing",
+                    condition_text(cond),
+                    cond.pointer
+                )),
+            },
+            Check::MaxCallsPerTurn(max) => {
+                if request.counters.calls_this_turn > *max {
+                    Decision::deny(format!("at most {max} calls per turn"))
+                } else {
+                    Decision::Allow
+                }
+            }
+            Check::RepeatedCalls(max) => {
+                if request.counters.identical_calls_this_run > *max {
+                    Decision::deny(format!(
+                        "the same call was already made {} times in this run (at most {max} repeats)",
+                        request.counters.identical_calls_this_run
+                    ))
+                } else {
+                    Decision::Allow
+                }
+            }
+            Check::Confidence {
+                execute_at,
+                approve_at,
+                missing,
+            } => match request.confidence {
+                Some(c) if c >= *execute_at => Decision::Allow,
+                Some(c) if c >= *approve_at => Decision::require_approval(format!(
+                    "confidence {c:.2} is below {execute_at:.2}"
+                )),
+                Some(c) => Decision::deny(format!("confidence {c:.2} is below {approve_at:.2}")),
+                None => match missing {
+                    MissingConfidence::Allow => Decision::Allow,
+                    MissingConfidence::Deny => Decision::deny("no confidence was given"),
+                    MissingConfidence::RequireApproval => {
+                        Decision::require_approval("no confidence was given")
+                    }
+                },
+            },
+            Check::RequireApproval { reason, priority } => Decision::RequireApproval {
+                reason: reason.clone(),
+                priority: *priority,
+            },
+            Check::TimeWindow {
+                days,
+                start,
+                end,
+                tz: own_tz,
+            } => {
+                let local = now.with_timezone(&own_tz.unwrap_or(tz));
+                let t = local.time();
+                let in_time = if start <= end {
+                    t >= *start && t < *end
+                } else {
+                    t >= *start || t < *end
+                };
+                let in_day = days.is_empty() || days.contains(&local.weekday());
+                if in_time && in_day {
+                    Decision::Allow
+                } else {
+                    Decision::deny(format!(
+                        "outside the allowed time window ({}–{} {}, now {})",
+                        start.format("%H:%M"),
+                        end.format("%H:%M"),
+                        if days.is_empty() {
+                            "every day".to_string()
+                        } else {
+                            format!("{days:?}")
+                        },
+                        local.format("%a %H:%M %Z")
+                    ))
+                }
+            }
+            Check::RateLimit { max, per, scope } => {
+                let local = now.with_timezone(&tz);
+                let window = match per {
+                    Window::Minute => local.format("%Y-%m-%dT%H:%M").to_string(),
+                    Window::Hour => format!("{}T{:02}", local.date_naive(), local.hour()),
+                    Window::Day => local.date_naive().to_string(),
+                };
+                pending.push(Pending {
+                    key: format!(
+                        "rate:{}:{}:{window}",
+                        Self::counter_owner(*scope, request),
+                        request.action
+                    ),
+                    amount: 1,
+                    limit: *max,
+                    what: format!("rate limit of {max} per {per:?} for `{}`", request.action)
+                        .to_lowercase(),
+                });
+                Decision::Allow
+            }
+            Check::Budget {
+                period,
+                limit_nanos,
+                cost,
+                scope,
+            } => {
+                let amount = match cost {
+                    CostSource::FixedUsd(v) => (v * 1e9).round() as i64,
+                    CostSource::Argument(ptr) => {
+                        match request.arguments.pointer(ptr).and_then(Value::as_f64) {
+                            Some(v) if v.is_finite() && v >= 0.0 => (v * 1e9).round() as i64,
+                            _ => {
+                                return Ok(Decision::deny(format!(
+                                    "budget: the cost argument {ptr} is missing or not a non-negative number"
+                                )));
+                            }
+                        }
+                    }
+                };
+                let local = now.with_timezone(&tz);
+                let key_period = match period {
+                    Period::Day => local.date_naive().to_string(),
+                    Period::Month => format!("{}-{:02}", local.year(), local.month()),
+                };
+                pending.push(Pending {
+                    key: format!(
+                        "budget:{}:{key_period}",
+                        Self::counter_owner(*scope, request)
+                    ),
+                    amount,
+                    limit: *limit_nanos,
+                    what: format!(
+                        "{} budget of ${:.2}",
+                        match period {
+                            Period::Day => "daily",
+                            Period::Month => "monthly",
+                        },
+                        *limit_nanos as f64 / 1e9
+                    ),
+                });
+                Decision::Allow
+            }
+        })
+    }
+
+    /// Reserves every pending counter atomically one by one; on the first refusal, releases what
+    /// was reserved and returns the reason.
+    async fn reserve(
+        &self,
+        tenant: &TenantId,
+        pending: &[Pending],
+    ) -> Result<std::result::Result<Vec<Reservation>, String>> {
+        let mut done: Vec<Reservation> = Vec::new();
+        for p in pending {
+            let outcome = match self
+                .counters
+                .counter_add(tenant, &p.key, p.amount, Some(p.limit))
+                .await
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    self.release(&done).await;
+                    return Err(e);
+                }
+            };
+            if !outcome.applied {
+                self.release(&done).await;
+                return Ok(Err(format!("{} exhausted", p.what)));
+            }
+            done.push(Reservation {
+                tenant: tenant.clone(),
+                key: p.key.clone(),
+                amount: p.amount,
+            });
+        }
+        Ok(Ok(done))
+    }
+
+    async fn release(&self, reservations: &[Reservation]) {
+        for r in reservations {
+            if let Err(e) = self
+                .counters
+                .counter_add(&r.tenant, &r.key, -r.amount, None)
+                .await
+            {
+                tracing::warn!(error = %e, key = %r.key, "could not release a reservation");
+            }
+        }
+    }
+
+    fn reservation_key(request: &PolicyRequest) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            request.tenant,
+            request.run,
+            request.action,
+            hash_json(&request.arguments)
+        )
+    }
+
+    async fn record(&self, request: &PolicyRequest, explanation: &Explanation) {
+        let Some(audit) = &self.audit else { return };
+        let mut e = NewAuditEntry::new(
+            request.tenant.clone(),
+            "policy.evaluation",
+            format!("agent:{}", request.agent),
+            request.action.clone(),
+        );
+        e.decision = Some(explanation.decision.label().into());
+        e.reason = explanation.would_decide.reason().map(str::to_string);
+        e.agent = Some(request.agent.clone());
+        e.session = Some(request.session.clone());
+        e.run = Some(request.run.clone());
+        e.output = json!({
+            "mode": match explanation.mode { Mode::Enforce => "enforce", Mode::LogOnly => "log_only" },
+            "would_decide": explanation.would_decide.label(),
+            "rules": explanation.trace.iter().map(|t| json!({"source": t.source, "outcome": t.outcome, "reason": t.reason})).collect::<Vec<_>>(),
+        });
+        if let Err(err) = audit.append_audit(e).await {
+            tracing::warn!(error = %err, "could not record a policy decision");
+        }
+    }
+
+    /// Evaluates, reserving budgets and rate limits for an allowed action, and returns the full
+    /// explanation. [`PolicyEvaluator::evaluate`] is this without the trace.
+    pub async fn evaluate_explained(&self, request: &PolicyRequest) -> Result<Explanation> {
+        let enforce = self.compiled.mode == Mode::Enforce;
+        let (mut decision, mut trace, pending) = self.decide(request, enforce).await?;
+        if enforce && matches!(decision, Decision::Allow) && !pending.is_empty() {
+            match self.reserve(&request.tenant, &pending).await? {
+                Ok(reserved) => {
+                    if let Ok(mut map) = self.reservations.lock() {
+                        map.entry(Self::reservation_key(request))
+                            .or_default()
+                            .extend(reserved);
+                    }
+                }
+                Err(reason) => {
+                    trace.push(Trace {
+                        source: "counters".into(),
+                        outcome: "deny",
+                        reason: Some(reason.clone()),
+                    });
+                    decision = Decision::deny(reason);
+                }
+            }
+        }
+        let explanation = self.finish(decision, trace);
+        self.record(request, &explanation).await;
+        Ok(explanation)
+    }
+}
+
+#[async_trait]
+impl PolicyEvaluator for PolicyEngine {
+    async fn evaluate(&self, request: &PolicyRequest) -> Result<Decision> {
+        Ok(self.evaluate_explained(request).await?.decision)
+    }
+
+    /// A failed action releases its budget reservation (rate-limit slots stay used: the attempt
+    /// happened); a successful one keeps it.
+    async fn record_outcome(&self, request: &PolicyRequest, outcome: &ActionOutcome) -> Result<()> {
+        let reserved = self
+            .reservations
+            .lock()
+            .map_err(|_| Error::Internal("policy reservation lock poisoned".into()))?
+            .remove(&Self::reservation_key(request))
+            .unwrap_or_default();
+        if matches!(outcome, ActionOutcome::Failed) {
+            let budgets: Vec<Reservation> = reserved
+                .into_iter()
+                .filter(|r| r.key.starts_with("budget:"))
+                .collect();
+            self.release(&budgets).await;
+        }
+        Ok(())
+    }
+}
