@@ -540,6 +540,35 @@ impl PolicyEngine {
         self.compiled.mode
     }
 
+    /// The budget counter keys an amount spent at `at` counts toward: the agent's and the
+    /// tenant's day and month in the tenant's timezone (the keys budget constraints reserve on).
+    pub(crate) fn budget_keys(
+        &self,
+        tenant: &TenantId,
+        agent: &str,
+        at: DateTime<Utc>,
+    ) -> [String; 4] {
+        let local = at.with_timezone(&self.tz(tenant));
+        let day = local.date_naive().to_string();
+        let month = format!("{}-{:02}", local.year(), local.month());
+        [
+            format!("budget:agent:{agent}:{day}"),
+            format!("budget:agent:{agent}:{month}"),
+            format!("budget:tenant:{day}"),
+            format!("budget:tenant:{month}"),
+        ]
+    }
+
+    /// The counters the engine reads and reserves on.
+    pub(crate) fn counters(&self) -> &Arc<dyn CounterStore> {
+        &self.counters
+    }
+
+    /// The tenant's timezone.
+    pub fn timezone(&self, tenant: &TenantId) -> Tz {
+        self.tz(tenant)
+    }
+
     fn tz(&self, tenant: &TenantId) -> Tz {
         self.compiled
             .tenant_tz

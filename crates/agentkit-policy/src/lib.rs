@@ -45,11 +45,14 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
+pub mod audit;
 pub mod config;
 mod engine;
+pub mod metering;
 
 pub use config::PolicyDocument;
 pub use engine::{Clock, Explanation, PolicyEngine, Trace};
+pub use metering::{InvoiceDraft, Meter, PriceBook, PriceTable};
 
 use agentkit_core::error::{Error, Result};
 

@@ -41,7 +41,7 @@ use crate::message::{ToolCall, Usage};
 use crate::model::{LlmProvider, OutputSchema};
 use crate::policy::{AllowListPolicy, PolicyEvaluator};
 use crate::retrieval::Retriever;
-use crate::store::{ApprovalRequest, InMemoryStore, RunStatus, StateStore};
+use crate::store::{ApprovalRequest, InMemoryStore, RunStatus, StateStore, UsageMeter};
 use crate::tool::{Tool, ToolSpec};
 use crate::validation::CompiledSchema;
 
@@ -256,6 +256,7 @@ pub(crate) struct AgentInner {
     pub(crate) memory: MemoryPolicy,
     pub(crate) limits: Limits,
     pub(crate) output: Option<(OutputSchema, CompiledSchema)>,
+    pub(crate) meter: Option<Arc<dyn UsageMeter>>,
 }
 
 /// A configured agent. Cheap to clone (an `Arc` inside) and safe to share across tasks.
@@ -461,6 +462,7 @@ pub struct AgentBuilder {
     limits: Limits,
     output_schema: Option<OutputSchema>,
     backup: Option<ModelSlot>,
+    meter: Option<Arc<dyn UsageMeter>>,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -580,6 +582,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Prices usage before it is recorded and accounts its spend (budgets from the usage
+    /// ledger); see `agentkit_policy::Meter`.
+    pub fn meter(mut self, meter: Arc<dyn UsageMeter>) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
     /// A backup agent: when this agent's model call fails, the backup's model answers instead
     /// (with this agent's prompt, tools and policy).
     pub fn backup_agent(mut self, backup: &Agent) -> Self {
@@ -696,6 +705,7 @@ impl AgentBuilder {
                 memory: self.memory,
                 limits: self.limits,
                 output,
+                meter: self.meter,
             }),
         })
     }

@@ -333,7 +333,7 @@ impl RunCtx<'_> {
                 .await?;
             let mut event = self.usage_event(UsageKind::KnowledgeQuery, 1);
             event.resource = Some("retriever".into());
-            a.store.append_usage(std::slice::from_ref(&event)).await?;
+            self.append_usage(vec![event]).await?;
             if !chunks.is_empty() {
                 self.prefix
                     .push(Message::system(format_context_block(&chunks)));
@@ -522,10 +522,20 @@ impl RunCtx<'_> {
             }
         }
         if !events.is_empty() {
-            self.a.store.append_usage(&events).await?;
+            self.append_usage(events).await?;
         }
         emit(&self.sink, AgentEvent::Usage(response.usage));
         Ok(())
+    }
+
+    /// Prices (when the agent has a meter) and appends one step's usage events.
+    async fn append_usage(&self, mut events: Vec<UsageEvent>) -> Result<()> {
+        if let Some(meter) = &self.a.meter
+            && let Err(e) = meter.meter(&mut events).await
+        {
+            tracing::warn!(error = %e, "usage could not be priced; recording it unpriced");
+        }
+        self.a.store.append_usage(&events).await
     }
 
     fn usage_event(&self, kind: UsageKind, quantity: u64) -> UsageEvent {
@@ -901,7 +911,7 @@ impl RunCtx<'_> {
             a.store.record_tool_execution(&record).await?;
             let mut usage = self.usage_event(UsageKind::ToolCall, 1);
             usage.resource = Some(call.name.clone());
-            a.store.append_usage(std::slice::from_ref(&usage)).await?;
+            self.append_usage(vec![usage]).await?;
             let mut audit = self.audit_entry("tool.call", &call.name);
             audit.decision = Some("allow".into());
             audit.reason = Some(record_status(record.status).into());

@@ -161,6 +161,15 @@ pub trait AuditStore: Send + Sync {
     async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }
 
+/// Prices usage events before they are appended, and accounts their spend (budget counters,
+/// quotas). The agent calls it with each step's events; `agentkit-policy` provides one.
+#[async_trait]
+pub trait UsageMeter: Send + Sync {
+    /// Sets `cost` and `price_version` on the events and records their spend. An error is
+    /// logged and the events are appended unpriced: usage is never lost.
+    async fn meter(&self, events: &mut [UsageEvent]) -> Result<()>;
+}
+
 /// Atomic counters for budgets and rate limits.
 #[async_trait]
 pub trait CounterStore: Send + Sync {

@@ -1,0 +1,328 @@
+//! Usage pricing, spend accounting and invoice drafts.
+//!
+//! Prices are versioned: a [`PriceBook`] holds [`PriceTable`]s, each effective from a time, and an
+//! event is priced with the table in force when it happened. Invoices are recomputed from the
+//! append-only usage events (never from stored totals), so the same events always give the same
+//! [`InvoiceDraft`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use agentkit_core::error::{Error, Result};
+use agentkit_core::id::{AgentId, TenantId};
+use agentkit_core::redact::hash_json;
+use agentkit_core::store::{UsageEvent, UsageKind, UsageMeter, UsageQuery, UsageStore, Usd};
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::PolicyEngine;
+
+/// Prices of one model, in USD per million tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    /// Prompt tokens.
+    pub input_per_mtok: f64,
+    /// Completion tokens.
+    pub output_per_mtok: f64,
+    /// Cached prompt tokens (default: the input price).
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
+}
+
+/// One version of the prices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTable {
+    /// Version label recorded on priced events (`2026-11`).
+    pub version: String,
+    /// In force from this time (until the next table).
+    pub effective_from: DateTime<Utc>,
+    /// Per model.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelPrice>,
+    /// Default price of one tool call.
+    #[serde(default)]
+    pub tool_call_usd: f64,
+    /// Per-tool overrides.
+    #[serde(default)]
+    pub tools: BTreeMap<String, f64>,
+    /// One knowledge-base query.
+    #[serde(default)]
+    pub knowledge_query_usd: f64,
+    /// One minute of audio.
+    #[serde(default)]
+    pub audio_per_minute_usd: f64,
+}
+
+fn nanos(usd: f64) -> i128 {
+    (usd * 1e9).round() as i128
+}
+
+/// `quantity × price / per`, rounded half up, in nano-USD.
+fn scaled(quantity: u64, price_nanos: i128, per: i128) -> i64 {
+    let v = (i128::from(quantity) * price_nanos * 2 + per) / (2 * per);
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl PriceTable {
+    /// The cost of one event under this table.
+    pub fn price(&self, event: &UsageEvent) -> Result<Usd> {
+        let resource = event.resource.as_deref().unwrap_or("");
+        let model = || {
+            self.models.get(resource).ok_or_else(|| {
+                Error::InvalidConfig(format!(
+                    "price table {}: no price for model `{resource}`",
+                    self.version
+                ))
+            })
+        };
+        let q = event.quantity;
+        let cost = match event.kind {
+            UsageKind::InputTokens => scaled(q, nanos(model()?.input_per_mtok), 1_000_000),
+            UsageKind::OutputTokens => scaled(q, nanos(model()?.output_per_mtok), 1_000_000),
+            UsageKind::CachedInputTokens => {
+                let m = model()?;
+                scaled(
+                    q,
+                    nanos(m.cached_input_per_mtok.unwrap_or(m.input_per_mtok)),
+                    1_000_000,
+                )
+            }
+            UsageKind::ToolCall => scaled(
+                q,
+                nanos(*self.tools.get(resource).unwrap_or(&self.tool_call_usd)),
+                1,
+            ),
+            UsageKind::KnowledgeQuery => scaled(q, nanos(self.knowledge_query_usd), 1),
+            UsageKind::AudioMillis => scaled(q, nanos(self.audio_per_minute_usd), 60_000),
+        };
+        Ok(Usd::from_nanos(cost))
+    }
+}
+
+/// Every price version, ordered by when it took effect.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PriceBook {
+    tables: Vec<PriceTable>,
+}
+
+impl PriceBook {
+    /// A book from tables (any order; two tables may not take effect at the same time).
+    pub fn new(mut tables: Vec<PriceTable>) -> Result<Self> {
+        tables.sort_by_key(|t| t.effective_from);
+        if let Some(w) = tables
+            .windows(2)
+            .find(|w| w[0].effective_from == w[1].effective_from)
+        {
+            return Err(Error::InvalidConfig(format!(
+                "price tables {} and {} take effect at the same time",
+                w[0].version, w[1].version
+            )));
+        }
+        Ok(Self { tables })
+    }
+
+    /// The table in force at `at`.
+    pub fn table_at(&self, at: DateTime<Utc>) -> Option<&PriceTable> {
+        self.tables.iter().rev().find(|t| t.effective_from <= at)
+    }
+
+    /// The cost of an event with the table in force when it happened, and that table's version.
+    pub fn price(&self, event: &UsageEvent) -> Result<(Usd, String)> {
+        let table = self.table_at(event.at).ok_or_else(|| {
+            Error::InvalidConfig(format!("no price table in force at {}", event.at))
+        })?;
+        Ok((table.price(event)?, table.version.clone()))
+    }
+}
+
+/// Prices usage before it is recorded and adds the spend to the budget counters the policy
+/// engine reserves on, so budgets cover model tokens as well as tool actions. Give it to agents
+/// with `AgentBuilder::meter`.
+#[derive(Clone)]
+pub struct Meter {
+    book: Arc<PriceBook>,
+    engine: PolicyEngine,
+}
+
+impl std::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter")
+            .field("book", &self.book)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Meter {
+    /// A meter pricing with `book` and accounting into `engine`'s counters (and timezones).
+    pub fn new(book: Arc<PriceBook>, engine: PolicyEngine) -> Self {
+        Self { book, engine }
+    }
+}
+
+#[async_trait]
+impl UsageMeter for Meter {
+    async fn meter(&self, events: &mut [UsageEvent]) -> Result<()> {
+        let mut spend: BTreeMap<(TenantId, String), i64> = BTreeMap::new();
+        let mut tokens: BTreeMap<(TenantId, String), i64> = BTreeMap::new();
+        let mut first_error = None;
+        for e in events.iter_mut() {
+            match self.book.price(e) {
+                Ok((cost, version)) => {
+                    e.cost = Some(cost);
+                    e.price_version = Some(version);
+                    for key in self.engine.budget_keys(&e.tenant, e.agent.as_str(), e.at) {
+                        *spend.entry((e.tenant.clone(), key)).or_default() += cost.nanos();
+                    }
+                }
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+            if matches!(
+                e.kind,
+                UsageKind::InputTokens | UsageKind::OutputTokens | UsageKind::CachedInputTokens
+            ) {
+                let month =
+                    e.at.with_timezone(&self.engine.timezone(&e.tenant))
+                        .format("%Y-%m");
+                *tokens
+                    .entry((e.tenant.clone(), format!("quota:tokens:{month}")))
+                    .or_default() += i64::try_from(e.quantity).unwrap_or(i64::MAX);
+            }
+        }
+        let counters = self.engine.counters();
+        for ((tenant, key), amount) in spend.into_iter().chain(tokens) {
+            if amount != 0 {
+                counters.counter_add(&tenant, &key, amount, None).await?;
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Usage summed by agent, kind and resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceLine {
+    /// The agent.
+    pub agent: AgentId,
+    /// What was used.
+    pub kind: UsageKind,
+    /// The model or tool.
+    pub resource: Option<String>,
+    /// The price version.
+    pub price_version: String,
+    /// Total quantity.
+    pub quantity: u64,
+    /// Total cost.
+    pub amount: Usd,
+}
+
+/// A month's invoice draft for one tenant, recomputed from the usage events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceDraft {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// `YYYY-MM`.
+    pub period: String,
+    /// First instant of the period (tenant's timezone).
+    pub from: DateTime<Utc>,
+    /// First instant after the period.
+    pub to: DateTime<Utc>,
+    /// Lines, sorted by agent, kind, resource, price version.
+    pub lines: Vec<InvoiceLine>,
+    /// Sum of the lines.
+    pub total: Usd,
+    /// Events included.
+    pub events: usize,
+    /// Events with no price (unknown model, no table): listed here by id, not charged.
+    pub unpriced: Vec<String>,
+    /// SHA-256 of the lines, total and unpriced ids: equal drafts have equal fingerprints.
+    pub fingerprint: String,
+}
+
+/// Aggregates events into invoice lines, pricing each with the table in force when it happened.
+pub fn aggregate(events: &[UsageEvent], book: &PriceBook) -> (Vec<InvoiceLine>, Vec<String>) {
+    let mut lines: BTreeMap<(AgentId, UsageKind, Option<String>, String), (u64, i64)> =
+        BTreeMap::new();
+    let mut unpriced = Vec::new();
+    for e in events {
+        match book.price(e) {
+            Ok((cost, version)) => {
+                let slot = lines
+                    .entry((e.agent.clone(), e.kind, e.resource.clone(), version))
+                    .or_default();
+                slot.0 += e.quantity;
+                slot.1 = slot.1.saturating_add(cost.nanos());
+            }
+            Err(_) => unpriced.push(e.id.to_string()),
+        }
+    }
+    unpriced.sort();
+    let lines = lines
+        .into_iter()
+        .map(
+            |((agent, kind, resource, price_version), (quantity, amount))| InvoiceLine {
+                agent,
+                kind,
+                resource,
+                price_version,
+                quantity,
+                amount: Usd::from_nanos(amount),
+            },
+        )
+        .collect();
+    (lines, unpriced)
+}
+
+/// The invoice draft of `tenant` for a calendar month in timezone `tz`, recomputed from the
+/// usage ledger.
+pub async fn invoice_draft(
+    usage: &dyn UsageStore,
+    tenant: &TenantId,
+    year: i32,
+    month: u32,
+    tz: Tz,
+    book: &PriceBook,
+) -> Result<InvoiceDraft> {
+    let first = NaiveDate::from_ymd_opt(year, month, 1)
+        .ok_or_else(|| Error::InvalidInput(format!("{year}-{month:02} is not a month")))?;
+    let next = if month == 12 {
+        NaiveDate::from_ymd_opt(year + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(year, month + 1, 1)
+    }
+    .ok_or_else(|| Error::InvalidInput("month out of range".into()))?;
+    let start = |d: NaiveDate| {
+        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| Error::InvalidInput(format!("no midnight on {d} in {tz}")))
+    };
+    let (from, to) = (start(first)?, start(next)?);
+    let events = usage
+        .list_usage(tenant, &UsageQuery::all().between(from, to))
+        .await?;
+    let (lines, unpriced) = aggregate(&events, book);
+    let total: Usd = lines.iter().map(|l| l.amount).sum();
+    let fingerprint = hash_json(&serde_json::json!({
+        "tenant": tenant, "period": format!("{year}-{month:02}"), "lines": lines, "total": total, "unpriced": unpriced,
+    }));
+    Ok(InvoiceDraft {
+        tenant: tenant.clone(),
+        period: format!("{year}-{month:02}"),
+        from,
+        to,
+        lines,
+        total,
+        events: events.len(),
+        unpriced,
+        fingerprint,
+    })
+}
