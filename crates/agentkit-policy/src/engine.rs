@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use agentkit_core::error::{Error, Result};
 use agentkit_core::id::TenantId;
 use agentkit_core::policy::{ActionOutcome, Decision, PolicyEvaluator, PolicyRequest, Priority};
-use agentkit_core::redact::hash_json;
 use agentkit_core::store::{AuditStore, CounterStore, NewAuditEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc, Weekday};
@@ -493,11 +492,73 @@ fn combine(a: Decision, b: Decision) -> Decision {
     if rank(&b) > rank(&a) { b } else { a }
 }
 
+/// What a pending reservation is for (its description is only rendered on refusal).
+#[derive(Debug, Clone, Copy)]
+enum PendingKind {
+    Budget(Period),
+    Rate(Window),
+}
+
 struct Pending {
     key: String,
     amount: i64,
     limit: i64,
-    what: String,
+    kind: PendingKind,
+}
+
+impl Pending {
+    fn describe(&self, action: &str) -> String {
+        match self.kind {
+            PendingKind::Budget(p) => format!(
+                "{} budget of ${:.2}",
+                match p {
+                    Period::Day => "daily",
+                    Period::Month => "monthly",
+                },
+                self.limit as f64 / 1e9
+            ),
+            PendingKind::Rate(w) => format!(
+                "rate limit of {} per {} for `{action}`",
+                self.limit,
+                match w {
+                    Window::Minute => "minute",
+                    Window::Hour => "hour",
+                    Window::Day => "day",
+                }
+            ),
+        }
+    }
+}
+
+/// Local calendar parts of "now" in the tenant's timezone, computed once per decision.
+#[derive(Debug, Clone, Copy)]
+struct LocalNow {
+    year: i32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+}
+
+impl LocalNow {
+    fn new(now: DateTime<Utc>, tz: Tz) -> Self {
+        let l = now.with_timezone(&tz);
+        Self {
+            year: l.year(),
+            month: l.month(),
+            day: l.day(),
+            hour: l.hour(),
+            minute: l.minute(),
+        }
+    }
+
+    fn day_key(&self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+
+    fn month_key(&self) -> String {
+        format!("{:04}-{:02}", self.year, self.month)
+    }
 }
 
 impl PolicyEngine {
@@ -580,7 +641,7 @@ impl PolicyEngine {
     /// Evaluates without side effects on counters (budgets and rate limits are checked against
     /// current values, not reserved) and returns the decision with its trace.
     pub async fn explain(&self, request: &PolicyRequest) -> Result<Explanation> {
-        let (decision, trace, _pending) = self.decide(request, false).await?;
+        let (decision, trace, _pending) = self.decide(request, false, true).await?;
         Ok(self.finish(decision, trace))
     }
 
@@ -602,6 +663,7 @@ impl PolicyEngine {
         &self,
         request: &PolicyRequest,
         reserve: bool,
+        want_trace: bool,
     ) -> Result<(Decision, Vec<Trace>, Vec<Pending>)> {
         let c = &*self.compiled;
         let action = request.action.as_str();
@@ -630,19 +692,22 @@ impl PolicyEngine {
         }
         let now = (self.clock)();
         let tz = self.tz(&request.tenant);
+        let local = LocalNow::new(now, tz);
         let mut decision = Decision::Allow;
         let mut pending = Vec::new();
         for perm in perms {
             let mut outcome = Decision::Allow;
             for check in &perm.checks {
-                let d = self.check(check, request, now, tz, &mut pending)?;
+                let d = self.check(check, request, now, tz, local, &mut pending)?;
                 outcome = combine(outcome, d);
             }
-            trace.push(Trace {
-                source: perm.source.clone(),
-                outcome: outcome.label(),
-                reason: outcome.reason().map(str::to_string),
-            });
+            if want_trace {
+                trace.push(Trace {
+                    source: perm.source.clone(),
+                    outcome: outcome.label(),
+                    reason: outcome.reason().map(str::to_string),
+                });
+            }
             decision = combine(decision, outcome);
         }
         for rule in c.rules.matching(action) {
@@ -689,9 +754,10 @@ impl PolicyEngine {
             for p in &pending {
                 let current = self.counters.counter_get(&request.tenant, &p.key).await?;
                 if current + p.amount > p.limit {
-                    let reason = format!("{} exhausted", p.what);
+                    let what = p.describe(&request.action);
+                    let reason = format!("{what} exhausted");
                     trace.push(Trace {
-                        source: p.what.clone(),
+                        source: what,
                         outcome: "deny",
                         reason: Some(reason.clone()),
                     });
@@ -715,6 +781,7 @@ impl PolicyEngine {
         request: &PolicyRequest,
         now: DateTime<Utc>,
         tz: Tz,
+        local: LocalNow,
         pending: &mut Vec<Pending>,
     ) -> Result<Decision> {
         Ok(match check {
@@ -813,11 +880,11 @@ impl PolicyEngine {
                 }
             }
             Check::RateLimit { max, per, scope } => {
-                let local = now.with_timezone(&tz);
+                let l = local;
                 let window = match per {
-                    Window::Minute => local.format("%Y-%m-%dT%H:%M").to_string(),
-                    Window::Hour => format!("{}T{:02}", local.date_naive(), local.hour()),
-                    Window::Day => local.date_naive().to_string(),
+                    Window::Minute => format!("{}T{:02}:{:02}", l.day_key(), l.hour, l.minute),
+                    Window::Hour => format!("{}T{:02}", l.day_key(), l.hour),
+                    Window::Day => l.day_key(),
                 };
                 pending.push(Pending {
                     key: format!(
@@ -827,8 +894,7 @@ impl PolicyEngine {
                     ),
                     amount: 1,
                     limit: *max,
-                    what: format!("rate limit of {max} per {per:?} for `{}`", request.action)
-                        .to_lowercase(),
+                    kind: PendingKind::Rate(*per),
                 });
                 Decision::Allow
             }
@@ -851,10 +917,9 @@ impl PolicyEngine {
                         }
                     }
                 };
-                let local = now.with_timezone(&tz);
                 let key_period = match period {
-                    Period::Day => local.date_naive().to_string(),
-                    Period::Month => format!("{}-{:02}", local.year(), local.month()),
+                    Period::Day => local.day_key(),
+                    Period::Month => local.month_key(),
                 };
                 pending.push(Pending {
                     key: format!(
@@ -863,14 +928,7 @@ impl PolicyEngine {
                     ),
                     amount,
                     limit: *limit_nanos,
-                    what: format!(
-                        "{} budget of ${:.2}",
-                        match period {
-                            Period::Day => "daily",
-                            Period::Month => "monthly",
-                        },
-                        *limit_nanos as f64 / 1e9
-                    ),
+                    kind: PendingKind::Budget(*period),
                 });
                 Decision::Allow
             }
@@ -881,9 +939,10 @@ impl PolicyEngine {
     /// was reserved and returns the reason.
     async fn reserve(
         &self,
-        tenant: &TenantId,
+        request: &PolicyRequest,
         pending: &[Pending],
     ) -> Result<std::result::Result<Vec<Reservation>, String>> {
+        let tenant = &request.tenant;
         let mut done: Vec<Reservation> = Vec::new();
         for p in pending {
             let outcome = match self
@@ -899,7 +958,7 @@ impl PolicyEngine {
             };
             if !outcome.applied {
                 self.release(&done).await;
-                return Ok(Err(format!("{} exhausted", p.what)));
+                return Ok(Err(format!("{} exhausted", p.describe(&request.action))));
             }
             done.push(Reservation {
                 tenant: tenant.clone(),
@@ -922,13 +981,12 @@ impl PolicyEngine {
         }
     }
 
+    /// Identifies one action instance between `evaluate` and `record_outcome` (the agent passes
+    /// the same request to both).
     fn reservation_key(request: &PolicyRequest) -> String {
         format!(
-            "{}:{}:{}:{}",
-            request.tenant,
-            request.run,
-            request.action,
-            hash_json(&request.arguments)
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            request.tenant, request.run, request.action, request.arguments
         )
     }
 
@@ -958,15 +1016,31 @@ impl PolicyEngine {
     /// Evaluates, reserving budgets and rate limits for an allowed action, and returns the full
     /// explanation. [`PolicyEvaluator::evaluate`] is this without the trace.
     pub async fn evaluate_explained(&self, request: &PolicyRequest) -> Result<Explanation> {
+        self.evaluate_inner(request, true).await
+    }
+
+    async fn evaluate_inner(
+        &self,
+        request: &PolicyRequest,
+        want_trace: bool,
+    ) -> Result<Explanation> {
         let enforce = self.compiled.mode == Mode::Enforce;
-        let (mut decision, mut trace, pending) = self.decide(request, enforce).await?;
+        let want_trace = want_trace || self.audit.is_some();
+        let (mut decision, mut trace, pending) = self.decide(request, enforce, want_trace).await?;
         if enforce && matches!(decision, Decision::Allow) && !pending.is_empty() {
-            match self.reserve(&request.tenant, &pending).await? {
+            match self.reserve(request, &pending).await? {
                 Ok(reserved) => {
-                    if let Ok(mut map) = self.reservations.lock() {
+                    // Only budgets are released on failure; rate-limit slots stay used.
+                    let budgets: Vec<Reservation> = reserved
+                        .into_iter()
+                        .filter(|r| r.key.starts_with("budget:"))
+                        .collect();
+                    if !budgets.is_empty()
+                        && let Ok(mut map) = self.reservations.lock()
+                    {
                         map.entry(Self::reservation_key(request))
                             .or_default()
-                            .extend(reserved);
+                            .extend(budgets);
                     }
                 }
                 Err(reason) => {
@@ -988,7 +1062,7 @@ impl PolicyEngine {
 #[async_trait]
 impl PolicyEvaluator for PolicyEngine {
     async fn evaluate(&self, request: &PolicyRequest) -> Result<Decision> {
-        Ok(self.evaluate_explained(request).await?.decision)
+        Ok(self.evaluate_inner(request, false).await?.decision)
     }
 
     /// A failed action releases its budget reservation (rate-limit slots stay used: the attempt
@@ -1001,11 +1075,7 @@ impl PolicyEvaluator for PolicyEngine {
             .remove(&Self::reservation_key(request))
             .unwrap_or_default();
         if matches!(outcome, ActionOutcome::Failed) {
-            let budgets: Vec<Reservation> = reserved
-                .into_iter()
-                .filter(|r| r.key.starts_with("budget:"))
-                .collect();
-            self.release(&budgets).await;
+            self.release(&reserved).await;
         }
         Ok(())
     }

@@ -247,10 +247,12 @@ pub struct InvoiceDraft {
     pub fingerprint: String,
 }
 
+/// Invoice line grouping: agent, kind, resource, price version.
+type LineKey = (AgentId, UsageKind, Option<String>, String);
+
 /// Aggregates events into invoice lines, pricing each with the table in force when it happened.
 pub fn aggregate(events: &[UsageEvent], book: &PriceBook) -> (Vec<InvoiceLine>, Vec<String>) {
-    let mut lines: BTreeMap<(AgentId, UsageKind, Option<String>, String), (u64, i64)> =
-        BTreeMap::new();
+    let mut lines: BTreeMap<LineKey, (u64, i64)> = BTreeMap::new();
     let mut unpriced = Vec::new();
     for e in events {
         match book.price(e) {
