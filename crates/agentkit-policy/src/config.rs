@@ -40,6 +40,66 @@ pub struct PolicyDocument {
     /// Rules that apply on top of grants (deny or require approval).
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Quota overrides per tier (the four tiers have built-in defaults, see [`Tier::quotas`]).
+    #[serde(default)]
+    pub tiers: BTreeMap<Tier, Quotas>,
+}
+
+/// A tenant's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Free.
+    Free,
+    /// Starter.
+    Starter,
+    /// Professional.
+    Professional,
+    /// Enterprise.
+    Enterprise,
+}
+
+impl Tier {
+    /// `"free"`, `"starter"`, ...
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Starter => "starter",
+            Tier::Professional => "professional",
+            Tier::Enterprise => "enterprise",
+        }
+    }
+
+    /// Built-in quotas: free 100k tokens/month, 100 tool calls/day, 10 actions/minute; starter
+    /// 2M, 1,000, 60; professional 20M, 10,000, 300; enterprise unlimited.
+    pub fn quotas(&self) -> Quotas {
+        let q = |t, c, m| Quotas {
+            tokens_per_month: Some(t),
+            tool_calls_per_day: Some(c),
+            actions_per_minute: Some(m),
+        };
+        match self {
+            Tier::Free => q(100_000, 100, 10),
+            Tier::Starter => q(2_000_000, 1_000, 60),
+            Tier::Professional => q(20_000_000, 10_000, 300),
+            Tier::Enterprise => Quotas::default(),
+        }
+    }
+}
+
+/// Quotas of a tier (`None`: unlimited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    /// Model tokens per calendar month (counted by the `Meter`).
+    #[serde(default)]
+    pub tokens_per_month: Option<u64>,
+    /// Tool calls per calendar day.
+    #[serde(default)]
+    pub tool_calls_per_day: Option<u32>,
+    /// Actions per minute for the whole tenant.
+    #[serde(default)]
+    pub actions_per_minute: Option<u32>,
 }
 
 /// Settings of one tenant.
@@ -49,6 +109,9 @@ pub struct TenantSettings {
     /// IANA timezone: budgets reset at this tenant's calendar boundaries.
     #[serde(default)]
     pub timezone: Option<String>,
+    /// The tenant's plan; its quotas apply to every action.
+    #[serde(default)]
+    pub tier: Option<Tier>,
 }
 
 /// A named set of permissions, possibly inheriting other roles.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::config::{
     Condition, Constraint, CostSource, Effect, MissingConfidence, Mode, Op, Period, PolicyDocument,
-    Scope, Window,
+    Quotas, Scope, Tier, Window,
 };
 
 /// A clock (injectable for tests).
@@ -149,6 +149,7 @@ struct Compiled {
     mode: Mode,
     default_tz: Tz,
     tenant_tz: HashMap<String, Tz>,
+    tenant_quotas: HashMap<String, (Tier, Quotas)>,
     agents: HashMap<String, ActionIndex<CompiledPermission>>,
     rules: ActionIndex<CompiledRule>,
 }
@@ -357,7 +358,16 @@ fn compile(doc: &PolicyDocument) -> Result<Compiled> {
         .transpose()?
         .unwrap_or(Tz::UTC);
     let mut tenant_tz = HashMap::new();
+    let mut tenant_quotas = HashMap::new();
     for (tenant, s) in &doc.tenants {
+        if let Some(tier) = s.tier {
+            let quotas = doc
+                .tiers
+                .get(&tier)
+                .copied()
+                .unwrap_or_else(|| tier.quotas());
+            tenant_quotas.insert(tenant.clone(), (tier, quotas));
+        }
         if let Some(t) = &s.timezone {
             tenant_tz.insert(
                 tenant.clone(),
@@ -433,6 +443,7 @@ fn compile(doc: &PolicyDocument) -> Result<Compiled> {
         mode: doc.mode,
         default_tz,
         tenant_tz,
+        tenant_quotas,
         agents,
         rules,
     })
@@ -497,6 +508,8 @@ fn combine(a: Decision, b: Decision) -> Decision {
 enum PendingKind {
     Budget(Period),
     Rate(Window),
+    ToolCallQuota(Tier),
+    TierRate(Tier),
 }
 
 struct Pending {
@@ -525,6 +538,16 @@ impl Pending {
                     Window::Hour => "hour",
                     Window::Day => "day",
                 }
+            ),
+            PendingKind::ToolCallQuota(t) => format!(
+                "daily quota of {} tool calls (tier {})",
+                self.limit,
+                t.as_str()
+            ),
+            PendingKind::TierRate(t) => format!(
+                "tenant rate limit of {} actions per minute (tier {})",
+                self.limit,
+                t.as_str()
             ),
         }
     }
@@ -748,6 +771,50 @@ impl PolicyEngine {
         }
         if !matches!(decision, Decision::Allow) {
             return Ok((decision, trace, Vec::new()));
+        }
+        if let Some((tier, quotas)) = c.tenant_quotas.get(request.tenant.as_str()) {
+            if let Some(max) = quotas.tokens_per_month {
+                let used = self
+                    .counters
+                    .counter_get(
+                        &request.tenant,
+                        &format!("quota:tokens:{}", local.month_key()),
+                    )
+                    .await?;
+                if used >= i64::try_from(max).unwrap_or(i64::MAX) {
+                    let reason = format!(
+                        "monthly quota of {max} model tokens exhausted (tier {})",
+                        tier.as_str()
+                    );
+                    trace.push(Trace {
+                        source: format!("tier {}", tier.as_str()),
+                        outcome: "deny",
+                        reason: Some(reason.clone()),
+                    });
+                    return Ok((Decision::deny(reason), trace, Vec::new()));
+                }
+            }
+            if let Some(max) = quotas.tool_calls_per_day {
+                pending.push(Pending {
+                    key: format!("quota:tool_calls:{}", local.day_key()),
+                    amount: 1,
+                    limit: i64::from(max),
+                    kind: PendingKind::ToolCallQuota(*tier),
+                });
+            }
+            if let Some(max) = quotas.actions_per_minute {
+                pending.push(Pending {
+                    key: format!(
+                        "rate:tier:{}T{:02}:{:02}",
+                        local.day_key(),
+                        local.hour,
+                        local.minute
+                    ),
+                    amount: 1,
+                    limit: i64::from(max),
+                    kind: PendingKind::TierRate(*tier),
+                });
+            }
         }
         // Budgets and rate limits: check (explain) or reserve (evaluate) atomically.
         if !reserve {
