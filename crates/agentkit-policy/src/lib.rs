@@ -45,6 +45,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
+pub mod approvals;
 pub mod audit;
 pub mod config;
 mod engine;
