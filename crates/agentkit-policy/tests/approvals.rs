@@ -223,10 +223,9 @@ async fn concurrent_approve_and_reject_exactly_one_wins() {
             a.is_ok() ^ b.is_ok(),
             "exactly one decision wins: {a:?} / {b:?}"
         );
-        let loser = if a.is_ok() {
-            b.unwrap_err()
-        } else {
-            a.unwrap_err()
+        let loser = match (a, b) {
+            (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
+            other => panic!("expected one winner: {other:?}"),
         };
         assert_eq!(loser.kind(), ErrorKind::Conflict);
         let stored = store
