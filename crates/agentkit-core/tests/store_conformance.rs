@@ -28,6 +28,7 @@ macro_rules! conformance_tests {
                 counters_atomic,
                 memory_round_trip,
                 tenant_isolation,
+                audit_chain_with_nanosecond_times,
                 run_all,
             );
         }

@@ -13,6 +13,14 @@ use crate::message::{Message, ToolCall, Usage};
 use crate::policy::Priority;
 use crate::redact::{CanonicalHasher, hash_json};
 
+/// Now, truncated to microseconds: the precision every backend keeps (Postgres `timestamptz`,
+/// SQLite integer microseconds). Records are created with it so what a store returns equals what
+/// was written, and hashes over timestamps verify after a round trip.
+pub fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
 /// A conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
@@ -36,7 +44,7 @@ impl SessionRecord {
             tenant,
             id,
             agent,
-            created_at: Utc::now(),
+            created_at: now(),
             metadata: BTreeMap::new(),
         }
     }
@@ -174,7 +182,7 @@ pub struct RunRecord {
 impl RunRecord {
     /// A new running run.
     pub fn new(tenant: TenantId, id: RunId, agent: AgentId, session: SessionId) -> Self {
-        let now = Utc::now();
+        let now = now();
         Self {
             tenant,
             id,
@@ -286,7 +294,7 @@ impl ApprovalRequest {
             status: ApprovalStatus::Pending,
             assignee: None,
             deadline: None,
-            created_at: Utc::now(),
+            created_at: now(),
             decided_at: None,
             reviewer: None,
             comment: None,
@@ -572,7 +580,7 @@ impl UsageEvent {
             quantity,
             cost: None,
             price_version: None,
-            at: Utc::now(),
+            at: now(),
         }
     }
 }
@@ -684,12 +692,16 @@ impl NewAuditEntry {
             run: None,
             input: Value::Null,
             output: Value::Null,
-            at: Utc::now(),
+            at: now(),
         }
     }
 
-    /// Chains the entry after `prev_hash` as number `seq` (what a store does atomically).
-    pub fn chain(self, seq: u64, prev_hash: String) -> AuditEntry {
+    /// Chains the entry after `prev_hash` as number `seq` (what a store does atomically). The
+    /// time is truncated to microseconds first, so the hash covers exactly what any backend
+    /// stores and returns.
+    pub fn chain(mut self, seq: u64, prev_hash: String) -> AuditEntry {
+        use chrono::SubsecRound;
+        self.at = self.at.trunc_subsecs(6);
         let mut entry = AuditEntry {
             seq,
             entry: self,

@@ -8,8 +8,10 @@
 //! parallel against one shared database and never see each other's records. Records the checks
 //! write carry timestamps truncated to microseconds, so backends that store microsecond
 //! precision (Postgres) round-trip them exactly. Records that reference a run or a session
-//! (runs, approvals, tool executions) are written after that session and run exist, so backends
-//! with foreign keys pass too.
+//! (runs, approvals) are written after that session and run exist, so backends with foreign keys
+//! from messages, runs and approvals pass too. Tool executions are keyed by idempotency key and
+//! may name a run of another process's making: `tenant_isolation` records one in a tenant where
+//! that run does not exist, so a `(tenant, run)` foreign key on tool executions would fail it.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -1899,4 +1901,26 @@ pub async fn run_all(store: &dyn StateStore) {
     counters_atomic(store).await;
     memory_round_trip(store).await;
     tenant_isolation(store).await;
+    audit_chain_with_nanosecond_times(store).await;
+}
+
+/// An entry created with a nanosecond timestamp (as `Utc::now()` gives) still verifies after the
+/// store's round trip: the chain hashes the time at the precision the store keeps.
+pub async fn audit_chain_with_nanosecond_times(store: &dyn AuditStore) {
+    let t = fresh_tenant();
+    for i in 0..3u32 {
+        let mut e = NewAuditEntry::new(t.clone(), "test", "agent:a", format!("act{i}"));
+        e.at = Utc::now() + chrono::Duration::nanoseconds(i64::from(i) * 1_001 + 123);
+        ok(
+            store.append_audit(e).await,
+            "append an entry with a nanosecond time",
+        );
+    }
+    let listed = ok(store.list_audit(&t, &AuditQuery::all()).await, "list audit");
+    assert_eq!(listed.len(), 3);
+    assert_eq!(
+        verify_audit_chain(&listed),
+        Ok(()),
+        "a chain written with nanosecond times must verify after the round trip"
+    );
 }
