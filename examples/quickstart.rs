@@ -4,6 +4,9 @@
 //! a campaign, and the campaign creation waits for a human's approval. After the approval a
 //! *new* agent over the same store resumes the run. The model is scripted, so this needs no
 //! network and no API key.
+//!
+//! State is kept in SQLite, the embedded default: the file named by `AGENTKIT_DB`, or
+//! `examples/quickstart.db` next to this example. Every run starts a new session in it.
 
 use std::sync::Arc;
 
@@ -11,6 +14,7 @@ use agentkit::agent::decide_approval;
 use agentkit::prelude::*;
 use agentkit::store::{AuditQuery, MessageWindow, UsageQuery, verify_audit_chain};
 use agentkit::testkit::{ScriptedModel, ScriptedResponse};
+use agentkit_store_sqlite::SqliteStore;
 use serde_json::json;
 
 fn tools() -> Vec<Arc<dyn Tool>> {
@@ -67,9 +71,13 @@ fn agent(store: Arc<dyn StateStore>, model: ScriptedModel) -> Result<Agent> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+    let path = std::env::var("AGENTKIT_DB")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.db").into());
+    let sqlite = SqliteStore::open(&path).await.map_err(Error::from)?;
+    let store: Arc<dyn StateStore> = Arc::new(sqlite);
     let tenant = TenantId::from("acme");
-    println!("agentkit quickstart — model: scripted (offline), store: in-memory\n");
+    let session = SessionId::generate();
+    println!("agentkit quickstart — model: scripted (offline), store: SQLite at {path}\n");
 
     // 1. The user asks; the agent checks the balance and proposes a campaign.
     let first = ScriptedModel::new([
@@ -163,7 +171,7 @@ async fn main() -> Result<()> {
         "  {} model calls, {} input tokens, {} output tokens",
         report.turns, report.usage.input_tokens, report.usage.output_tokens
     );
-    for e in store.list_usage(&tenant, &UsageQuery::all()).await? {
+    for e in store.list_usage(&tenant, &UsageQuery::all().run(report.run.clone())).await? {
         println!(
             "  {:<14} {:>5}  {}",
             e.kind.as_str(),
@@ -172,9 +180,9 @@ async fn main() -> Result<()> {
         );
     }
 
-    println!("\n== audit trail ==");
+    println!("\n== audit trail (this run) ==");
     let audit = store.list_audit(&tenant, &AuditQuery::all()).await?;
-    for e in &audit {
+    for e in audit.iter().filter(|e| e.entry.run.as_ref() == Some(&report.run)) {
         println!(
             "  #{} {:<16} {:<22} {:<32} {} {}",
             e.seq,
@@ -186,7 +194,7 @@ async fn main() -> Result<()> {
         );
     }
     match verify_audit_chain(&audit) {
-        Ok(()) => println!("  hash chain verified ({} entries)", audit.len()),
+        Ok(()) => println!("  hash chain verified ({} entries in the tenant's chain)", audit.len()),
         Err(seq) => println!("  hash chain BROKEN at entry {seq}"),
     }
     Ok(())
