@@ -171,7 +171,10 @@ async fn main() -> Result<()> {
         "  {} model calls, {} input tokens, {} output tokens",
         report.turns, report.usage.input_tokens, report.usage.output_tokens
     );
-    for e in store.list_usage(&tenant, &UsageQuery::all().run(report.run.clone())).await? {
+    for e in store
+        .list_usage(&tenant, &UsageQuery::all().run(report.run.clone()))
+        .await?
+    {
         println!(
             "  {:<14} {:>5}  {}",
             e.kind.as_str(),
@@ -182,7 +185,10 @@ async fn main() -> Result<()> {
 
     println!("\n== audit trail (this run) ==");
     let audit = store.list_audit(&tenant, &AuditQuery::all()).await?;
-    for e in audit.iter().filter(|e| e.entry.run.as_ref() == Some(&report.run)) {
+    for e in audit
+        .iter()
+        .filter(|e| e.entry.run.as_ref() == Some(&report.run))
+    {
         println!(
             "  #{} {:<16} {:<22} {:<32} {} {}",
             e.seq,
@@ -194,7 +200,10 @@ async fn main() -> Result<()> {
         );
     }
     match verify_audit_chain(&audit) {
-        Ok(()) => println!("  hash chain verified ({} entries in the tenant's chain)", audit.len()),
+        Ok(()) => println!(
+            "  hash chain verified ({} entries in the tenant's chain)",
+            audit.len()
+        ),
         Err(seq) => println!("  hash chain BROKEN at entry {seq}"),
     }
     Ok(())

@@ -1,1 +1,283 @@
-//! agentkit store on postgres (in progress).
+//! # agentkit-store-postgres
+//!
+//! [`PostgresStore`]: every agentkit store contract ([`StateStore`]) on PostgreSQL, for hosts
+//! that run several processes against one database.
+//!
+//! - Every operation is one transaction: multi-row writes (a turn's messages, a batch of usage
+//!   events) are all-or-nothing.
+//! - Runs are updated by compare-and-swap on their version, approvals are decided exactly once
+//!   (the row is locked, then [`ApprovalDecision::apply_to`] decides), and concurrent audit
+//!   appends of a tenant are serialized by a transaction-scoped advisory lock so they form one
+//!   hash chain.
+//! - Counters are one conditional UPSERT; message windows are index range scans (`Last(n)` reads
+//!   n index entries backwards) and never start with orphaned tool results.
+//! - Usage events and audit entries are append-only in the database too: the schema revokes
+//!   `UPDATE`, `DELETE` and `TRUNCATE` on them and statement triggers refuse those commands.
+//! - The schema is created by embedded migrations ([`MIGRATOR`]) when the store connects.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use agentkit_core::store::{SessionRecord, SessionStore, StateStore};
+//! use agentkit_store_postgres::PostgresStore;
+//!
+//! # async fn demo() -> agentkit_core::Result<()> {
+//! // Connect as the application role (not a superuser: see "Row-level security").
+//! let store = PostgresStore::connect("postgres://agentkit_app:secret@db.internal/agentkit").await?;
+//! let session = SessionRecord::new("acme".into(), "session-1".into(), "support".into());
+//! store.create_session(&session).await?;
+//!
+//! // Agents take the store as `Arc<dyn StateStore>`; clones share one connection pool.
+//! let shared: Arc<dyn StateStore> = Arc::new(store.clone());
+//! # let _ = shared;
+//! # Ok(()) }
+//! ```
+//!
+//! A host that tunes the pool (size, timeouts) or the session (schema via `search_path`,
+//! `application_name`) builds it with [`PostgresStore::pool_options`] and passes it to
+//! [`PostgresStore::from_pool`].
+//!
+//! ## Row-level security and the application role
+//!
+//! Tenant isolation is enforced twice. Every query filters by the tenant it was given, and every
+//! table has row-level security (`ENABLE` + `FORCE ROW LEVEL SECURITY`) with a policy that admits
+//! only rows whose `tenant` equals the setting `agentkit.tenant`. Each operation runs in a
+//! transaction that first does `SELECT set_config('agentkit.tenant', $tenant, true)`, so the
+//! setting lasts exactly as long as the operation and never leaks to the next user of the pooled
+//! connection. A bug that forgot a tenant filter would still read and write nothing of another
+//! tenant.
+//!
+//! PostgreSQL does not apply row-level security to **superusers** and to roles with
+//! **`BYPASSRLS`**. The host must connect as an ordinary role, for example:
+//!
+//! ```sql
+//! CREATE ROLE agentkit_app LOGIN PASSWORD '...' NOSUPERUSER NOBYPASSRLS;
+//! CREATE SCHEMA agentkit AUTHORIZATION agentkit_app;   -- owner: may run the migrations
+//! ALTER ROLE agentkit_app SET search_path = agentkit;
+//! ```
+//!
+//! [`PostgresStore::enforces_row_level_security`] tells whether the connected role is subject to
+//! row-level security, and connecting logs a warning when it is not. When the application role
+//! owns the tables it runs the migrations itself; the migration revokes its own `UPDATE`/`DELETE`
+//! on the append-only tables, and the triggers refuse them regardless. For a stricter setup,
+//! migrate as an owner role ([`PostgresStore::migrate`]), grant the application role only
+//! `SELECT, INSERT` on `usage_events` and `audit_entries`, `SELECT, INSERT, UPDATE, DELETE` on the
+//! other tables, `USAGE` on the sequences, and connect it with
+//! [`PostgresStore::from_pool_unmigrated`].
+//!
+//! ## Connection loss
+//!
+//! The store holds a [`PgPool`]. When the server goes away, operations fail with retryable
+//! errors ([`Error::is_retryable`]) instead of hanging: [`Error::Unavailable`] when no connection
+//! could be had within the pool's acquire timeout or the connection dropped before the
+//! transaction was committed (nothing was written), and `Error::Storage { retryable: true, .. }`
+//! when the connection dropped while committing (the write may or may not have happened; every
+//! write is one transaction, so it happened completely or not at all). Pooled connections are
+//! tested before use (`test_before_acquire`, one round trip), so once the server is back the
+//! same store works again; the host does not rebuild it. A host that builds its own pool should
+//! keep that test on (sqlx's default) and set an acquire timeout it is willing to wait while the
+//! server is away (sqlx's default is 30 s). Serialization failures and deadlocks are retryable
+//! too; unique violations that the contracts define as conflicts are [`Error::Conflict`].
+//!
+//! ## Precision
+//!
+//! Timestamps are stored with microsecond precision (`timestamptz`); finer digits are truncated
+//! on write (audit entries are truncated before they are hashed, so the chain verifies after a
+//! round trip). Unsigned counts (`u64`) must fit in a signed 64-bit integer.
+
+mod approvals;
+mod audit;
+mod codec;
+mod config;
+mod counters;
+mod error;
+mod memory;
+mod runs;
+mod sessions;
+mod tools;
+mod usage;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use agentkit_core::id::TenantId;
+use agentkit_core::{Error, Result};
+use sqlx::{PgConnection, Postgres, Transaction};
+
+#[doc(no_inline)]
+pub use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+#[doc(no_inline)]
+pub use agentkit_core::store::StateStore;
+/// The sqlx version this crate is built with (for [`PgPoolOptions`] and [`PgConnectOptions`]).
+pub use sqlx;
+#[doc(no_inline)]
+pub use sqlx::PgPool;
+
+#[cfg(doc)]
+use agentkit_core::store::ApprovalDecision;
+
+use crate::error::{acquire_error, commit_error, query_error};
+
+/// The embedded schema migrations (the `migrations/` directory of this crate).
+///
+/// [`PostgresStore::connect`] and [`PostgresStore::from_pool`] run them; hosts that migrate
+/// separately run `MIGRATOR.run(&pool)` (or [`PostgresStore::migrate`]) as the schema owner.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The session setting the row-level security policies compare `tenant` with.
+pub const TENANT_SETTING: &str = "agentkit.tenant";
+
+/// How long [`PostgresStore::pool_options`] lets an operation wait for a connection before it
+/// fails with [`Error::Unavailable`].
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every store contract on PostgreSQL. Cheap to clone; clones share one connection pool.
+///
+/// See the [crate documentation](crate) for the role it must connect as and how it behaves
+/// when the connection is lost.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` with [`PostgresStore::pool_options`] and runs the migrations.
+    ///
+    /// Fails with [`Error::InvalidConfig`] for a malformed URL and [`Error::Unavailable`] when
+    /// the server cannot be reached within the acquire timeout. Error messages never contain the
+    /// URL.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::InvalidConfig(format!("postgres connection URL: {e}")))?;
+        Self::connect_with(options).await
+    }
+
+    /// Connects with explicit connect options and [`PostgresStore::pool_options`], and runs the
+    /// migrations.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
+        let pool = Self::pool_options()
+            .connect_with(options)
+            .await
+            .map_err(|e| acquire_error("connect", e))?;
+        Self::from_pool(pool).await
+    }
+
+    /// Wraps a pool and runs the migrations.
+    pub async fn from_pool(pool: PgPool) -> Result<Self> {
+        Self::migrate(&pool).await?;
+        let store = Self::from_pool_unmigrated(pool);
+        store.warn_if_rls_bypassed().await;
+        Ok(store)
+    }
+
+    /// Wraps a pool whose database already has the schema ([`PostgresStore::migrate`] ran
+    /// elsewhere, for example as a separate owner role). Runs nothing.
+    pub fn from_pool_unmigrated(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Runs the embedded migrations ([`MIGRATOR`]) on `pool`: creates or upgrades the schema in
+    /// the first schema of the connections' `search_path`. Concurrent callers are serialized by
+    /// an advisory lock.
+    pub async fn migrate(pool: &PgPool) -> Result<()> {
+        MIGRATOR.run(pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner) => query_error("migrate", inner),
+            other => Error::storage(
+                format!("postgres: migration failed: {other}"),
+                false,
+                Some(Box::new(other) as error::BoxError),
+            ),
+        })
+    }
+
+    /// The pool settings [`PostgresStore::connect`] uses: at most 10 connections, tested before
+    /// use (so a server restart is survived without rebuilding the store), and an operation
+    /// waits at most [`DEFAULT_ACQUIRE_TIMEOUT`] for one before failing with
+    /// [`Error::Unavailable`]. Adjust, connect, and pass the pool to [`PostgresStore::from_pool`].
+    pub fn pool_options() -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(10)
+            .test_before_acquire(true)
+            .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+            .idle_timeout(Some(Duration::from_secs(300)))
+    }
+
+    /// The connection pool (for health checks, metrics or closing it).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether the connected role is subject to row-level security: `false` for superusers and
+    /// roles with `BYPASSRLS`, for which only the queries' own tenant filters isolate tenants.
+    pub async fn enforces_row_level_security(&self) -> Result<bool> {
+        let bypasses: bool = sqlx::query_scalar(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| query_error("check role", e))?;
+        Ok(!bypasses)
+    }
+
+    async fn warn_if_rls_bypassed(&self) {
+        match self.enforces_row_level_security().await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "agentkit postgres store: the connected role is a superuser or has BYPASSRLS, so \
+                 row-level security does not apply; connect as an ordinary application role"
+            ),
+            Err(e) => tracing::debug!(error = %e, "could not check the role's attributes"),
+        }
+    }
+
+    /// Starts the transaction of one operation, scoped to `tenant` for row-level security.
+    pub(crate) async fn begin(
+        &self,
+        op: &'static str,
+        tenant: &TenantId,
+    ) -> Result<Transaction<'static, Postgres>> {
+        codec::check_tenant(tenant)?;
+        let mut tx = self.pool.begin().await.map_err(|e| acquire_error(op, e))?;
+        set_tenant(&mut tx, op, tenant).await?;
+        Ok(tx)
+    }
+}
+
+/// Points row-level security at `tenant` for the rest of the transaction.
+pub(crate) async fn set_tenant(
+    conn: &mut PgConnection,
+    op: &'static str,
+    tenant: &TenantId,
+) -> Result<()> {
+    codec::check_tenant(tenant)?;
+    sqlx::query("SELECT set_config('agentkit.tenant', $1, true)")
+        .bind(tenant.as_str())
+        .execute(conn)
+        .await
+        .map_err(|e| query_error(op, e))?;
+    Ok(())
+}
+
+/// Commits; a failure here leaves the outcome unknown (see [`error::commit_error`]).
+pub(crate) async fn commit(tx: Transaction<'static, Postgres>, op: &'static str) -> Result<()> {
+    tx.commit().await.map_err(|e| commit_error(op, e))
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the URL or the connect options: they may hold a password.
+        let options = self.pool.connect_options();
+        f.debug_struct("PostgresStore")
+            .field("host", &options.get_host())
+            .field("port", &options.get_port())
+            .field("database", &options.get_database())
+            .field("username", &options.get_username())
+            .field("connections", &self.pool.size())
+            .field("idle", &self.pool.num_idle())
+            .field("closed", &self.pool.is_closed())
+            .finish()
+    }
+}

@@ -1,0 +1,276 @@
+//! Run with:
+//! `AGENTKIT_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p agentkit-store-postgres`
+//!
+//! The store's hot operations against the same work done with bare SQL over the same pool (no
+//! tenant setting, no row-level security, no triggers or extra indexes, no sequence bookkeeping):
+//!
+//! - `append_turn_4_messages`: a turn's four messages vs one bare 4-row `INSERT` + commit;
+//! - `load_window_20_of_1000`: `Last(20)` of a 1,000-message session vs a bare
+//!   `SELECT ... ORDER BY seq DESC LIMIT 20` on a plain 1,000-row table;
+//! - `append_usage_3_events`: three usage events vs one bare 3-row `INSERT` + commit;
+//! - `approval_create_and_decide`: create + decide an approval vs a bare `INSERT` + commit
+//!   followed by a bare `UPDATE` + commit.
+//!
+//! The store connects as a `NOSUPERUSER NOBYPASSRLS` role in a schema of its own (dropped at
+//! the end). Without `AGENTKIT_TEST_POSTGRES_URL` it prints a message and does nothing.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+
+use agentkit_core::id::{AgentId, RunId, SessionId, TenantId};
+use agentkit_core::message::{Message, ToolCall};
+use agentkit_core::policy::Priority;
+use agentkit_core::store::{
+    ApprovalDecision, ApprovalRequest, ApprovalStore, MessageWindow, RunRecord, RunStore,
+    SessionRecord, SessionStore, UsageEvent, UsageKind, UsageStore,
+};
+use agentkit_store_postgres::PostgresStore;
+use common::{TestDb, URL_VAR};
+use criterion::Criterion;
+use serde_json::json;
+use sqlx::PgPool;
+
+fn turn() -> Vec<Message> {
+    vec![
+        Message::user("Where is order 7?"),
+        Message::Assistant {
+            content: String::new(),
+            tool_calls: vec![ToolCall::new("call-1", "orders.get", json!({"order": 7}))],
+        },
+        Message::tool_result("call-1", "orders.get", r#"{"id":7,"status":"shipped"}"#),
+        Message::assistant("Order 7 shipped yesterday."),
+    ]
+}
+
+fn usage_events(tenant: &TenantId, run: &RunId) -> Vec<UsageEvent> {
+    [
+        (UsageKind::InputTokens, 1_200),
+        (UsageKind::OutputTokens, 80),
+        (UsageKind::CachedInputTokens, 1_000),
+    ]
+    .into_iter()
+    .map(|(kind, quantity)| {
+        let mut e = UsageEvent::new(tenant.clone(), AgentId::from("support"), kind, quantity);
+        e.run = Some(run.clone());
+        e.resource = Some("test-model".into());
+        e
+    })
+    .collect()
+}
+
+/// Bare SQL: `rows` JSON bodies in one INSERT, one commit.
+async fn bare_insert(pool: &PgPool, tenant: &str, bodies: &[String]) -> i64 {
+    let mut tx = pool.begin().await.unwrap();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO bench_baseline (tenant, body, at) \
+         SELECT $1, b::json, now() FROM unnest($2::text[]) AS b RETURNING id",
+    )
+    .bind(tenant)
+    .bind(bodies)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+fn main() {
+    let url = match std::env::var(URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => {
+            println!(
+                "postgres_store bench skipped: {URL_VAR} is not set \
+                 (e.g. {URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
+            );
+            return;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(TestDb::create(&url));
+    let store: PostgresStore = rt.block_on(db.app_store());
+    let pool = store.pool().clone();
+
+    let tenant = TenantId::generate();
+    let (session, big_session, run) = rt.block_on(async {
+        sqlx::raw_sql(
+            "CREATE TABLE bench_baseline (id bigserial PRIMARY KEY, tenant text NOT NULL, \
+                 body json NOT NULL, at timestamptz NOT NULL);
+             CREATE TABLE bench_window (session text NOT NULL, seq bigint NOT NULL, \
+                 body json NOT NULL, PRIMARY KEY (session, seq));",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let session = SessionRecord::new(tenant.clone(), SessionId::generate(), "support".into());
+        store.create_session(&session).await.unwrap();
+        let run = RunRecord::new(
+            tenant.clone(),
+            RunId::generate(),
+            "support".into(),
+            session.id.clone(),
+        );
+        store.create_run(&run).await.unwrap();
+
+        // A 1,000-message session, and the same bodies in the plain table.
+        let big = SessionRecord::new(tenant.clone(), SessionId::generate(), "support".into());
+        store.create_session(&big).await.unwrap();
+        let mut bodies = Vec::new();
+        for _ in 0..250 {
+            let messages = turn();
+            store
+                .append_messages(&tenant, &big.id, Some(&run.id), &messages)
+                .await
+                .unwrap();
+            bodies.extend(messages.iter().map(|m| serde_json::to_string(m).unwrap()));
+        }
+        sqlx::query(
+            "INSERT INTO bench_window (session, seq, body) \
+             SELECT $1, b.ord, b.body::json FROM unnest($2::text[]) WITH ORDINALITY AS b (body, ord)",
+        )
+        .bind(big.id.as_str())
+        .bind(&bodies)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::raw_sql("ANALYZE")
+            .execute(&pool)
+            .await
+            .unwrap();
+        (session.id, big.id, run)
+    });
+
+    let mut c = Criterion::default().configure_from_args();
+    let turn_messages = turn();
+    let turn_bodies: Vec<String> = turn_messages
+        .iter()
+        .map(|m| serde_json::to_string(m).unwrap())
+        .collect();
+
+    let mut group = c.benchmark_group("append_turn_4_messages");
+    group.bench_function("store", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                store
+                    .append_messages(&tenant, &session, Some(&run.id), &turn_messages)
+                    .await
+                    .unwrap(),
+            )
+        })
+    });
+    group.bench_function("baseline_insert_commit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(bare_insert(&pool, tenant.as_str(), &turn_bodies).await) })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("load_window_20_of_1000");
+    group.bench_function("store", |b| {
+        b.to_async(&rt).iter(|| async {
+            let window = store
+                .load_messages(&tenant, &big_session, MessageWindow::Last(20))
+                .await
+                .unwrap();
+            assert_eq!(window.len(), 20);
+            black_box(window)
+        })
+    });
+    group.bench_function("baseline_select", |b| {
+        b.to_async(&rt).iter(|| async {
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT seq, body::text FROM bench_window WHERE session = $1 \
+                 ORDER BY seq DESC LIMIT 20",
+            )
+            .bind(big_session.as_str())
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let mut messages: Vec<Message> = rows
+                .iter()
+                .map(|(_, body)| serde_json::from_str(body).unwrap())
+                .collect();
+            messages.reverse();
+            black_box(messages)
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("append_usage_3_events");
+    group.bench_function("store", |b| {
+        b.to_async(&rt).iter(|| async {
+            store
+                .append_usage(&usage_events(&tenant, &run.id))
+                .await
+                .unwrap()
+        })
+    });
+    group.bench_function("baseline_insert_commit", |b| {
+        b.to_async(&rt).iter(|| async {
+            let bodies: Vec<String> = usage_events(&tenant, &run.id)
+                .iter()
+                .map(|e| serde_json::to_string(e).unwrap())
+                .collect();
+            black_box(bare_insert(&pool, tenant.as_str(), &bodies).await)
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("approval_create_and_decide");
+    group.bench_function("store", |b| {
+        b.to_async(&rt).iter(|| async {
+            let request = ApprovalRequest::new(
+                tenant.clone(),
+                run.agent.clone(),
+                run.session.clone(),
+                run.id.clone(),
+                ToolCall::new("call-1", "refund.issue", json!({"amount": 40})),
+                "refunds need a human",
+                Priority::High,
+            );
+            store.create_approval(&request).await.unwrap();
+            black_box(
+                store
+                    .decide_approval(&tenant, &request.id, &ApprovalDecision::approve("alice"))
+                    .await
+                    .unwrap(),
+            )
+        })
+    });
+    group.bench_function("baseline_insert_commit_update_commit", |b| {
+        b.to_async(&rt).iter(|| async {
+            let request = ApprovalRequest::new(
+                tenant.clone(),
+                run.agent.clone(),
+                run.session.clone(),
+                run.id.clone(),
+                ToolCall::new("call-1", "refund.issue", json!({"amount": 40})),
+                "refunds need a human",
+                Priority::High,
+            );
+            let body = serde_json::to_string(&request).unwrap();
+            let id = bare_insert(&pool, tenant.as_str(), std::slice::from_ref(&body)).await;
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("UPDATE bench_baseline SET body = $2::json WHERE id = $1")
+                .bind(id)
+                .bind(r#"{"status":"approved","reviewer":"alice"}"#)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            black_box(id)
+        })
+    });
+    group.finish();
+
+    c.final_summary();
+    rt.block_on(async {
+        pool.close().await;
+        db.cleanup().await;
+    });
+}

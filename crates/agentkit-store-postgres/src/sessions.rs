@@ -1,0 +1,218 @@
+//! [`SessionStore`]: sessions and their messages.
+//!
+//! A session row carries the sequence number of its last message. An append locks that row
+//! (`UPDATE ... SET last_seq = last_seq + n RETURNING last_seq`), so concurrent appends to one
+//! session queue up, then inserts the batch with consecutive numbers in the same transaction:
+//! numbers start at 1, have no gaps and each batch is contiguous.
+
+use std::collections::BTreeMap;
+
+use agentkit_core::id::{RunId, SessionId, TenantId};
+use agentkit_core::message::Message;
+use agentkit_core::store::{
+    MessageWindow, SessionRecord, SessionStore, StoredMessage, orphaned_prefix_len,
+};
+use agentkit_core::{Error, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::codec::{from_json, json, micros, to_i64, to_u64};
+use crate::error::query_error;
+use crate::{PostgresStore, commit};
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    agent: String,
+    created_at: DateTime<Utc>,
+    metadata: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    seq: i64,
+    run_id: Option<String>,
+    message: String,
+    created_at: DateTime<Utc>,
+}
+
+impl MessageRow {
+    fn into_stored(self) -> Result<StoredMessage> {
+        Ok(StoredMessage {
+            seq: to_u64(self.seq, "message seq")?,
+            run: self.run_id.map(RunId::from),
+            message: from_json::<Message>(&self.message, "a stored message")?,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// `SELECT <message columns> FROM messages <rest>`, as one string literal.
+macro_rules! select_messages {
+    ($rest:literal) => {
+        concat!(
+            "SELECT seq, run_id, message::text AS message, created_at FROM messages ",
+            $rest
+        )
+    };
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn create_session(&self, session: &SessionRecord) -> Result<bool> {
+        const OP: &str = "create_session";
+        let mut tx = self.begin(OP, &session.tenant).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (tenant, id, agent, created_at, metadata) \
+             VALUES ($1, $2, $3, $4, $5::json) ON CONFLICT (tenant, id) DO NOTHING",
+        )
+        .bind(session.tenant.as_str())
+        .bind(session.id.as_str())
+        .bind(session.agent.as_str())
+        .bind(micros(session.created_at))
+        .bind(json(&session.metadata)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| query_error(OP, e))?
+        .rows_affected();
+        commit(tx, OP).await?;
+        Ok(inserted == 1)
+    }
+
+    async fn get_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+    ) -> Result<Option<SessionRecord>> {
+        const OP: &str = "get_session";
+        let mut tx = self.begin(OP, tenant).await?;
+        let row: Option<SessionRow> = sqlx::query_as(
+            "SELECT agent, created_at, metadata::text AS metadata FROM sessions \
+             WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| query_error(OP, e))?;
+        commit(tx, OP).await?;
+        row.map(|r| {
+            Ok(SessionRecord {
+                tenant: tenant.clone(),
+                id: id.clone(),
+                agent: r.agent.into(),
+                created_at: r.created_at,
+                metadata: from_json::<BTreeMap<String, String>>(&r.metadata, "session metadata")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn append_messages(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        run: Option<&RunId>,
+        messages: &[Message],
+    ) -> Result<u64> {
+        const OP: &str = "append_messages";
+        let count = to_i64(messages.len() as u64, "message count")?;
+        let bodies = messages.iter().map(json).collect::<Result<Vec<String>>>()?;
+        let mut tx = self.begin(OP, tenant).await?;
+        let last: Option<i64> = if messages.is_empty() {
+            sqlx::query_scalar("SELECT last_seq FROM sessions WHERE tenant = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+        } else {
+            sqlx::query_scalar(
+                "UPDATE sessions SET last_seq = last_seq + $3 \
+                 WHERE tenant = $1 AND id = $2 RETURNING last_seq",
+            )
+            .bind(tenant.as_str())
+            .bind(session.as_str())
+            .bind(count)
+            .fetch_optional(&mut *tx)
+            .await
+        }
+        .map_err(|e| query_error(OP, e))?;
+        let Some(last) = last else {
+            return Err(Error::NotFound(format!("session {session}")));
+        };
+        if !messages.is_empty() {
+            sqlx::query(
+                "INSERT INTO messages (tenant, session_id, seq, run_id, message, created_at) \
+                 SELECT $1, $2, $3 + m.ord, $4, m.body::json, $5 \
+                 FROM unnest($6::text[]) WITH ORDINALITY AS m (body, ord)",
+            )
+            .bind(tenant.as_str())
+            .bind(session.as_str())
+            .bind(last - count)
+            .bind(run.map(RunId::as_str))
+            .bind(micros(Utc::now()))
+            .bind(bodies)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| query_error(OP, e))?;
+        }
+        commit(tx, OP).await?;
+        to_u64(last, "session last_seq")
+    }
+
+    async fn load_messages(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        window: MessageWindow,
+    ) -> Result<Vec<StoredMessage>> {
+        const OP: &str = "load_messages";
+        if window == MessageWindow::Last(0) {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin(OP, tenant).await?;
+        let rows: Vec<MessageRow> = match window {
+            MessageWindow::All => {
+                sqlx::query_as(select_messages!(
+                    "WHERE tenant = $1 AND session_id = $2 ORDER BY seq"
+                ))
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .fetch_all(&mut *tx)
+                .await
+            }
+            MessageWindow::After(after) => {
+                sqlx::query_as(select_messages!(
+                    "WHERE tenant = $1 AND session_id = $2 AND seq > $3 ORDER BY seq"
+                ))
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .bind(i64::try_from(after).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await
+            }
+            MessageWindow::Last(n) => {
+                // Newest first from the primary key read backwards, reversed below.
+                sqlx::query_as(select_messages!(
+                    "WHERE tenant = $1 AND session_id = $2 ORDER BY seq DESC LIMIT $3"
+                ))
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .bind(i64::try_from(n).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await
+            }
+        }
+        .map_err(|e| query_error(OP, e))?;
+        commit(tx, OP).await?;
+        let mut messages = rows
+            .into_iter()
+            .map(MessageRow::into_stored)
+            .collect::<Result<Vec<_>>>()?;
+        if matches!(window, MessageWindow::Last(_)) {
+            messages.reverse();
+        }
+        let orphans = orphaned_prefix_len(&messages);
+        messages.drain(..orphans);
+        Ok(messages)
+    }
+}

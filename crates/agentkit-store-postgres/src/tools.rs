@@ -1,0 +1,154 @@
+//! [`ToolExecutionStore`]: tool execution records keyed by idempotency key.
+//!
+//! One conditional UPSERT: a new key is inserted, an existing record is replaced unless it
+//! succeeded (then no row comes back: [`Error::Conflict`]). `first_recorded` keeps the order
+//! of first recording for [`ToolExecutionStore::list_tool_executions`].
+
+use agentkit_core::id::{IdempotencyKey, RunId, TenantId};
+use agentkit_core::store::{ToolExecution, ToolExecutionStatus, ToolExecutionStore};
+use agentkit_core::{Error, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::codec::{from_json, from_name, json, micros, name};
+use crate::error::query_error;
+use crate::{PostgresStore, commit};
+
+/// `SELECT <execution columns> FROM tool_executions <rest>`, as one string literal.
+macro_rules! select_executions {
+    ($rest:literal) => {
+        concat!(
+            "SELECT idempotency_key, agent, session_id, run_id, call_id, tool, \
+             input::text AS input, output::text AS output, error, status, started_at, \
+             finished_at FROM tool_executions ",
+            $rest
+        )
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct ExecutionRow {
+    idempotency_key: String,
+    agent: String,
+    session_id: String,
+    run_id: String,
+    call_id: String,
+    tool: String,
+    input: String,
+    output: Option<String>,
+    error: Option<String>,
+    status: String,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl ExecutionRow {
+    fn into_execution(self, tenant: &TenantId) -> Result<ToolExecution> {
+        Ok(ToolExecution {
+            tenant: tenant.clone(),
+            idempotency_key: self.idempotency_key.into(),
+            agent: self.agent.into(),
+            session: self.session_id.into(),
+            run: self.run_id.into(),
+            call_id: self.call_id,
+            tool: self.tool,
+            input: from_json::<Value>(&self.input, "tool execution input")?,
+            output: self
+                .output
+                .map(|t| from_json::<Value>(&t, "tool execution output"))
+                .transpose()?,
+            error: self.error,
+            status: from_name::<ToolExecutionStatus>(&self.status, "tool execution status")?,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+#[async_trait]
+impl ToolExecutionStore for PostgresStore {
+    async fn record_tool_execution(&self, execution: &ToolExecution) -> Result<()> {
+        const OP: &str = "record_tool_execution";
+        let output = execution.output.as_ref().map(json).transpose()?;
+        let mut tx = self.begin(OP, &execution.tenant).await?;
+        // A record moved to another run (keys derive from the run, so this does not happen in
+        // practice) takes the new position, like a first recording in that run.
+        let written: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO tool_executions (tenant, idempotency_key, agent, session_id, run_id, \
+             call_id, tool, input, output, error, status, started_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json, $9::json, $10, $11, $12, $13) \
+             ON CONFLICT (tenant, idempotency_key) DO UPDATE SET \
+             first_recorded = CASE WHEN tool_executions.run_id = EXCLUDED.run_id \
+                 THEN tool_executions.first_recorded ELSE EXCLUDED.first_recorded END, \
+             agent = EXCLUDED.agent, session_id = EXCLUDED.session_id, \
+             run_id = EXCLUDED.run_id, call_id = EXCLUDED.call_id, tool = EXCLUDED.tool, \
+             input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
+             status = EXCLUDED.status, started_at = EXCLUDED.started_at, \
+             finished_at = EXCLUDED.finished_at \
+             WHERE tool_executions.status <> 'succeeded' \
+             RETURNING 1",
+        )
+        .bind(execution.tenant.as_str())
+        .bind(execution.idempotency_key.as_str())
+        .bind(execution.agent.as_str())
+        .bind(execution.session.as_str())
+        .bind(execution.run.as_str())
+        .bind(execution.call_id.as_str())
+        .bind(execution.tool.as_str())
+        .bind(json(&execution.input)?)
+        .bind(output)
+        .bind(execution.error.as_deref())
+        .bind(name(&execution.status)?)
+        .bind(micros(execution.started_at))
+        .bind(execution.finished_at.map(micros))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| query_error(OP, e))?;
+        if written.is_none() {
+            return Err(Error::Conflict(format!(
+                "tool execution {} already succeeded",
+                execution.idempotency_key
+            )));
+        }
+        commit(tx, OP).await
+    }
+
+    async fn get_tool_execution(
+        &self,
+        tenant: &TenantId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<ToolExecution>> {
+        const OP: &str = "get_tool_execution";
+        let mut tx = self.begin(OP, tenant).await?;
+        let row: Option<ExecutionRow> = sqlx::query_as(select_executions!(
+            "WHERE tenant = $1 AND idempotency_key = $2"
+        ))
+        .bind(tenant.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| query_error(OP, e))?;
+        commit(tx, OP).await?;
+        row.map(|r| r.into_execution(tenant)).transpose()
+    }
+
+    async fn list_tool_executions(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+    ) -> Result<Vec<ToolExecution>> {
+        const OP: &str = "list_tool_executions";
+        let mut tx = self.begin(OP, tenant).await?;
+        let rows: Vec<ExecutionRow> = sqlx::query_as(select_executions!(
+            "WHERE tenant = $1 AND run_id = $2 ORDER BY first_recorded"
+        ))
+        .bind(tenant.as_str())
+        .bind(run.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| query_error(OP, e))?;
+        commit(tx, OP).await?;
+        rows.into_iter().map(|r| r.into_execution(tenant)).collect()
+    }
+}
