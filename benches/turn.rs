@@ -268,5 +268,56 @@ async fn hand_loop_with_history(
     black_box(model.complete(&request).await.unwrap());
 }
 
-criterion_group!(benches, turn);
+/// The same turn, durable on SQLite (messages, usage, audit, run record committed), against a
+/// bare single-row `INSERT` + commit loop on a file with the same settings.
+fn turn_sqlite(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("agentkit-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut group = c.benchmark_group("turn_sqlite");
+
+    let bare = rusqlite::Connection::open(dir.join("bare.db")).unwrap();
+    bare.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+    )
+    .unwrap();
+    group.bench_function("baseline_bare_insert_commit", |b| {
+        b.iter(|| {
+            bare.execute(
+                "INSERT INTO t (body) VALUES (?1)",
+                ["{\"role\":\"user\",\"content\":\"Who is lead 42?\"}"],
+            )
+            .unwrap()
+        })
+    });
+
+    let store: Arc<dyn StateStore> = rt.block_on(async {
+        Arc::new(
+            agentkit_store_sqlite::SqliteStore::open(dir.join("agent.db"))
+                .await
+                .unwrap(),
+        )
+    });
+    let a = agent(store);
+    let n = AtomicU64::new(0);
+    group.bench_function("agentkit_turn_durable", |b| {
+        b.to_async(&rt).iter(|| async {
+            let s = n.fetch_add(1, Ordering::Relaxed);
+            black_box(
+                a.run(RunRequest::new("bench", format!("s{s}"), "Who is lead 42?"))
+                    .await
+                    .unwrap(),
+            );
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, turn, turn_sqlite);
 criterion_main!(benches);

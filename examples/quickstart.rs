@@ -90,7 +90,7 @@ async fn main() -> Result<()> {
     let outcome = agent(store.clone(), first)?
         .run(RunRequest::new(
             tenant.clone(),
-            "session-1",
+            session.clone(),
             "Sell Spicy Chips",
         ))
         .await?;
@@ -133,7 +133,7 @@ async fn main() -> Result<()> {
 
     println!("== conversation ==");
     for m in store
-        .load_messages(&tenant, &"session-1".into(), MessageWindow::All)
+        .load_messages(&tenant, &session, MessageWindow::All)
         .await?
     {
         match &m.message {
