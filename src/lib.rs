@@ -16,5 +16,15 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `testkit` | `testkit::ScriptedModel` and the store conformance suite |
+//! | `tools` | `tools`: typed and derived tools, the tool registry with allow-lists, compensation and rollback, agents as tools |
+//! | `tools-http` | `tools::http`: HTTP tools from configuration with outbound (SSRF) protection |
+//! | `openai` | `providers::openai`: OpenAI and OpenAI-compatible chat and embeddings |
+//! | `anthropic` | `providers::anthropic`: the Anthropic Messages API |
+//! | `ollama` | `providers::ollama`: Ollama's native chat and embeddings |
+//! | `rate-limit` | `resilience::WithRateLimit`: client-side requests and tokens per minute |
 
 pub use agentkit_core::*;
+
+/// Typed and derived tools, the tool registry, compensation, agents as tools (feature `tools`).
+#[cfg(feature = "tools")]
+pub use agentkit_tools as tools;

@@ -13,6 +13,14 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `testkit` | [`testkit::ScriptedModel`] and the conformance suite every store backend runs |
+//! | `rules` | `rules::RuleBasedModel`, the deterministic offline model |
+//! | `openai` | `providers::openai`: OpenAI and OpenAI-compatible chat and embeddings |
+//! | `anthropic` | `providers::anthropic`: the Anthropic Messages API |
+//! | `ollama` | `providers::ollama`: Ollama's native chat and embeddings |
+//! | `rate-limit` | `resilience::WithRateLimit`: client-side requests and tokens per minute |
+//!
+//! [`providers::build_provider`] picks a provider at run time from a
+//! [`providers::ProviderConfig`].
 //!
 //! ## Example
 //!
@@ -42,6 +50,7 @@ pub mod id;
 pub mod message;
 pub mod model;
 pub mod policy;
+pub mod providers;
 pub mod redact;
 pub mod resilience;
 pub mod retrieval;

@@ -6,7 +6,7 @@
 //! and assignee follow deterministically from when it was created, its priority and this
 //! configuration, so every process computes the same queue and nothing needs rewriting as time
 //! passes. The only state change is the decision itself — including expiry, which goes through
-//! the store's exactly-once [`ApprovalStore::decide_approval`], so an expiry racing a reviewer
+//! the store's exactly-once [`ApprovalStore::decide_approval`](agentkit_core::store::ApprovalStore::decide_approval), so an expiry racing a reviewer
 //! has exactly one winner.
 
 use std::sync::{Arc, Mutex};

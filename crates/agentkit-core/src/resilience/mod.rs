@@ -25,9 +25,13 @@
 //!   the state is observable and shared by clones.
 //! - [`FallbackChain`]: primary, then backups in order; the response's `provider` says who
 //!   answered.
+//! - `WithRateLimit` (feature `rate-limit`): client-side requests-per-minute and
+//!   tokens-per-minute budgets (`governor`), shared by clones of one `RateLimit`.
 
 mod breaker;
 mod fallback;
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 mod retry;
 mod timeout;
 
@@ -36,6 +40,8 @@ use std::time::Duration;
 
 pub use breaker::{CircuitBreaker, CircuitState, WithCircuitBreaker};
 pub use fallback::FallbackChain;
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::{RateLimit, WithRateLimit};
 pub use retry::{RetryPolicy, WithRetry};
 pub use timeout::WithTimeout;
 
@@ -54,6 +60,9 @@ pub trait ProviderExt {
         self,
         backups: impl IntoIterator<Item = Arc<dyn LlmProvider>>,
     ) -> Arc<dyn LlmProvider>;
+    /// Adds client-side rate limits (clones of `limit` share their budgets).
+    #[cfg(feature = "rate-limit")]
+    fn with_rate_limit(self, limit: RateLimit) -> Arc<dyn LlmProvider>;
 }
 
 impl ProviderExt for Arc<dyn LlmProvider> {
@@ -74,6 +83,11 @@ impl ProviderExt for Arc<dyn LlmProvider> {
         backups: impl IntoIterator<Item = Arc<dyn LlmProvider>>,
     ) -> Arc<dyn LlmProvider> {
         Arc::new(FallbackChain::new(std::iter::once(self).chain(backups)))
+    }
+
+    #[cfg(feature = "rate-limit")]
+    fn with_rate_limit(self, limit: RateLimit) -> Arc<dyn LlmProvider> {
+        Arc::new(WithRateLimit::new(self, limit))
     }
 }
 

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use crate::error::{Error, Result};
 use crate::model::{
@@ -62,13 +62,18 @@ impl LlmProvider for WithTimeout {
                 ))
             })??;
         let idle = self.stream_idle;
-        let name = self.inner.name().to_string();
+        let name: Arc<str> = Arc::from(self.inner.name());
         Ok(Box::pin(futures::stream::unfold(
             Some(inner),
             move |state| {
                 let name = name.clone();
                 async move {
                     let mut s = state?;
+                    // An event that is already there needs no timer (no clock read, no timer
+                    // registration): the common case when chunks arrive together.
+                    if let Some(ready) = s.next().now_or_never() {
+                        return ready.map(|item| (item, Some(s)));
+                    }
                     match tokio::time::timeout(idle, s.next()).await {
                         Ok(Some(item)) => Some((item, Some(s))),
                         Ok(None) => None,

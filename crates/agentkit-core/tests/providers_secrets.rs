@@ -1,0 +1,202 @@
+//! API keys never show up in traces (captured at TRACE, `log` records included), `Debug`
+//! output or errors, even when a server echoes the key back.
+#![cfg(any(feature = "openai", feature = "anthropic", feature = "ollama"))]
+#![allow(clippy::unwrap_used)]
+
+mod providers_common;
+
+use std::error::Error as _;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use agentkit_core::prelude::*;
+use agentkit_core::providers::{
+    KeyRef, ProviderConfig, ProviderKind, build_embedder, build_provider,
+};
+use providers_common::*;
+use serde_json::json;
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const KEY: &str = "sk-SECRET-never-log-me-4f2a9c";
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every way an error can be printed.
+fn all_text(e: &Error) -> String {
+    let mut text = format!("{e} | {e:?}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(" | {s} | {s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+fn kinds() -> Vec<ProviderKind> {
+    let mut kinds = Vec::new();
+    if cfg!(feature = "openai") {
+        kinds.extend([ProviderKind::OpenAi, ProviderKind::OpenAiCompatible]);
+    }
+    if cfg!(feature = "anthropic") {
+        kinds.push(ProviderKind::Anthropic);
+    }
+    if cfg!(feature = "ollama") {
+        kinds.push(ProviderKind::Ollama);
+    }
+    kinds
+}
+
+fn base(kind: ProviderKind, server: &MockServer) -> String {
+    match kind {
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => format!("{}/v1", server.uri()),
+        _ => server.uri(),
+    }
+}
+
+fn config(kind: ProviderKind, base_url: String) -> ProviderConfig {
+    ProviderConfig::new(kind, "m")
+        .with_base_url(base_url)
+        .with_api_key(KeyRef::value(KEY))
+        .with_dimensions(2)
+}
+
+/// The concrete provider's `Debug` output.
+fn debug_provider(config: &ProviderConfig) -> String {
+    match config.provider {
+        #[cfg(feature = "openai")]
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => format!(
+            "{:?} {:?}",
+            agentkit_core::providers::openai::OpenAiProvider::from_config(config).unwrap(),
+            agentkit_core::providers::openai::OpenAiEmbedder::from_config(config).unwrap()
+        ),
+        #[cfg(feature = "anthropic")]
+        ProviderKind::Anthropic => format!(
+            "{:?}",
+            agentkit_core::providers::anthropic::AnthropicProvider::from_config(config).unwrap()
+        ),
+        #[cfg(feature = "ollama")]
+        ProviderKind::Ollama => format!(
+            "{:?} {:?}",
+            agentkit_core::providers::ollama::OllamaProvider::from_config(config).unwrap(),
+            agentkit_core::providers::ollama::OllamaEmbedder::from_config(config).unwrap()
+        ),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn api_keys_never_appear_in_traces_debug_or_errors() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::FULL)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish()
+        .try_init()
+        .unwrap();
+
+    // One success body all three wire formats accept (each reads its own fields).
+    let ok = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+            "message": {"role": "assistant", "content": "hi"}, "done": true
+        })))
+        .mount(&ok)
+        .await;
+
+    let mut printed = Vec::new();
+    for kind in kinds() {
+        let r = build_provider(&config(kind, base(kind, &ok)))
+            .unwrap()
+            .complete(&full_request())
+            .await
+            .unwrap();
+        assert_eq!(r.content, "hi", "{kind}");
+
+        // A server that answers 401 and echoes the key it got, like a careless proxy.
+        let echo = MockServer::start().await;
+        let body = json!({"type": "error", "error": {
+            "type": "authentication_error",
+            "message": format!("Incorrect API key provided: {KEY}")
+        }});
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(401).set_body_json(body.clone()))
+            .mount(&echo)
+            .await;
+        let p = build_provider(&config(kind, base(kind, &echo))).unwrap();
+        printed.push(format!("{:?}", config(kind, base(kind, &echo))));
+        let e = p.complete(&full_request()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{kind}");
+        assert!(e.to_string().contains("[REDACTED]"), "{e}");
+        printed.push(all_text(&e));
+        printed.push(all_text(&p.stream(&full_request()).await.err().unwrap()));
+        // The key was really sent.
+        let sent = &echo.received_requests().await.unwrap()[0];
+        assert!(
+            sent.headers
+                .values()
+                .any(|v| v.to_str().unwrap_or("").contains(KEY)),
+            "{kind}: the key is sent"
+        );
+
+        // Errors inside streams and rate limits.
+        let other = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("retry-after", "1")
+                    .set_body_json(body.clone()),
+            )
+            .mount(&other)
+            .await;
+        let p = build_provider(&config(kind, base(kind, &other))).unwrap();
+        printed.push(all_text(&p.complete(&full_request()).await.unwrap_err()));
+        if kind != ProviderKind::Anthropic {
+            let e = build_embedder(&config(kind, base(kind, &other)))
+                .unwrap()
+                .embed(&["x".into()])
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::RateLimited);
+            printed.push(all_text(&e));
+        }
+
+        // Connection refused: the error carries the reqwest error as its source.
+        let refused = build_provider(&config(kind, "http://127.0.0.1:1".into())).unwrap();
+        printed.push(all_text(
+            &refused.complete(&full_request()).await.unwrap_err(),
+        ));
+        printed.push(debug_provider(&config(kind, base(kind, &other))));
+    }
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(!logs.is_empty(), "the subscriber captured something");
+    assert!(
+        logs.contains("DEBUG"),
+        "debug events were captured:\n{logs}"
+    );
+    assert!(!logs.contains(KEY), "the key leaked into traces:\n{logs}");
+    for p in &printed {
+        assert!(!p.contains(KEY), "the key leaked: {p}");
+    }
+    assert!(printed.iter().any(|p| p.contains("REDACTED")));
+}

@@ -1,0 +1,15 @@
+use agentkit_tools::{Result, Tool, ToolContext};
+use serde::Deserialize;
+
+/// Creates a lead.
+#[derive(Deserialize, Tool)]
+#[tool(name = "crm.create_lead", handler = create_lead)]
+struct CreateLead {
+    name: String,
+}
+
+async fn create_lead(_ctx: ToolContext, lead: CreateLead) -> Result<String> {
+    Ok(lead.name)
+}
+
+fn main() {}
