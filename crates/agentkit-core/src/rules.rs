@@ -33,6 +33,7 @@ use crate::model::{CompletionRequest, CompletionResponse, LlmProvider, ProviderC
 enum Matcher {
     Keywords(Vec<String>),
     Regex(Regex),
+    AfterTool(String),
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +76,15 @@ impl Rule {
         })
     }
 
+    /// Matches right after results of this tool came back (multi-step scripts: check the
+    /// balance, then create the campaign).
+    pub fn after_tool(tool: impl Into<String>) -> Self {
+        Self {
+            matcher: Matcher::AfterTool(tool.into()),
+            action: None,
+        }
+    }
+
     /// Answers with text.
     pub fn reply(mut self, text: impl Into<String>) -> Self {
         self.action = Some(Action::Reply(text.into()));
@@ -109,6 +119,7 @@ impl Rule {
                     .then_some(None)
             }
             Matcher::Regex(re) => re.captures(text).map(Some),
+            Matcher::AfterTool(_) => None,
         }
     }
 }
@@ -180,6 +191,19 @@ impl RuleBasedModel {
             .take_while(|m| m.is_tool_result())
             .collect();
         if !trailing_results.is_empty() {
+            let came_back = |tool: &str| {
+                trailing_results.iter().any(
+                    |m| matches!(m, Message::Tool { name, is_error: false, .. } if name == tool),
+                )
+            };
+            for rule in &self.rules {
+                if let Matcher::AfterTool(tool) = &rule.matcher
+                    && came_back(tool)
+                    && let Some(answer) = Self::act(rule, &None)
+                {
+                    return answer;
+                }
+            }
             let results = trailing_results
                 .iter()
                 .rev()
@@ -204,30 +228,35 @@ impl RuleBasedModel {
             let Some(caps) = rule.captures(input) else {
                 continue;
             };
-            return match &rule.action {
-                Some(Action::Reply(t)) => (expand(t, &caps), Vec::new()),
-                Some(Action::Intent { name, confidence }) => (
-                    json!({"intent": name, "confidence": confidence}).to_string(),
-                    Vec::new(),
-                ),
-                Some(Action::ToolCalls(calls)) => (
-                    String::new(),
-                    calls
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (tool, args))| {
-                            ToolCall::new(
-                                format!("rule_call_{i}"),
-                                tool.clone(),
-                                expand_value(args, &caps),
-                            )
-                        })
-                        .collect(),
-                ),
-                None => continue,
-            };
+            if let Some(answer) = Self::act(rule, &caps) {
+                return answer;
+            }
         }
         (self.default_reply.clone(), Vec::new())
+    }
+
+    fn act(rule: &Rule, caps: &Option<regex::Captures<'_>>) -> Option<(String, Vec<ToolCall>)> {
+        Some(match rule.action.as_ref()? {
+            Action::Reply(t) => (expand(t, caps), Vec::new()),
+            Action::Intent { name, confidence } => (
+                json!({"intent": name, "confidence": confidence}).to_string(),
+                Vec::new(),
+            ),
+            Action::ToolCalls(calls) => (
+                String::new(),
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (tool, args))| {
+                        ToolCall::new(
+                            format!("rule_call_{i}"),
+                            tool.clone(),
+                            expand_value(args, caps),
+                        )
+                    })
+                    .collect(),
+            ),
+        })
     }
 }
 
@@ -303,5 +332,40 @@ mod tests {
         let r2 = futures::executor::block_on(m.complete(&req)).unwrap();
         assert_eq!(r2.content, "Found: billing.list_overdue: 3 invoices");
         assert!(r2.tool_calls.is_empty());
+    }
+
+    #[test]
+    fn after_tool_rules_chain_steps() {
+        let m = RuleBasedModel::new("?")
+            .rule(Rule::keywords(["sell"]).tool_call("budget.get_balance", json!({})))
+            .rule(
+                Rule::after_tool("budget.get_balance")
+                    .tool_call("ads.create", json!({"budget": 50})),
+            )
+            .rule(Rule::after_tool("ads.create").reply("Created."));
+        let step = |messages: Vec<Message>| {
+            futures::executor::block_on(m.complete(&CompletionRequest::new("rules", messages)))
+                .unwrap()
+        };
+        let r1 = step(vec![Message::user("sell chips")]);
+        assert_eq!(r1.tool_calls[0].name, "budget.get_balance");
+        let r2 = step(vec![
+            Message::user("sell chips"),
+            r1.to_message(),
+            Message::tool_result("rule_call_0", "budget.get_balance", "120"),
+        ]);
+        assert_eq!(r2.tool_calls[0].name, "ads.create");
+        let r3 = step(vec![
+            Message::user("sell chips"),
+            r2.to_message(),
+            Message::tool_result("rule_call_0", "ads.create", "ok"),
+        ]);
+        assert_eq!(r3.content, "Created.");
+        // A failed tool does not trigger its follow-up rule: the results are summarized.
+        let r4 = step(vec![
+            Message::user("sell chips"),
+            Message::tool_error("rule_call_0", "budget.get_balance", "down"),
+        ]);
+        assert!(r4.tool_calls.is_empty());
     }
 }
