@@ -1,5 +1,7 @@
 //! Connections: one writer behind an async mutex, a small pool of readers, and every SQLite call
-//! on tokio's blocking pool.
+//! off the async scheduler: on a multi-thread runtime with `block_in_place` (the calling worker
+//! hands its other tasks to another thread, so no thread hop is paid per call), elsewhere on
+//! tokio's blocking pool.
 //!
 //! Waiting for a connection happens on the async side (a `tokio::sync` mutex or semaphore), so a
 //! queue of callers holds no threads; only the caller that owns a connection occupies a blocking
@@ -69,9 +71,7 @@ impl Db {
         let mut conn = Arc::clone(&self.writer).lock_owned().await;
         // If `f` panics inside a transaction, the transaction's drop rolls it back while
         // unwinding and the lock is released with it.
-        tokio::task::spawn_blocking(move || f(&mut conn))
-            .await
-            .map_err(join_error)?
+        off_scheduler(move || f(&mut conn)).await
     }
 
     /// Runs `f` on a reader connection (the writer's, for in-memory databases).
@@ -88,7 +88,7 @@ impl Db {
             .await
             .map_err(|_| Error::Internal("sqlite store: the reader pool is closed".into()))?;
         let pool = Arc::clone(pool);
-        tokio::task::spawn_blocking(move || {
+        off_scheduler(move || {
             let _permit = permit;
             let conn = pool.checkout()?;
             let result = f(&conn);
@@ -96,7 +96,6 @@ impl Db {
             result
         })
         .await
-        .map_err(join_error)?
     }
 }
 
@@ -127,6 +126,31 @@ impl ReaderPool {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(conn);
+    }
+}
+
+/// Runs blocking SQLite work without blocking other tasks: `block_in_place` on a multi-thread
+/// runtime (no hop to another thread), the blocking pool otherwise (current-thread runtimes,
+/// where `block_in_place` is not allowed). A panic in `f` becomes [`Error::Internal`] either way.
+async fn off_scheduler<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let multi_thread = Handle::try_current()
+        .map(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+        .unwrap_or(false);
+    if multi_thread {
+        tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+                Err(Error::Internal(
+                    "sqlite store: a database call panicked".into(),
+                ))
+            })
+        })
+    } else {
+        tokio::task::spawn_blocking(f).await.map_err(join_error)?
     }
 }
 
