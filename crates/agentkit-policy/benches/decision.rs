@@ -55,6 +55,19 @@ fn decision(c: &mut Criterion) {
     group.bench_function("stateless_100", |b| {
         b.iter(|| black_box(rt.block_on(e.evaluate(&request)).unwrap()))
     });
+    #[cfg(feature = "cedar")]
+    for n in [100usize, 1_000] {
+        let mut text: String = (0..n - 1)
+            .map(|i| format!("permit(principal == Agent::\"marketing\", action == Action::\"svc{i}.action_{i}\", resource);\n"))
+            .collect();
+        text.push_str("permit(principal == Agent::\"marketing\", action == Action::\"marketing.create_campaign\", resource) when { context.arguments.budget <= 50 && context.spent_today_micros < 50000000 };\n");
+        let cedar =
+            agentkit_policy::cedar::CedarEvaluator::new(&text, Arc::new(InMemoryStore::new()))
+                .unwrap();
+        group.bench_with_input(BenchmarkId::new("cedar_equivalent", n), &n, |b, _| {
+            b.iter(|| black_box(rt.block_on(cedar.evaluate(&request)).unwrap()))
+        });
+    }
     group.finish();
 }
 

@@ -47,6 +47,8 @@
 
 pub mod approvals;
 pub mod audit;
+#[cfg(feature = "cedar")]
+pub mod cedar;
 pub mod config;
 mod engine;
 pub mod metering;

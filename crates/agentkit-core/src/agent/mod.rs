@@ -208,6 +208,10 @@ impl RunOutcome {
 }
 
 /// What a streamed run emits.
+// `Done` carries the whole outcome once per run; boxing it would only add an allocation to every
+// stream. (Its size relative to the other variants depends on serde_json features unified from
+// other crates, e.g. `preserve_order`.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum AgentEvent {
