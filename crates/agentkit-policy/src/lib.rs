@@ -17,6 +17,16 @@
 //! - **Indexed**: permissions are indexed by agent and action, so a decision costs O(length of
 //!   the action name), not O(number of rules).
 //!
+//! Beside the engine: [`metering`] (versioned prices, the `Meter` that puts usage spend on the
+//! budget counters, recomputable invoice drafts), [`approvals`] (the human-in-the-loop queue:
+//! SLA, escalation, expiry), [`audit`] (chain verification, JSON Lines export).
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `cedar` | `cedar::CedarEvaluator`: a `PolicyEvaluator` over Cedar policies (`cedar-policy`) |
+//!
 //! ```
 //! # async fn demo() -> agentkit_core::Result<()> {
 //! use std::sync::Arc;

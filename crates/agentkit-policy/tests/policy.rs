@@ -406,7 +406,12 @@ async fn budget_race_100_concurrent_reservations_never_exceed_50_dollars() {
     let store = Arc::new(InMemoryStore::new());
     let policy = r#"{"agents": {"marketing": {"permissions": [{"action": "ads.spend", "constraints": [
         {"type": "budget", "period": "day", "limit_usd": 50, "cost": {"argument": "/usd"}}]}]}}}"#;
-    let e = Arc::new(PolicyEngine::from_json(policy, store.clone()).unwrap());
+    let now = Utc::now();
+    let e = Arc::new(
+        PolicyEngine::from_json(policy, store.clone())
+            .unwrap()
+            .with_clock(Arc::new(move || now)),
+    );
     let tasks: Vec<_> = (0..100)
         .map(|i| {
             let e = e.clone();
@@ -429,7 +434,7 @@ async fn budget_race_100_concurrent_reservations_never_exceed_50_dollars() {
             allowed += 1;
         }
     }
-    let day = Utc::now().date_naive().to_string();
+    let day = now.date_naive().to_string();
     let spent = store
         .counter_get(&"acme".into(), &format!("budget:agent:marketing:{day}"))
         .await
