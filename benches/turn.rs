@@ -171,7 +171,7 @@ fn turn(c: &mut Criterion) {
             let store = store.clone();
             let history = history.clone();
             async move {
-                let tenant = TenantId::from("bench");
+                let tenant = TenantId::from_static("bench");
                 store
                     .create_session(&SessionRecord::new(
                         tenant.clone(),

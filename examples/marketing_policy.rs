@@ -82,7 +82,7 @@ fn agent(
 async fn main() -> Result<()> {
     let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
     let engine = PolicyEngine::from_toml(POLICY, store.clone())?.with_audit(store.clone());
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
 
     println!("1. The user asks for a $80/day campaign: the policy denies it; the model lowers it.");
     let out = agent(

@@ -144,7 +144,7 @@ async fn main() -> Result<()> {
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.db").into());
     let sqlite = SqliteStore::open(&path).await.map_err(Error::from)?;
     let store: Arc<dyn StateStore> = Arc::new(sqlite);
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
     let session = SessionId::generate();
     let (provider, model, label) = choose_model()?;
     println!("agentkit quickstart — model: {label}; store: SQLite at {path}\n");

@@ -104,6 +104,15 @@ pub enum Error {
     /// A tool failed; the message is what the model is told.
     #[error("tool error: {0}")]
     Tool(String),
+    /// An idempotency key was reused for another tool or other arguments: the recorded
+    /// execution is not replayed and nothing runs.
+    #[error("idempotency key `{key}` conflicts: {detail}")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// What differs.
+        detail: String,
+    },
     /// A bug or broken invariant inside agentkit or a plug-in.
     #[error("internal error: {0}")]
     Internal(String),
@@ -132,6 +141,7 @@ pub enum ErrorKind {
     InvalidOutput,
     Cancelled,
     Tool,
+    IdempotencyConflict,
     Internal,
 }
 
@@ -157,6 +167,7 @@ impl Error {
             Error::InvalidOutput(_) => ErrorKind::InvalidOutput,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Tool(_) => ErrorKind::Tool,
+            Error::IdempotencyConflict { .. } => ErrorKind::IdempotencyConflict,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -5,8 +5,10 @@
 //! - [`model::LlmProvider`]: any LLM; [`tool::Tool`]: any capability; [`policy::PolicyEvaluator`]:
 //!   the deterministic gate; [`store::StateStore`]: durable, tenant-scoped state;
 //!   [`retrieval::Retriever`]: knowledge.
-//! - [`agent::Agent`]: the turn loop that ties them together: allow-list, argument validation,
-//!   policy, idempotent execution, durable approvals, usage and audit records.
+//! - [`exec::ToolExecutor`]: the one governed execution path every tool call takes (allow-list,
+//!   validation, policy, atomic idempotency claim, call, records, metered usage, audit).
+//! - [`agent::Agent`]: the turn loop that ties them together: model calls, the executor, durable
+//!   approvals, usage and audit records. [`scope::Scope`] carries tenant, agent, session and run.
 //!
 //! ## Features
 //!
@@ -45,7 +47,9 @@
 //! ```
 
 pub mod agent;
+pub mod config;
 pub mod error;
+pub mod exec;
 pub mod id;
 pub mod message;
 pub mod model;
@@ -54,13 +58,14 @@ pub mod providers;
 pub mod redact;
 pub mod resilience;
 pub mod retrieval;
+pub mod scope;
 #[cfg(feature = "rules")]
 pub mod rules;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod tool;
-mod validation;
+pub mod validation;
 
 pub use error::{Error, ErrorKind, Result};
 
@@ -74,6 +79,7 @@ pub mod prelude {
     pub use crate::message::{Message, ToolCall, Usage};
     pub use crate::model::{CompletionRequest, CompletionResponse, LlmProvider};
     pub use crate::policy::{AllowListPolicy, Decision, PolicyEvaluator};
+    pub use crate::scope::Scope;
     pub use crate::store::{ApprovalDecision, InMemoryStore, StateStore};
     pub use crate::tool::{FnTool, SideEffect, Tool, ToolContext, ToolSpec};
 }

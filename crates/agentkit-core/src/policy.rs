@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::id::{AgentId, RunId, SessionId, TenantId};
+use crate::scope::Scope;
 use crate::tool::SideEffect;
 
 /// How urgent a human decision is.
@@ -86,14 +86,8 @@ impl Decision {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PolicyRequest {
-    /// The tenant the agent acts for.
-    pub tenant: TenantId,
-    /// The acting agent.
-    pub agent: AgentId,
-    /// The session.
-    pub session: SessionId,
-    /// The run.
-    pub run: RunId,
+    /// The tenant the agent acts for, the acting agent, the session and the run.
+    pub scope: Scope,
     /// `resource:action` or a tool name (`crm.create_lead`).
     pub action: String,
     /// The (schema-valid) arguments.
@@ -110,19 +104,9 @@ pub struct PolicyRequest {
 
 impl PolicyRequest {
     /// A request for `action` with `arguments`.
-    pub fn new(
-        tenant: TenantId,
-        agent: AgentId,
-        session: SessionId,
-        run: RunId,
-        action: impl Into<String>,
-        arguments: Value,
-    ) -> Self {
+    pub fn new(scope: Scope, action: impl Into<String>, arguments: Value) -> Self {
         Self {
-            tenant,
-            agent,
-            session,
-            run,
+            scope,
             action: action.into(),
             arguments,
             side_effect: SideEffect::Read,
@@ -152,6 +136,9 @@ pub enum ActionOutcome {
     Succeeded,
     /// The tool ran and failed.
     Failed,
+    /// The tool did not run after all (a replay of a recorded result, a call in doubt, or a
+    /// refusal after the decision): engines release what they reserved.
+    NotRun,
 }
 
 /// The deterministic gate between what the model proposes and what happens.
@@ -250,14 +237,7 @@ mod tests {
     use serde_json::json;
 
     fn req(action: &str) -> PolicyRequest {
-        PolicyRequest::new(
-            "t".into(),
-            "a".into(),
-            "s".into(),
-            "r".into(),
-            action,
-            json!({}),
-        )
+        PolicyRequest::new(crate::scope::test_scope(), action, json!({}))
     }
 
     #[tokio::test]

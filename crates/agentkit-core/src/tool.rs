@@ -10,7 +10,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::id::{AgentId, IdempotencyKey, RunId, SessionId, TenantId};
+use crate::id::IdempotencyKey;
+use crate::scope::Scope;
 
 /// What a tool does to the world; policies and retries look at it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,6 +42,11 @@ pub struct ToolSpec {
     /// Side-effect class.
     #[serde(default)]
     pub side_effect: SideEffect,
+    /// Whether running it twice with the same arguments has the effect of running it once.
+    /// The executor retries an idempotent call left in doubt by a crash; others wait for a
+    /// human. Read tools count as idempotent whatever this says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
     /// Argument fields masked in audit entries, execution records and traces (top-level names
     /// or JSON pointers such as `/card/number`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -56,8 +62,15 @@ impl ToolSpec {
             parameters,
             output_schema: None,
             side_effect: SideEffect::Read,
+            idempotent: false,
             redact: Vec::new(),
         }
+    }
+
+    /// Declares the tool idempotent (see [`ToolSpec::idempotent`]).
+    pub fn with_idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
     }
 
     /// Sets the side-effect class.
@@ -91,7 +104,11 @@ impl ToolSpec {
     }
 }
 
-/// Tool names are `[A-Za-z0-9_-]` segments joined by dots, at most 128 bytes.
+/// The one tool-name rule, for every way of making a tool (`FnTool`, typed and derived tools,
+/// HTTP tools, MCP tools): one or more `[A-Za-z0-9_-]` segments joined by dots, at most 128
+/// bytes. A namespace (`crm.create_lead`) is recommended — it groups tools for allow-lists
+/// (`crm.*`) — but bare names such as `get_weather` (what models and MCP servers often use) are
+/// accepted.
 pub fn validate_tool_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -114,14 +131,8 @@ pub fn validate_tool_name(name: &str) -> Result<()> {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ToolContext {
-    /// The tenant on whose behalf the tool runs; a tool must not touch other tenants' data.
-    pub tenant: TenantId,
-    /// The calling agent.
-    pub agent: AgentId,
-    /// The session.
-    pub session: SessionId,
-    /// The run.
-    pub run: RunId,
+    /// The tenant (a tool must not touch other tenants' data), agent, session and run.
+    pub scope: Scope,
     /// The model's call id.
     pub call_id: String,
     /// Stable across retries and resumes of the same call: pass it to external systems.
@@ -131,20 +142,10 @@ pub struct ToolContext {
 }
 
 impl ToolContext {
-    /// A context (mostly for tests and hosts calling tools directly).
-    pub fn new(
-        tenant: TenantId,
-        agent: AgentId,
-        session: SessionId,
-        run: RunId,
-        call_id: impl Into<String>,
-        idempotency_key: IdempotencyKey,
-    ) -> Self {
+    /// A context (the executor makes one per call; tests may too).
+    pub fn new(scope: Scope, call_id: impl Into<String>, idempotency_key: IdempotencyKey) -> Self {
         Self {
-            tenant,
-            agent,
-            session,
-            run,
+            scope,
             call_id: call_id.into(),
             idempotency_key,
             cancellation: CancellationToken::new(),
@@ -227,6 +228,7 @@ mod tests {
     fn tool_names() {
         assert!(validate_tool_name("crm.create_lead").is_ok());
         assert!(validate_tool_name("search").is_ok());
+        assert!(validate_tool_name("get_weather").is_ok());
         for bad in ["", "crm.", ".x", "crm create", "a..b"] {
             assert!(validate_tool_name(bad).is_err(), "{bad}");
         }

@@ -84,7 +84,11 @@ fn store() -> Arc<dyn StateStore> {
 
 async fn history(store: &Arc<dyn StateStore>, tenant: &str, session: &str) -> Vec<Message> {
     store
-        .load_messages(&tenant.into(), &session.into(), MessageWindow::All)
+        .load_messages(
+            &TenantId::new(tenant).unwrap(),
+            &SessionId::new(session).unwrap(),
+            MessageWindow::All,
+        )
         .await
         .unwrap()
         .into_iter()
@@ -249,7 +253,7 @@ async fn denied_calls_do_not_run_and_the_decision_is_audited() {
         last.text()
     );
     let audit = st
-        .list_audit(&"acme".into(), &AuditQuery::all().kind("policy.decision"))
+        .list_audit(&TenantId::from_static("acme"), &AuditQuery::all().kind("policy.decision"))
         .await
         .unwrap();
     assert_eq!(audit.len(), 1);
@@ -304,13 +308,13 @@ async fn approval_suspends_and_a_fresh_agent_resumes_exactly_once() {
     assert_eq!(approval.status, ApprovalStatus::Pending);
     assert_eq!(rec.count(), 0, "nothing runs before approval");
     let run = st
-        .get_run(&"acme".into(), out.run_id())
+        .get_run(&TenantId::from_static("acme"), out.run_id())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(run.status, RunStatus::Suspended);
     assert_eq!(
-        st.list_pending_approvals(&"acme".into())
+        st.list_pending_approvals(&TenantId::from_static("acme"))
             .await
             .unwrap()
             .len(),
@@ -326,7 +330,7 @@ async fn approval_suspends_and_a_fresh_agent_resumes_exactly_once() {
 
     decide_approval(
         &*st,
-        &"acme".into(),
+        &TenantId::from_static("acme"),
         &approval.id,
         &ApprovalDecision::approve("alice"),
     )
@@ -371,7 +375,7 @@ async fn approval_suspends_and_a_fresh_agent_resumes_exactly_once() {
     let h = history(&st, "acme", "s1").await;
     assert_eq!(tool_results(&h).len(), 2);
     let decided = st
-        .list_audit(&"acme".into(), &AuditQuery::all().kind("approval.decided"))
+        .list_audit(&TenantId::from_static("acme"), &AuditQuery::all().kind("approval.decided"))
         .await
         .unwrap();
     assert_eq!(decided[0].entry.actor, "user:alice");
@@ -393,7 +397,7 @@ async fn concurrent_resumes_execute_the_approved_call_once() {
     let approval = out.approvals()[0].id.clone();
     decide_approval(
         &*st,
-        &"acme".into(),
+        &TenantId::from_static("acme"),
         &approval,
         &ApprovalDecision::approve("bob"),
     )
@@ -433,7 +437,7 @@ async fn rejection_is_told_to_the_model_and_nothing_runs() {
     let id = out.approvals()[0].id.clone();
     decide_approval(
         &*st,
-        &"acme".into(),
+        &TenantId::from_static("acme"),
         &id,
         &ApprovalDecision::reject("carol", "budget is frozen"),
     )
@@ -442,7 +446,7 @@ async fn rejection_is_told_to_the_model_and_nothing_runs() {
     // Deciding twice is refused.
     let twice = decide_approval(
         &*st,
-        &"acme".into(),
+        &TenantId::from_static("acme"),
         &id,
         &ApprovalDecision::approve("dave"),
     )
@@ -478,7 +482,7 @@ async fn edited_arguments_are_validated_and_used() {
     let edited = json!({"name": "x", "budget": 20});
     decide_approval(
         &*st,
-        &"acme".into(),
+        &TenantId::from_static("acme"),
         &out.approvals()[0].id,
         &ApprovalDecision::approve_with_arguments("erin", edited.clone()),
     )
@@ -498,7 +502,7 @@ async fn edited_arguments_are_validated_and_used() {
         .unwrap();
     decide_approval(
         &*st,
-        &"acme".into(),
+        &TenantId::from_static("acme"),
         &out.approvals()[0].id,
         &ApprovalDecision::approve_with_arguments("erin", json!({"name": "x", "budget": 500})),
     )
@@ -820,7 +824,7 @@ async fn truncated_model_stream_fails_the_run_with_a_typed_error() {
     ));
     let run_id = agent
         .store()
-        .load_messages(&"acme".into(), &"s1".into(), MessageWindow::All)
+        .load_messages(&TenantId::from_static("acme"), &SessionId::from_static("s1"), MessageWindow::All)
         .await
         .unwrap()[0]
         .run
@@ -828,7 +832,7 @@ async fn truncated_model_stream_fails_the_run_with_a_typed_error() {
         .unwrap();
     let run = agent
         .store()
-        .get_run(&"acme".into(), &run_id)
+        .get_run(&TenantId::from_static("acme"), &run_id)
         .await
         .unwrap()
         .unwrap();
@@ -867,7 +871,7 @@ async fn tenants_never_see_each_others_sessions() {
     assert_eq!(history(&st, "globex", "shared-session").await.len(), 2);
     assert_eq!(history(&st, "acme", "shared-session").await.len(), 2);
     let usage = st
-        .list_usage(&"globex".into(), &UsageQuery::all())
+        .list_usage(&TenantId::from_static("globex"), &UsageQuery::all())
         .await
         .unwrap();
     assert!(usage.iter().all(|u| u.tenant.as_str() == "globex"));
@@ -906,7 +910,7 @@ async fn usage_is_recorded_per_model_call_and_tool_call() {
     assert_eq!(report.usage.input_tokens, 220);
     assert_eq!(report.turns, 2);
     let events = st
-        .list_usage(&"acme".into(), &UsageQuery::all())
+        .list_usage(&TenantId::from_static("acme"), &UsageQuery::all())
         .await
         .unwrap();
     let sum = |k: UsageKind| {
@@ -926,7 +930,7 @@ async fn usage_is_recorded_per_model_call_and_tool_call() {
     assert_eq!(sum(UsageKind::ToolCall), 1);
     assert!(events.iter().all(|e| e.run.as_ref() == Some(&report.run)));
     let audit = st
-        .list_audit(&"acme".into(), &AuditQuery::all())
+        .list_audit(&TenantId::from_static("acme"), &AuditQuery::all())
         .await
         .unwrap();
     assert!(verify_audit_chain(&audit).is_ok());
@@ -940,16 +944,18 @@ async fn a_recorded_success_is_replayed_not_re_executed() {
         balance_spec().with_side_effect(SideEffect::External),
         json!("fresh"),
     );
-    let run = RunId::new("run-fixed");
+    let run = RunId::from_static("run-fixed");
     // The key of the first call of the first turn of this run.
-    st.record_tool_execution(&ToolExecution {
-        tenant: "acme".into(),
-        idempotency_key: "run-fixed:1:0".into(),
-        agent: "a".into(),
-        session: "s1".into(),
+    st.record_tool_execution(&TenantId::from_static("acme"), &ToolExecution {
+        tenant: TenantId::from_static("acme"),
+        idempotency_key: agentkit_core::id::IdempotencyKey::from_static("run-fixed:1:0"),
+        agent: AgentId::from_static("a"),
+        session: SessionId::from_static("s1"),
         run: run.clone(),
         call_id: "call_1".into(),
         tool: "budget.get_balance".into(),
+        arguments_hash: agentkit_core::redact::hash_json(&json!({})),
+        attempt: 1,
         input: json!({}),
         output: Some(json!("recorded")),
         error: None,
@@ -1114,7 +1120,7 @@ async fn retrieved_context_is_a_delimited_untrusted_block() {
     assert!(ctx.contains("Refund policy"));
     let q = st
         .list_usage(
-            &"acme".into(),
+            &TenantId::from_static("acme"),
             &UsageQuery::all().kind(UsageKind::KnowledgeQuery),
         )
         .await
@@ -1210,19 +1216,19 @@ async fn agents_from_versioned_configs_blueprints_and_a_registry() {
     };
     assert!(
         blueprint
-            .instantiate("m2".into(), &Default::default())
+            .instantiate(AgentId::from_static("m2"), &Default::default())
             .is_err(),
         "missing placeholder"
     );
     let vars = [("company".to_string(), "Spicy Co".to_string())]
         .into_iter()
         .collect();
-    let config = blueprint.instantiate("marketing".into(), &vars).unwrap();
+    let config = blueprint.instantiate(AgentId::from_static("marketing"), &vars).unwrap();
     assert_eq!(config.system_prompt, "You run ads for Spicy Co.");
     assert_eq!(config.status, ConfigStatus::Draft);
 
     let st = store();
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
     st.put_agent_config(&tenant, &config.clone().finalized())
         .await
         .unwrap();
@@ -1244,7 +1250,7 @@ async fn agents_from_versioned_configs_blueprints_and_a_registry() {
         .with_model("scripted", p)
         .with_tool(tool)
         .with_tool(balance);
-    let agent = Agent::from_store(st.clone(), &tenant, &"marketing".into(), Some(1), &registry)
+    let agent = Agent::from_store(st.clone(), &tenant, &AgentId::from_static("marketing"), Some(1), &registry)
         .await
         .unwrap()
         .build()
@@ -1288,7 +1294,7 @@ async fn backup_agent_from_config() {
         .unwrap()
     };
     let mut primary_cfg = mk("main", "primary");
-    primary_cfg.backup_agent = Some("spare".into());
+    primary_cfg.backup_agent = Some(AgentId::from_static("spare"));
     let registry = AgentRegistry::new()
         .with_model("primary", primary)
         .with_model("backup", backup)

@@ -37,19 +37,25 @@ async fn provider_concrete_and_dyn() {
     assert!(dynp.capabilities().streaming);
 }
 
+fn scope() -> agentkit_core::scope::Scope {
+    agentkit_core::scope::Scope::new(
+        TenantId::from_static("t"),
+        AgentId::from_static("a"),
+        SessionId::from_static("s"),
+        RunId::from_static("r"),
+    )
+}
+
 #[tokio::test]
 async fn tool_and_policy_concrete_and_dyn() {
     let tool = FnTool::new(
         ToolSpec::new("util.echo", "echo", json!({"type": "object"})),
-        |ctx, args| async move { Ok(json!({"tenant": ctx.tenant.as_str(), "args": args})) },
+        |ctx, args| async move { Ok(json!({"tenant": ctx.scope.tenant.as_str(), "args": args})) },
     );
     let ctx = ToolContext::new(
-        "t".into(),
-        "a".into(),
-        "s".into(),
-        "r".into(),
+        scope(),
         "c",
-        "k".into(),
+        agentkit_core::id::IdempotencyKey::from_static("k"),
     );
     assert_eq!(
         tool.call(ctx.clone(), json!(1)).await.unwrap()["tenant"],
@@ -60,10 +66,7 @@ async fn tool_and_policy_concrete_and_dyn() {
 
     let policy = AllowListPolicy::new(["util.*"]);
     let req = PolicyRequest::new(
-        "t".into(),
-        "a".into(),
-        "s".into(),
-        "r".into(),
+        scope(),
         "util.echo",
         json!({}),
     );
@@ -109,12 +112,12 @@ async fn retriever_always_passes_tenant_and_agent() {
     let retriever =
         VectorRetriever::new(Arc::new(LenEmbedder), vectors.clone()).with_min_score(0.3);
     retriever
-        .retrieve(&"acme".into(), &"support".into(), "abc", 4)
+        .retrieve(&TenantId::from_static("acme"), &AgentId::from_static("support"), "abc", 4)
         .await
         .unwrap();
     let dyn_retriever: Arc<dyn Retriever> = Arc::new(retriever);
     dyn_retriever
-        .retrieve(&"globex".into(), &"sales".into(), "abcd", 2)
+        .retrieve(&TenantId::from_static("globex"), &AgentId::from_static("sales"), "abcd", 2)
         .await
         .unwrap();
     let seen = vectors.0.lock().unwrap().clone();
@@ -138,10 +141,10 @@ async fn retriever_always_passes_tenant_and_agent() {
 async fn store_parts_upcast_from_state_store() {
     let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
     let sessions: Arc<dyn agentkit_core::store::SessionStore> = store.clone();
-    let record = agentkit_core::store::SessionRecord::new("t".into(), "s".into(), "a".into());
-    assert!(sessions.create_session(&record).await.unwrap());
+    let record = agentkit_core::store::SessionRecord::new(TenantId::from_static("t"), SessionId::from_static("s"), AgentId::from_static("a"));
+    assert!(sessions.create_session(&record.tenant, &record).await.unwrap());
     assert!(
-        !store.create_session(&record).await.unwrap(),
+        !store.create_session(&record.tenant, &record).await.unwrap(),
         "second create is a no-op"
     );
 }

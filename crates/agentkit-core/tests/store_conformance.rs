@@ -29,6 +29,8 @@ macro_rules! conformance_tests {
                 memory_round_trip,
                 tenant_isolation,
                 audit_chain_with_nanosecond_times,
+                tool_claims_exactly_once,
+                writes_never_span_tenants,
                 run_all,
             );
         }
@@ -47,6 +49,12 @@ macro_rules! conformance_tests {
 conformance_tests!(concrete, &InMemoryStore::new());
 conformance_tests!(boxed, Box::new(InMemoryStore::new()) as Box<dyn StateStore>);
 conformance_tests!(arc, Arc::new(InMemoryStore::new()) as Arc<dyn StateStore>);
+
+/// The governed executor over the in-memory store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_checks() {
+    conformance::run_executor_checks(Arc::new(InMemoryStore::new())).await;
+}
 
 /// Clones share one store, and every check can run against one shared store at once (each
 /// check uses tenants of its own).

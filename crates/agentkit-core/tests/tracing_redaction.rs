@@ -85,7 +85,7 @@ async fn traces_have_ids_and_no_secrets() {
         "a secret reached the traces:\n{logs}"
     );
 
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
     let audit = store.list_audit(&tenant, &AuditQuery::all()).await.unwrap();
     let audit_text = serde_json::to_string(&audit).unwrap();
     assert!(!audit_text.contains(SECRET), "{audit_text}");

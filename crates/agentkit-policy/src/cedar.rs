@@ -140,16 +140,16 @@ impl PolicyEvaluator for CedarEvaluator {
         let spent = self
             .counters
             .counter_get(
-                &request.tenant,
-                &format!("budget:agent:{}:{day}", request.agent),
+                &request.scope.tenant,
+                &format!("budget:agent:{}:{day}", request.scope.agent),
             )
             .await?;
         let context = Context::from_json_value(self.context(request, spent), None)
             .map_err(|e| Error::InvalidInput(format!("cedar context: {e}")))?;
         let cedar_request = Request::new(
-            uid("Agent", request.agent.as_str())?,
+            uid("Agent", request.scope.agent.as_str())?,
             uid("Action", &request.action)?,
-            uid("Tenant", request.tenant.as_str())?,
+            uid("Tenant", request.scope.tenant.as_str())?,
             context,
             None,
         )

@@ -691,8 +691,8 @@ impl PolicyEngine {
         let c = &*self.compiled;
         let action = request.action.as_str();
         let mut trace = Vec::new();
-        let Some(index) = c.agents.get(request.agent.as_str()) else {
-            let reason = format!("agent `{}` has no grants", request.agent);
+        let Some(index) = c.agents.get(request.scope.agent.as_str()) else {
+            let reason = format!("agent `{}` has no grants", request.scope.agent);
             trace.push(Trace {
                 source: "default".into(),
                 outcome: "deny",
@@ -704,7 +704,7 @@ impl PolicyEngine {
         if perms.is_empty() {
             let reason = format!(
                 "no permission of agent `{}` grants `{action}` (default deny)",
-                request.agent
+                request.scope.agent
             );
             trace.push(Trace {
                 source: "default".into(),
@@ -714,7 +714,7 @@ impl PolicyEngine {
             return Ok((Decision::deny(reason), trace, Vec::new()));
         }
         let now = (self.clock)();
-        let tz = self.tz(&request.tenant);
+        let tz = self.tz(&request.scope.tenant);
         let local = LocalNow::new(now, tz);
         let mut decision = Decision::Allow;
         let mut pending = Vec::new();
@@ -734,7 +734,7 @@ impl PolicyEngine {
             decision = combine(decision, outcome);
         }
         for rule in c.rules.matching(action) {
-            if !rule.agents.is_empty() && !rule.agents.contains(request.agent.as_str()) {
+            if !rule.agents.is_empty() && !rule.agents.contains(request.scope.agent.as_str()) {
                 continue;
             }
             let applies = rule.when.iter().all(|cond| {
@@ -772,12 +772,12 @@ impl PolicyEngine {
         if !matches!(decision, Decision::Allow) {
             return Ok((decision, trace, Vec::new()));
         }
-        if let Some((tier, quotas)) = c.tenant_quotas.get(request.tenant.as_str()) {
+        if let Some((tier, quotas)) = c.tenant_quotas.get(request.scope.tenant.as_str()) {
             if let Some(max) = quotas.tokens_per_month {
                 let used = self
                     .counters
                     .counter_get(
-                        &request.tenant,
+                        &request.scope.tenant,
                         &format!("quota:tokens:{}", local.month_key()),
                     )
                     .await?;
@@ -819,7 +819,7 @@ impl PolicyEngine {
         // Budgets and rate limits: check (explain) or reserve (evaluate) atomically.
         if !reserve {
             for p in &pending {
-                let current = self.counters.counter_get(&request.tenant, &p.key).await?;
+                let current = self.counters.counter_get(&request.scope.tenant, &p.key).await?;
                 if current + p.amount > p.limit {
                     let what = p.describe(&request.action);
                     let reason = format!("{what} exhausted");
@@ -837,7 +837,7 @@ impl PolicyEngine {
 
     fn counter_owner(scope: Scope, request: &PolicyRequest) -> String {
         match scope {
-            Scope::Agent => format!("agent:{}", request.agent),
+            Scope::Agent => format!("agent:{}", request.scope.agent),
             Scope::Tenant => "tenant".into(),
         }
     }
@@ -855,11 +855,11 @@ impl PolicyEngine {
             Check::TenantScope(fields) => {
                 for f in fields {
                     if let Some(v) = request.arguments.pointer(f)
-                        && v.as_str() != Some(request.tenant.as_str())
+                        && v.as_str() != Some(request.scope.tenant.as_str())
                     {
                         return Ok(Decision::deny(format!(
                             "argument {f} names another tenant; agents act only within tenant `{}`",
-                            request.tenant
+                            request.scope.tenant
                         )));
                     }
                 }
@@ -1009,7 +1009,7 @@ impl PolicyEngine {
         request: &PolicyRequest,
         pending: &[Pending],
     ) -> Result<std::result::Result<Vec<Reservation>, String>> {
-        let tenant = &request.tenant;
+        let tenant = &request.scope.tenant;
         let mut done: Vec<Reservation> = Vec::new();
         for p in pending {
             let outcome = match self
@@ -1053,29 +1053,26 @@ impl PolicyEngine {
     fn reservation_key(request: &PolicyRequest) -> String {
         format!(
             "{}\u{1f}{}\u{1f}{}\u{1f}{}",
-            request.tenant, request.run, request.action, request.arguments
+            request.scope.tenant, request.scope.run, request.action, request.arguments
         )
     }
 
     async fn record(&self, request: &PolicyRequest, explanation: &Explanation) {
         let Some(audit) = &self.audit else { return };
-        let mut e = NewAuditEntry::new(
-            request.tenant.clone(),
+        let mut e = NewAuditEntry::scoped(
+            &request.scope,
             "policy.evaluation",
-            format!("agent:{}", request.agent),
+            format!("agent:{}", request.scope.agent),
             request.action.clone(),
         );
         e.decision = Some(explanation.decision.label().into());
         e.reason = explanation.would_decide.reason().map(str::to_string);
-        e.agent = Some(request.agent.clone());
-        e.session = Some(request.session.clone());
-        e.run = Some(request.run.clone());
         e.output = json!({
             "mode": match explanation.mode { Mode::Enforce => "enforce", Mode::LogOnly => "log_only" },
             "would_decide": explanation.would_decide.label(),
             "rules": explanation.trace.iter().map(|t| json!({"source": t.source, "outcome": t.outcome, "reason": t.reason})).collect::<Vec<_>>(),
         });
-        if let Err(err) = audit.append_audit(e).await {
+        if let Err(err) = audit.append_audit(&request.scope.tenant, e).await {
             tracing::warn!(error = %err, "could not record a policy decision");
         }
     }
@@ -1141,7 +1138,7 @@ impl PolicyEvaluator for PolicyEngine {
             .map_err(|_| Error::Internal("policy reservation lock poisoned".into()))?
             .remove(&Self::reservation_key(request))
             .unwrap_or_default();
-        if matches!(outcome, ActionOutcome::Failed) {
+        if matches!(outcome, ActionOutcome::Failed | ActionOutcome::NotRun) {
             self.release(&reserved).await;
         }
         Ok(())

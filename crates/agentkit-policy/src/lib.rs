@@ -30,7 +30,9 @@
 //! ```
 //! # async fn demo() -> agentkit_core::Result<()> {
 //! use std::sync::Arc;
+//! use agentkit_core::id::{AgentId, RunId, SessionId, TenantId};
 //! use agentkit_core::policy::{PolicyEvaluator, PolicyRequest};
+//! use agentkit_core::scope::Scope;
 //! use agentkit_core::store::InMemoryStore;
 //! use agentkit_policy::PolicyEngine;
 //! use serde_json::json;
@@ -48,8 +50,11 @@
 //!     [agents.marketing]
 //!     roles = ["marketer"]
 //! "#, store)?;
-//! let request = PolicyRequest::new("acme".into(), "marketing".into(), "s".into(), "r".into(),
-//!     "marketing.create_campaign", json!({"name": "Spicy Chips", "budget": 80}));
+//! let scope = Scope::new(
+//!     TenantId::new("acme")?, AgentId::new("marketing")?, SessionId::new("s")?, RunId::generate(),
+//! );
+//! let request = PolicyRequest::new(scope, "marketing.create_campaign",
+//!     json!({"name": "Spicy Chips", "budget": 80}));
 //! assert_eq!(engine.evaluate(&request).await?.label(), "deny");
 //! # Ok(()) }
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();

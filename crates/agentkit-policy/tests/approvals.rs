@@ -27,16 +27,13 @@ async fn request(
     created_offset_secs: i64,
 ) -> ApprovalRequest {
     let mut r = ApprovalRequest::new(
-        "acme".into(),
-        "ops".into(),
-        "s".into(),
-        RunId::generate(),
+        &agentkit_core::testkit::scope("acme", "ops", "s", &RunId::generate()),
         ToolCall::new("c", "payments.refund", json!({"amount": 100})),
         "refunds need approval",
         priority,
     );
     r.created_at += chrono::Duration::seconds(created_offset_secs);
-    store.create_approval(&r).await.unwrap();
+    store.create_approval(&r.tenant, &r).await.unwrap();
     r
 }
 
@@ -66,7 +63,7 @@ async fn ordering_assignment_breach_and_escalation() {
         ],
     )
     .with_clock(ApprovalQueue::tokio_clock());
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
     let low = request(&store, Priority::Low, 0).await;
     let critical = request(&store, Priority::Critical, 1).await;
     let medium = request(&store, Priority::Medium, 2).await;
@@ -156,14 +153,14 @@ async fn expiry_under_paused_time_reaches_the_agent() {
     let runner = queue.clone();
     let task = tokio::spawn(async move {
         runner
-            .run_expiry(vec!["acme".into()], Duration::from_secs(60))
+            .run_expiry(vec![TenantId::from_static("acme")], Duration::from_secs(60))
             .await
     });
     tokio::time::advance(Duration::from_secs(5 * 3600)).await;
     tokio::task::yield_now().await;
     assert_eq!(
         store
-            .get_approval(&"acme".into(), &id)
+            .get_approval(&TenantId::from_static("acme"), &id)
             .await
             .unwrap()
             .unwrap()
@@ -175,7 +172,7 @@ async fn expiry_under_paused_time_reaches_the_agent() {
         tokio::task::yield_now().await;
     }
     let decided = store
-        .get_approval(&"acme".into(), &id)
+        .get_approval(&TenantId::from_static("acme"), &id)
         .await
         .unwrap()
         .unwrap();
@@ -211,11 +208,11 @@ async fn concurrent_approve_and_reject_exactly_one_wins() {
         let r = request(&store, Priority::Medium, 0).await;
         let (q1, q2, id1, id2) = (queue.clone(), queue.clone(), r.id.clone(), r.id.clone());
         let approve = tokio::spawn(async move {
-            q1.decide(&"acme".into(), &id1, &ApprovalDecision::approve("ann"))
+            q1.decide(&TenantId::from_static("acme"), &id1, &ApprovalDecision::approve("ann"))
                 .await
         });
         let reject = tokio::spawn(async move {
-            q2.decide(&"acme".into(), &id2, &ApprovalDecision::reject("bob", "no"))
+            q2.decide(&TenantId::from_static("acme"), &id2, &ApprovalDecision::reject("bob", "no"))
                 .await
         });
         let (a, b) = (approve.await.unwrap(), reject.await.unwrap());
@@ -229,7 +226,7 @@ async fn concurrent_approve_and_reject_exactly_one_wins() {
         };
         assert_eq!(loser.kind(), ErrorKind::Conflict);
         let stored = store
-            .get_approval(&"acme".into(), &r.id)
+            .get_approval(&TenantId::from_static("acme"), &r.id)
             .await
             .unwrap()
             .unwrap();

@@ -49,10 +49,7 @@ when { !(context has confidence_pct) || (context.confidence_pct >= 50 && context
 
 fn req(agent: &str, action: &str, args: Value, confidence: Option<f64>) -> PolicyRequest {
     let mut r = PolicyRequest::new(
-        "acme".into(),
-        agent.into(),
-        "s".into(),
-        "r".into(),
+            agentkit_core::testkit::scope("acme", &agent, "s", "r"),
         action,
         args,
     );

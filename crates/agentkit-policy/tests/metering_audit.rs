@@ -48,7 +48,7 @@ fn book() -> PriceBook {
 }
 
 fn event(kind: UsageKind, resource: &str, quantity: u64, when: DateTime<Utc>) -> UsageEvent {
-    let mut e = UsageEvent::new("acme".into(), "marketing".into(), kind, quantity);
+    let mut e = UsageEvent::new(TenantId::from_static("acme"), AgentId::from_static("marketing"), kind, quantity);
     e.resource = Some(resource.into());
     e.at = when;
     e
@@ -169,7 +169,7 @@ async fn metered_agent_usage_is_priced_and_counts_toward_budgets() {
         .await
         .unwrap();
     let events = store
-        .list_usage(&"acme".into(), &UsageQuery::all())
+        .list_usage(&TenantId::from_static("acme"), &UsageQuery::all())
         .await
         .unwrap();
     assert_eq!(events.len(), 5);
@@ -184,7 +184,7 @@ async fn metered_agent_usage_is_priced_and_counts_toward_budgets() {
         .with_timezone(&chrono_tz::America::New_York)
         .date_naive();
     let spent = store
-        .counter_get(&"acme".into(), &format!("budget:agent:marketing:{day}"))
+        .counter_get(&TenantId::from_static("acme"), &format!("budget:agent:marketing:{day}"))
         .await
         .unwrap();
     assert_eq!(
@@ -194,10 +194,7 @@ async fn metered_agent_usage_is_priced_and_counts_toward_budgets() {
     );
     // Model spend counts: $0.0199 spent, a $0.01 campaign would pass $0.02.
     let r = PolicyRequest::new(
-        "acme".into(),
-        "marketing".into(),
-        "s1".into(),
-        "r".into(),
+            agentkit_core::testkit::scope("acme", "marketing", "s1", "r"),
         "marketing.create_campaign",
         json!({}),
     );
@@ -205,7 +202,7 @@ async fn metered_agent_usage_is_priced_and_counts_toward_budgets() {
     assert_eq!(d.label(), "deny", "{d:?}");
     let tokens = store
         .counter_get(
-            &"acme".into(),
+            &TenantId::from_static("acme"),
             &format!("quota:tokens:{}", day.format("%Y-%m")),
         )
         .await
@@ -257,12 +254,12 @@ async fn invoice_drafts_are_recomputable_and_follow_the_tenants_month() {
             at(2026, 11, 5, 0),
         ),
     ];
-    store.append_usage(&events).await.unwrap();
+    store.append_usage(&events[0].tenant, &events).await.unwrap();
     let b = book();
-    let d1 = invoice_draft(&store, &"acme".into(), 2026, 11, tz, &b)
+    let d1 = invoice_draft(&store, &TenantId::from_static("acme"), 2026, 11, tz, &b)
         .await
         .unwrap();
-    let d2 = invoice_draft(&store, &"acme".into(), 2026, 11, tz, &b)
+    let d2 = invoice_draft(&store, &TenantId::from_static("acme"), 2026, 11, tz, &b)
         .await
         .unwrap();
     assert_eq!(d1, d2);
@@ -278,7 +275,7 @@ async fn invoice_drafts_are_recomputable_and_follow_the_tenants_month() {
     let versions: Vec<_> = d1.lines.iter().map(|l| l.price_version.as_str()).collect();
     assert!(versions.contains(&"2026-12") && versions.contains(&"2026-01"));
     // Another tenant's invoice is empty.
-    let other = invoice_draft(&store, &"globex".into(), 2026, 11, tz, &b)
+    let other = invoice_draft(&store, &TenantId::from_static("globex"), 2026, 11, tz, &b)
         .await
         .unwrap();
     assert_eq!((other.events, other.total), (0, Usd::ZERO));
@@ -292,22 +289,19 @@ async fn audit_chain_verifies_exports_and_detects_tampering() {
         .with_audit(store.clone());
     for i in 0..5 {
         let r = PolicyRequest::new(
-            "acme".into(),
-            "marketing".into(),
-            "s".into(),
-            format!("r{i}").into(),
+                agentkit_core::testkit::scope("acme", "marketing", "s", &format!("r{i}")),
             "budget.get_balance",
             json!({}),
         );
         engine.evaluate(&r).await.unwrap();
     }
-    let report = verify(&*store, &"acme".into()).await.unwrap();
+    let report = verify(&*store, &TenantId::from_static("acme")).await.unwrap();
     assert!(report.is_intact());
     assert_eq!(report.entries, 5);
 
     let mut out = Vec::new();
     assert_eq!(
-        export_jsonl(&*store, &"acme".into(), &AuditQuery::all(), &mut out)
+        export_jsonl(&*store, &TenantId::from_static("acme"), &AuditQuery::all(), &mut out)
             .await
             .unwrap(),
         5

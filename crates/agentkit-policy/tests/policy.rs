@@ -61,10 +61,7 @@ reason = "never"
 
 fn req(action: &str, args: Value) -> PolicyRequest {
     PolicyRequest::new(
-        "acme".into(),
-        "marketing".into(),
-        "s1".into(),
-        "r1".into(),
+            agentkit_core::testkit::scope("acme", "marketing", "s1", "r1"),
         action,
         args,
     )
@@ -109,7 +106,7 @@ async fn permissions_roles_inheritance_and_default_deny() {
         "default deny"
     );
     let mut other = req("crm.read_lead", json!({}));
-    other.agent = "intruder".into();
+    other.scope.agent = agentkit_core::id::AgentId::from_static("intruder");
     assert_eq!(label(&e, &other).await, "deny", "unknown agent");
     assert_eq!(
         label(&e, &req("crm.read_secrets", json!({}))).await,
@@ -199,7 +196,7 @@ async fn budgets_reserve_release_and_reset_at_the_tenants_midnight() {
         json!({"name": "y", "budget": 10}),
     );
     let before = store
-        .counter_get(&"acme".into(), "budget:agent:marketing:2026-11-18")
+        .counter_get(&agentkit_core::id::TenantId::from_static("acme"), "budget:agent:marketing:2026-11-18")
         .await
         .unwrap();
     assert_eq!(before, 50_000_000_000);
@@ -209,7 +206,7 @@ async fn budgets_reserve_release_and_reset_at_the_tenants_midnight() {
         .await
         .unwrap();
     let after = store
-        .counter_get(&"acme".into(), "budget:agent:marketing:2026-11-19")
+        .counter_get(&agentkit_core::id::TenantId::from_static("acme"), "budget:agent:marketing:2026-11-19")
         .await
         .unwrap();
     assert_eq!(after, 0, "the failed action's $10 was released");
@@ -307,7 +304,7 @@ async fn log_only_mode_allows_and_records_what_it_would_have_decided() {
     assert_eq!(ex.decision, Decision::Allow);
     assert_eq!(ex.would_decide.label(), "deny");
     let audit = store
-        .list_audit(&"acme".into(), &AuditQuery::all().kind("policy.evaluation"))
+        .list_audit(&agentkit_core::id::TenantId::from_static("acme"), &AuditQuery::all().kind("policy.evaluation"))
         .await
         .unwrap();
     assert_eq!(audit.len(), 1);
@@ -347,7 +344,7 @@ async fn explain_names_the_rules() {
     // explain reserves nothing.
     assert_eq!(
         store
-            .counter_get(&"acme".into(), "budget:agent:marketing:2026-11-18")
+            .counter_get(&agentkit_core::id::TenantId::from_static("acme"), "budget:agent:marketing:2026-11-18")
             .await
             .unwrap(),
         0
@@ -417,10 +414,7 @@ async fn budget_race_100_concurrent_reservations_never_exceed_50_dollars() {
             let e = e.clone();
             tokio::spawn(async move {
                 let r = PolicyRequest::new(
-                    "acme".into(),
-                    "marketing".into(),
-                    "s".into(),
-                    format!("r{i}").into(),
+                        agentkit_core::testkit::scope("acme", "marketing", "s", &format!("r{i}")),
                     "ads.spend",
                     json!({"usd": 1.5}),
                 );
@@ -436,7 +430,7 @@ async fn budget_race_100_concurrent_reservations_never_exceed_50_dollars() {
     }
     let day = now.date_naive().to_string();
     let spent = store
-        .counter_get(&"acme".into(), &format!("budget:agent:marketing:{day}"))
+        .counter_get(&agentkit_core::id::TenantId::from_static("acme"), &format!("budget:agent:marketing:{day}"))
         .await
         .unwrap();
     assert_eq!(allowed, 33, "33 × $1.50 = $49.50 fits, a 34th would not");
@@ -455,10 +449,7 @@ async fn thousands_of_permissions_stay_correct() {
     let e = PolicyEngine::from_json(&doc, Arc::new(InMemoryStore::new())).unwrap();
     let r = |action: &str| {
         PolicyRequest::new(
-            "t".into(),
-            "a".into(),
-            "s".into(),
-            "r".into(),
+                agentkit_core::testkit::scope("t", "a", "s", "r"),
             action,
             json!({}),
         )

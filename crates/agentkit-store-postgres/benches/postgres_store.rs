@@ -53,7 +53,7 @@ fn usage_events(tenant: &TenantId, run: &RunId) -> Vec<UsageEvent> {
     ]
     .into_iter()
     .map(|(kind, quantity)| {
-        let mut e = UsageEvent::new(tenant.clone(), AgentId::from("support"), kind, quantity);
+        let mut e = UsageEvent::new(tenant.clone(), AgentId::from_static("support"), kind, quantity);
         e.run = Some(run.clone());
         e.resource = Some("test-model".into());
         e
@@ -109,18 +109,18 @@ fn main() {
         .await
         .unwrap();
         let session = SessionRecord::new(tenant.clone(), SessionId::generate(), "support".into());
-        store.create_session(&session).await.unwrap();
+        store.create_session(&session.tenant, &session).await.unwrap();
         let run = RunRecord::new(
             tenant.clone(),
             RunId::generate(),
             "support".into(),
             session.id.clone(),
         );
-        store.create_run(&run).await.unwrap();
+        store.create_run(&run.tenant, &run).await.unwrap();
 
         // A 1,000-message session, and the same bodies in the plain table.
         let big = SessionRecord::new(tenant.clone(), SessionId::generate(), "support".into());
-        store.create_session(&big).await.unwrap();
+        store.create_session(&big.tenant, &big).await.unwrap();
         let mut bodies = Vec::new();
         for _ in 0..250 {
             let messages = turn();
@@ -225,15 +225,12 @@ fn main() {
     group.bench_function("store", |b| {
         b.to_async(&rt).iter(|| async {
             let request = ApprovalRequest::new(
-                tenant.clone(),
-                run.agent.clone(),
-                run.session.clone(),
-                run.id.clone(),
+                &agentkit_core::testkit::scope(&tenant, &run.agent, &run.session, &run.id),
                 ToolCall::new("call-1", "refund.issue", json!({"amount": 40})),
                 "refunds need a human",
                 Priority::High,
             );
-            store.create_approval(&request).await.unwrap();
+            store.create_approval(&request.tenant, &request).await.unwrap();
             black_box(
                 store
                     .decide_approval(&tenant, &request.id, &ApprovalDecision::approve("alice"))
@@ -245,10 +242,7 @@ fn main() {
     group.bench_function("baseline_insert_commit_update_commit", |b| {
         b.to_async(&rt).iter(|| async {
             let request = ApprovalRequest::new(
-                tenant.clone(),
-                run.agent.clone(),
-                run.session.clone(),
-                run.id.clone(),
+                &agentkit_core::testkit::scope(&tenant, &run.agent, &run.session, &run.id),
                 ToolCall::new("call-1", "refund.issue", json!({"amount": 40})),
                 "refunds need a human",
                 Priority::High,

@@ -26,7 +26,7 @@
 //! // Connect as the application role (not a superuser: see "Row-level security").
 //! let store = PostgresStore::connect("postgres://agentkit_app:secret@db.internal/agentkit").await?;
 //! let session = SessionRecord::new("acme".into(), "session-1".into(), "support".into());
-//! store.create_session(&session).await?;
+//! store.create_session(&session.tenant, &session).await?;
 //!
 //! // Agents take the store as `Arc<dyn StateStore>`; clones share one connection pool.
 //! let shared: Arc<dyn StateStore> = Arc::new(store.clone());

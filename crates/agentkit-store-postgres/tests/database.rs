@@ -39,7 +39,7 @@ fn sqlstate(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> Strin
 
 async fn session_with_messages(store: &PostgresStore, tenant: &TenantId, n: usize) -> SessionId {
     let session = SessionRecord::new(tenant.clone(), SessionId::generate(), "support".into());
-    assert!(store.create_session(&session).await.unwrap());
+    assert!(store.create_session(&session.tenant, &session).await.unwrap());
     let messages: Vec<Message> = (0..n)
         .map(|i| Message::user(format!("{tenant} message {i}")))
         .collect();
@@ -69,7 +69,7 @@ async fn row_level_security_hides_and_protects_other_tenants_rows() {
     // The store keeps microseconds.
     a_run.created_at = a_run.created_at.trunc_subsecs(6);
     a_run.updated_at = a_run.created_at;
-    store.create_run(&a_run).await.unwrap();
+    store.create_run(&a_run.tenant, &a_run).await.unwrap();
 
     // As tenant B, a query without any tenant filter sees only B's rows.
     let mut tx = tenant_tx(&store, &b).await;
@@ -179,7 +179,7 @@ async fn usage_and_audit_rows_cannot_be_changed_or_removed() {
     let t = TenantId::generate();
     let mut event = UsageEvent::new(
         t.clone(),
-        AgentId::from("support"),
+        AgentId::from_static("support"),
         UsageKind::InputTokens,
         42,
     );
@@ -273,7 +273,7 @@ async fn the_tenant_setting_ends_with_each_operation() {
 
     // The empty tenant (what an ended setting reads as) is refused outright.
     let err = store
-        .get_session(&TenantId::from(""), &SessionId::from("s"))
+        .get_session(&TenantId::from_static(""), &SessionId::from_static("s"))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);

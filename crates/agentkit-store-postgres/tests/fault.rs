@@ -274,7 +274,7 @@ async fn writer(
 ) -> WriterLog {
     let tenant = TenantId::new(format!("fault-{w}-{}", TenantId::generate()));
     let session = SessionRecord::new(tenant.clone(), SessionId::generate(), "support".into());
-    assert!(store.create_session(&session).await.unwrap());
+    assert!(store.create_session(&session.tenant, &session).await.unwrap());
     let mut log = WriterLog {
         tenant: Some(tenant.clone()),
         session: Some(session.id.clone()),
@@ -299,7 +299,7 @@ async fn writer(
                     .map(|k| {
                         let mut e = UsageEvent::new(
                             tenant.clone(),
-                            AgentId::from("support"),
+                            AgentId::from_static("support"),
                             UsageKind::InputTokens,
                             10 + k,
                         );

@@ -17,13 +17,13 @@ async fn bytes_per_turn_stay_flat_over_500_turns() {
         return;
     };
     let store = db.app_store().await;
-    let tenant = TenantId::from("acme");
-    let session = SessionId::from("long");
+    let tenant = TenantId::from_static("acme");
+    let session = SessionId::from_static("long");
     store
         .create_session(&SessionRecord::new(
             tenant.clone(),
             session.clone(),
-            AgentId::from("a"),
+            AgentId::from_static("a"),
         ))
         .await
         .unwrap();

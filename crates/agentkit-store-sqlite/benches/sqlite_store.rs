@@ -77,8 +77,8 @@ fn benches(c: &mut Criterion) {
         .unwrap();
     let mut conn = bare(&dir.path().join("bare.db"));
 
-    let tenant = TenantId::from("acme");
-    let agent = AgentId::from("support");
+    let tenant = TenantId::from_static("acme");
+    let agent = AgentId::from_static("support");
     let session = SessionRecord::new(tenant.clone(), SessionId::generate(), agent.clone());
     let run = RunRecord::new(
         tenant.clone(),
@@ -87,8 +87,8 @@ fn benches(c: &mut Criterion) {
         session.id.clone(),
     );
     rt.block_on(async {
-        store.create_session(&session).await.unwrap();
-        store.create_run(&run).await.unwrap();
+        store.create_session(&session.tenant, &session).await.unwrap();
+        store.create_run(&run.tenant, &run).await.unwrap();
     });
 
     // --- append a turn's 4 messages --------------------------------------------------------
@@ -134,7 +134,7 @@ fn benches(c: &mut Criterion) {
     // --- load a 20-message window from a 1,000-message session ---------------------------
     let long = SessionRecord::new(tenant.clone(), SessionId::generate(), agent.clone());
     rt.block_on(async {
-        store.create_session(&long).await.unwrap();
+        store.create_session(&long.tenant, &long).await.unwrap();
         for n in 0..250 {
             store
                 .append_messages(&tenant, &long.id, Some(&run.id), &turn(n))
@@ -255,10 +255,7 @@ fn benches(c: &mut Criterion) {
     // --- create an approval and decide it -------------------------------------------------
     let new_request = || {
         ApprovalRequest::new(
-            tenant.clone(),
-            agent.clone(),
-            session.id.clone(),
-            run.id.clone(),
+            &agentkit_core::testkit::scope(&tenant, &agent, &session.id, &run.id),
             ToolCall::new("call-1", "crm.delete", json!({"id": 7})),
             "deletes a record",
             Priority::High,
@@ -272,7 +269,7 @@ fn benches(c: &mut Criterion) {
             |request| {
                 let (store, decision, tenant) = (&store, &decision, &tenant);
                 async move {
-                    store.create_approval(&request).await.unwrap();
+                    store.create_approval(&request.tenant, &request).await.unwrap();
                     black_box(
                         store
                             .decide_approval(tenant, &request.id, decision)

@@ -56,7 +56,7 @@ async fn a_suspended_run_survives_reopening_and_resumes_once() {
     let path = dir.path().join("agent.db");
     let calls = Arc::new(AtomicUsize::new(0));
     let tool = campaign_tool(Arc::clone(&calls));
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
 
     let (run, approval) = {
         let store = SqliteStore::open(&path).await.unwrap();

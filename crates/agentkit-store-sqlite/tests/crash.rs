@@ -29,7 +29,7 @@ const WRITERS: usize = 2;
 const ROUNDS: usize = 3;
 
 fn tenant() -> TenantId {
-    TenantId::from("crash")
+    TenantId::from_static("crash")
 }
 
 fn session(round: usize, writer: usize) -> SessionId {
@@ -70,8 +70,8 @@ fn crash_writer_child() {
             tokio::spawn(async move {
                 let t = tenant();
                 let s = session(round, writer);
-                let record = SessionRecord::new(t.clone(), s.clone(), AgentId::from("crash"));
-                store.create_session(&record).await.unwrap();
+                let record = SessionRecord::new(t.clone(), s.clone(), AgentId::from_static("crash"));
+                store.create_session(&record.tenant, &record).await.unwrap();
                 let run = RunId::generate();
                 // Bounded, in case the parent is gone.
                 let deadline = Instant::now() + Duration::from_secs(120);
@@ -98,7 +98,7 @@ fn crash_writer_child() {
                     ]
                     .into_iter()
                     .map(|kind| {
-                        let mut e = UsageEvent::new(t.clone(), AgentId::from("crash"), kind, 5);
+                        let mut e = UsageEvent::new(t.clone(), AgentId::from_static("crash"), kind, 5);
                         e.resource = Some(label.clone());
                         e
                     })

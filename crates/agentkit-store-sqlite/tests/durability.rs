@@ -36,11 +36,11 @@ fn nanos_time() -> DateTime<Utc> {
 async fn data_survives_reopening_and_migrations_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("reopen.db");
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
     let session = SessionRecord::new(
         tenant.clone(),
-        SessionId::from("s-1"),
-        AgentId::from("support"),
+        SessionId::from_static("s-1"),
+        AgentId::from_static("support"),
     );
     let mut run = RunRecord::new(
         tenant.clone(),
@@ -55,8 +55,8 @@ async fn data_survives_reopening_and_migrations_are_idempotent() {
     {
         let store = SqliteStore::open(&path).await.unwrap();
         assert!(format!("{store:?}").contains("reopen.db"));
-        assert!(store.create_session(&session).await.unwrap());
-        store.create_run(&run).await.unwrap();
+        assert!(store.create_session(&session.tenant, &session).await.unwrap());
+        store.create_run(&run.tenant, &run).await.unwrap();
         store
             .append_messages(
                 &tenant,
@@ -199,10 +199,10 @@ async fn usage_and_audit_cannot_be_changed_even_with_raw_sql() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("append-only.db");
     let store = SqliteStore::open(&path).await.unwrap();
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
     let mut event = UsageEvent::new(
         tenant.clone(),
-        AgentId::from("support"),
+        AgentId::from_static("support"),
         UsageKind::OutputTokens,
         10,
     );
@@ -301,7 +301,7 @@ async fn two_stores_on_one_file_share_one_audit_chain() {
     let path = dir.path().join("shared.db");
     let a = SqliteStore::open(&path).await.unwrap();
     let b = SqliteStore::open(&path).await.unwrap();
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
     let appends = (0..60).map(|i| {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         let tenant = tenant.clone();

@@ -63,13 +63,13 @@ async fn bytes_per_turn_stay_flat() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("growth.db");
     let store = SqliteStore::open(&path).await.unwrap();
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
     let session = SessionRecord::new(
         tenant.clone(),
         SessionId::generate(),
-        AgentId::from("support"),
+        AgentId::from_static("support"),
     );
-    store.create_session(&session).await.unwrap();
+    store.create_session(&session.tenant, &session).await.unwrap();
     let run = RunId::generate();
 
     let mut sizes = vec![checkpointed_size(&path)];

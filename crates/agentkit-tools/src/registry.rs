@@ -376,7 +376,7 @@ impl ToolRegistry {
             finished_at: None,
         };
         if spec.side_effect != SideEffect::Read {
-            store.record_tool_execution(&record).await?;
+            store.record_tool_execution(&record.tenant, &record).await?;
         }
         let outcome = match entry.tool.call(ctx.clone(), arguments).await {
             Ok(value) => match &entry.output_validator {
@@ -399,7 +399,7 @@ impl ToolRegistry {
                 record.error = Some(e.to_string());
             }
         }
-        store.record_tool_execution(&record).await?;
+        store.record_tool_execution(&record.tenant, &record).await?;
         let mut usage = UsageEvent::new(
             ctx.tenant.clone(),
             ctx.agent.clone(),

@@ -249,7 +249,7 @@ async fn redaction_covers_execution_records_audit_and_traces() {
         .await
         .unwrap();
     let run = outcome.run_id().clone();
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
 
     let executions = store.list_tool_executions(&tenant, &run).await.unwrap();
     assert_eq!(executions.len(), 1);
@@ -326,7 +326,7 @@ async fn a_recorded_result_is_replayed_through_the_agent_without_executing() {
         started_at: chrono::Utc::now(),
         finished_at: Some(chrono::Utc::now()),
     };
-    store.record_tool_execution(&done).await.unwrap();
+    store.record_tool_execution(&done.tenant, &done).await.unwrap();
 
     let model = Arc::new(ScriptedModel::new([
         ScriptedResponse::tool_call("crm.create_lead", json!({})),

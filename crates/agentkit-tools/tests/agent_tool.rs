@@ -64,8 +64,8 @@ async fn the_inner_agent_answers_in_a_child_session() {
 
     // The inner run lives in a child session of the parent's, with a run id derived from the
     // call's idempotency key.
-    let tenant = TenantId::from("acme");
-    let child = SessionId::from("s1/researcher");
+    let tenant = TenantId::from_static("acme");
+    let child = SessionId::from_static("s1/researcher");
     assert!(store.get_session(&tenant, &child).await.unwrap().is_some());
     let inner_run = result["run"].as_str().unwrap();
     assert_eq!(inner_run, format!("{}:1:0/researcher", report.run));
@@ -130,7 +130,7 @@ async fn a_suspended_inner_run_is_reported_and_not_run_twice() {
         "{message}"
     );
     let run = store
-        .get_run(&TenantId::from("acme"), &"parent-run:1:0/cleaner".into())
+        .get_run(&TenantId::from_static("acme"), &"parent-run:1:0/cleaner".into())
         .await
         .unwrap()
         .unwrap();

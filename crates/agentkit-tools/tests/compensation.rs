@@ -162,7 +162,7 @@ async fn rollback_runs_compensations_newest_first_and_once() {
     let f = fixture();
     let store = Arc::new(InMemoryStore::new());
     let run = run_agent(&f, &store).await;
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
     f.log.lock().unwrap().clear();
 
     let report = rollback(&*store, &tenant, &run, &f.registry).await.unwrap();
@@ -232,7 +232,7 @@ async fn a_failing_compensation_stops_the_rollback_until_it_is_run_again() {
     let f = fixture();
     let store = Arc::new(InMemoryStore::new());
     let run = run_agent(&f, &store).await;
-    let tenant = TenantId::from("acme");
+    let tenant = TenantId::from_static("acme");
     f.delete_campaign_fails.store(true, Ordering::SeqCst);
 
     let report = rollback(&*store, &tenant, &run, &f.registry).await.unwrap();

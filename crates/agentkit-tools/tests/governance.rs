@@ -18,7 +18,7 @@ fn ctx_for(tenant: &str, key: &str) -> ToolContext {
         tenant.into(),
         "agent".into(),
         "s1".into(),
-        RunId::new("run-1"),
+        RunId::from_static("run-1"),
         "call_1",
         IdempotencyKey::new(key),
     )
@@ -219,7 +219,7 @@ async fn the_registry_executes_once_per_idempotency_key() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     let record = store
-        .get_tool_execution(&TenantId::from("acme"), &IdempotencyKey::new("host:1"))
+        .get_tool_execution(&TenantId::from_static("acme"), &IdempotencyKey::new("host:1"))
         .await
         .unwrap()
         .unwrap();

@@ -21,22 +21,23 @@ mod config;
 mod memory;
 mod turn;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{
-    AgentConfig, AgentRegistry, ApprovalRules, Blueprint, ConfigStatus, Limits, MemoryPolicy,
-    ModelRef,
+pub use crate::config::{
+    AgentConfig, ApprovalRules, ConfigStatus, Limits, MemoryPolicy, ModelRef,
 };
+pub use config::{AgentRegistry, Blueprint};
 pub use memory::apply_memory_policy;
 pub use turn::decide_approval;
 
 use crate::error::{Error, Result};
-use crate::id::{AgentId, ApprovalId, RunId, SessionId, TenantId};
+use crate::exec::{ToolExecutor, ToolSet};
+use crate::id::{AgentId, ApprovalId, IntoId, RunId, SessionId, TenantId};
 use crate::message::{ToolCall, Usage};
 use crate::model::{LlmProvider, OutputSchema};
 use crate::policy::{AllowListPolicy, PolicyEvaluator};
@@ -49,10 +50,11 @@ use crate::validation::CompiledSchema;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RunRequest {
-    /// The tenant the agent acts for.
-    pub tenant: TenantId,
+    /// The tenant the agent acts for (checked when the request was made; a bad id is reported
+    /// by `run`).
+    pub(crate) tenant: std::result::Result<TenantId, String>,
     /// The session (created on first use).
-    pub session: SessionId,
+    pub(crate) session: std::result::Result<SessionId, String>,
     /// The user's message.
     pub input: String,
     /// Use this run id instead of a fresh one.
@@ -66,21 +68,33 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
-    /// A run of `input` in `session` for `tenant`.
+    /// A run of `input` in `session` for `tenant`. Ids given as strings are checked here; a
+    /// bad one makes [`Agent::run`] fail with [`Error::InvalidInput`] before anything is
+    /// stored.
     pub fn new(
-        tenant: impl Into<TenantId>,
-        session: impl Into<SessionId>,
+        tenant: impl IntoId<TenantId>,
+        session: impl IntoId<SessionId>,
         input: impl Into<String>,
     ) -> Self {
         Self {
-            tenant: tenant.into(),
-            session: session.into(),
+            tenant: tenant.into_id().map_err(|e| e.to_string()),
+            session: session.into_id().map_err(|e| e.to_string()),
             input: input.into(),
             run_id: None,
             cancellation: CancellationToken::new(),
             confidence: None,
             metadata: BTreeMap::new(),
         }
+    }
+
+    /// The tenant, when its id is valid.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.tenant.as_ref().ok()
+    }
+
+    /// The session, when its id is valid.
+    pub fn session(&self) -> Option<&SessionId> {
+        self.session.as_ref().ok()
     }
 
     /// Uses a given run id (for host-side correlation).
@@ -234,12 +248,6 @@ pub enum AgentEvent {
     Done(RunOutcome),
 }
 
-pub(crate) struct ToolEntry {
-    pub(crate) tool: Arc<dyn Tool>,
-    pub(crate) validator: CompiledSchema,
-    pub(crate) output_validator: Option<CompiledSchema>,
-}
-
 pub(crate) struct ModelSlot {
     pub(crate) provider: Arc<dyn LlmProvider>,
     pub(crate) model: String,
@@ -252,15 +260,13 @@ pub(crate) struct AgentInner {
     pub(crate) system_prompt: String,
     pub(crate) model: ModelSlot,
     pub(crate) backup: Option<ModelSlot>,
-    pub(crate) tools: HashMap<String, ToolEntry>,
+    pub(crate) executor: ToolExecutor,
     pub(crate) tool_specs: Arc<[ToolSpec]>,
-    pub(crate) policy: Arc<dyn PolicyEvaluator>,
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) retriever: Option<(Arc<dyn Retriever>, usize)>,
     pub(crate) memory: MemoryPolicy,
     pub(crate) limits: Limits,
     pub(crate) output: Option<(OutputSchema, CompiledSchema)>,
-    pub(crate) meter: Option<Arc<dyn UsageMeter>>,
 }
 
 /// A configured agent. Cheap to clone (an `Arc` inside) and safe to share across tasks.
@@ -392,6 +398,12 @@ impl Agent {
         &self.inner.store
     }
 
+    /// The governed executor every tool call of this agent runs through (its tools, policy,
+    /// store and meter). Hosts and workflows can run the agent's tools through it directly.
+    pub fn executor(&self) -> &ToolExecutor {
+        &self.inner.executor
+    }
+
     /// Runs one user input to a final answer or a suspension.
     pub async fn run(&self, request: RunRequest) -> Result<RunOutcome> {
         turn::run(self, request, None).await
@@ -415,17 +427,17 @@ impl Agent {
     ///   to the model; then the loop continues.
     /// - A run that is not suspended any more (already resumed, here or in another process):
     ///   [`RunOutcome::AlreadyResumed`], nothing runs.
-    pub async fn resume(&self, tenant: impl Into<TenantId>, run: &RunId) -> Result<RunOutcome> {
-        turn::resume(self, &tenant.into(), run, None).await
+    pub async fn resume(&self, tenant: impl IntoId<TenantId>, run: &RunId) -> Result<RunOutcome> {
+        turn::resume(self, &tenant.into_id()?, run, None).await
     }
 
     /// [`Agent::resume`] for the run an approval belongs to.
     pub async fn resume_approval(
         &self,
-        tenant: impl Into<TenantId>,
+        tenant: impl IntoId<TenantId>,
         approval: &ApprovalId,
     ) -> Result<RunOutcome> {
-        let tenant = tenant.into();
+        let tenant = tenant.into_id()?;
         let request = self
             .inner
             .store
@@ -438,13 +450,13 @@ impl Agent {
     /// [`Agent::resume`], streaming events.
     pub fn resume_stream(
         &self,
-        tenant: impl Into<TenantId>,
+        tenant: impl IntoId<TenantId>,
         run: RunId,
     ) -> BoxStream<'static, Result<AgentEvent>> {
         let agent = self.clone();
-        let tenant = tenant.into();
+        let tenant = tenant.into_id();
         turn::spawn_streamed(move |sink| async move {
-            turn::resume(&agent, &tenant, &run, Some(sink)).await
+            turn::resume(&agent, &tenant?, &run, Some(sink)).await
         })
     }
 }
@@ -452,7 +464,7 @@ impl Agent {
 /// Builds an [`Agent`]; `build()` validates everything and never panics.
 #[derive(Default)]
 pub struct AgentBuilder {
-    id: Option<AgentId>,
+    id: Option<std::result::Result<AgentId, String>>,
     system_prompt: String,
     provider: Option<Arc<dyn LlmProvider>>,
     model: String,
@@ -490,8 +502,8 @@ impl std::fmt::Debug for AgentBuilder {
 
 impl AgentBuilder {
     /// The agent id (required).
-    pub fn id(mut self, id: impl Into<AgentId>) -> Self {
-        self.id = Some(id.into());
+    pub fn id(mut self, id: impl IntoId<AgentId>) -> Self {
+        self.id = Some(id.into_id().map_err(|e| e.to_string()));
         self
     }
 
@@ -610,7 +622,8 @@ impl AgentBuilder {
     pub fn build(self) -> Result<Agent> {
         let id = self
             .id
-            .ok_or_else(|| Error::InvalidConfig("agent: an id is required (`.id(..)`)".into()))?;
+            .ok_or_else(|| Error::InvalidConfig("agent: an id is required (`.id(..)`)".into()))?
+            .map_err(|e| Error::InvalidConfig(format!("agent: {e}")))?;
         let provider = self.provider.ok_or_else(|| {
             Error::InvalidConfig(format!(
                 "agent `{id}`: a model is required (`.model(provider, name)`)"
@@ -649,42 +662,23 @@ impl AgentBuilder {
                 "agent `{id}`: retriever top_k must be at least 1"
             )));
         }
-        let mut tools = HashMap::with_capacity(self.tools.len());
-        let mut specs = Vec::with_capacity(self.tools.len());
-        for tool in self.tools {
-            let spec = tool.spec().clone();
-            spec.validate()?;
-            let validator = CompiledSchema::compile(
-                &format!("tool `{}` arguments", spec.name),
-                &spec.parameters,
-            )?;
-            let output_validator = spec
-                .output_schema
-                .as_ref()
-                .map(|s| CompiledSchema::compile(&format!("tool `{}` output", spec.name), s))
-                .transpose()?;
-            if tools
-                .insert(
-                    spec.name.clone(),
-                    ToolEntry {
-                        tool,
-                        validator,
-                        output_validator,
-                    },
-                )
-                .is_some()
-            {
-                return Err(Error::InvalidConfig(format!(
-                    "agent `{id}`: two tools are named `{}`",
-                    spec.name
-                )));
-            }
-            specs.push(spec);
-        }
+        let tools = ToolSet::new(self.tools)
+            .map_err(|e| Error::InvalidConfig(format!("agent `{id}`: {e}")))?;
+        let specs: Arc<[ToolSpec]> = tools.specs().into();
+        let store = self.store.unwrap_or_else(|| Arc::new(InMemoryStore::new()));
+        let executor = ToolExecutor::builder(tools, store.clone())
+            .policy(
+                self.policy
+                    .unwrap_or_else(|| AllowListPolicy::allow_all().into_arc()),
+            )
+            .meter(self.meter)
+            .timeout(l.tool_timeout())
+            .max_calls_per_turn(l.max_tool_calls_per_turn)
+            .build();
         let output = self
             .output_schema
             .map(|s| {
-                let compiled = CompiledSchema::compile("output schema", &s.schema)?;
+                let compiled = CompiledSchema::compile_named("output schema", &s.schema)?;
                 Ok::<_, Error>((s, compiled))
             })
             .transpose()?;
@@ -699,17 +693,13 @@ impl AgentBuilder {
                     max_tokens: self.max_tokens,
                 },
                 backup: self.backup,
-                tools,
-                tool_specs: specs.into(),
-                policy: self
-                    .policy
-                    .unwrap_or_else(|| AllowListPolicy::allow_all().into_arc()),
-                store: self.store.unwrap_or_else(|| Arc::new(InMemoryStore::new())),
+                executor,
+                tool_specs: specs,
+                store,
                 retriever: self.retriever,
                 memory: self.memory,
                 limits: self.limits,
                 output,
-                meter: self.meter,
             }),
         })
     }

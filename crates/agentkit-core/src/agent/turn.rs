@@ -14,18 +14,20 @@ use tracing::Instrument;
 
 use super::{
     Agent, AgentEvent, AgentInner, ModelSlot, RunOutcome, RunReport, RunRequest, Suspension,
-    ToolCallSummary, ToolEntry, apply_memory_policy,
+    ToolCallSummary, apply_memory_policy,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::{IdempotencyKey, RunId, SessionId, TenantId};
+use crate::exec::{CallOutcome, CallRequest, Gate};
+use crate::id::{IdempotencyKey, RunId, TenantId};
 use crate::message::{Message, ToolCall};
 use crate::model::{CompletionRequest, CompletionResponse, StreamAccumulator, StreamEvent};
-use crate::policy::{ActionOutcome, CallCounters, Decision, PolicyRequest};
-use crate::redact::{hash_call, hash_json, redact};
+use crate::policy::CallCounters;
+use crate::redact::hash_call;
 use crate::retrieval::format_context_block;
+use crate::scope::Scope;
 use crate::store::{
     ApprovalRequest, ApprovalStatus, NewAuditEntry, PendingCall, RunRecord, RunStatus,
-    SessionRecord, ToolExecution, ToolExecutionStatus, UsageEvent, UsageKind,
+    SessionRecord, UsageEvent, UsageKind,
 };
 
 pub(crate) type EventSink = mpsc::UnboundedSender<Result<AgentEvent>>;
@@ -57,45 +59,42 @@ pub(crate) async fn run(
     if request.input.trim().is_empty() {
         return Err(Error::InvalidInput("the run input is empty".into()));
     }
+    let tenant = request.tenant.clone().map_err(Error::InvalidInput)?;
+    let session = request.session.clone().map_err(Error::InvalidInput)?;
     let run_id = request.run_id.clone().unwrap_or_else(RunId::generate);
+    let scope = Scope::new(tenant, a.id.clone(), session, run_id);
     let span = tracing::info_span!(
         "agent.turn",
-        tenant = %request.tenant,
+        tenant = %scope.tenant,
         agent = %a.id,
-        session = %request.session,
-        run = %run_id,
+        session = %scope.session,
+        run = %scope.run,
     );
     async move {
-        let tenant = request.tenant;
-        let session = request.session;
-        let mut record = SessionRecord::new(tenant.clone(), session.clone(), a.id.clone());
+        let tenant = &scope.tenant;
+        let mut record = SessionRecord::new(tenant.clone(), scope.session.clone(), a.id.clone());
         record.metadata.clone_from(&request.metadata);
-        a.store.create_session(&record).await?;
-        let run = RunRecord::new(
-            tenant.clone(),
-            run_id.clone(),
-            a.id.clone(),
-            session.clone(),
-        );
-        a.store.create_run(&run).await?;
+        a.store.create_session(tenant, &record).await?;
+        let run = RunRecord::new(&scope);
+        a.store.create_run(tenant, &run).await?;
         emit(
             &sink,
             AgentEvent::RunStarted {
-                run: run_id.clone(),
+                run: scope.run.clone(),
             },
         );
 
         let window = a
             .store
-            .load_messages(&tenant, &session, a.memory.store_window())
+            .load_messages(tenant, &scope.session, a.memory.store_window())
             .await?;
         let mut history = apply_memory_policy(&a.memory, window);
         let user = Message::user(request.input.clone());
         a.store
             .append_messages(
-                &tenant,
-                &session,
-                Some(&run_id),
+                tenant,
+                &scope.session,
+                Some(&scope.run),
                 std::slice::from_ref(&user),
             )
             .await?;
@@ -103,8 +102,7 @@ pub(crate) async fn run(
 
         let mut ctx = RunCtx {
             a,
-            tenant,
-            session,
+            scope: scope.clone(),
             run,
             cancel: request.cancellation,
             confidence: request.confidence,
@@ -190,7 +188,7 @@ pub(crate) async fn resume(
         run.status = RunStatus::Running;
         run.version += 1;
         run.updated_at = Utc::now();
-        if let Err(e) = a.store.update_run(&run, expected).await {
+        if let Err(e) = a.store.update_run(tenant, &run, expected).await {
             if e.kind() == ErrorKind::Conflict {
                 let status = a
                     .store
@@ -221,8 +219,12 @@ pub(crate) async fn resume(
         let pending_calls = std::mem::take(&mut run.pending);
         let mut ctx = RunCtx {
             a,
-            tenant: tenant.clone(),
-            session: run.session.clone(),
+            scope: Scope::new(
+                tenant.clone(),
+                a.id.clone(),
+                run.session.clone(),
+                run.id.clone(),
+            ),
             run,
             cancel: CancellationToken::new(),
             confidence: None,
@@ -259,23 +261,26 @@ pub async fn decide_approval(
     decision: &crate::store::ApprovalDecision,
 ) -> Result<ApprovalRequest> {
     let decided = store.decide_approval(tenant, approval, decision).await?;
-    let mut entry = NewAuditEntry::new(
+    let scope = Scope::new(
         tenant.clone(),
+        decided.agent.clone(),
+        decided.session.clone(),
+        decided.run.clone(),
+    );
+    let mut entry = NewAuditEntry::scoped(
+        &scope,
         "approval.decided",
         format!("user:{}", decision.reviewer),
         decided.call.name.clone(),
     );
     entry.decision = Some(decided.status.as_str().into());
     entry.reason.clone_from(&decided.comment);
-    entry.agent = Some(decided.agent.clone());
-    entry.session = Some(decided.session.clone());
-    entry.run = Some(decided.run.clone());
     entry.input = json!({
         "approval": decided.id,
         "arguments_hash": decided.arguments_hash,
         "edited": decided.edited_arguments.is_some(),
     });
-    store.append_audit(entry).await?;
+    store.append_audit(tenant, entry).await?;
     Ok(decided)
 }
 
@@ -291,21 +296,9 @@ fn emit_with(sink: &Option<EventSink>, event: impl FnOnce() -> AgentEvent) {
     }
 }
 
-/// What to do with one proposed call after the gate.
-enum Planned {
-    Resolved(Message),
-    Execute {
-        index: usize,
-        arguments: Value,
-        request: PolicyRequest,
-    },
-    Approval(PendingCall),
-}
-
 struct RunCtx<'a> {
     a: &'a AgentInner,
-    tenant: TenantId,
-    session: SessionId,
+    scope: Scope,
     run: RunRecord,
     cancel: CancellationToken,
     confidence: Option<f64>,
@@ -326,9 +319,9 @@ impl RunCtx<'_> {
         }
         if let Some((retriever, top_k)) = &a.retriever {
             let span =
-                tracing::info_span!("agent.retrieve", tenant = %self.tenant, agent = %a.id, top_k);
+                tracing::info_span!("agent.retrieve", tenant = %self.scope.tenant, agent = %a.id, top_k);
             let chunks = retriever
-                .retrieve(&self.tenant, &a.id, query, *top_k)
+                .retrieve(&self.scope.tenant, &a.id, query, *top_k)
                 .instrument(span)
                 .await?;
             let mut event = self.usage_event(UsageKind::KnowledgeQuery, 1);
@@ -425,17 +418,8 @@ impl RunCtx<'_> {
         request.temperature = a.model.temperature;
         request.max_tokens = a.model.max_tokens;
         request.output_schema = a.output.as_ref().map(|(s, _)| s.clone());
+        // Only the host's own metadata goes to the provider: ids stay with us.
         request.metadata.clone_from(&self.metadata);
-        request
-            .metadata
-            .insert("tenant".into(), self.tenant.to_string());
-        request.metadata.insert("agent".into(), a.id.to_string());
-        request
-            .metadata
-            .insert("session".into(), self.session.to_string());
-        request
-            .metadata
-            .insert("run".into(), self.run.id.to_string());
 
         let (result, delivered) = self.call_slot(&a.model, &request).await;
         match (result, &a.backup) {
@@ -461,10 +445,10 @@ impl RunCtx<'_> {
             "model.call",
             provider = slot.provider.name(),
             model = %slot.model,
-            tenant = %self.tenant,
+            tenant = %self.scope.tenant,
             agent = %self.a.id,
-            session = %self.session,
-            run = %self.run.id,
+            session = %self.scope.session,
+            run = %self.scope.run,
         );
         let started = std::time::Instant::now();
         let mut delivered = false;
@@ -529,20 +513,15 @@ impl RunCtx<'_> {
     }
 
     /// Prices (when the agent has a meter) and appends one step's usage events.
-    async fn append_usage(&self, mut events: Vec<UsageEvent>) -> Result<()> {
-        if let Some(meter) = &self.a.meter
-            && let Err(e) = meter.meter(&mut events).await
-        {
-            tracing::warn!(error = %e, "usage could not be priced; recording it unpriced");
-        }
-        self.a.store.append_usage(&events).await
+    async fn append_usage(&self, events: Vec<UsageEvent>) -> Result<()> {
+        self.a
+            .executor
+            .append_usage(&self.scope.tenant, events)
+            .await
     }
 
     fn usage_event(&self, kind: UsageKind, quantity: u64) -> UsageEvent {
-        let mut e = UsageEvent::new(self.tenant.clone(), self.a.id.clone(), kind, quantity);
-        e.session = Some(self.session.clone());
-        e.run = Some(self.run.id.clone());
-        e
+        UsageEvent::scoped(&self.scope, kind, quantity)
     }
 
     fn check_output(&self, content: &str) -> std::result::Result<Option<Value>, String> {
@@ -552,7 +531,7 @@ impl RunCtx<'_> {
         let text = strip_code_fence(content);
         let value: Value =
             serde_json::from_str(text).map_err(|e| format!("the answer is not JSON: {e}"))?;
-        compiled.check(&value, 10)?;
+        compiled.check_lines(&value, 10)?;
         Ok(Some(value))
     }
 
@@ -562,35 +541,39 @@ impl RunCtx<'_> {
         }
         self.a
             .store
-            .append_messages(&self.tenant, &self.session, Some(&self.run.id), messages)
+            .append_messages(
+                &self.scope.tenant,
+                &self.scope.session,
+                Some(&self.scope.run),
+                messages,
+            )
             .await
             .map(|_| ())
     }
 
-    fn policy_request(&self, call: &ToolCall, arguments: Value) -> PolicyRequest {
-        let mut r = PolicyRequest::new(
-            self.tenant.clone(),
-            self.a.id.clone(),
-            self.session.clone(),
-            self.run.id.clone(),
-            call.name.clone(),
-            arguments,
-        );
-        r.confidence = self.confidence;
-        if let Some(entry) = self.a.tools.get(&call.name) {
-            r.side_effect = entry.tool.spec().side_effect;
-        }
-        r
-    }
-
-    fn idempotency_key(&self, index: usize) -> IdempotencyKey {
+    fn idempotency_key(&self, index: usize) -> Result<IdempotencyKey> {
         IdempotencyKey::new(format!("{}:{}:{}", self.run.id, self.run.turns, index))
     }
 
-    /// Gate every call, then execute the allowed ones concurrently; results in call order.
+    fn call_request(
+        &self,
+        index: usize,
+        call: &ToolCall,
+        counters: CallCounters,
+    ) -> Result<CallRequest> {
+        Ok(
+            CallRequest::new(self.scope.clone(), call.clone(), self.idempotency_key(index)?)
+                .with_counters(counters)
+                .with_confidence(self.confidence)
+                .with_cancellation(self.cancel.child_token()),
+        )
+    }
+
+    /// Decide every call in order (policy counters and approvals in the model's order), then
+    /// run the permitted ones concurrently; results in call order.
     async fn process_calls(&mut self, calls: &[ToolCall]) -> Result<Vec<PendingCall>> {
         let limits = self.a.limits;
-        let mut planned = Vec::with_capacity(calls.len());
+        let mut gates = Vec::with_capacity(calls.len());
         for (index, call) in calls.iter().enumerate() {
             self.run.tool_calls += 1;
             let fingerprint = hash_call(&call.name, &call.arguments);
@@ -601,44 +584,50 @@ impl RunCtx<'_> {
                 .filter(|f| **f == fingerprint)
                 .count();
             self.run.call_fingerprints.push(fingerprint);
-            let plan = self
-                .gate(
-                    index,
-                    call,
-                    CallCounters {
-                        calls_this_turn: index as u32 + 1,
-                        calls_this_run: self.run.tool_calls,
-                        identical_calls_this_run: identical as u32,
-                    },
-                    limits.max_tool_calls_per_turn,
-                )
-                .await?;
-            planned.push(plan);
+            let counters = CallCounters {
+                calls_this_turn: index as u32 + 1,
+                calls_this_run: self.run.tool_calls,
+                identical_calls_this_run: identical as u32,
+            };
+            let request = self.call_request(index, call, counters)?;
+            let gate = self.a.executor.decide(request).await?;
+            if let Gate::Done(CallOutcome::NeedsApproval(approval)) = &gate {
+                emit_with(&self.sink, || {
+                    AgentEvent::ApprovalRequired(approval.clone())
+                });
+            }
+            gates.push(gate);
         }
         let this = &*self;
-        let futures: Vec<BoxFuture<'_, Result<PendingCall>>> = planned
+        let futures: Vec<BoxFuture<'_, Result<PendingCall>>> = gates
             .into_iter()
             .zip(calls)
-            .map(|(plan, call)| {
+            .map(|(gate, call)| {
                 async move {
-                    match plan {
-                        Planned::Resolved(result) => Ok(PendingCall::Resolved {
-                            call: call.clone(),
-                            result,
-                        }),
-                        Planned::Approval(p) => Ok(p),
-                        Planned::Execute {
-                            index,
-                            arguments,
-                            request,
-                        } => {
-                            let result = this.execute(index, call, arguments, &request).await?;
-                            Ok(PendingCall::Resolved {
-                                call: call.clone(),
-                                result,
-                            })
+                    let outcome = match gate {
+                        Gate::Allowed(permit) => {
+                            emit_with(&this.sink, || {
+                                AgentEvent::ToolCallStarted(ToolCall {
+                                    id: call.id.clone(),
+                                    name: call.name.clone(),
+                                    arguments: permit.arguments().clone(),
+                                })
+                            });
+                            this.a.executor.run(permit).await?
                         }
-                    }
+                        Gate::Done(CallOutcome::NeedsApproval(approval)) => {
+                            return Ok(PendingCall::AwaitingApproval {
+                                call: call.clone(),
+                                approval: approval.id,
+                                arguments_hash: approval.arguments_hash,
+                            });
+                        }
+                        Gate::Done(outcome) => outcome,
+                    };
+                    Ok(PendingCall::Resolved {
+                        call: call.clone(),
+                        result: this.message_for(call, outcome, ""),
+                    })
                 }
                 .boxed()
             })
@@ -656,6 +645,47 @@ impl RunCtx<'_> {
         Ok(pending)
     }
 
+    /// What the model is told about an outcome; `prefix` goes before a denial's reason.
+    fn message_for(&self, call: &ToolCall, outcome: CallOutcome, prefix: &str) -> Message {
+        let limit = self.a.limits.max_tool_result_bytes;
+        match outcome {
+            CallOutcome::Succeeded { output, .. } => {
+                Message::tool_result(&call.id, &call.name, render(&output, limit))
+            }
+            CallOutcome::Failed { error } => {
+                tracing::info!(error = %error, "tool failed; the model is told");
+                Message::tool_error(
+                    &call.id,
+                    &call.name,
+                    truncate(format!("The tool failed: {error}"), limit),
+                )
+            }
+            CallOutcome::Refused { message, .. } => {
+                Message::tool_error(&call.id, &call.name, truncate(message, limit))
+            }
+            CallOutcome::Denied { reason } => Message::tool_error(
+                &call.id,
+                &call.name,
+                truncate(format!("{prefix}Denied by policy: {reason}"), limit),
+            ),
+            CallOutcome::InDoubt { execution } => Message::tool_error(
+                &call.id,
+                &call.name,
+                format!(
+                    "Not executed: an earlier attempt of this call (key {}) has an unknown \
+                     outcome; a person must resolve it before it can run again.",
+                    execution.idempotency_key
+                ),
+            ),
+            // Approvals are turned into pending calls before this point.
+            CallOutcome::NeedsApproval(_) => Message::tool_error(
+                &call.id,
+                &call.name,
+                "Not executed: this call needs a human's approval.",
+            ),
+        }
+    }
+
     fn note_result(&mut self, call: &ToolCall, result: &Message) {
         let is_error = matches!(result, Message::Tool { is_error: true, .. });
         if is_error {
@@ -668,267 +698,6 @@ impl RunCtx<'_> {
         };
         emit_with(&self.sink, || AgentEvent::ToolCallFinished(summary.clone()));
         self.summaries.push(summary);
-    }
-
-    async fn gate(
-        &mut self,
-        index: usize,
-        call: &ToolCall,
-        counters: CallCounters,
-        max_per_turn: u32,
-    ) -> Result<Planned> {
-        let a = self.a;
-        let limit = self.a.limits.max_tool_result_bytes;
-        if index as u32 >= max_per_turn {
-            return Ok(Planned::Resolved(Message::tool_error(
-                &call.id,
-                &call.name,
-                format!("Not executed: at most {max_per_turn} tool calls are allowed in one turn."),
-            )));
-        }
-        let Some(entry) = a.tools.get(&call.name) else {
-            let available: Vec<&str> = a.tool_specs.iter().map(|s| s.name.as_str()).collect();
-            return Ok(Planned::Resolved(Message::tool_error(
-                &call.id,
-                &call.name,
-                truncate(
-                    format!(
-                        "Unknown tool `{}`. Available tools: {}.",
-                        call.name,
-                        if available.is_empty() {
-                            "none".into()
-                        } else {
-                            available.join(", ")
-                        }
-                    ),
-                    limit,
-                ),
-            )));
-        };
-        if let Err(problems) = entry.validator.check(&call.arguments, 10) {
-            tracing::debug!(tool = %call.name, "invalid tool arguments returned to the model");
-            return Ok(Planned::Resolved(Message::tool_error(
-                &call.id,
-                &call.name,
-                truncate(
-                    format!(
-                        "Invalid arguments for `{}`:\n{problems}\nFix the arguments and call the tool again.",
-                        call.name
-                    ),
-                    limit,
-                ),
-            )));
-        }
-        let mut request = self.policy_request(call, call.arguments.clone());
-        request.counters = counters;
-        match self.evaluate(&request).await {
-            Decision::Allow => Ok(Planned::Execute {
-                index,
-                arguments: call.arguments.clone(),
-                request,
-            }),
-            Decision::Deny { reason } => {
-                self.audit_decision(entry, call, "deny", Some(reason.clone()))
-                    .await?;
-                Ok(Planned::Resolved(Message::tool_error(
-                    &call.id,
-                    &call.name,
-                    truncate(format!("Denied by policy: {reason}"), limit),
-                )))
-            }
-            Decision::RequireApproval { reason, priority } => {
-                let approval = ApprovalRequest::new(
-                    self.tenant.clone(),
-                    a.id.clone(),
-                    self.session.clone(),
-                    self.run.id.clone(),
-                    call.clone(),
-                    reason.clone(),
-                    priority,
-                );
-                a.store.create_approval(&approval).await?;
-                self.audit_decision(entry, call, "require_approval", Some(reason))
-                    .await?;
-                emit_with(&self.sink, || {
-                    AgentEvent::ApprovalRequired(approval.clone())
-                });
-                Ok(Planned::Approval(PendingCall::AwaitingApproval {
-                    call: call.clone(),
-                    approval: approval.id,
-                    arguments_hash: approval.arguments_hash,
-                }))
-            }
-        }
-    }
-
-    async fn evaluate(&self, request: &PolicyRequest) -> Decision {
-        match self.a.policy.evaluate(request).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, action = %request.action, "policy evaluation failed; denying");
-                Decision::deny(format!("policy evaluation failed: {e}"))
-            }
-        }
-    }
-
-    async fn audit_decision(
-        &self,
-        entry: &ToolEntry,
-        call: &ToolCall,
-        decision: &str,
-        reason: Option<String>,
-    ) -> Result<()> {
-        let mut e = self.audit_entry("policy.decision", &call.name);
-        e.decision = Some(decision.into());
-        e.reason = reason;
-        e.input = redact(&call.arguments, &entry.tool.spec().redact);
-        self.a.store.append_audit(e).await.map(|_| ())
-    }
-
-    fn audit_entry(&self, kind: &str, action: &str) -> NewAuditEntry {
-        let mut e = NewAuditEntry::new(
-            self.tenant.clone(),
-            kind,
-            format!("agent:{}", self.a.id),
-            action,
-        );
-        e.agent = Some(self.a.id.clone());
-        e.session = Some(self.session.clone());
-        e.run = Some(self.run.id.clone());
-        e
-    }
-
-    /// Executes one allowed call with its idempotency key (replaying a recorded success).
-    async fn execute(
-        &self,
-        index: usize,
-        call: &ToolCall,
-        arguments: Value,
-        request: &PolicyRequest,
-    ) -> Result<Message> {
-        let a = self.a;
-        let limit = a.limits.max_tool_result_bytes;
-        let Some(entry) = a.tools.get(&call.name) else {
-            return Ok(Message::tool_error(
-                &call.id,
-                &call.name,
-                format!("Unknown tool `{}`.", call.name),
-            ));
-        };
-        let spec = entry.tool.spec();
-        let key = self.idempotency_key(index);
-        let span = tracing::info_span!(
-            "tool.call",
-            tool = %call.name,
-            call_id = %call.id,
-            tenant = %self.tenant,
-            agent = %a.id,
-            session = %self.session,
-            run = %self.run.id,
-        );
-        async move {
-            if let Some(prev) = a.store.get_tool_execution(&self.tenant, &key).await?
-                && prev.status == ToolExecutionStatus::Succeeded
-            {
-                tracing::debug!(key = %key, "replaying a recorded tool result");
-                let output = prev.output.unwrap_or(Value::Null);
-                return Ok(Message::tool_result(
-                    &call.id,
-                    &call.name,
-                    render(&output, limit),
-                ));
-            }
-            let mut record = ToolExecution {
-                tenant: self.tenant.clone(),
-                idempotency_key: key.clone(),
-                agent: a.id.clone(),
-                session: self.session.clone(),
-                run: self.run.id.clone(),
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                input: redact(&arguments, &spec.redact),
-                output: None,
-                error: None,
-                status: ToolExecutionStatus::Started,
-                started_at: Utc::now(),
-                finished_at: None,
-            };
-            if spec.side_effect != crate::tool::SideEffect::Read {
-                // A crash after this line leaves `started`; a retry runs again with the same key.
-                a.store.record_tool_execution(&record).await?;
-            }
-            emit_with(&self.sink, || {
-                AgentEvent::ToolCallStarted(ToolCall {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    arguments: arguments.clone(),
-                })
-            });
-            let mut ctx = crate::tool::ToolContext::new(
-                self.tenant.clone(),
-                a.id.clone(),
-                self.session.clone(),
-                self.run.id.clone(),
-                call.id.clone(),
-                key,
-            );
-            ctx.cancellation = self.cancel.child_token();
-            let outcome = match entry.tool.call(ctx, arguments).await {
-                Ok(value) => match &entry.output_validator {
-                    Some(v) => v.check(&value, 5).map(|()| value).map_err(|p| {
-                        Error::Tool(format!(
-                            "the tool returned output that does not match its output schema: {p}"
-                        ))
-                    }),
-                    None => Ok(value),
-                },
-                Err(e) => Err(e),
-            };
-            record.finished_at = Some(Utc::now());
-            let (message, action_outcome) = match &outcome {
-                Ok(value) => {
-                    record.status = ToolExecutionStatus::Succeeded;
-                    record.output = Some(redact(value, &spec.redact));
-                    (
-                        Message::tool_result(&call.id, &call.name, render(value, limit)),
-                        ActionOutcome::Succeeded,
-                    )
-                }
-                Err(e) => {
-                    record.status = ToolExecutionStatus::Failed;
-                    record.error = Some(e.to_string());
-                    tracing::info!(error = %e, "tool failed; the model is told");
-                    (
-                        Message::tool_error(
-                            &call.id,
-                            &call.name,
-                            truncate(format!("The tool failed: {e}"), limit),
-                        ),
-                        ActionOutcome::Failed,
-                    )
-                }
-            };
-            a.store.record_tool_execution(&record).await?;
-            let mut usage = self.usage_event(UsageKind::ToolCall, 1);
-            usage.resource = Some(call.name.clone());
-            self.append_usage(vec![usage]).await?;
-            let mut audit = self.audit_entry("tool.call", &call.name);
-            audit.decision = Some("allow".into());
-            audit.reason = Some(record_status(record.status).into());
-            audit.input = record.input;
-            audit.output = match (record.output, record.error) {
-                (Some(o), _) => o,
-                (None, Some(e)) => json!({ "error": e }),
-                (None, None) => Value::Null,
-            };
-            a.store.append_audit(audit).await?;
-            if let Err(e) = a.policy.record_outcome(request, &action_outcome).await {
-                tracing::warn!(error = %e, "policy could not record the outcome");
-            }
-            Ok(message)
-        }
-        .instrument(span)
-        .await
     }
 
     /// Turns decided approvals into tool results (executing approved calls), in call order.
@@ -951,10 +720,17 @@ impl RunCtx<'_> {
                         .get(&approval)
                         .ok_or_else(|| Error::Internal(format!("approval {approval} vanished")))?;
                     let result = match request.status {
-                        ApprovalStatus::Approved => {
-                            self.run_approved(index, &call, request, &arguments_hash)
-                                .await?
+                        ApprovalStatus::Approved if request.arguments_hash == arguments_hash => {
+                            // The original counters do not matter any more: a human approved.
+                            let req = self.call_request(index, &call, CallCounters::default())?;
+                            let outcome = self.a.executor.execute_approved(req, request).await?;
+                            self.message_for(&call, outcome, "Approved, but ")
                         }
+                        ApprovalStatus::Approved => Message::tool_error(
+                            &call.id,
+                            &call.name,
+                            "Not executed: the approval does not match the requested call.",
+                        ),
                         ApprovalStatus::Rejected => Message::tool_error(
                             &call.id,
                             &call.name,
@@ -985,77 +761,12 @@ impl RunCtx<'_> {
         Ok(results)
     }
 
-    async fn run_approved(
-        &self,
-        index: usize,
-        call: &ToolCall,
-        approval: &ApprovalRequest,
-        arguments_hash: &str,
-    ) -> Result<Message> {
-        let limit = self.a.limits.max_tool_result_bytes;
-        // The approval binds to the exact arguments that were submitted.
-        if approval.call.name != call.name
-            || hash_json(&approval.call.arguments) != arguments_hash
-            || approval.arguments_hash != arguments_hash
-        {
-            return Ok(Message::tool_error(
-                &call.id,
-                &call.name,
-                "Not executed: the approval does not match the requested call.",
-            ));
-        }
-        let Some(entry) = self.a.tools.get(&call.name) else {
-            return Ok(Message::tool_error(
-                &call.id,
-                &call.name,
-                format!(
-                    "Not executed: tool `{}` is no longer available to this agent.",
-                    call.name
-                ),
-            ));
-        };
-        let arguments = approval.approved_arguments().clone();
-        if approval.edited_arguments.is_some()
-            && let Err(problems) = entry.validator.check(&arguments, 10)
-        {
-            return Ok(Message::tool_error(
-                &call.id,
-                &call.name,
-                truncate(
-                    format!(
-                        "Not executed: the reviewer's edited arguments are invalid:\n{problems}"
-                    ),
-                    limit,
-                ),
-            ));
-        }
-        let mut request = self.policy_request(call, arguments.clone());
-        request.approved_by_human = true;
-        match self.evaluate(&request).await {
-            Decision::Deny { reason } => {
-                let mut c = call.clone();
-                c.arguments = arguments;
-                self.audit_decision(entry, &c, "deny", Some(reason.clone()))
-                    .await?;
-                Ok(Message::tool_error(
-                    &call.id,
-                    &call.name,
-                    truncate(format!("Approved, but denied by policy: {reason}"), limit),
-                ))
-            }
-            // A human approved these exact arguments; a second approval is not asked for.
-            Decision::Allow | Decision::RequireApproval { .. } => {
-                self.execute(index, call, arguments, &request).await
-            }
-        }
-    }
-
     async fn suspend(&mut self, pending: Vec<PendingCall>) -> Result<RunOutcome> {
         let a = self.a;
         let mut approvals = Vec::new();
         for p in &pending {
             if let PendingCall::AwaitingApproval { approval, .. } = p
-                && let Some(r) = a.store.get_approval(&self.tenant, approval).await?
+                && let Some(r) = a.store.get_approval(&self.scope.tenant, approval).await?
             {
                 approvals.push(r);
             }
@@ -1066,7 +777,7 @@ impl RunCtx<'_> {
         tracing::info!(approvals = approvals.len(), "run suspended for approval");
         Ok(RunOutcome::Suspended(Suspension {
             run: self.run.id.clone(),
-            session: self.session.clone(),
+            session: self.scope.session.clone(),
             approvals,
             tool_calls: std::mem::take(&mut self.summaries),
         }))
@@ -1078,7 +789,7 @@ impl RunCtx<'_> {
         self.save_run().await?;
         Ok(RunOutcome::Completed(RunReport {
             run: self.run.id.clone(),
-            session: self.session.clone(),
+            session: self.scope.session.clone(),
             reply,
             structured,
             usage: self.run.usage,
@@ -1092,7 +803,10 @@ impl RunCtx<'_> {
         let expected = self.run.version;
         self.run.version += 1;
         self.run.updated_at = Utc::now();
-        self.a.store.update_run(&self.run, expected).await
+        self.a
+            .store
+            .update_run(&self.scope.tenant, &self.run, expected)
+            .await
     }
 
     /// Records a failure on the run (best effort) and passes the result through.
@@ -1106,14 +820,6 @@ impl RunCtx<'_> {
             }
         }
         result
-    }
-}
-
-fn record_status(s: ToolExecutionStatus) -> &'static str {
-    match s {
-        ToolExecutionStatus::Started => "started",
-        ToolExecutionStatus::Succeeded => "succeeded",
-        ToolExecutionStatus::Failed => "failed",
     }
 }
 

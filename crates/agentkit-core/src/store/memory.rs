@@ -16,15 +16,15 @@ use serde_json::Value;
 use super::records::{
     AUDIT_GENESIS_HASH, ApprovalDecision, ApprovalRequest, ApprovalStatus, AuditEntry, AuditQuery,
     CounterOutcome, MemoryScope, MessageWindow, NewAuditEntry, RunRecord, SessionRecord,
-    StoredMessage, ToolExecution, ToolExecutionStatus, UsageEvent, UsageQuery,
+    StoredMessage, ToolClaim, ToolExecution, ToolExecutionStatus, UsageEvent, UsageQuery,
     approval_queue_order, orphaned_prefix_len,
 };
 use super::{
-    AgentConfigStore, ApprovalStore, AuditStore, CounterStore, MemoryStore, RunStore, SessionStore,
+    ensure_tenant, AgentConfigStore, ApprovalStore, AuditStore, CounterStore, MemoryStore, RunStore, SessionStore,
     ToolExecutionStore, UsageStore,
 };
-use crate::agent::AgentConfig;
-use crate::agent::ConfigStatus;
+use crate::config::AgentConfig;
+use crate::config::ConfigStatus;
 use crate::error::{Error, Result};
 use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId, UsageEventId};
 use crate::message::Message;
@@ -352,6 +352,43 @@ impl InMemoryStore {
         Ok(())
     }
 
+    fn claim_tool_execution_sync(&self, execution: &ToolExecution) -> Result<ToolClaim> {
+        let mut all = lock(&self.inner.tool_executions, "tool executions")?;
+        let tenant = all.entry(execution.tenant.clone()).or_default();
+        let key = &execution.idempotency_key;
+        match tenant.records.get_mut(key) {
+            None => {
+                let mut claimed = execution.clone();
+                claimed.status = ToolExecutionStatus::Started;
+                claimed.attempt = 1;
+                tenant
+                    .by_run
+                    .entry(execution.run.clone())
+                    .or_default()
+                    .push(key.clone());
+                tenant.records.insert(key.clone(), claimed);
+                Ok(ToolClaim::Claimed { attempt: 1 })
+            }
+            Some(existing)
+                if existing.status == ToolExecutionStatus::Failed
+                    && existing.tool == execution.tool
+                    && existing.arguments_hash == execution.arguments_hash =>
+            {
+                let attempt = existing.attempt.saturating_add(1);
+                existing.status = ToolExecutionStatus::Started;
+                existing.attempt = attempt;
+                existing.call_id.clone_from(&execution.call_id);
+                existing.input = execution.input.clone();
+                existing.output = None;
+                existing.error = None;
+                existing.started_at = execution.started_at;
+                existing.finished_at = None;
+                Ok(ToolClaim::Claimed { attempt })
+            }
+            Some(existing) => Ok(ToolClaim::Existing(existing.clone())),
+        }
+    }
+
     fn get_tool_execution_sync(
         &self,
         tenant: &TenantId,
@@ -559,7 +596,8 @@ impl InMemoryStore {
 
 #[async_trait]
 impl SessionStore for InMemoryStore {
-    async fn create_session(&self, session: &SessionRecord) -> Result<bool> {
+    async fn create_session(&self, tenant: &TenantId, session: &SessionRecord) -> Result<bool> {
+        ensure_tenant(tenant, &session.tenant, "the session")?;
         self.create_session_sync(session)
     }
 
@@ -617,7 +655,8 @@ impl AgentConfigStore for InMemoryStore {
 
 #[async_trait]
 impl RunStore for InMemoryStore {
-    async fn create_run(&self, run: &RunRecord) -> Result<()> {
+    async fn create_run(&self, tenant: &TenantId, run: &RunRecord) -> Result<()> {
+        ensure_tenant(tenant, &run.tenant, "the run")?;
         self.create_run_sync(run)
     }
 
@@ -625,14 +664,21 @@ impl RunStore for InMemoryStore {
         self.get_run_sync(tenant, id)
     }
 
-    async fn update_run(&self, run: &RunRecord, expected_version: u64) -> Result<()> {
+    async fn update_run(
+        &self,
+        tenant: &TenantId,
+        run: &RunRecord,
+        expected_version: u64,
+    ) -> Result<()> {
+        ensure_tenant(tenant, &run.tenant, "the run")?;
         self.update_run_sync(run, expected_version)
     }
 }
 
 #[async_trait]
 impl ApprovalStore for InMemoryStore {
-    async fn create_approval(&self, request: &ApprovalRequest) -> Result<()> {
+    async fn create_approval(&self, tenant: &TenantId, request: &ApprovalRequest) -> Result<()> {
+        ensure_tenant(tenant, &request.tenant, "the approval request")?;
         self.create_approval_sync(request)
     }
 
@@ -660,7 +706,21 @@ impl ApprovalStore for InMemoryStore {
 
 #[async_trait]
 impl ToolExecutionStore for InMemoryStore {
-    async fn record_tool_execution(&self, execution: &ToolExecution) -> Result<()> {
+    async fn claim_tool_execution(
+        &self,
+        tenant: &TenantId,
+        execution: &ToolExecution,
+    ) -> Result<ToolClaim> {
+        ensure_tenant(tenant, &execution.tenant, "the tool execution")?;
+        self.claim_tool_execution_sync(execution)
+    }
+
+    async fn record_tool_execution(
+        &self,
+        tenant: &TenantId,
+        execution: &ToolExecution,
+    ) -> Result<()> {
+        ensure_tenant(tenant, &execution.tenant, "the tool execution")?;
         self.record_tool_execution_sync(execution)
     }
 
@@ -683,7 +743,10 @@ impl ToolExecutionStore for InMemoryStore {
 
 #[async_trait]
 impl UsageStore for InMemoryStore {
-    async fn append_usage(&self, events: &[UsageEvent]) -> Result<()> {
+    async fn append_usage(&self, tenant: &TenantId, events: &[UsageEvent]) -> Result<()> {
+        for e in events {
+            ensure_tenant(tenant, &e.tenant, "a usage event")?;
+        }
         self.append_usage_sync(events)
     }
 
@@ -694,7 +757,8 @@ impl UsageStore for InMemoryStore {
 
 #[async_trait]
 impl AuditStore for InMemoryStore {
-    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+    async fn append_audit(&self, tenant: &TenantId, entry: NewAuditEntry) -> Result<AuditEntry> {
+        ensure_tenant(tenant, &entry.tenant, "the audit entry")?;
         self.append_audit_sync(entry)
     }
 
@@ -775,7 +839,7 @@ mod tests {
         })
         .join();
         let err = store
-            .counter_get_sync(&TenantId::from("t"), "k")
+            .counter_get_sync(&TenantId::from_static("t"), "k")
             .expect_err("a poisoned lock must not panic");
         assert_eq!(err.kind(), crate::ErrorKind::Internal);
     }

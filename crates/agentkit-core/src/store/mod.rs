@@ -1,8 +1,11 @@
 //! Durable state contracts.
 //!
-//! [`StateStore`] is the sum of one trait per kind of record. Every method is tenant-scoped:
-//! reads take the tenant explicitly and writes carry it in the record, and no method can return
-//! or change another tenant's records (Architecture Invariant: tenant isolation). Usage events
+//! [`StateStore`] is the sum of one trait per kind of record. Every method takes the tenant the
+//! same way — as its first argument — and no method can return or change another tenant's
+//! records (Architecture Invariant: tenant isolation). Records carry their tenant too; a write
+//! whose record names another tenant than the argument is refused with
+//! [`crate::Error::InvalidInput`] before anything is written ([`ensure_tenant`]), so one call can
+//! never span tenants. [`TenantStore`] (`store.tenant(&t)`) binds the tenant once. Usage events
 //! and audit entries are append-only: there is no method to change or remove them.
 //!
 //! Backends: [`InMemoryStore`] here; SQLite and Postgres in their own crates. All of them run the
@@ -10,14 +13,16 @@
 
 mod memory;
 mod records;
+mod tenant;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 pub use memory::InMemoryStore;
 pub use records::*;
+pub use tenant::{StateStoreExt, TenantStore, ensure_tenant};
 
-use crate::agent::AgentConfig;
+use crate::config::AgentConfig;
 use crate::error::Result;
 use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId};
 use crate::message::Message;
@@ -26,7 +31,7 @@ use crate::message::Message;
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Creates a session; returns `false` (and changes nothing) when it already exists.
-    async fn create_session(&self, session: &SessionRecord) -> Result<bool>;
+    async fn create_session(&self, tenant: &TenantId, session: &SessionRecord) -> Result<bool>;
 
     /// A session of this tenant.
     async fn get_session(&self, tenant: &TenantId, id: &SessionId)
@@ -80,21 +85,26 @@ pub trait AgentConfigStore: Send + Sync {
 #[async_trait]
 pub trait RunStore: Send + Sync {
     /// Inserts a run; [`crate::Error::Conflict`] when the id exists.
-    async fn create_run(&self, run: &RunRecord) -> Result<()>;
+    async fn create_run(&self, tenant: &TenantId, run: &RunRecord) -> Result<()>;
 
     /// A run of this tenant.
     async fn get_run(&self, tenant: &TenantId, id: &RunId) -> Result<Option<RunRecord>>;
 
     /// Replaces a run only if the stored version equals `expected_version` (compare-and-swap);
     /// [`crate::Error::Conflict`] otherwise. The caller sets `run.version` to the new version.
-    async fn update_run(&self, run: &RunRecord, expected_version: u64) -> Result<()>;
+    async fn update_run(
+        &self,
+        tenant: &TenantId,
+        run: &RunRecord,
+        expected_version: u64,
+    ) -> Result<()>;
 }
 
 /// Human approval requests.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
     /// Inserts a request; [`crate::Error::Conflict`] when the id exists.
-    async fn create_approval(&self, request: &ApprovalRequest) -> Result<()>;
+    async fn create_approval(&self, tenant: &TenantId, request: &ApprovalRequest) -> Result<()>;
 
     /// A request of this tenant.
     async fn get_approval(
@@ -120,9 +130,25 @@ pub trait ApprovalStore: Send + Sync {
 /// Tool execution records keyed by idempotency key.
 #[async_trait]
 pub trait ToolExecutionStore: Send + Sync {
+    /// Claims `(tenant, execution.idempotency_key)` for one execution, atomically (one
+    /// statement or transaction): under any concurrency exactly one caller gets
+    /// [`ToolClaim::Claimed`] for a key.
+    ///
+    /// - No record: `execution` (status `started`, attempt 1) is inserted → `Claimed`.
+    /// - A `failed` record for the same tool and argument hash: it becomes `started` again with
+    ///   `attempt + 1` and the new call id, input and start time → `Claimed`.
+    /// - Anything else (`started`, `succeeded`, or `failed` for another tool or other
+    ///   arguments): nothing changes → [`ToolClaim::Existing`] with the stored record.
+    async fn claim_tool_execution(
+        &self,
+        tenant: &TenantId,
+        execution: &ToolExecution,
+    ) -> Result<ToolClaim>;
+
     /// Inserts or updates the record for `(tenant, idempotency_key)`. A record that already
     /// succeeded is final: writing it again gives [`crate::Error::Conflict`].
-    async fn record_tool_execution(&self, execution: &ToolExecution) -> Result<()>;
+    async fn record_tool_execution(&self, tenant: &TenantId, execution: &ToolExecution)
+    -> Result<()>;
 
     /// The record for an idempotency key.
     async fn get_tool_execution(
@@ -144,7 +170,7 @@ pub trait ToolExecutionStore: Send + Sync {
 pub trait UsageStore: Send + Sync {
     /// Appends events atomically. An id that exists already gives [`crate::Error::Conflict`] and
     /// nothing of the batch is written.
-    async fn append_usage(&self, events: &[UsageEvent]) -> Result<()>;
+    async fn append_usage(&self, tenant: &TenantId, events: &[UsageEvent]) -> Result<()>;
 
     /// Events of a tenant matching the query, in time order.
     async fn list_usage(&self, tenant: &TenantId, query: &UsageQuery) -> Result<Vec<UsageEvent>>;
@@ -155,7 +181,7 @@ pub trait UsageStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     /// Appends an entry: the store assigns the next sequence number of the tenant's chain and
     /// the previous entry's hash atomically, so concurrent appends still form one chain.
-    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry>;
+    async fn append_audit(&self, tenant: &TenantId, entry: NewAuditEntry) -> Result<AuditEntry>;
 
     /// Entries of a tenant matching the query, in sequence order.
     async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEntry>>;

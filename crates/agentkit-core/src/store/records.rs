@@ -12,6 +12,7 @@ use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId,
 use crate::message::{Message, ToolCall, Usage};
 use crate::policy::Priority;
 use crate::redact::{CanonicalHasher, hash_json};
+use crate::scope::Scope;
 
 /// Now, truncated to microseconds: the precision every backend keeps (Postgres `timestamptz`,
 /// SQLite integer microseconds). Records are created with it so what a store returns equals what
@@ -180,14 +181,14 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// A new running run.
-    pub fn new(tenant: TenantId, id: RunId, agent: AgentId, session: SessionId) -> Self {
+    /// A new running run for `scope` (its tenant, agent, session and run id).
+    pub fn new(scope: &Scope) -> Self {
         let now = now();
         Self {
-            tenant,
-            id,
-            agent,
-            session,
+            tenant: scope.tenant.clone(),
+            id: scope.run.clone(),
+            agent: scope.agent.clone(),
+            session: scope.session.clone(),
             status: RunStatus::Running,
             version: 1,
             turns: 0,
@@ -270,23 +271,15 @@ pub struct ApprovalRequest {
 }
 
 impl ApprovalRequest {
-    /// A pending request for `call`, created now.
-    pub fn new(
-        tenant: TenantId,
-        agent: AgentId,
-        session: SessionId,
-        run: RunId,
-        call: ToolCall,
-        reason: impl Into<String>,
-        priority: Priority,
-    ) -> Self {
+    /// A pending request for `call` in `scope`, created now.
+    pub fn new(scope: &Scope, call: ToolCall, reason: impl Into<String>, priority: Priority) -> Self {
         let arguments_hash = hash_json(&call.arguments);
         Self {
             id: ApprovalId::generate(),
-            tenant,
-            agent,
-            session,
-            run,
+            tenant: scope.tenant.clone(),
+            agent: scope.agent.clone(),
+            session: scope.session.clone(),
+            run: scope.run.clone(),
             call,
             arguments_hash,
             reason: reason.into(),
@@ -406,7 +399,9 @@ pub fn approval_queue_order(a: &ApprovalRequest, b: &ApprovalRequest) -> std::cm
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolExecutionStatus {
-    /// Started, not finished (a crash leaves this; a retry runs again with the same key).
+    /// Claimed and started, not finished. A crash leaves this: the outcome is unknown (in
+    /// doubt) until the executor or a human resolves it
+    /// ([`crate::exec::ToolExecutor::resolve_in_doubt`]).
     Started,
     /// Finished successfully; final.
     Succeeded,
@@ -431,6 +426,14 @@ pub struct ToolExecution {
     pub call_id: String,
     /// The tool.
     pub tool: String,
+    /// SHA-256 of the unredacted arguments ([`crate::redact::hash_json`]): a replay under the
+    /// same key must present the same hash. Empty in records written before it existed.
+    #[serde(default)]
+    pub arguments_hash: String,
+    /// Which attempt this is: 1 for the first claim, +1 each time a failed execution is
+    /// claimed again.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// Arguments, redacted by the tool's rules.
     pub input: Value,
     /// Output, redacted by the tool's rules (replayed for a repeated idempotency key).
@@ -443,6 +446,56 @@ pub struct ToolExecution {
     pub started_at: DateTime<Utc>,
     /// Finished.
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl ToolExecution {
+    /// A `started` record for a call about to run in `scope` under `key`; `input` is the
+    /// redacted arguments and `arguments_hash` the hash of the unredacted ones.
+    pub fn started(
+        scope: &Scope,
+        key: IdempotencyKey,
+        call_id: impl Into<String>,
+        tool: impl Into<String>,
+        input: Value,
+        arguments_hash: String,
+    ) -> Self {
+        Self {
+            tenant: scope.tenant.clone(),
+            idempotency_key: key,
+            agent: scope.agent.clone(),
+            session: scope.session.clone(),
+            run: scope.run.clone(),
+            call_id: call_id.into(),
+            tool: tool.into(),
+            arguments_hash,
+            attempt: 1,
+            input,
+            output: None,
+            error: None,
+            status: ToolExecutionStatus::Started,
+            started_at: now(),
+            finished_at: None,
+        }
+    }
+}
+
+/// What [`super::ToolExecutionStore::claim_tool_execution`] found.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ToolClaim {
+    /// This caller holds the key now and may run the tool; `attempt` is the claimed attempt.
+    Claimed {
+        /// 1 for a new key; higher when a failed execution was claimed again.
+        attempt: u32,
+    },
+    /// Someone else holds or finished the key: a `succeeded` record (replay it), a `started`
+    /// one (running elsewhere, or in doubt after a crash), or a `failed` one for another tool or
+    /// other arguments (a mismatch). The caller must not run the tool.
+    Existing(ToolExecution),
 }
 
 /// What a usage event counts.
@@ -567,7 +620,15 @@ pub struct UsageEvent {
 }
 
 impl UsageEvent {
-    /// An unpriced event now.
+    /// An unpriced event now for `scope`'s tenant, agent, session and run.
+    pub fn scoped(scope: &Scope, kind: UsageKind, quantity: u64) -> Self {
+        let mut e = Self::new(scope.tenant.clone(), scope.agent.clone(), kind, quantity);
+        e.session = Some(scope.session.clone());
+        e.run = Some(scope.run.clone());
+        e
+    }
+
+    /// An unpriced event now, not tied to a session or run (a host's own metering).
     pub fn new(tenant: TenantId, agent: AgentId, kind: UsageKind, quantity: u64) -> Self {
         Self {
             id: UsageEventId::generate(),
@@ -673,7 +734,21 @@ pub struct NewAuditEntry {
 }
 
 impl NewAuditEntry {
-    /// An entry now with no input/output.
+    /// An entry now for `scope` (tenant, agent, session and run set) with no input/output.
+    pub fn scoped(
+        scope: &Scope,
+        kind: impl Into<String>,
+        actor: impl Into<String>,
+        action: impl Into<String>,
+    ) -> Self {
+        let mut e = Self::new(scope.tenant.clone(), kind, actor, action);
+        e.agent = Some(scope.agent.clone());
+        e.session = Some(scope.session.clone());
+        e.run = Some(scope.run.clone());
+        e
+    }
+
+    /// An entry now with no input/output, not tied to an agent or run.
     pub fn new(
         tenant: TenantId,
         kind: impl Into<String>,
@@ -911,7 +986,7 @@ mod tests {
 
     #[test]
     fn audit_chain_detects_edits_and_removals() {
-        let t = TenantId::from("t");
+        let t = TenantId::from_static("t");
         let mut chain = Vec::new();
         let mut prev = AUDIT_GENESIS_HASH.to_string();
         for i in 1..=3u64 {
@@ -938,13 +1013,13 @@ mod tests {
                 "entry": serde_json::to_value(&e.entry).unwrap(),
             }))
         };
-        let bare = NewAuditEntry::new("t".into(), "k", "agent:a", "act").chain(1, "p".into());
+        let bare = NewAuditEntry::new(TenantId::from_static("t"), "k", "agent:a", "act").chain(1, "p".into());
         assert_eq!(bare.hash, reference(&bare));
-        let mut full = NewAuditEntry::new("t\"\u{1}".into(), "tool.call", "agent:é", "crm.x");
+        let mut full = NewAuditEntry::new(TenantId::from_static("t-1"), "tool.call", "agent:é", "crm.x");
         full.decision = Some("allow".into());
         full.reason = Some("line\nbreak \\ 🦀".into());
-        full.agent = Some("a".into());
-        full.session = Some("s".into());
+        full.agent = Some(AgentId::from_static("a"));
+        full.session = Some(SessionId::from_static("s"));
         full.run = Some(RunId::generate());
         full.input =
             serde_json::json!({"z": 1, "a": [true, null, 2.5], "k\"": {"y": "v", "b": -3}});

@@ -24,6 +24,13 @@
 //! # }
 //! ```
 
+mod claims;
+
+pub use claims::{
+    executor_runs_each_key_once, run_executor_checks, tool_claims_exactly_once,
+    writes_never_span_tenants,
+};
+
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
@@ -31,11 +38,12 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::agent::AgentConfig;
+use crate::config::AgentConfig;
 use crate::error::{ErrorKind, Result};
 use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId};
 use crate::message::{Message, ToolCall};
 use crate::policy::Priority;
+use crate::scope::Scope;
 use crate::store::{
     AUDIT_GENESIS_HASH, AgentConfigStore, ApprovalDecision, ApprovalRequest, ApprovalStatus,
     AuditEntry, AuditQuery, AuditStore, CounterStore, MemoryScope, MemoryStore, MessageWindow,
@@ -51,6 +59,7 @@ use crate::store::{
 /// A tenant no other check (or earlier run against the same database) uses.
 fn fresh_tenant() -> TenantId {
     TenantId::new(format!("conformance-{}", TenantId::generate()))
+        .expect("a generated tenant id is valid")
 }
 
 /// Now, at the microsecond precision every backend keeps.
@@ -90,7 +99,7 @@ fn new_session(tenant: &TenantId) -> SessionRecord {
     let mut s = SessionRecord::new(
         tenant.clone(),
         SessionId::generate(),
-        AgentId::from("support"),
+        AgentId::from_static("support"),
     );
     s.created_at = now();
     s.metadata.insert("channel".into(), "conformance".into());
@@ -98,12 +107,12 @@ fn new_session(tenant: &TenantId) -> SessionRecord {
 }
 
 fn new_run(tenant: &TenantId, session: &SessionRecord) -> RunRecord {
-    let mut r = RunRecord::new(
+    let mut r = RunRecord::new(&Scope::new(
         tenant.clone(),
-        RunId::generate(),
         session.agent.clone(),
         session.id.clone(),
-    );
+        RunId::generate(),
+    ));
     let t = now();
     r.created_at = t;
     r.updated_at = t;
@@ -114,12 +123,25 @@ fn new_run(tenant: &TenantId, session: &SessionRecord) -> RunRecord {
 async fn setup_run(store: &dyn StateStore, tenant: &TenantId) -> (SessionRecord, RunRecord) {
     let session = new_session(tenant);
     assert!(
-        ok(store.create_session(&session).await, "create_session"),
+        ok(store.create_session(&session.tenant, &session).await, "create_session"),
         "create_session of a new session must return true"
     );
     let run = new_run(tenant, &session);
-    ok(store.create_run(&run).await, "create_run");
+    ok(store.create_run(&run.tenant, &run).await, "create_run");
     (session, run)
+}
+
+fn key_of(text: String) -> IdempotencyKey {
+    IdempotencyKey::new(text).expect("a valid idempotency key")
+}
+
+fn scope_of(run: &RunRecord) -> Scope {
+    Scope::new(
+        run.tenant.clone(),
+        run.agent.clone(),
+        run.session.clone(),
+        run.id.clone(),
+    )
 }
 
 fn new_approval(
@@ -129,15 +151,7 @@ fn new_approval(
     priority: Priority,
 ) -> ApprovalRequest {
     let call = ToolCall::new(format!("call-{}", ApprovalId::generate()), tool, arguments);
-    let mut a = ApprovalRequest::new(
-        run.tenant.clone(),
-        run.agent.clone(),
-        run.session.clone(),
-        run.id.clone(),
-        call,
-        "needs a human",
-        priority,
-    );
+    let mut a = ApprovalRequest::new(&scope_of(run), call, "needs a human", priority);
     a.created_at = now();
     a
 }
@@ -156,6 +170,8 @@ fn new_tool_execution(
         run: run.id.clone(),
         call_id: format!("call-{key}"),
         tool: "crm.update".into(),
+        arguments_hash: "h-crm-update".into(),
+        attempt: 1,
         input: json!({"id": 7, "email": "[redacted]"}),
         output: (status == ToolExecutionStatus::Succeeded).then(|| json!({"ok": true})),
         error: (status == ToolExecutionStatus::Failed).then(|| "timeout".to_string()),
@@ -215,7 +231,7 @@ pub async fn sessions_round_trip(store: &dyn SessionStore) {
         "a session that was never created must not exist"
     );
     assert!(
-        ok(store.create_session(&s).await, "create_session"),
+        ok(store.create_session(&s.tenant, &s).await, "create_session"),
         "create_session of a new session must return true"
     );
     assert_eq!(
@@ -225,10 +241,10 @@ pub async fn sessions_round_trip(store: &dyn SessionStore) {
     );
 
     let mut again = s.clone();
-    again.agent = AgentId::from("someone-else");
+    again.agent = AgentId::from_static("someone-else");
     again.metadata.insert("channel".into(), "sms".into());
     assert!(
-        !ok(store.create_session(&again).await, "create_session (again)"),
+        !ok(store.create_session(&again.tenant, &again).await, "create_session (again)"),
         "create_session of an existing session must return false"
     );
     assert_eq!(
@@ -239,7 +255,7 @@ pub async fn sessions_round_trip(store: &dyn SessionStore) {
 
     let other = new_session(&t);
     assert!(ok(
-        store.create_session(&other).await,
+        store.create_session(&other.tenant, &other).await,
         "create_session (second)"
     ));
     assert_eq!(
@@ -259,7 +275,7 @@ pub async fn sessions_round_trip(store: &dyn SessionStore) {
 pub async fn messages_append_and_window(store: &dyn SessionStore) {
     let t = fresh_tenant();
     let s = new_session(&t);
-    ok(store.create_session(&s).await, "create_session");
+    ok(store.create_session(&s.tenant, &s).await, "create_session");
     assert_eq!(
         ok(
             store.load_messages(&t, &s.id, MessageWindow::All).await,
@@ -403,7 +419,7 @@ pub async fn messages_append_and_window(store: &dyn SessionStore) {
 pub async fn window_never_orphans_tool_results(store: &dyn SessionStore) {
     let t = fresh_tenant();
     let s = new_session(&t);
-    ok(store.create_session(&s).await, "create_session");
+    ok(store.create_session(&s.tenant, &s).await, "create_session");
     let call = |id: &str, name: &str| ToolCall::new(id, name, json!({"order": 7}));
     let turn1 = [
         Message::user("where is order 7?"),
@@ -520,7 +536,7 @@ pub async fn window_never_orphans_tool_results(store: &dyn SessionStore) {
 /// loads the highest version, versions list ascending.
 pub async fn agent_config_versions(store: &dyn AgentConfigStore) {
     let t = fresh_tenant();
-    let agent = AgentId::from("support");
+    let agent = AgentId::from_static("support");
     assert_eq!(
         ok(
             store.get_agent_config(&t, &agent, None).await,
@@ -651,7 +667,7 @@ pub async fn agent_config_versions(store: &dyn AgentConfigStore) {
         "versions are listed ascending"
     );
 
-    let other = AgentId::from("sales");
+    let other = AgentId::from_static("sales");
     assert_eq!(
         ok(
             store.get_agent_config(&t, &other, None).await,
@@ -675,7 +691,7 @@ pub async fn runs_compare_and_swap(store: &dyn StateStore) {
     let t = fresh_tenant();
     let (session, run) = setup_run(store, &t).await;
     expect_err(
-        store.create_run(&run).await,
+        store.create_run(&run.tenant, &run).await,
         ErrorKind::Conflict,
         "create_run with an existing id",
     );
@@ -704,7 +720,7 @@ pub async fn runs_compare_and_swap(store: &dyn StateStore) {
         },
     ];
     v2.updated_at = now();
-    ok(store.update_run(&v2, 1).await, "update_run from version 1");
+    ok(store.update_run(&v2.tenant, &v2, 1).await, "update_run from version 1");
     assert_eq!(
         ok(store.get_run(&t, &run.id).await, "get_run"),
         Some(v2.clone()),
@@ -715,7 +731,7 @@ pub async fn runs_compare_and_swap(store: &dyn StateStore) {
     stale.version = 2;
     stale.reply = Some("stale writer".into());
     expect_err(
-        store.update_run(&stale, 1).await,
+        store.update_run(&stale.tenant, &stale, 1).await,
         ErrorKind::Conflict,
         "update_run with a stale expected version",
     );
@@ -728,7 +744,7 @@ pub async fn runs_compare_and_swap(store: &dyn StateStore) {
     let mut ghost = new_run(&t, &session);
     ghost.version = 2;
     expect_err(
-        store.update_run(&ghost, 1).await,
+        store.update_run(&ghost.tenant, &ghost, 1).await,
         ErrorKind::NotFound,
         "update_run of a run that does not exist",
     );
@@ -747,7 +763,7 @@ pub async fn runs_compare_and_swap(store: &dyn StateStore) {
             r
         })
         .collect();
-    let results = join_all(attempts.iter().map(|r| store.update_run(r, 2))).await;
+    let results = join_all(attempts.iter().map(|r| store.update_run(&r.tenant, r, 2))).await;
     let mut winners = Vec::new();
     for (i, result) in results.into_iter().enumerate() {
         match result {
@@ -777,9 +793,9 @@ pub async fn approvals_decided_exactly_once(store: &dyn StateStore) {
     let t = fresh_tenant();
     let (_, run) = setup_run(store, &t).await;
     let request = new_approval(&run, "refund.issue", json!({"amount": 50}), Priority::High);
-    ok(store.create_approval(&request).await, "create_approval");
+    ok(store.create_approval(&request.tenant, &request).await, "create_approval");
     expect_err(
-        store.create_approval(&request).await,
+        store.create_approval(&request.tenant, &request).await,
         ErrorKind::Conflict,
         "create_approval with an existing id",
     );
@@ -865,7 +881,7 @@ pub async fn approvals_decided_exactly_once(store: &dyn StateStore) {
 
     // 20 concurrent deciders, alternating approve and reject: exactly one wins.
     let contested = new_approval(&run, "crm.delete", json!({"id": 9}), Priority::Critical);
-    ok(store.create_approval(&contested).await, "create_approval");
+    ok(store.create_approval(&contested.tenant, &contested).await, "create_approval");
     let decisions: Vec<ApprovalDecision> = (0..20)
         .map(|i| {
             if i % 2 == 0 {
@@ -940,7 +956,7 @@ pub async fn approval_queue_order(store: &dyn StateStore) {
     let f = make(Priority::Low, 4, None);
     let decided = make(Priority::Critical, 0, Some(1));
     for request in [&e, &b, &decided, &f, &a, &d, &c] {
-        ok(store.create_approval(request).await, "create_approval");
+        ok(store.create_approval(&request.tenant, request).await, "create_approval");
     }
     ok(
         store
@@ -974,7 +990,7 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
     let t = fresh_tenant();
     let (_, run) = setup_run(store, &t).await;
     let (_, other_run) = setup_run(store, &t).await;
-    let key = |n: u32| IdempotencyKey::new(format!("{}:{n}", run.id));
+    let key = |n: u32| key_of(format!("{}:{n}", run.id));
 
     let k1 = key(1);
     assert_eq!(
@@ -986,7 +1002,7 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
     );
     let started = new_tool_execution(&run, &k1, ToolExecutionStatus::Started);
     ok(
-        store.record_tool_execution(&started).await,
+        store.record_tool_execution(&started.tenant, &started).await,
         "record(started)",
     );
     assert_eq!(
@@ -999,7 +1015,7 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
     );
 
     let failed = new_tool_execution(&run, &k1, ToolExecutionStatus::Failed);
-    ok(store.record_tool_execution(&failed).await, "record(failed)");
+    ok(store.record_tool_execution(&failed.tenant, &failed).await, "record(failed)");
     assert_eq!(
         ok(
             store.get_tool_execution(&t, &k1).await,
@@ -1009,13 +1025,13 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
         "a failed execution may be recorded over a started one"
     );
     ok(
-        store.record_tool_execution(&started).await,
+        store.record_tool_execution(&started.tenant, &started).await,
         "record(started) again after a failure (retry)",
     );
 
     let succeeded = new_tool_execution(&run, &k1, ToolExecutionStatus::Succeeded);
     ok(
-        store.record_tool_execution(&succeeded).await,
+        store.record_tool_execution(&succeeded.tenant, &succeeded).await,
         "record(succeeded)",
     );
     assert_eq!(
@@ -1026,12 +1042,12 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
         Some(succeeded.clone())
     );
     expect_err(
-        store.record_tool_execution(&started).await,
+        store.record_tool_execution(&started.tenant, &started).await,
         ErrorKind::Conflict,
         "recording over a succeeded execution",
     );
     expect_err(
-        store.record_tool_execution(&succeeded).await,
+        store.record_tool_execution(&succeeded.tenant, &succeeded).await,
         ErrorKind::Conflict,
         "recording a succeeded execution twice",
     );
@@ -1047,16 +1063,16 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
     // Order of first recording, unaffected by later updates and other runs.
     let k2 = key(2);
     let k3 = key(3);
-    let k4 = IdempotencyKey::new(format!("{}:1", other_run.id));
+    let k4 = key_of(format!("{}:1", other_run.id));
     ok(
         store
-            .record_tool_execution(&new_tool_execution(&run, &k2, ToolExecutionStatus::Started))
+            .record_tool_execution(&t, &new_tool_execution(&run, &k2, ToolExecutionStatus::Started))
             .await,
         "record k2",
     );
     ok(
         store
-            .record_tool_execution(&new_tool_execution(
+            .record_tool_execution(&t, &new_tool_execution(
                 &other_run,
                 &k4,
                 ToolExecutionStatus::Started,
@@ -1066,13 +1082,13 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
     );
     ok(
         store
-            .record_tool_execution(&new_tool_execution(&run, &k3, ToolExecutionStatus::Started))
+            .record_tool_execution(&t, &new_tool_execution(&run, &k3, ToolExecutionStatus::Started))
             .await,
         "record k3",
     );
     let k2_done = new_tool_execution(&run, &k2, ToolExecutionStatus::Succeeded);
     ok(
-        store.record_tool_execution(&k2_done).await,
+        store.record_tool_execution(&k2_done.tenant, &k2_done).await,
         "record k2 succeeded",
     );
 
@@ -1113,7 +1129,7 @@ pub async fn usage_append_only(store: &dyn UsageStore) {
     let t = fresh_tenant();
     let t0 = now();
     let s = Duration::seconds;
-    let (a1, a2) = (AgentId::from("support"), AgentId::from("sales"));
+    let (a1, a2) = (AgentId::from_static("support"), AgentId::from_static("sales"));
     let (r1, r2) = (RunId::generate(), RunId::generate());
     let e0 = usage_event(&t, &a1, UsageKind::InputTokens, 100, Some(&r1), t0);
     let e1 = usage_event(&t, &a1, UsageKind::OutputTokens, 20, Some(&r1), t0 + s(1));
@@ -1128,14 +1144,14 @@ pub async fn usage_append_only(store: &dyn UsageStore) {
         ok(store.list_usage(&t, &UsageQuery::all()).await, "list_usage").is_empty(),
         "a new tenant has no usage"
     );
-    ok(store.append_usage(&[]).await, "append_usage(empty)");
+    ok(store.append_usage(&t, &[]).await, "append_usage(empty)");
     ok(
-        store.append_usage(&[e2.clone(), e0.clone()]).await,
+        store.append_usage(&t, &[e2.clone(), e0.clone()]).await,
         "append_usage",
     );
     ok(
         store
-            .append_usage(&[e4.clone(), e1.clone(), e3.clone()])
+            .append_usage(&t, &[e4.clone(), e1.clone(), e3.clone()])
             .await,
         "append_usage",
     );
@@ -1149,14 +1165,14 @@ pub async fn usage_append_only(store: &dyn UsageStore) {
     // A batch with an existing id writes nothing.
     let fresh = usage_event(&t, &a1, UsageKind::ToolCall, 1, None, t0 + s(5));
     expect_err(
-        store.append_usage(&[fresh.clone(), e0.clone()]).await,
+        store.append_usage(&t, &[fresh.clone(), e0.clone()]).await,
         ErrorKind::Conflict,
         "append_usage with an id that exists",
     );
     // A batch with a duplicate inside writes nothing.
     let dup = usage_event(&t, &a1, UsageKind::ToolCall, 1, None, t0 + s(6));
     expect_err(
-        store.append_usage(&[dup.clone(), dup.clone()]).await,
+        store.append_usage(&t, &[dup.clone(), dup.clone()]).await,
         ErrorKind::Conflict,
         "append_usage with the same id twice in one batch",
     );
@@ -1169,7 +1185,7 @@ pub async fn usage_append_only(store: &dyn UsageStore) {
         "a refused batch must write nothing"
     );
     ok(
-        store.append_usage(std::slice::from_ref(&fresh)).await,
+        store.append_usage(&t, std::slice::from_ref(&fresh)).await,
         "append_usage(fresh) after the refused batch",
     );
 
@@ -1229,7 +1245,7 @@ pub async fn audit_chain(store: &dyn AuditStore) {
     let t = fresh_tenant();
     let t0 = now();
     let run = RunId::generate();
-    let agent = AgentId::from("support");
+    let agent = AgentId::from_static("support");
     let mut prev = AUDIT_GENESIS_HASH.to_string();
     let mut sequential = Vec::new();
     for i in 1..=5u64 {
@@ -1244,7 +1260,7 @@ pub async fn audit_chain(store: &dyn AuditStore) {
             entry.kind = "tool.execution".into();
             entry.agent = Some(agent.clone());
         }
-        let chained = ok(store.append_audit(entry.clone()).await, "append_audit");
+        let chained = ok(store.append_audit(&t, entry.clone()).await, "append_audit");
         assert_eq!(chained.seq, i, "sequence numbers start at 1 without gaps");
         assert_eq!(
             chained.prev_hash, prev,
@@ -1264,7 +1280,7 @@ pub async fn audit_chain(store: &dyn AuditStore) {
             e
         })
         .collect();
-    let results = join_all(concurrent.iter().map(|e| store.append_audit(e.clone()))).await;
+    let results = join_all(concurrent.iter().map(|e| store.append_audit(&e.tenant, e.clone()))).await;
     let appended: Vec<AuditEntry> = results
         .into_iter()
         .map(|r| ok(r, "concurrent append_audit"))
@@ -1354,7 +1370,7 @@ pub async fn audit_chain(store: &dyn AuditStore) {
     let other = fresh_tenant();
     let first = ok(
         store
-            .append_audit(NewAuditEntry::new(other.clone(), "k", "user:bob", "x"))
+            .append_audit(&other, NewAuditEntry::new(other.clone(), "k", "user:bob", "x"))
             .await,
         "append_audit (other tenant)",
     );
@@ -1474,7 +1490,7 @@ pub async fn counters_atomic(store: &dyn CounterStore) {
 pub async fn memory_round_trip(store: &dyn MemoryStore) {
     let t = fresh_tenant();
     let entity = MemoryScope::Entity("lead:42".into());
-    let agent = MemoryScope::Agent(AgentId::from("support"));
+    let agent = MemoryScope::Agent(AgentId::from_static("support"));
     let tenant = MemoryScope::Tenant;
 
     assert_eq!(
@@ -1597,24 +1613,24 @@ pub async fn tenant_isolation(store: &dyn StateStore) {
     );
     let approval = new_approval(&run, "crm.delete", json!({"id": 1}), Priority::High);
     ok(
-        store.create_approval(&approval).await,
+        store.create_approval(&approval.tenant, &approval).await,
         "create_approval (A)",
     );
-    let key = IdempotencyKey::new(format!("{}:1", run.id));
+    let key = key_of(format!("{}:1", run.id));
     let execution = new_tool_execution(&run, &key, ToolExecutionStatus::Succeeded);
     ok(
-        store.record_tool_execution(&execution).await,
+        store.record_tool_execution(&execution.tenant, &execution).await,
         "record_tool_execution (A)",
     );
     let mut usage = usage_event(&a, &agent, UsageKind::InputTokens, 10, Some(&run.id), now());
     usage.session = Some(session.id.clone());
     ok(
-        store.append_usage(std::slice::from_ref(&usage)).await,
+        store.append_usage(&a, std::slice::from_ref(&usage)).await,
         "append_usage (A)",
     );
     ok(
         store
-            .append_audit(NewAuditEntry::new(a.clone(), "k", "agent:support", "x"))
+            .append_audit(&a, NewAuditEntry::new(a.clone(), "k", "agent:support", "x"))
             .await,
         "append_audit (A)",
     );
@@ -1747,7 +1763,7 @@ pub async fn tenant_isolation(store: &dyn StateStore) {
     hijack.version = run.version + 1;
     hijack.reply = Some("hijacked".into());
     expect_err(
-        store.update_run(&hijack, run.version).await,
+        store.update_run(&hijack.tenant, &hijack, run.version).await,
         ErrorKind::NotFound,
         "B updating A's run",
     );
@@ -1763,7 +1779,7 @@ pub async fn tenant_isolation(store: &dyn StateStore) {
     let mut b_session = session.clone();
     b_session.tenant = b.clone();
     assert!(
-        ok(store.create_session(&b_session).await, "create_session (B)"),
+        ok(store.create_session(&b_session.tenant, &b_session).await, "create_session (B)"),
         "B may create a session with the id of A's session"
     );
     assert_eq!(
@@ -1786,7 +1802,7 @@ pub async fn tenant_isolation(store: &dyn StateStore) {
     b_execution.tenant = b.clone();
     b_execution.status = ToolExecutionStatus::Started;
     ok(
-        store.record_tool_execution(&b_execution).await,
+        store.record_tool_execution(&b_execution.tenant, &b_execution).await,
         "B may record an idempotency key that succeeded in A",
     );
     let b_add = ok(
@@ -1803,7 +1819,7 @@ pub async fn tenant_isolation(store: &dyn StateStore) {
     );
     let b_audit = ok(
         store
-            .append_audit(NewAuditEntry::new(b.clone(), "k", "user:b", "x"))
+            .append_audit(&b, NewAuditEntry::new(b.clone(), "k", "user:b", "x"))
             .await,
         "append_audit (B)",
     );
@@ -1902,6 +1918,8 @@ pub async fn run_all(store: &dyn StateStore) {
     memory_round_trip(store).await;
     tenant_isolation(store).await;
     audit_chain_with_nanosecond_times(store).await;
+    tool_claims_exactly_once(store).await;
+    writes_never_span_tenants(store).await;
 }
 
 /// An entry created with a nanosecond timestamp (as `Utc::now()` gives) still verifies after the
@@ -1912,7 +1930,7 @@ pub async fn audit_chain_with_nanosecond_times(store: &dyn AuditStore) {
         let mut e = NewAuditEntry::new(t.clone(), "test", "agent:a", format!("act{i}"));
         e.at = Utc::now() + chrono::Duration::nanoseconds(i64::from(i) * 1_001 + 123);
         ok(
-            store.append_audit(e).await,
+            store.append_audit(&t, e).await,
             "append an entry with a nanosecond time",
         );
     }
