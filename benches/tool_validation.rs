@@ -9,7 +9,7 @@
 
 use std::hint::black_box;
 
-use agentkit::tools::{ArgumentValidator, schema_for};
+use agentkit::tools::{CompiledSchema, schema_for};
 use criterion::{Criterion, criterion_group, criterion_main};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -72,7 +72,7 @@ fn invalid() -> Value {
 }
 
 fn bench(c: &mut Criterion) {
-    let validator = ArgumentValidator::compile(&schema_for::<CreateLead>()).unwrap();
+    let validator = CompiledSchema::compile(&schema_for::<CreateLead>()).unwrap();
     let ok = valid();
     let bad = invalid();
     assert!(validator.is_valid(&ok));
@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
     );
     g.bench_function("compile validator (once per tool, for scale)", |b| {
         let schema = schema_for::<CreateLead>();
-        b.iter(|| black_box(ArgumentValidator::compile(black_box(&schema)).is_ok()))
+        b.iter(|| black_box(CompiledSchema::compile(black_box(&schema)).is_ok()))
     });
     g.finish();
 }

@@ -265,8 +265,9 @@ fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
     }
 }
 
-/// Core's tool-name rule plus a namespace: `[A-Za-z0-9_-]` segments joined by dots, at least
-/// two segments, at most 128 bytes.
+/// Core's tool-name rule (`agentkit_core::tool::validate_tool_name`): `[A-Za-z0-9_-]` segments
+/// joined by dots, at most 128 bytes. A namespace is recommended, not required: bare names
+/// such as `get_weather` are what models and MCP servers use.
 fn check_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 128
@@ -280,11 +281,6 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "invalid tool name `{name}`: use dot-separated segments of letters, digits, `_` or \
              `-` (at most 128 bytes), like `crm.create_lead`"
-        ));
-    }
-    if !name.contains('.') {
-        return Err(format!(
-            "tool name `{name}` has no namespace: use `namespace.action`, like `app.{name}`"
         ));
     }
     Ok(())

@@ -103,8 +103,8 @@ async fn run_inner(
     args: AgentToolArgs,
 ) -> Result<Value> {
     let inner = agent.id();
-    let run = RunId::new(format!("{}/{inner}", ctx.idempotency_key));
-    if let Some(existing) = agent.store().get_run(&ctx.tenant, &run).await? {
+    let run = RunId::new(format!("{}/{inner}", ctx.idempotency_key))?;
+    if let Some(existing) = agent.store().get_run(&ctx.scope.tenant, &run).await? {
         return describe_record(tool, &existing);
     }
     if args.input.trim().is_empty() {
@@ -112,8 +112,8 @@ async fn run_inner(
             "`{tool}` needs a non-empty `input` for the agent"
         )));
     }
-    let session = SessionId::new(format!("{}/{inner}", ctx.session));
-    let request = RunRequest::new(ctx.tenant.clone(), session, args.input)
+    let session = SessionId::new(format!("{}/{inner}", ctx.scope.session))?;
+    let request = RunRequest::new(&ctx.scope.tenant, session, args.input)
         .with_run_id(run.clone())
         .with_cancellation(ctx.cancellation.child_token());
     match agent.run(request).await? {
@@ -131,7 +131,7 @@ async fn run_inner(
                 .collect(),
         )),
         RunOutcome::AlreadyResumed { run, status } => {
-            match agent.store().get_run(&ctx.tenant, &run).await? {
+            match agent.store().get_run(&ctx.scope.tenant, &run).await? {
                 Some(record) => describe_record(tool, &record),
                 None => Err(Error::Internal(format!(
                     "inner run {run} is {} but was not found",

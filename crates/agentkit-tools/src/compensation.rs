@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 
 use agentkit_core::id::{IdempotencyKey, RunId, TenantId};
-use agentkit_core::store::{StateStore, ToolExecution, ToolExecutionStatus};
+use agentkit_core::exec::ToolExecutor;
+use agentkit_core::scope::Scope;
+use agentkit_core::store::{ToolExecution, ToolExecutionStatus};
 use agentkit_core::tool::{SideEffect, ToolContext, validate_tool_name};
 use agentkit_core::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
@@ -245,21 +247,21 @@ impl RollbackReport {
 ///
 /// For each succeeded execution record of the run, newest first: the tool's compensation
 /// arguments are built from the recorded input and output, and the compensating tool runs
-/// through [`ToolRegistry::execute`] under the key `{original key}:compensate` — so a second
-/// rollback replays instead of running again (a rollback is not a policy decision: the host
-/// asked for it; each compensation is recorded, metered and audited as `tool.compensation`).
+/// through `executor` (the governed path: the host's policy, idempotency claim, record, metered
+/// usage, audit as `tool.compensation`) under the key `{original key}:compensate` — so a second
+/// rollback replays instead of running again.
 /// Read-only and failed calls have nothing to undo. The first failing compensation stops the
 /// rollback (later steps are [`RollbackOutcome::NotRun`]); run it again once the cause is
 /// fixed. Concurrent rollbacks of one run must be serialized by the host.
 ///
 /// Store errors are returned as errors; tool failures are steps.
 pub async fn rollback(
-    store: &dyn StateStore,
+    executor: &ToolExecutor,
     tenant: &TenantId,
     run: &RunId,
     registry: &ToolRegistry,
 ) -> Result<RollbackReport> {
-    let executions = store.list_tool_executions(tenant, run).await?;
+    let executions = executor.store().list_tool_executions(tenant, run).await?;
     let mut steps = Vec::new();
     let mut failed = false;
     for exec in executions.iter().rev() {
@@ -290,7 +292,7 @@ pub async fn rollback(
                     exec.tool
                 )),
                 (Some(_), Some(c)) => {
-                    let outcome = compensate(store, tenant, exec, c, registry).await?;
+                    let outcome = compensate(executor, tenant, exec, c, registry).await?;
                     failed = matches!(outcome, RollbackOutcome::Failed(_));
                     outcome
                 }
@@ -310,7 +312,7 @@ pub async fn rollback(
 }
 
 async fn compensate(
-    store: &dyn StateStore,
+    executor: &ToolExecutor,
     tenant: &TenantId,
     exec: &ToolExecution,
     compensation: &Compensation,
@@ -326,18 +328,17 @@ async fn compensate(
             )));
         }
     };
-    let key = IdempotencyKey::new(format!("{}{COMPENSATION_KEY_SUFFIX}", exec.idempotency_key));
-    let ctx = ToolContext::new(
+    let key = IdempotencyKey::new(format!("{}{COMPENSATION_KEY_SUFFIX}", exec.idempotency_key))?;
+    let scope = Scope::new(
         tenant.clone(),
         exec.agent.clone(),
         exec.session.clone(),
         exec.run.clone(),
-        format!("compensate:{}", exec.call_id),
-        key,
     );
+    let ctx = ToolContext::new(scope, format!("compensate:{}", exec.call_id), key);
     match registry
         .execute_as(
-            store,
+            executor,
             ctx,
             &compensation.tool,
             arguments,

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::metadata::{RateLimit, ToolMetadata};
-use crate::schema::{ArgumentValidator, schema_for};
+use crate::schema::{CompiledSchema, schema_for};
 use crate::typed::{ToolHandler, TypedTool, output_to_value, parse_arguments};
 
 pub(crate) type Handler =
@@ -132,7 +132,7 @@ impl GovernedTool {
     /// Declares an output schema (the agent validates outputs against it). Fails when the
     /// schema does not compile.
     pub fn with_output_schema(mut self, schema: Value) -> Result<Self> {
-        ArgumentValidator::compile(&schema).map_err(|e| {
+        CompiledSchema::compile(&schema).map_err(|e| {
             Error::InvalidConfig(format!("tool `{}` output schema: {e}", self.spec().name))
         })?;
         let inner = Arc::make_mut(&mut self.inner);
@@ -153,10 +153,10 @@ impl GovernedTool {
     ) -> Result<Self> {
         metadata.validate()?;
         let name = &metadata.name;
-        ArgumentValidator::compile(&parameters)
+        CompiledSchema::compile(&parameters)
             .map_err(|e| Error::InvalidConfig(format!("tool `{name}` argument schema: {e}")))?;
         if let Some(schema) = &output_schema {
-            ArgumentValidator::compile(schema)
+            CompiledSchema::compile(schema)
                 .map_err(|e| Error::InvalidConfig(format!("tool `{name}` output schema: {e}")))?;
         }
         let tool = Self::assemble(metadata, parameters, output_schema, handler);
@@ -177,6 +177,7 @@ impl GovernedTool {
             parameters,
         )
         .with_side_effect(metadata.side_effect)
+        .with_idempotent(metadata.is_idempotent())
         .with_redacted(metadata.redact.iter().cloned());
         if let Some(schema) = output_schema {
             spec = spec.with_output_schema(schema);
@@ -274,12 +275,12 @@ impl Tool for GovernedTool {
         let inner = &*self.inner;
         let name = inner.spec.name.as_str();
         if let Some(limiter) = &inner.limiter {
-            limiter.check(&ctx.tenant, name)?;
+            limiter.check(&ctx.scope.tenant, name)?;
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(
                 tool = name,
-                tenant = %ctx.tenant,
+                tenant = %ctx.scope.tenant,
                 idempotency_key = %ctx.idempotency_key,
                 arguments = %redact(&arguments, &inner.spec.redact),
                 "tool call"

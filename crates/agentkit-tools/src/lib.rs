@@ -96,7 +96,7 @@ pub use compensation::{
 pub use governed::GovernedTool;
 pub use metadata::{RateLimit, RetryPolicy, ToolMetadata};
 pub use registry::{Allowlist, Executed, RegisteredTool, ToolRegistry, ToolRegistryBuilder};
-pub use schema::{ArgumentValidator, schema_for};
+pub use schema::{CompiledSchema, schema_for};
 /// The schema crate argument types derive `JsonSchema` from (re-exported so versions match).
 pub use schemars;
 pub use typed::{ToolHandler, TypedTool};

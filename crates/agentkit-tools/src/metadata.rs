@@ -189,14 +189,10 @@ pub(crate) fn namespace_of(name: &str) -> &str {
 }
 
 /// A valid core tool name with at least one namespace segment (`crm.create_lead`).
+/// The one tool-name rule ([`validate_tool_name`]): namespaces are recommended (they group tools
+/// for allow-lists such as `crm.*`) but bare names like `get_weather` are accepted.
 pub(crate) fn validate_namespaced_name(name: &str) -> Result<()> {
-    validate_tool_name(name)?;
-    if !name.contains('.') {
-        return Err(Error::InvalidConfig(format!(
-            "tool name `{name}` has no namespace: name it `namespace.action`, e.g. `app.{name}`"
-        )));
-    }
-    Ok(())
+    validate_tool_name(name)
 }
 
 /// Retries of a failed attempt, for idempotent tools: exponential backoff (backon) between
@@ -434,13 +430,9 @@ mod tests {
         let err = write.validate().unwrap_err().to_string();
         assert!(err.contains("needs an idempotent tool"), "{err}");
         assert!(write.with_idempotent(true).validate().is_ok());
-        assert!(
-            ToolMetadata::new("search", "x")
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("no namespace")
-        );
+        // One name rule for every tool: bare names are accepted, malformed ones are not.
+        assert!(ToolMetadata::new("get_weather", "x").validate().is_ok());
+        assert!(ToolMetadata::new("crm..x", "x").validate().is_err());
     }
 
     #[test]

@@ -4,20 +4,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agentkit_core::policy::pattern_matches;
-use agentkit_core::redact::redact;
-use agentkit_core::store::{
-    NewAuditEntry, StateStore, ToolExecution, ToolExecutionStatus, UsageEvent, UsageKind,
+use agentkit_core::exec::{
+    CallOutcome, CallRequest, RefusalKind, ToolEntry, ToolExecutor, ToolExecutorBuilder, ToolSet,
 };
-use agentkit_core::tool::{SideEffect, Tool, ToolContext};
+use agentkit_core::message::ToolCall;
+use agentkit_core::policy::pattern_matches;
+use agentkit_core::store::StateStore;
+use agentkit_core::tool::{Tool, ToolContext};
 use agentkit_core::{Error, Result};
-use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::compensation::Compensation;
 use crate::governed::GovernedTool;
 use crate::metadata::{namespace_of, validate_namespaced_name};
-use crate::schema::ArgumentValidator;
 
 /// A tool as registered: the tool and its compensating action, if any.
 ///
@@ -106,8 +105,6 @@ impl Allowlist {
 pub(crate) struct Entry {
     pub(crate) tool: Arc<dyn Tool>,
     pub(crate) compensation: Option<Compensation>,
-    validator: ArgumentValidator,
-    output_validator: Option<ArgumentValidator>,
 }
 
 /// Every tool of a host by namespaced name.
@@ -139,6 +136,8 @@ pub(crate) struct Entry {
 /// ```
 pub struct ToolRegistry {
     tools: BTreeMap<String, Entry>,
+    /// The same tools compiled once, for executors.
+    set: Arc<ToolSet>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
@@ -181,17 +180,7 @@ impl ToolRegistryBuilder {
             let name = spec.name.clone();
             validate_namespaced_name(&name)?;
             spec.validate()?;
-            let validator = ArgumentValidator::compile(&spec.parameters)
-                .map_err(|e| Error::InvalidConfig(format!("tool `{name}` argument schema: {e}")))?;
-            let output_validator = spec
-                .output_schema
-                .as_ref()
-                .map(|s| {
-                    ArgumentValidator::compile(s).map_err(|e| {
-                        Error::InvalidConfig(format!("tool `{name}` output schema: {e}"))
-                    })
-                })
-                .transpose()?;
+            let compiled = ToolEntry::new(registered.tool.clone())?;
             if let Some(c) = &registered.compensation {
                 c.validate(&name)?;
                 if let Some((arg, pointer, rule)) = c.redacted_sources(&spec.redact).next() {
@@ -205,16 +194,14 @@ impl ToolRegistryBuilder {
             let entry = Entry {
                 tool: registered.tool,
                 compensation: registered.compensation,
-                validator,
-                output_validator,
             };
-            if tools.insert(name.clone(), entry).is_some() {
+            if tools.insert(name.clone(), (entry, compiled)).is_some() {
                 return Err(Error::InvalidConfig(format!(
                     "two tools are named `{name}`"
                 )));
             }
         }
-        for (name, entry) in &tools {
+        for (name, (entry, _)) in &tools {
             if let Some(c) = &entry.compensation
                 && !tools.contains_key(&c.tool)
             {
@@ -224,7 +211,16 @@ impl ToolRegistryBuilder {
                 )));
             }
         }
-        Ok(ToolRegistry { tools })
+        let mut set = ToolSet::default();
+        let mut entries = BTreeMap::new();
+        for (name, (entry, compiled)) in tools {
+            set.insert(compiled)?;
+            entries.insert(name, entry);
+        }
+        Ok(ToolRegistry {
+            tools: entries,
+            set: Arc::new(set),
+        })
     }
 }
 
@@ -317,127 +313,64 @@ impl ToolRegistry {
         }
     }
 
-    /// Runs a tool for the host (not for a model: no policy is asked), exactly once per
-    /// idempotency key: a succeeded execution recorded under `ctx.idempotency_key` is replayed
-    /// without running the tool. Otherwise the arguments are validated (the error lists every
-    /// failing field), non-read tools get a `started` record first, and the execution is
-    /// recorded (redacted), metered (`tool_call` usage event) and audited (`tool.call`).
+    /// A [`ToolExecutor`] over every tool of the registry and `store`: the one governed path
+    /// (allow-list, validation, policy, idempotency claim, call, record, metered usage,
+    /// audit). Set the host's policy and meter on the builder, exactly as for an agent, so
+    /// host-run calls and compensations are priced and inside the same budgets.
+    pub fn executor(&self, store: Arc<dyn StateStore>) -> ToolExecutorBuilder {
+        ToolExecutor::builder(self.set.clone(), store)
+    }
+
+    /// Runs a tool for the host through `executor` (made by [`ToolRegistry::executor`]),
+    /// exactly once per idempotency key: a succeeded execution recorded under
+    /// `ctx.idempotency_key` is replayed without running the tool, and a replay with other
+    /// arguments is [`agentkit_core::ErrorKind::IdempotencyConflict`]. Errors: invalid arguments
+    /// and unknown tools are `InvalidInput`/`NotFound`, a policy denial or approval requirement
+    /// `PermissionDenied`, an execution in doubt `Conflict`, a failed tool its own error.
     pub async fn execute(
         &self,
-        store: &dyn StateStore,
+        executor: &ToolExecutor,
         ctx: ToolContext,
         name: &str,
         arguments: Value,
     ) -> Result<Executed> {
-        self.execute_as(store, ctx, name, arguments, "tool.call")
+        self.execute_as(executor, ctx, name, arguments, "tool.call")
             .await
     }
 
     pub(crate) async fn execute_as(
         &self,
-        store: &dyn StateStore,
+        executor: &ToolExecutor,
         ctx: ToolContext,
         name: &str,
         arguments: Value,
-        audit_kind: &str,
+        audit_kind: &'static str,
     ) -> Result<Executed> {
-        let entry = self
-            .tools
-            .get(name)
-            .ok_or_else(|| Error::NotFound(format!("tool `{name}` is not in the registry")))?;
-        let spec = entry.tool.spec();
-        if let Some(prev) = store
-            .get_tool_execution(&ctx.tenant, &ctx.idempotency_key)
-            .await?
-            && prev.status == ToolExecutionStatus::Succeeded
-        {
-            tracing::debug!(tool = name, key = %ctx.idempotency_key, "replaying a recorded tool result");
-            return Ok(Executed {
-                output: prev.output.unwrap_or(Value::Null),
-                replayed: true,
-            });
+        let call = ToolCall::new(ctx.call_id.clone(), name, arguments);
+        let request = CallRequest::new(ctx.scope, call, ctx.idempotency_key)
+            .with_cancellation(ctx.cancellation)
+            .with_audit_kind(audit_kind);
+        match executor.execute(request).await? {
+            CallOutcome::Succeeded { output, replayed } => Ok(Executed { output, replayed }),
+            CallOutcome::Failed { error } => Err(error),
+            CallOutcome::Refused {
+                kind: RefusalKind::UnknownTool,
+                message,
+            } => Err(Error::NotFound(message)),
+            CallOutcome::Refused { message, .. } => Err(Error::InvalidInput(message)),
+            CallOutcome::Denied { reason } => Err(Error::PermissionDenied(reason)),
+            CallOutcome::NeedsApproval(approval) => Err(Error::PermissionDenied(format!(
+                "`{name}` needs a human's approval (request {}): {}",
+                approval.id, approval.reason
+            ))),
+            CallOutcome::InDoubt { execution } => Err(Error::Conflict(format!(
+                "an earlier execution under key {} has an unknown outcome; resolve it first",
+                execution.idempotency_key
+            ))),
+            other => Err(Error::Internal(format!(
+                "unexpected outcome `{}`",
+                other.label()
+            ))),
         }
-        entry
-            .validator
-            .check(&arguments, &format!("arguments for `{name}`"))?;
-        let mut record = ToolExecution {
-            tenant: ctx.tenant.clone(),
-            idempotency_key: ctx.idempotency_key.clone(),
-            agent: ctx.agent.clone(),
-            session: ctx.session.clone(),
-            run: ctx.run.clone(),
-            call_id: ctx.call_id.clone(),
-            tool: name.to_string(),
-            input: redact(&arguments, &spec.redact),
-            output: None,
-            error: None,
-            status: ToolExecutionStatus::Started,
-            started_at: Utc::now(),
-            finished_at: None,
-        };
-        if spec.side_effect != SideEffect::Read {
-            store.record_tool_execution(&record.tenant, &record).await?;
-        }
-        let outcome = match entry.tool.call(ctx.clone(), arguments).await {
-            Ok(value) => match &entry.output_validator {
-                Some(v) => v
-                    .check(&value, &format!("output of `{name}`"))
-                    .map(|()| value)
-                    .map_err(|e| Error::Tool(e.to_string())),
-                None => Ok(value),
-            },
-            Err(e) => Err(e),
-        };
-        record.finished_at = Some(Utc::now());
-        match &outcome {
-            Ok(value) => {
-                record.status = ToolExecutionStatus::Succeeded;
-                record.output = Some(redact(value, &spec.redact));
-            }
-            Err(e) => {
-                record.status = ToolExecutionStatus::Failed;
-                record.error = Some(e.to_string());
-            }
-        }
-        store.record_tool_execution(&record.tenant, &record).await?;
-        let mut usage = UsageEvent::new(
-            ctx.tenant.clone(),
-            ctx.agent.clone(),
-            UsageKind::ToolCall,
-            1,
-        );
-        usage.session = Some(ctx.session.clone());
-        usage.run = Some(ctx.run.clone());
-        usage.resource = Some(name.to_string());
-        store.append_usage(std::slice::from_ref(&usage)).await?;
-        let mut audit = NewAuditEntry::new(
-            ctx.tenant.clone(),
-            audit_kind,
-            format!("agent:{}", ctx.agent),
-            name,
-        );
-        audit.decision = Some("host".into());
-        audit.reason = Some(
-            match record.status {
-                ToolExecutionStatus::Succeeded => "succeeded",
-                ToolExecutionStatus::Failed => "failed",
-                ToolExecutionStatus::Started => "started",
-            }
-            .into(),
-        );
-        audit.agent = Some(ctx.agent.clone());
-        audit.session = Some(ctx.session.clone());
-        audit.run = Some(ctx.run.clone());
-        audit.input = record.input;
-        audit.output = match (record.output, record.error) {
-            (Some(o), _) => o,
-            (None, Some(e)) => json!({ "error": e }),
-            (None, None) => Value::Null,
-        };
-        store.append_audit(audit).await?;
-        outcome.map(|output| Executed {
-            output,
-            replayed: false,
-        })
     }
 }

@@ -310,15 +310,17 @@ async fn a_recorded_result_is_replayed_through_the_agent_without_executing() {
     let store = Arc::new(InMemoryStore::new());
     // An earlier attempt of this run (turn 1, call 0) succeeded before the process stopped.
     let run = RunId::generate();
-    let key = IdempotencyKey::new(format!("{run}:1:0"));
+    let key = IdempotencyKey::new(format!("{run}:1:0")).unwrap();
     let done = ToolExecution {
-        tenant: "acme".into(),
+        tenant: TenantId::from_static("acme"),
         idempotency_key: key.clone(),
-        agent: "sales".into(),
-        session: "s1".into(),
+        agent: agentkit_core::id::AgentId::from_static("sales"),
+        session: agentkit_core::id::SessionId::from_static("s1"),
         run: run.clone(),
         call_id: "call_1".into(),
         tool: "crm.create_lead".into(),
+        arguments_hash: agentkit_core::redact::hash_json(&json!({})),
+        attempt: 1,
         input: json!({}),
         output: Some(json!({"id": "recorded"})),
         error: None,

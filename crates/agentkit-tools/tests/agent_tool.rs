@@ -111,12 +111,9 @@ async fn a_suspended_inner_run_is_reported_and_not_run_twice() {
         "at least as strong as the inner agent's tools"
     );
     let ctx = ToolContext::new(
-        "acme".into(),
-        "concierge".into(),
-        "s1".into(),
-        "parent-run".into(),
+        agentkit_core::testkit::scope("acme", "concierge", "s1", "parent-run"),
         "call_1",
-        IdempotencyKey::new("parent-run:1:0"),
+        IdempotencyKey::from_static("parent-run:1:0"),
     );
     let out = tool
         .call(ctx.clone(), json!({"input": "delete lead 7"}))
@@ -130,7 +127,7 @@ async fn a_suspended_inner_run_is_reported_and_not_run_twice() {
         "{message}"
     );
     let run = store
-        .get_run(&TenantId::from_static("acme"), &"parent-run:1:0/cleaner".into())
+        .get_run(&TenantId::from_static("acme"), &agentkit_core::id::RunId::from_static("parent-run:1:0/cleaner"))
         .await
         .unwrap()
         .unwrap();

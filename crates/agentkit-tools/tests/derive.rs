@@ -11,12 +11,9 @@ use serde_json::json;
 
 fn ctx() -> ToolContext {
     ToolContext::new(
-        "acme".into(),
-        "sales".into(),
-        "s1".into(),
-        "r1".into(),
+        agentkit_core::testkit::scope("acme", "sales", "s1", "r1"),
         "call_1",
-        IdempotencyKey::new("r1:1:0"),
+        IdempotencyKey::from_static("r1:1:0"),
     )
 }
 
@@ -171,7 +168,7 @@ pub async fn lookup_lead(
     #[serde(default)]
     history: bool,
 ) -> agentkit_core::Result<serde_json::Value> {
-    Ok(json!({"lead_id": lead_id, "history": history, "tenant": ctx.tenant}))
+    Ok(json!({"lead_id": lead_id, "history": history, "tenant": ctx.scope.tenant}))
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use agentkit_core::id::{IdempotencyKey, RunId, TenantId};
+use agentkit_core::id::{IdempotencyKey, TenantId};
 use agentkit_core::store::{InMemoryStore, ToolExecutionStatus, ToolExecutionStore};
 use agentkit_core::tool::{SideEffect, Tool, ToolContext};
 use agentkit_core::{Error, ErrorKind};
@@ -15,12 +15,9 @@ use serde_json::{Value, json};
 
 fn ctx_for(tenant: &str, key: &str) -> ToolContext {
     ToolContext::new(
-        tenant.into(),
-        "agent".into(),
-        "s1".into(),
-        RunId::from_static("run-1"),
+        agentkit_core::testkit::scope(tenant, "agent", "s1", "run-1"),
         "call_1",
-        IdempotencyKey::new(key),
+        IdempotencyKey::new(key).unwrap(),
     )
 }
 
@@ -186,11 +183,12 @@ async fn the_registry_executes_once_per_idempotency_key() {
     );
     let registry = ToolRegistry::builder().register(tool).build().unwrap();
     let store = InMemoryStore::new();
+    let executor = registry.executor(Arc::new(store.clone())).build();
     let args = json!({"name": "Ada", "email": "ada@example.com"});
 
     let first = registry
         .execute(
-            &store,
+            &executor,
             ctx_for("acme", "host:1"),
             "crm.create_lead",
             args.clone(),
@@ -201,7 +199,7 @@ async fn the_registry_executes_once_per_idempotency_key() {
     assert_eq!(first.output["id"], 1);
     let second = registry
         .execute(
-            &store,
+            &executor,
             ctx_for("acme", "host:1"),
             "crm.create_lead",
             args.clone(),
@@ -213,13 +211,13 @@ async fn the_registry_executes_once_per_idempotency_key() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // Keys are per tenant: the same key in another tenant is another execution.
     registry
-        .execute(&store, ctx_for("globex", "host:1"), "crm.create_lead", args)
+        .execute(&executor, ctx_for("globex", "host:1"), "crm.create_lead", args)
         .await
         .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     let record = store
-        .get_tool_execution(&TenantId::from_static("acme"), &IdempotencyKey::new("host:1"))
+        .get_tool_execution(&TenantId::from_static("acme"), &IdempotencyKey::from_static("host:1"))
         .await
         .unwrap()
         .unwrap();
@@ -229,7 +227,7 @@ async fn the_registry_executes_once_per_idempotency_key() {
     // Invalid arguments are refused before running, naming each failing field.
     let err = registry
         .execute(
-            &store,
+            &executor,
             ctx_for("acme", "host:2"),
             "crm.create_lead",
             json!({"name": 1}),

@@ -22,12 +22,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn ctx() -> ToolContext {
     ToolContext::new(
-        "acme".into(),
-        "agent".into(),
-        "s1".into(),
-        "run-1".into(),
+        agentkit_core::testkit::scope("acme", "agent", "s1", "run-1"),
         "call_1",
-        IdempotencyKey::new("run-1:1:0"),
+        IdempotencyKey::from_static("run-1:1:0"),
     )
 }
 

@@ -97,7 +97,7 @@ pub struct ToolExecutor {
 }
 
 struct Inner {
-    tools: ToolSet,
+    tools: Arc<ToolSet>,
     store: Arc<dyn StateStore>,
     policy: Arc<dyn PolicyEvaluator>,
     meter: Option<Arc<dyn UsageMeter>>,
@@ -176,10 +176,10 @@ impl ToolExecutorBuilder {
 
 impl ToolExecutor {
     /// A builder over `tools` and `store` (the allow-all policy, no meter, default timeout).
-    pub fn builder(tools: ToolSet, store: Arc<dyn StateStore>) -> ToolExecutorBuilder {
+    pub fn builder(tools: impl Into<Arc<ToolSet>>, store: Arc<dyn StateStore>) -> ToolExecutorBuilder {
         ToolExecutorBuilder {
             inner: Inner {
-                tools,
+                tools: tools.into(),
                 store,
                 policy: crate::policy::AllowListPolicy::allow_all().into_arc(),
                 meter: None,
@@ -191,7 +191,7 @@ impl ToolExecutor {
     }
 
     /// The tools it may run.
-    pub fn tools(&self) -> &ToolSet {
+    pub fn tools(&self) -> &Arc<ToolSet> {
         &self.inner.tools
     }
 

@@ -14,7 +14,7 @@ async fn create_lead(_ctx: ToolContext, lead: CreateLead) -> Result<String> {
 }
 
 /// Searches.
-#[tool(name = "search")]
+#[tool(name = "web..search")]
 async fn search(query: String) -> Result<String> {
     Ok(query)
 }
