@@ -57,10 +57,12 @@
 //! ## Connections and threads
 //!
 //! One writer connection behind an async mutex and up to four reader connections (WAL lets
-//! them read while the writer writes). SQLite calls never run on the async runtime's threads:
-//! each runs on tokio's blocking pool (`spawn_blocking`) while it holds its connection, and
-//! callers waiting for a connection wait asynchronously. Statements are prepared once per
-//! connection (`prepare_cached`). The store therefore needs a tokio runtime.
+//! them read while the writer writes). SQLite calls never block the runtime's other tasks: on a
+//! multi-thread runtime each runs under `block_in_place` (the worker hands its other tasks to
+//! another thread, so no thread hop is paid per call), on a current-thread runtime on tokio's
+//! blocking pool (`spawn_blocking`), while it holds its connection; callers waiting for a
+//! connection wait asynchronously. Statements are prepared once per connection
+//! (`prepare_cached`). The store therefore needs a tokio runtime.
 //!
 //! ## Schema
 //!
@@ -80,12 +82,20 @@
 //! - Timestamps are integer microseconds since the Unix epoch; finer digits are cut when
 //!   written (audit entries are cut before they are hashed, so the chain verifies).
 
+mod approvals;
+mod audit;
 mod codec;
-mod contracts;
+mod config;
+mod counters;
 mod error;
-mod ops;
+mod memory;
 mod pool;
+mod runs;
 mod schema;
+mod sessions;
+mod sql;
+mod tools;
+mod usage;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -61,8 +61,8 @@ impl Db {
         if self.readers.is_some() { READERS } else { 0 }
     }
 
-    /// Runs `f` on the writer connection, on the blocking pool. Writes are serialized here; each
-    /// `f` does its whole read-check-write step in one transaction.
+    /// Runs `f` on the writer connection, off the scheduler ([`off_scheduler`]). Writes are
+    /// serialized here; each `f` does its whole read-check-write step in one transaction.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,

@@ -1,0 +1,209 @@
+//! [`ToolExecutionStore`]: tool execution records under their idempotency keys.
+//!
+//! A record is upserted in one statement; a succeeded execution is final (the upsert leaves it
+//! alone and a trigger freezes it). A run's executions are listed in the order first recorded.
+
+use agentkit_core::id::{AgentId, IdempotencyKey, RunId, SessionId, TenantId};
+use agentkit_core::store::{ToolExecution, ToolExecutionStatus, ToolExecutionStore};
+use agentkit_core::{Error, Result};
+use async_trait::async_trait;
+use rusqlite::{Connection, Row, params};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::SqliteStore;
+use crate::codec::{enum_name, from_json, from_micros, micros, parse_enum, to_json};
+use crate::error::db_err;
+use crate::sql::{col, opt_time, text};
+
+#[async_trait]
+impl ToolExecutionStore for SqliteStore {
+    async fn record_tool_execution(&self, execution: &ToolExecution) -> Result<()> {
+        let execution = execution.clone();
+        self.db()
+            .write(move |c| record_tool_execution(c, &execution))
+            .await
+    }
+
+    async fn get_tool_execution(
+        &self,
+        tenant: &TenantId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<ToolExecution>> {
+        let (tenant, key) = (tenant.clone(), key.clone());
+        self.db()
+            .read(move |c| get_tool_execution(c, &tenant, &key))
+            .await
+    }
+
+    async fn list_tool_executions(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+    ) -> Result<Vec<ToolExecution>> {
+        let (tenant, run) = (tenant.clone(), run.clone());
+        self.db()
+            .read(move |c| list_tool_executions(c, &tenant, &run))
+            .await
+    }
+}
+
+// The SQL, on one connection.
+
+#[derive(Serialize)]
+struct ExecutionBodyRef<'a> {
+    call_id: &'a str,
+    tool: &'a str,
+    input: &'a Value,
+    output: Option<&'a Value>,
+    error: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct ExecutionBody {
+    call_id: String,
+    tool: String,
+    input: Value,
+    output: Option<Value>,
+    error: Option<String>,
+}
+
+fn record_tool_execution(conn: &mut Connection, e: &ToolExecution) -> Result<()> {
+    let ToolExecution {
+        tenant,
+        idempotency_key,
+        agent,
+        session,
+        run,
+        call_id,
+        tool,
+        input,
+        output,
+        error,
+        status,
+        started_at,
+        finished_at,
+    } = e;
+    let body = to_json(&ExecutionBodyRef {
+        call_id,
+        tool,
+        input,
+        output: output.as_ref(),
+        error: error.as_deref(),
+    })?;
+    let status = enum_name(status)?;
+    // Upsert in one statement; a succeeded row is final (0 rows changed).
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO tool_executions (tenant, idempotency_key, agent, session, run, status, \
+             started_at, finished_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (tenant, idempotency_key) DO UPDATE SET agent = excluded.agent, \
+             session = excluded.session, run = excluded.run, status = excluded.status, \
+             started_at = excluded.started_at, finished_at = excluded.finished_at, \
+             body = excluded.body \
+             WHERE tool_executions.status <> 'succeeded'",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                tenant.as_str(),
+                idempotency_key.as_str(),
+                agent.as_str(),
+                session.as_str(),
+                run.as_str(),
+                status,
+                micros(*started_at),
+                finished_at.map(micros),
+                body
+            ])
+        })
+        .map_err(db_err)?;
+    if changed == 0 {
+        return Err(Error::Conflict(format!(
+            "tool execution {idempotency_key} already succeeded"
+        )));
+    }
+    Ok(())
+}
+
+const EXECUTION_COLUMNS: &str =
+    "idempotency_key, agent, session, run, status, started_at, finished_at, body";
+
+fn execution_from_row(tenant: &TenantId, row: &Row<'_>) -> Result<ToolExecution> {
+    let body: ExecutionBody = from_json(text(row, 7)?, "tool execution")?;
+    Ok(ToolExecution {
+        tenant: tenant.clone(),
+        idempotency_key: IdempotencyKey::from(text(row, 0)?),
+        agent: AgentId::from(text(row, 1)?),
+        session: SessionId::from(text(row, 2)?),
+        run: RunId::from(text(row, 3)?),
+        call_id: body.call_id,
+        tool: body.tool,
+        input: body.input,
+        output: body.output,
+        error: body.error,
+        status: parse_enum::<ToolExecutionStatus>(text(row, 4)?, "tool execution status")?,
+        started_at: from_micros(col(row, 5)?)?,
+        finished_at: opt_time(col(row, 6)?)?,
+    })
+}
+
+fn get_tool_execution(
+    conn: &Connection,
+    tenant: &TenantId,
+    key: &IdempotencyKey,
+) -> Result<Option<ToolExecution>> {
+    let mut st = conn
+        .prepare_cached(&format!(
+            "SELECT {EXECUTION_COLUMNS} FROM tool_executions \
+             WHERE tenant = ?1 AND idempotency_key = ?2"
+        ))
+        .map_err(db_err)?;
+    let mut rows = st
+        .query(params![tenant.as_str(), key.as_str()])
+        .map_err(db_err)?;
+    rows.next()
+        .map_err(db_err)?
+        .map(|row| execution_from_row(tenant, row))
+        .transpose()
+}
+
+fn list_tool_executions(
+    conn: &Connection,
+    tenant: &TenantId,
+    run: &RunId,
+) -> Result<Vec<ToolExecution>> {
+    // The rowid is assigned at the first insert and kept by the upsert: the order first recorded.
+    let mut st = conn
+        .prepare_cached(&format!(
+            "SELECT {EXECUTION_COLUMNS} FROM tool_executions \
+             WHERE tenant = ?1 AND run = ?2 ORDER BY rowid"
+        ))
+        .map_err(db_err)?;
+    let mut rows = st
+        .query(params![tenant.as_str(), run.as_str()])
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        out.push(execution_from_row(tenant, row)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sql::testing::{db, plan};
+
+    #[test]
+    fn a_runs_executions_read_their_index_without_sorting() {
+        let executions = plan(
+            &db(),
+            "SELECT idempotency_key FROM tool_executions WHERE tenant = ?1 AND run = ?2 \
+             ORDER BY rowid",
+        );
+        assert!(
+            executions.contains("tool_executions_by_run"),
+            "{executions}"
+        );
+        assert!(!executions.contains("TEMP B-TREE"), "{executions}");
+    }
+}
