@@ -8,7 +8,8 @@
 use agentkit_core::id::{ApprovalId, TenantId};
 use agentkit_core::message::ToolCall;
 use agentkit_core::policy::Priority;
-use agentkit_core::store::{ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore};
+use agentkit_core::store::{
+    ensure_tenant,ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -53,11 +54,11 @@ struct ApprovalRow {
 impl ApprovalRow {
     fn into_request(self, tenant: &TenantId) -> Result<ApprovalRequest> {
         Ok(ApprovalRequest {
-            id: self.id.into(),
+            id: self.id.try_into()?,
             tenant: tenant.clone(),
-            agent: self.agent.into(),
-            session: self.session_id.into(),
-            run: self.run_id.into(),
+            agent: self.agent.try_into()?,
+            session: self.session_id.try_into()?,
+            run: self.run_id.try_into()?,
             call: from_json::<ToolCall>(&self.call, "approval call")?,
             arguments_hash: self.arguments_hash,
             reason: self.reason,
@@ -79,8 +80,9 @@ impl ApprovalRow {
 
 #[async_trait]
 impl ApprovalStore for PostgresStore {
-    async fn create_approval(&self, request: &ApprovalRequest) -> Result<()> {
+    async fn create_approval(&self, tenant: &TenantId, request: &ApprovalRequest) -> Result<()> {
         const OP: &str = "create_approval";
+        ensure_tenant(tenant, &request.tenant, "the approval request")?;
         let edited = request.edited_arguments.as_ref().map(json).transpose()?;
         let mut tx = self.begin(OP, &request.tenant).await?;
         let inserted = sqlx::query(

@@ -10,7 +10,8 @@
 
 use agentkit_core::Result;
 use agentkit_core::id::TenantId;
-use agentkit_core::store::{AUDIT_GENESIS_HASH, AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
+use agentkit_core::store::{
+    ensure_tenant,AUDIT_GENESIS_HASH, AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -52,9 +53,9 @@ impl AuditRow {
                 action: self.action,
                 decision: self.decision,
                 reason: self.reason,
-                agent: self.agent.map(Into::into),
-                session: self.session_id.map(Into::into),
-                run: self.run_id.map(Into::into),
+                agent: self.agent.map(TryInto::try_into).transpose()?,
+                session: self.session_id.map(TryInto::try_into).transpose()?,
+                run: self.run_id.map(TryInto::try_into).transpose()?,
                 input: from_json::<Value>(&self.input, "audit input")?,
                 output: from_json::<Value>(&self.output, "audit output")?,
                 at: self.at,
@@ -67,8 +68,9 @@ impl AuditRow {
 
 #[async_trait]
 impl AuditStore for PostgresStore {
-    async fn append_audit(&self, mut entry: NewAuditEntry) -> Result<AuditEntry> {
+    async fn append_audit(&self, tenant: &TenantId, mut entry: NewAuditEntry) -> Result<AuditEntry> {
         const OP: &str = "append_audit";
+        ensure_tenant(tenant, &entry.tenant, "the audit entry")?;
         check_tenant(&entry.tenant)?;
         // Hash exactly what is stored and read back (`chain` truncates too; this keeps the
         // store right on its own).

@@ -19,13 +19,16 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
+//! use agentkit_core::id::{AgentId, SessionId, TenantId};
 //! use agentkit_core::store::{SessionRecord, SessionStore, StateStore};
 //! use agentkit_store_postgres::PostgresStore;
 //!
 //! # async fn demo() -> agentkit_core::Result<()> {
 //! // Connect as the application role (not a superuser: see "Row-level security").
 //! let store = PostgresStore::connect("postgres://agentkit_app:secret@db.internal/agentkit").await?;
-//! let session = SessionRecord::new("acme".into(), "session-1".into(), "support".into());
+//! let session = SessionRecord::new(
+//!     TenantId::new("acme")?, SessionId::new("session-1")?, AgentId::new("support")?,
+//! );
 //! store.create_session(&session.tenant, &session).await?;
 //!
 //! // Agents take the store as `Arc<dyn StateStore>`; clones share one connection pool.

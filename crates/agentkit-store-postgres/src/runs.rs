@@ -2,7 +2,8 @@
 
 use agentkit_core::id::{RunId, TenantId};
 use agentkit_core::message::Usage;
-use agentkit_core::store::{PendingCall, RunRecord, RunStatus, RunStore};
+use agentkit_core::store::{
+    ensure_tenant,PendingCall, RunRecord, RunStatus, RunStore};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -34,8 +35,8 @@ impl RunRow {
         Ok(RunRecord {
             tenant: tenant.clone(),
             id: id.clone(),
-            agent: self.agent.into(),
-            session: self.session_id.into(),
+            agent: self.agent.try_into()?,
+            session: self.session_id.try_into()?,
             status: from_name::<RunStatus>(&self.status, "run status")?,
             version: to_u64(self.version, "run version")?,
             turns: to_u32(self.turns, "run turns")?,
@@ -102,8 +103,9 @@ impl<'a> RunValues<'a> {
 
 #[async_trait]
 impl RunStore for PostgresStore {
-    async fn create_run(&self, run: &RunRecord) -> Result<()> {
+    async fn create_run(&self, tenant: &TenantId, run: &RunRecord) -> Result<()> {
         const OP: &str = "create_run";
+        ensure_tenant(tenant, &run.tenant, "the run")?;
         let values = RunValues::new(run)?;
         let mut tx = self.begin(OP, &run.tenant).await?;
         let inserted = values
@@ -143,8 +145,14 @@ impl RunStore for PostgresStore {
         row.map(|r| r.into_record(tenant, id)).transpose()
     }
 
-    async fn update_run(&self, run: &RunRecord, expected_version: u64) -> Result<()> {
+    async fn update_run(
+        &self,
+        tenant: &TenantId,
+        run: &RunRecord,
+        expected_version: u64,
+    ) -> Result<()> {
         const OP: &str = "update_run";
+        ensure_tenant(tenant, &run.tenant, "the run")?;
         let values = RunValues::new(run)?;
         let expected = to_i64(expected_version, "expected run version")?;
         let mut tx = self.begin(OP, &run.tenant).await?;

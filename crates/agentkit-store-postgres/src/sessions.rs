@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use agentkit_core::id::{RunId, SessionId, TenantId};
 use agentkit_core::message::Message;
 use agentkit_core::store::{
+    ensure_tenant,
     MessageWindow, SessionRecord, SessionStore, StoredMessage, orphaned_prefix_len,
 };
 use agentkit_core::{Error, Result};
@@ -39,7 +40,7 @@ impl MessageRow {
     fn into_stored(self) -> Result<StoredMessage> {
         Ok(StoredMessage {
             seq: to_u64(self.seq, "message seq")?,
-            run: self.run_id.map(RunId::from),
+            run: self.run_id.map(RunId::new).transpose()?,
             message: from_json::<Message>(&self.message, "a stored message")?,
             created_at: self.created_at,
         })
@@ -58,8 +59,9 @@ macro_rules! select_messages {
 
 #[async_trait]
 impl SessionStore for PostgresStore {
-    async fn create_session(&self, session: &SessionRecord) -> Result<bool> {
+    async fn create_session(&self, tenant: &TenantId, session: &SessionRecord) -> Result<bool> {
         const OP: &str = "create_session";
+        ensure_tenant(tenant, &session.tenant, "the session")?;
         let mut tx = self.begin(OP, &session.tenant).await?;
         let inserted = sqlx::query(
             "INSERT INTO sessions (tenant, id, agent, created_at, metadata) \
@@ -99,7 +101,7 @@ impl SessionStore for PostgresStore {
             Ok(SessionRecord {
                 tenant: tenant.clone(),
                 id: id.clone(),
-                agent: r.agent.into(),
+                agent: r.agent.try_into()?,
                 created_at: r.created_at,
                 metadata: from_json::<BTreeMap<String, String>>(&r.metadata, "session metadata")?,
             })

@@ -6,7 +6,8 @@
 //! updates or deletes usage rows, and the schema refuses them.
 
 use agentkit_core::id::TenantId;
-use agentkit_core::store::{UsageEvent, UsageKind, UsageQuery, UsageStore, Usd};
+use agentkit_core::store::{
+    ensure_tenant,UsageEvent, UsageKind, UsageQuery, UsageStore, Usd};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,11 +34,11 @@ struct UsageRow {
 impl UsageRow {
     fn into_event(self, tenant: &TenantId) -> Result<UsageEvent> {
         Ok(UsageEvent {
-            id: self.id.into(),
+            id: self.id.try_into()?,
             tenant: tenant.clone(),
-            agent: self.agent.into(),
-            session: self.session_id.map(Into::into),
-            run: self.run_id.map(Into::into),
+            agent: self.agent.try_into()?,
+            session: self.session_id.map(TryInto::try_into).transpose()?,
+            run: self.run_id.map(TryInto::try_into).transpose()?,
             kind: from_name::<UsageKind>(&self.kind, "usage kind")?,
             resource: self.resource,
             quantity: to_u64(self.quantity, "usage quantity")?,
@@ -98,8 +99,11 @@ fn by_tenant(events: &[UsageEvent]) -> Result<Vec<(&TenantId, Columns)>> {
 
 #[async_trait]
 impl UsageStore for PostgresStore {
-    async fn append_usage(&self, events: &[UsageEvent]) -> Result<()> {
+    async fn append_usage(&self, tenant: &TenantId, events: &[UsageEvent]) -> Result<()> {
         const OP: &str = "append_usage";
+        for e in events {
+            ensure_tenant(tenant, &e.tenant, "a usage event")?;
+        }
         let Some(first) = events.first() else {
             return Ok(());
         };

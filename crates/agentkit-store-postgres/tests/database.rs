@@ -38,7 +38,7 @@ fn sqlstate(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> Strin
 }
 
 async fn session_with_messages(store: &PostgresStore, tenant: &TenantId, n: usize) -> SessionId {
-    let session = SessionRecord::new(tenant.clone(), SessionId::generate(), "support".into());
+    let session = SessionRecord::new(tenant.clone(), SessionId::generate(), AgentId::from_static("support"));
     assert!(store.create_session(&session.tenant, &session).await.unwrap());
     let messages: Vec<Message> = (0..n)
         .map(|i| Message::user(format!("{tenant} message {i}")))
@@ -60,12 +60,12 @@ async fn row_level_security_hides_and_protects_other_tenants_rows() {
     let (a, b) = (TenantId::generate(), TenantId::generate());
     let a_session = session_with_messages(&store, &a, 3).await;
     let b_session = session_with_messages(&store, &b, 2).await;
-    let mut a_run = RunRecord::new(
+    let mut a_run = RunRecord::new(&agentkit_core::scope::Scope::new(
         a.clone(),
-        RunId::generate(),
-        "support".into(),
+        agentkit_core::id::AgentId::from_static("support"),
         a_session.clone(),
-    );
+        RunId::generate(),
+    ));
     // The store keeps microseconds.
     a_run.created_at = a_run.created_at.trunc_subsecs(6);
     a_run.updated_at = a_run.created_at;
@@ -185,12 +185,12 @@ async fn usage_and_audit_rows_cannot_be_changed_or_removed() {
     );
     event.at = event.at.trunc_subsecs(6);
     store
-        .append_usage(std::slice::from_ref(&event))
+        .append_usage(&t, std::slice::from_ref(&event))
         .await
         .unwrap();
     for i in 0..3 {
         store
-            .append_audit(NewAuditEntry::new(
+            .append_audit(&t, NewAuditEntry::new(
                 t.clone(),
                 "k",
                 "agent:support",
@@ -271,11 +271,9 @@ async fn the_tenant_setting_ends_with_each_operation() {
         .unwrap();
     assert_eq!(visible, 0);
 
-    // The empty tenant (what an ended setting reads as) is refused outright.
-    let err = store
-        .get_session(&TenantId::from_static(""), &SessionId::from_static("s"))
-        .await
-        .unwrap_err();
+    // The empty tenant (what an ended setting reads as) cannot even be named: the id type
+    // refuses it, so no store call can carry it.
+    let err = TenantId::new("").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     store.pool().close().await;
     db.cleanup().await;
@@ -361,7 +359,7 @@ async fn connect_by_url_and_debug_without_the_password() {
     // Text Postgres cannot store is the caller's problem, not a retryable failure.
     let mut entry = NewAuditEntry::new(t.clone(), "k", "agent:support", "x");
     entry.reason = Some("nul \0 byte".into());
-    let err = store.append_audit(entry).await.unwrap_err();
+    let err = store.append_audit(&t, entry).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(!err.is_retryable());
 

@@ -272,8 +272,12 @@ async fn writer(
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicUsize>,
 ) -> WriterLog {
-    let tenant = TenantId::new(format!("fault-{w}-{}", TenantId::generate()));
-    let session = SessionRecord::new(tenant.clone(), SessionId::generate(), "support".into());
+    let tenant = TenantId::new(format!("fault-{w}-{}", TenantId::generate())).unwrap();
+    let session = SessionRecord::new(
+        tenant.clone(),
+        SessionId::generate(),
+        AgentId::from_static("support"),
+    );
     assert!(store.create_session(&session.tenant, &session).await.unwrap());
     let mut log = WriterLog {
         tenant: Some(tenant.clone()),
@@ -307,7 +311,7 @@ async fn writer(
                         e
                     })
                     .collect();
-                store.append_usage(&events).await.map(|()| {
+                store.append_usage(&tenant, &events).await.map(|()| {
                     log.usage
                         .push(events.iter().map(|e| e.id.to_string()).collect())
                 })
@@ -319,7 +323,10 @@ async fn writer(
                     format!("writer:{w}"),
                     format!("w{w}-{i}"),
                 );
-                store.append_audit(entry).await.map(|e| log.audit.push(e))
+                store
+                    .append_audit(&tenant, entry)
+                    .await
+                    .map(|e| log.audit.push(e))
             }
         };
         let ended = phase.load(Ordering::SeqCst);

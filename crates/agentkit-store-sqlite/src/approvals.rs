@@ -6,7 +6,8 @@
 
 use agentkit_core::id::{AgentId, ApprovalId, RunId, SessionId, TenantId};
 use agentkit_core::message::ToolCall;
-use agentkit_core::store::{ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore};
+use agentkit_core::store::{
+    ensure_tenant,ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};
@@ -22,7 +23,8 @@ use crate::sql::{col, immediate, opt_time, text};
 
 #[async_trait]
 impl ApprovalStore for SqliteStore {
-    async fn create_approval(&self, request: &ApprovalRequest) -> Result<()> {
+    async fn create_approval(&self, tenant: &TenantId, request: &ApprovalRequest) -> Result<()> {
+        ensure_tenant(tenant, &request.tenant, "the approval request")?;
         let request = request.clone();
         self.db().write(move |c| create_approval(c, &request)).await
     }
@@ -147,11 +149,11 @@ const PENDING_QUEUE: &str = "SELECT id, agent, session, run, status, priority, \
 fn approval_from_row(tenant: &TenantId, row: &Row<'_>) -> Result<ApprovalRequest> {
     let body: ApprovalBody = from_json(text(row, 9)?, "approval")?;
     Ok(ApprovalRequest {
-        id: ApprovalId::from(text(row, 0)?),
+        id: ApprovalId::new(text(row, 0)?)?,
         tenant: tenant.clone(),
-        agent: AgentId::from(text(row, 1)?),
-        session: SessionId::from(text(row, 2)?),
-        run: RunId::from(text(row, 3)?),
+        agent: AgentId::new(text(row, 1)?)?,
+        session: SessionId::new(text(row, 2)?)?,
+        run: RunId::new(text(row, 3)?)?,
         call: body.call,
         arguments_hash: body.arguments_hash,
         reason: body.reason,

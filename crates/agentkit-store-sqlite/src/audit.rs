@@ -6,7 +6,8 @@
 
 use agentkit_core::Result;
 use agentkit_core::id::{AgentId, RunId, SessionId, TenantId};
-use agentkit_core::store::{AUDIT_GENESIS_HASH, AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
+use agentkit_core::store::{
+    ensure_tenant,AUDIT_GENESIS_HASH, AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,7 +21,8 @@ use crate::sql::{col, immediate, text};
 
 #[async_trait]
 impl AuditStore for SqliteStore {
-    async fn append_audit(&self, mut entry: NewAuditEntry) -> Result<AuditEntry> {
+    async fn append_audit(&self, tenant: &TenantId, mut entry: NewAuditEntry) -> Result<AuditEntry> {
+        ensure_tenant(tenant, &entry.tenant, "the audit entry")?;
         // The hash covers `at`: cut it to the stored precision first, so the chain verifies
         // from what is read back.
         entry.at = stored_time(entry.at);
@@ -174,9 +176,9 @@ fn list_audit(conn: &Connection, tenant: &TenantId, query: &AuditQuery) -> Resul
                 action: body.action,
                 decision: body.decision,
                 reason: body.reason,
-                agent: opt(2)?.map(AgentId::from),
-                session: opt(3)?.map(SessionId::from),
-                run: opt(4)?.map(RunId::from),
+                agent: opt(2)?.map(AgentId::new).transpose()?,
+                session: opt(3)?.map(SessionId::new).transpose()?,
+                run: opt(4)?.map(RunId::new).transpose()?,
                 input: body.input,
                 output: body.output,
                 at: from_micros(col(row, 5)?)?,

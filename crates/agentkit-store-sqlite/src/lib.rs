@@ -32,7 +32,7 @@
 //! // Everything the run wrote is in the file.
 //! let store = SqliteStore::open(&path).await?;
 //! let history = store
-//!     .load_messages(&"acme".into(), &"session-1".into(), MessageWindow::Last(20))
+//!     .load_messages(&TenantId::new("acme")?, &SessionId::new("session-1")?, MessageWindow::Last(20))
 //!     .await?;
 //! assert_eq!(history.len(), 2);
 //! assert_eq!(history[1].message.text(), "Hello!");

@@ -5,7 +5,8 @@
 
 use agentkit_core::id::{AgentId, RunId, SessionId, TenantId};
 use agentkit_core::message::Usage;
-use agentkit_core::store::{PendingCall, RunRecord, RunStatus, RunStore};
+use agentkit_core::store::{
+    ensure_tenant,PendingCall, RunRecord, RunStatus, RunStore};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -18,7 +19,8 @@ use crate::sql::{col, immediate, text};
 
 #[async_trait]
 impl RunStore for SqliteStore {
-    async fn create_run(&self, run: &RunRecord) -> Result<()> {
+    async fn create_run(&self, tenant: &TenantId, run: &RunRecord) -> Result<()> {
+        ensure_tenant(tenant, &run.tenant, "the run")?;
         let run = run.clone();
         self.db().write(move |c| create_run(c, &run)).await
     }
@@ -28,7 +30,13 @@ impl RunStore for SqliteStore {
         self.db().read(move |c| get_run(c, &tenant, &id)).await
     }
 
-    async fn update_run(&self, run: &RunRecord, expected_version: u64) -> Result<()> {
+    async fn update_run(
+        &self,
+        tenant: &TenantId,
+        run: &RunRecord,
+        expected_version: u64,
+    ) -> Result<()> {
+        ensure_tenant(tenant, &run.tenant, "the run")?;
         let run = run.clone();
         self.db()
             .write(move |c| update_run(c, &run, expected_version))
@@ -203,8 +211,8 @@ fn get_run(conn: &Connection, tenant: &TenantId, id: &RunId) -> Result<Option<Ru
     Ok(Some(RunRecord {
         tenant: tenant.clone(),
         id: id.clone(),
-        agent: AgentId::from(text(row, 0)?),
-        session: SessionId::from(text(row, 1)?),
+        agent: AgentId::new(text(row, 0)?)?,
+        session: SessionId::new(text(row, 1)?)?,
         status: parse_enum::<RunStatus>(text(row, 2)?, "run status")?,
         version: uint(col(row, 3)?, "run version")?,
         turns: body.turns,

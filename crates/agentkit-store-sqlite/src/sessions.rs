@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use agentkit_core::id::{AgentId, RunId, SessionId, TenantId};
 use agentkit_core::message::Message;
 use agentkit_core::store::{
+    ensure_tenant,
     MessageWindow, SessionRecord, SessionStore, StoredMessage, orphaned_prefix_len,
 };
 use agentkit_core::{Error, Result};
@@ -23,7 +24,8 @@ use crate::sql::{col, immediate, text};
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(&self, session: &SessionRecord) -> Result<bool> {
+    async fn create_session(&self, tenant: &TenantId, session: &SessionRecord) -> Result<bool> {
+        ensure_tenant(tenant, &session.tenant, "the session")?;
         let session = session.clone();
         self.db().write(move |c| create_session(c, &session)).await
     }
@@ -109,7 +111,7 @@ fn get_session(
     Ok(Some(SessionRecord {
         tenant: tenant.clone(),
         id: id.clone(),
-        agent: AgentId::from(text(row, 0)?),
+        agent: AgentId::new(text(row, 0)?)?,
         created_at: from_micros(col(row, 1)?)?,
         metadata,
     }))
@@ -208,7 +210,7 @@ fn load_messages(
             .map_err(db_err)?;
         out.push(StoredMessage {
             seq: uint(col(row, 0)?, "message seq")?,
-            run: run.map(RunId::from),
+            run: run.map(RunId::new).transpose()?,
             created_at: from_micros(col(row, 2)?)?,
             message: from_json::<Message>(text(row, 3)?, "message")?,
         });
@@ -242,9 +244,9 @@ mod tests {
     #[test]
     fn last_n_work_does_not_grow_with_history() {
         let mut conn = db();
-        let tenant = TenantId::from("t");
-        let session = SessionId::from("s");
-        let record = SessionRecord::new(tenant.clone(), session.clone(), AgentId::from("a"));
+        let tenant = TenantId::from_static("t");
+        let session = SessionId::from_static("s");
+        let record = SessionRecord::new(tenant.clone(), session.clone(), AgentId::from_static("a"));
         assert!(create_session(&mut conn, &record).unwrap());
         let message = to_json(&Message::user("a message of some length")).unwrap();
         let steps = |conn: &mut Connection, total: usize| {

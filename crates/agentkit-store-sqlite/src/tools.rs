@@ -4,21 +4,40 @@
 //! alone and a trigger freezes it). A run's executions are listed in the order first recorded.
 
 use agentkit_core::id::{AgentId, IdempotencyKey, RunId, SessionId, TenantId};
-use agentkit_core::store::{ToolExecution, ToolExecutionStatus, ToolExecutionStore};
+use agentkit_core::store::{
+    ToolClaim, ToolExecution, ToolExecutionStatus, ToolExecutionStore, ensure_tenant,
+};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::SqliteStore;
 use crate::codec::{enum_name, from_json, from_micros, micros, parse_enum, to_json};
 use crate::error::db_err;
-use crate::sql::{col, opt_time, text};
+use crate::sql::{col, immediate, opt_time, text};
 
 #[async_trait]
 impl ToolExecutionStore for SqliteStore {
-    async fn record_tool_execution(&self, execution: &ToolExecution) -> Result<()> {
+    async fn claim_tool_execution(
+        &self,
+        tenant: &TenantId,
+        execution: &ToolExecution,
+    ) -> Result<ToolClaim> {
+        ensure_tenant(tenant, &execution.tenant, "the tool execution")?;
+        let execution = execution.clone();
+        self.db()
+            .write(move |c| claim_tool_execution(c, &execution))
+            .await
+    }
+
+    async fn record_tool_execution(
+        &self,
+        tenant: &TenantId,
+        execution: &ToolExecution,
+    ) -> Result<()> {
+        ensure_tenant(tenant, &execution.tenant, "the tool execution")?;
         let execution = execution.clone();
         self.db()
             .write(move |c| record_tool_execution(c, &execution))
@@ -54,6 +73,8 @@ impl ToolExecutionStore for SqliteStore {
 struct ExecutionBodyRef<'a> {
     call_id: &'a str,
     tool: &'a str,
+    arguments_hash: &'a str,
+    attempt: u32,
     input: &'a Value,
     output: Option<&'a Value>,
     error: Option<&'a str>,
@@ -63,12 +84,67 @@ struct ExecutionBodyRef<'a> {
 struct ExecutionBody {
     call_id: String,
     tool: String,
+    #[serde(default)]
+    arguments_hash: String,
+    #[serde(default = "first_attempt")]
+    attempt: u32,
     input: Value,
     output: Option<Value>,
     error: Option<String>,
 }
 
-fn record_tool_execution(conn: &mut Connection, e: &ToolExecution) -> Result<()> {
+fn first_attempt() -> u32 {
+    1
+}
+
+/// Insert if absent, or re-claim a failed record of the same tool and arguments, in one
+/// `BEGIN IMMEDIATE` transaction (the write lock is held from the read to the write).
+fn claim_tool_execution(conn: &mut Connection, e: &ToolExecution) -> Result<ToolClaim> {
+    let tx = immediate(conn)?;
+    let existing = tx
+        .prepare_cached(&format!(
+            "SELECT {EXECUTION_COLUMNS} FROM tool_executions \
+             WHERE tenant = ?1 AND idempotency_key = ?2"
+        ))
+        .and_then(|mut st| {
+            st.query_row(params![e.tenant.as_str(), e.idempotency_key.as_str()], |row| {
+                Ok(execution_from_row(&e.tenant, row))
+            })
+            .optional()
+        })
+        .map_err(db_err)?
+        .transpose()?;
+    let claim = match existing {
+        None => {
+            let mut claimed = e.clone();
+            claimed.status = ToolExecutionStatus::Started;
+            claimed.attempt = 1;
+            record_tool_execution(&tx, &claimed)?;
+            ToolClaim::Claimed { attempt: 1 }
+        }
+        Some(prev)
+            if prev.status == ToolExecutionStatus::Failed
+                && prev.tool == e.tool
+                && prev.arguments_hash == e.arguments_hash =>
+        {
+            let mut claimed = e.clone();
+            claimed.status = ToolExecutionStatus::Started;
+            claimed.attempt = prev.attempt.saturating_add(1);
+            claimed.output = None;
+            claimed.error = None;
+            claimed.finished_at = None;
+            record_tool_execution(&tx, &claimed)?;
+            ToolClaim::Claimed {
+                attempt: claimed.attempt,
+            }
+        }
+        Some(prev) => ToolClaim::Existing(prev),
+    };
+    tx.commit().map_err(db_err)?;
+    Ok(claim)
+}
+
+fn record_tool_execution(conn: &Connection, e: &ToolExecution) -> Result<()> {
     let ToolExecution {
         tenant,
         idempotency_key,
@@ -77,6 +153,8 @@ fn record_tool_execution(conn: &mut Connection, e: &ToolExecution) -> Result<()>
         run,
         call_id,
         tool,
+        arguments_hash,
+        attempt,
         input,
         output,
         error,
@@ -87,6 +165,8 @@ fn record_tool_execution(conn: &mut Connection, e: &ToolExecution) -> Result<()>
     let body = to_json(&ExecutionBodyRef {
         call_id,
         tool,
+        arguments_hash,
+        attempt: *attempt,
         input,
         output: output.as_ref(),
         error: error.as_deref(),
@@ -132,12 +212,14 @@ fn execution_from_row(tenant: &TenantId, row: &Row<'_>) -> Result<ToolExecution>
     let body: ExecutionBody = from_json(text(row, 7)?, "tool execution")?;
     Ok(ToolExecution {
         tenant: tenant.clone(),
-        idempotency_key: IdempotencyKey::from(text(row, 0)?),
-        agent: AgentId::from(text(row, 1)?),
-        session: SessionId::from(text(row, 2)?),
-        run: RunId::from(text(row, 3)?),
+        idempotency_key: IdempotencyKey::new(text(row, 0)?)?,
+        agent: AgentId::new(text(row, 1)?)?,
+        session: SessionId::new(text(row, 2)?)?,
+        run: RunId::new(text(row, 3)?)?,
         call_id: body.call_id,
         tool: body.tool,
+        arguments_hash: body.arguments_hash,
+        attempt: body.attempt,
         input: body.input,
         output: body.output,
         error: body.error,

@@ -4,7 +4,8 @@
 //! refuse any update, delete or replace. Queries filter in SQL and read in time order.
 
 use agentkit_core::id::{AgentId, RunId, SessionId, TenantId, UsageEventId};
-use agentkit_core::store::{UsageEvent, UsageQuery, UsageStore, Usd};
+use agentkit_core::store::{
+    ensure_tenant,UsageEvent, UsageQuery, UsageStore, Usd};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
@@ -17,7 +18,10 @@ use crate::sql::{col, immediate, text};
 
 #[async_trait]
 impl UsageStore for SqliteStore {
-    async fn append_usage(&self, events: &[UsageEvent]) -> Result<()> {
+    async fn append_usage(&self, tenant: &TenantId, events: &[UsageEvent]) -> Result<()> {
+        for e in events {
+            ensure_tenant(tenant, &e.tenant, "a usage event")?;
+        }
         if events.is_empty() {
             return Ok(());
         }
@@ -130,11 +134,11 @@ fn list_usage(conn: &Connection, tenant: &TenantId, query: &UsageQuery) -> Resul
                 .map_err(db_err)
         };
         let event = UsageEvent {
-            id: UsageEventId::from(text(row, 0)?),
+            id: UsageEventId::new(text(row, 0)?)?,
             tenant: tenant.clone(),
-            agent: AgentId::from(text(row, 1)?),
-            session: opt(2)?.map(SessionId::from),
-            run: opt(3)?.map(RunId::from),
+            agent: AgentId::new(text(row, 1)?)?,
+            session: opt(2)?.map(SessionId::new).transpose()?,
+            run: opt(3)?.map(RunId::new).transpose()?,
             kind: parse_enum(text(row, 4)?, "usage kind")?,
             resource: opt(5)?.map(str::to_owned),
             quantity: uint(col(row, 6)?, "usage quantity")?,

@@ -33,7 +33,7 @@ fn tenant() -> TenantId {
 }
 
 fn session(round: usize, writer: usize) -> SessionId {
-    SessionId::new(format!("round-{round}-writer-{writer}"))
+    SessionId::new(format!("round-{round}-writer-{writer}")).expect("a valid session id")
 }
 
 fn batch_prefix(round: usize, writer: usize) -> String {
@@ -103,11 +103,11 @@ fn crash_writer_child() {
                         e
                     })
                     .collect();
-                    store.append_usage(&usage).await.unwrap();
+                    store.append_usage(&t, &usage).await.unwrap();
                     let mut entry =
                         NewAuditEntry::new(t.clone(), "tool.call", "agent:crash", label);
                     entry.input = serde_json::json!({"batch": batch, "writer": writer});
-                    store.append_audit(entry).await.unwrap();
+                    store.append_audit(&t, entry).await.unwrap();
                     println!("progress {writer} {batch}");
                     batch += 1;
                 }

@@ -42,12 +42,12 @@ async fn data_survives_reopening_and_migrations_are_idempotent() {
         SessionId::from_static("s-1"),
         AgentId::from_static("support"),
     );
-    let mut run = RunRecord::new(
+    let mut run = RunRecord::new(&agentkit_core::scope::Scope::new(
         tenant.clone(),
-        RunId::generate(),
         session.agent.clone(),
         session.id.clone(),
-    );
+        RunId::generate(),
+    ));
     // Nanosecond precision in, microseconds out.
     run.created_at = nanos_time();
     run.usage.latency = std::time::Duration::from_micros(1_234_567);
@@ -68,10 +68,10 @@ async fn data_survives_reopening_and_migrations_are_idempotent() {
             .unwrap();
         let mut entry = NewAuditEntry::new(tenant.clone(), "run.completed", "agent:support", "run");
         entry.at = nanos_time();
-        let appended = store.append_audit(entry).await.unwrap();
+        let appended = store.append_audit(&tenant, entry).await.unwrap();
         assert_eq!(appended.entry.at, nanos_time().trunc_subsecs(6));
         store
-            .append_usage(&[UsageEvent::new(
+            .append_usage(&tenant, &[UsageEvent::new(
                 tenant.clone(),
                 session.agent.clone(),
                 UsageKind::InputTokens,
@@ -138,7 +138,7 @@ async fn data_survives_reopening_and_migrations_are_idempotent() {
         assert_eq!(store.counter_get(&tenant, "budget").await.unwrap(), 7);
         // The chain continues across reopenings.
         let next = store
-            .append_audit(NewAuditEntry::new(tenant.clone(), "k", "user:a", "x"))
+            .append_audit(&tenant, NewAuditEntry::new(tenant.clone(), "k", "user:a", "x"))
             .await
             .unwrap();
         assert_eq!(next.prev_hash, audit[round].hash);
@@ -208,12 +208,12 @@ async fn usage_and_audit_cannot_be_changed_even_with_raw_sql() {
     );
     event.at = event.at.trunc_subsecs(6);
     store
-        .append_usage(std::slice::from_ref(&event))
+        .append_usage(&tenant, std::slice::from_ref(&event))
         .await
         .unwrap();
     for i in 0..3 {
         store
-            .append_audit(NewAuditEntry::new(
+            .append_audit(&tenant, NewAuditEntry::new(
                 tenant.clone(),
                 "tool.call",
                 "agent:support",
@@ -265,7 +265,7 @@ async fn usage_and_audit_cannot_be_changed_even_with_raw_sql() {
 
     // The store's own path still appends.
     let fourth = store
-        .append_audit(NewAuditEntry::new(tenant.clone(), "k", "user:a", "x"))
+        .append_audit(&tenant, NewAuditEntry::new(tenant.clone(), "k", "user:a", "x"))
         .await
         .unwrap();
     assert_eq!(fourth.seq, 4);
@@ -307,7 +307,7 @@ async fn two_stores_on_one_file_share_one_audit_chain() {
         let tenant = tenant.clone();
         tokio::spawn(async move {
             store
-                .append_audit(NewAuditEntry::new(tenant, "k", "agent:x", format!("{i}")))
+                .append_audit(&tenant, NewAuditEntry::new(tenant.clone(), "k", "agent:x", format!("{i}")))
                 .await
         })
     });
