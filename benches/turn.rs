@@ -53,12 +53,9 @@ async fn hand_loop(model: &dyn LlmProvider, tool: &dyn Tool, specs: &Arc<[ToolSp
     messages.push(response.to_message());
     for call in &response.tool_calls {
         let ctx = ToolContext::new(
-            "bench".into(),
-            "a".into(),
-            format!("s{n}").into(),
-            RunId::generate(),
+            agentkit::testkit::scope("bench", "a", format!("s{n}"), RunId::generate()),
             call.id.clone(),
-            "k".into(),
+            agentkit::id::IdempotencyKey::from_static("k"),
         );
         let out = tool.call(ctx, call.arguments.clone()).await.unwrap();
         messages.push(Message::tool_result(&call.id, &call.name, out.to_string()));
@@ -164,20 +161,24 @@ fn turn(c: &mut Criterion) {
         let history = prefill(len);
         let sessions = AtomicU64::new(0);
         let fresh_session = || {
-            let session = SessionId::from(format!(
+            let session = SessionId::new(format!(
                 "h{len}-{}",
                 sessions.fetch_add(1, Ordering::Relaxed)
-            ));
+            ))
+            .unwrap();
             let store = store.clone();
             let history = history.clone();
             async move {
                 let tenant = TenantId::from_static("bench");
                 store
-                    .create_session(&SessionRecord::new(
-                        tenant.clone(),
-                        session.clone(),
-                        "bench".into(),
-                    ))
+                    .create_session(
+                        &tenant,
+                        &SessionRecord::new(
+                            tenant.clone(),
+                            session.clone(),
+                            agentkit::id::AgentId::from_static("bench"),
+                        ),
+                    )
                     .await
                     .unwrap();
                 store
@@ -254,12 +255,9 @@ async fn hand_loop_with_history(
     messages.push(response.to_message());
     for call in &response.tool_calls {
         let ctx = ToolContext::new(
-            "bench".into(),
-            "a".into(),
-            format!("s{n}").into(),
-            RunId::generate(),
+            agentkit::testkit::scope("bench", "a", format!("s{n}"), RunId::generate()),
             call.id.clone(),
-            "k".into(),
+            agentkit::id::IdempotencyKey::from_static("k"),
         );
         let out = tool.call(ctx, call.arguments.clone()).await.unwrap();
         messages.push(Message::tool_result(&call.id, &call.name, out.to_string()));

@@ -276,10 +276,25 @@ mod tests {
 
     #[test]
     fn the_id_rule() {
-        for good in ["acme", "a", "tenant-1_eu.west:2@x/y+z=", &"t".repeat(MAX_ID_LEN)] {
+        for good in [
+            "acme",
+            "a",
+            "tenant-1_eu.west:2@x/y+z=",
+            &"t".repeat(MAX_ID_LEN),
+        ] {
             assert!(TenantId::new(good).is_ok(), "{good}");
         }
-        for bad in ["", " ", "a b", "a\nb", "ä", "a\0", "<x>", "a'b", &"t".repeat(MAX_ID_LEN + 1)] {
+        for bad in [
+            "",
+            " ",
+            "a b",
+            "a\nb",
+            "ä",
+            "a\0",
+            "<x>",
+            "a'b",
+            &"t".repeat(MAX_ID_LEN + 1),
+        ] {
             let e = TenantId::new(bad).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{bad}");
         }

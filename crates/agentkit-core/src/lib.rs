@@ -58,9 +58,9 @@ pub mod providers;
 pub mod redact;
 pub mod resilience;
 pub mod retrieval;
-pub mod scope;
 #[cfg(feature = "rules")]
 pub mod rules;
+pub mod scope;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

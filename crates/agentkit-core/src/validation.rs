@@ -118,8 +118,13 @@ mod tests {
             &json!({"type": "object", "properties": {"name": {"type": "string"}, "budget": {"type": "number", "maximum": 50}}, "required": ["name", "budget"], "additionalProperties": false}),
         )
         .unwrap();
-        assert!(s.check_lines(&json!({"name": "x", "budget": 10}), 10).is_ok());
-        let err = s.check_lines(&json!({"name": 3, "budget": 80}), 10).unwrap_err();
+        assert!(
+            s.check_lines(&json!({"name": "x", "budget": 10}), 10)
+                .is_ok()
+        );
+        let err = s
+            .check_lines(&json!({"name": 3, "budget": 80}), 10)
+            .unwrap_err();
         assert!(err.contains("/name"), "{err}");
         assert!(err.contains("/budget"), "{err}");
         let e = CompiledSchema::compile_named("tool `x`", &json!({"type": 12})).unwrap_err();

@@ -253,7 +253,10 @@ async fn denied_calls_do_not_run_and_the_decision_is_audited() {
         last.text()
     );
     let audit = st
-        .list_audit(&TenantId::from_static("acme"), &AuditQuery::all().kind("policy.decision"))
+        .list_audit(
+            &TenantId::from_static("acme"),
+            &AuditQuery::all().kind("policy.decision"),
+        )
         .await
         .unwrap();
     assert_eq!(audit.len(), 1);
@@ -375,7 +378,10 @@ async fn approval_suspends_and_a_fresh_agent_resumes_exactly_once() {
     let h = history(&st, "acme", "s1").await;
     assert_eq!(tool_results(&h).len(), 2);
     let decided = st
-        .list_audit(&TenantId::from_static("acme"), &AuditQuery::all().kind("approval.decided"))
+        .list_audit(
+            &TenantId::from_static("acme"),
+            &AuditQuery::all().kind("approval.decided"),
+        )
         .await
         .unwrap();
     assert_eq!(decided[0].entry.actor, "user:alice");
@@ -824,7 +830,11 @@ async fn truncated_model_stream_fails_the_run_with_a_typed_error() {
     ));
     let run_id = agent
         .store()
-        .load_messages(&TenantId::from_static("acme"), &SessionId::from_static("s1"), MessageWindow::All)
+        .load_messages(
+            &TenantId::from_static("acme"),
+            &SessionId::from_static("s1"),
+            MessageWindow::All,
+        )
         .await
         .unwrap()[0]
         .run
@@ -946,23 +956,26 @@ async fn a_recorded_success_is_replayed_not_re_executed() {
     );
     let run = RunId::from_static("run-fixed");
     // The key of the first call of the first turn of this run.
-    st.record_tool_execution(&TenantId::from_static("acme"), &ToolExecution {
-        tenant: TenantId::from_static("acme"),
-        idempotency_key: agentkit_core::id::IdempotencyKey::from_static("run-fixed:1:0"),
-        agent: AgentId::from_static("a"),
-        session: SessionId::from_static("s1"),
-        run: run.clone(),
-        call_id: "call_1".into(),
-        tool: "budget.get_balance".into(),
-        arguments_hash: agentkit_core::redact::hash_json(&json!({})),
-        attempt: 1,
-        input: json!({}),
-        output: Some(json!("recorded")),
-        error: None,
-        status: ToolExecutionStatus::Succeeded,
-        started_at: chrono::Utc::now(),
-        finished_at: Some(chrono::Utc::now()),
-    })
+    st.record_tool_execution(
+        &TenantId::from_static("acme"),
+        &ToolExecution {
+            tenant: TenantId::from_static("acme"),
+            idempotency_key: agentkit_core::id::IdempotencyKey::from_static("run-fixed:1:0"),
+            agent: AgentId::from_static("a"),
+            session: SessionId::from_static("s1"),
+            run: run.clone(),
+            call_id: "call_1".into(),
+            tool: "budget.get_balance".into(),
+            arguments_hash: agentkit_core::redact::hash_json(&json!({})),
+            attempt: 1,
+            input: json!({}),
+            output: Some(json!("recorded")),
+            error: None,
+            status: ToolExecutionStatus::Succeeded,
+            started_at: chrono::Utc::now(),
+            finished_at: Some(chrono::Utc::now()),
+        },
+    )
     .await
     .unwrap();
     let (p, scripted) = model([
@@ -1223,7 +1236,9 @@ async fn agents_from_versioned_configs_blueprints_and_a_registry() {
     let vars = [("company".to_string(), "Spicy Co".to_string())]
         .into_iter()
         .collect();
-    let config = blueprint.instantiate(AgentId::from_static("marketing"), &vars).unwrap();
+    let config = blueprint
+        .instantiate(AgentId::from_static("marketing"), &vars)
+        .unwrap();
     assert_eq!(config.system_prompt, "You run ads for Spicy Co.");
     assert_eq!(config.status, ConfigStatus::Draft);
 
@@ -1250,11 +1265,17 @@ async fn agents_from_versioned_configs_blueprints_and_a_registry() {
         .with_model("scripted", p)
         .with_tool(tool)
         .with_tool(balance);
-    let agent = Agent::from_store(st.clone(), &tenant, &AgentId::from_static("marketing"), Some(1), &registry)
-        .await
-        .unwrap()
-        .build()
-        .unwrap();
+    let agent = Agent::from_store(
+        st.clone(),
+        &tenant,
+        &AgentId::from_static("marketing"),
+        Some(1),
+        &registry,
+    )
+    .await
+    .unwrap()
+    .build()
+    .unwrap();
     assert_eq!(agent.tool_specs().len(), 2);
     let out = agent
         .run(RunRequest::new("acme", "s1", "go"))

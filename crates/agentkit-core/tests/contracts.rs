@@ -65,11 +65,7 @@ async fn tool_and_policy_concrete_and_dyn() {
     assert_eq!(dyn_tool.call(ctx, json!(2)).await.unwrap()["args"], 2);
 
     let policy = AllowListPolicy::new(["util.*"]);
-    let req = PolicyRequest::new(
-        scope(),
-        "util.echo",
-        json!({}),
-    );
+    let req = PolicyRequest::new(scope(), "util.echo", json!({}));
     assert_eq!(policy.evaluate(&req).await.unwrap(), Decision::Allow);
     let dyn_policy: Arc<dyn PolicyEvaluator> = Arc::new(policy);
     let mut other = req.clone();
@@ -112,12 +108,22 @@ async fn retriever_always_passes_tenant_and_agent() {
     let retriever =
         VectorRetriever::new(Arc::new(LenEmbedder), vectors.clone()).with_min_score(0.3);
     retriever
-        .retrieve(&TenantId::from_static("acme"), &AgentId::from_static("support"), "abc", 4)
+        .retrieve(
+            &TenantId::from_static("acme"),
+            &AgentId::from_static("support"),
+            "abc",
+            4,
+        )
         .await
         .unwrap();
     let dyn_retriever: Arc<dyn Retriever> = Arc::new(retriever);
     dyn_retriever
-        .retrieve(&TenantId::from_static("globex"), &AgentId::from_static("sales"), "abcd", 2)
+        .retrieve(
+            &TenantId::from_static("globex"),
+            &AgentId::from_static("sales"),
+            "abcd",
+            2,
+        )
         .await
         .unwrap();
     let seen = vectors.0.lock().unwrap().clone();
@@ -141,8 +147,17 @@ async fn retriever_always_passes_tenant_and_agent() {
 async fn store_parts_upcast_from_state_store() {
     let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
     let sessions: Arc<dyn agentkit_core::store::SessionStore> = store.clone();
-    let record = agentkit_core::store::SessionRecord::new(TenantId::from_static("t"), SessionId::from_static("s"), AgentId::from_static("a"));
-    assert!(sessions.create_session(&record.tenant, &record).await.unwrap());
+    let record = agentkit_core::store::SessionRecord::new(
+        TenantId::from_static("t"),
+        SessionId::from_static("s"),
+        AgentId::from_static("a"),
+    );
+    assert!(
+        sessions
+            .create_session(&record.tenant, &record)
+            .await
+            .unwrap()
+    );
     assert!(
         !store.create_session(&record.tenant, &record).await.unwrap(),
         "second create is a no-op"

@@ -37,7 +37,7 @@ fn decision(c: &mut Criterion) {
         .build()
         .unwrap();
     let request = PolicyRequest::new(
-            agentkit_core::testkit::scope("acme", "marketing", "s", "r"),
+        agentkit_core::testkit::scope("acme", "marketing", "s", "r"),
         "marketing.create_campaign",
         json!({"name": "Spicy Chips", "budget": 20}),
     );

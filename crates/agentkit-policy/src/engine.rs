@@ -819,7 +819,10 @@ impl PolicyEngine {
         // Budgets and rate limits: check (explain) or reserve (evaluate) atomically.
         if !reserve {
             for p in &pending {
-                let current = self.counters.counter_get(&request.scope.tenant, &p.key).await?;
+                let current = self
+                    .counters
+                    .counter_get(&request.scope.tenant, &p.key)
+                    .await?;
                 if current + p.amount > p.limit {
                     let what = p.describe(&request.action);
                     let reason = format!("{what} exhausted");

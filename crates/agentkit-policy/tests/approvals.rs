@@ -27,7 +27,7 @@ async fn request(
     created_offset_secs: i64,
 ) -> ApprovalRequest {
     let mut r = ApprovalRequest::new(
-        &agentkit_core::testkit::scope("acme", "ops", "s", &RunId::generate()),
+        &agentkit_core::testkit::scope("acme", "ops", "s", RunId::generate()),
         ToolCall::new("c", "payments.refund", json!({"amount": 100})),
         "refunds need approval",
         priority,
@@ -208,12 +208,20 @@ async fn concurrent_approve_and_reject_exactly_one_wins() {
         let r = request(&store, Priority::Medium, 0).await;
         let (q1, q2, id1, id2) = (queue.clone(), queue.clone(), r.id.clone(), r.id.clone());
         let approve = tokio::spawn(async move {
-            q1.decide(&TenantId::from_static("acme"), &id1, &ApprovalDecision::approve("ann"))
-                .await
+            q1.decide(
+                &TenantId::from_static("acme"),
+                &id1,
+                &ApprovalDecision::approve("ann"),
+            )
+            .await
         });
         let reject = tokio::spawn(async move {
-            q2.decide(&TenantId::from_static("acme"), &id2, &ApprovalDecision::reject("bob", "no"))
-                .await
+            q2.decide(
+                &TenantId::from_static("acme"),
+                &id2,
+                &ApprovalDecision::reject("bob", "no"),
+            )
+            .await
         });
         let (a, b) = (approve.await.unwrap(), reject.await.unwrap());
         assert!(

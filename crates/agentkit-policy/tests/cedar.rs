@@ -49,7 +49,7 @@ when { !(context has confidence_pct) || (context.confidence_pct >= 50 && context
 
 fn req(agent: &str, action: &str, args: Value, confidence: Option<f64>) -> PolicyRequest {
     let mut r = PolicyRequest::new(
-            agentkit_core::testkit::scope("acme", &agent, "s", "r"),
+        agentkit_core::testkit::scope("acme", agent, "s", "r"),
         action,
         args,
     );

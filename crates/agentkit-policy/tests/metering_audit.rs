@@ -48,7 +48,12 @@ fn book() -> PriceBook {
 }
 
 fn event(kind: UsageKind, resource: &str, quantity: u64, when: DateTime<Utc>) -> UsageEvent {
-    let mut e = UsageEvent::new(TenantId::from_static("acme"), AgentId::from_static("marketing"), kind, quantity);
+    let mut e = UsageEvent::new(
+        TenantId::from_static("acme"),
+        AgentId::from_static("marketing"),
+        kind,
+        quantity,
+    );
     e.resource = Some(resource.into());
     e.at = when;
     e
@@ -184,7 +189,10 @@ async fn metered_agent_usage_is_priced_and_counts_toward_budgets() {
         .with_timezone(&chrono_tz::America::New_York)
         .date_naive();
     let spent = store
-        .counter_get(&TenantId::from_static("acme"), &format!("budget:agent:marketing:{day}"))
+        .counter_get(
+            &TenantId::from_static("acme"),
+            &format!("budget:agent:marketing:{day}"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -194,7 +202,7 @@ async fn metered_agent_usage_is_priced_and_counts_toward_budgets() {
     );
     // Model spend counts: $0.0199 spent, a $0.01 campaign would pass $0.02.
     let r = PolicyRequest::new(
-            agentkit_core::testkit::scope("acme", "marketing", "s1", "r"),
+        agentkit_core::testkit::scope("acme", "marketing", "s1", "r"),
         "marketing.create_campaign",
         json!({}),
     );
@@ -254,7 +262,10 @@ async fn invoice_drafts_are_recomputable_and_follow_the_tenants_month() {
             at(2026, 11, 5, 0),
         ),
     ];
-    store.append_usage(&events[0].tenant, &events).await.unwrap();
+    store
+        .append_usage(&events[0].tenant, &events)
+        .await
+        .unwrap();
     let b = book();
     let d1 = invoice_draft(&store, &TenantId::from_static("acme"), 2026, 11, tz, &b)
         .await
@@ -289,21 +300,28 @@ async fn audit_chain_verifies_exports_and_detects_tampering() {
         .with_audit(store.clone());
     for i in 0..5 {
         let r = PolicyRequest::new(
-                agentkit_core::testkit::scope("acme", "marketing", "s", &format!("r{i}")),
+            agentkit_core::testkit::scope("acme", "marketing", "s", format!("r{i}")),
             "budget.get_balance",
             json!({}),
         );
         engine.evaluate(&r).await.unwrap();
     }
-    let report = verify(&*store, &TenantId::from_static("acme")).await.unwrap();
+    let report = verify(&*store, &TenantId::from_static("acme"))
+        .await
+        .unwrap();
     assert!(report.is_intact());
     assert_eq!(report.entries, 5);
 
     let mut out = Vec::new();
     assert_eq!(
-        export_jsonl(&*store, &TenantId::from_static("acme"), &AuditQuery::all(), &mut out)
-            .await
-            .unwrap(),
+        export_jsonl(
+            &*store,
+            &TenantId::from_static("acme"),
+            &AuditQuery::all(),
+            &mut out
+        )
+        .await
+        .unwrap(),
         5
     );
     assert!(verify_jsonl(out.as_slice()).unwrap().is_intact());

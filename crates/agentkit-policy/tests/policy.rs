@@ -61,7 +61,7 @@ reason = "never"
 
 fn req(action: &str, args: Value) -> PolicyRequest {
     PolicyRequest::new(
-            agentkit_core::testkit::scope("acme", "marketing", "s1", "r1"),
+        agentkit_core::testkit::scope("acme", "marketing", "s1", "r1"),
         action,
         args,
     )
@@ -196,7 +196,10 @@ async fn budgets_reserve_release_and_reset_at_the_tenants_midnight() {
         json!({"name": "y", "budget": 10}),
     );
     let before = store
-        .counter_get(&agentkit_core::id::TenantId::from_static("acme"), "budget:agent:marketing:2026-11-18")
+        .counter_get(
+            &agentkit_core::id::TenantId::from_static("acme"),
+            "budget:agent:marketing:2026-11-18",
+        )
         .await
         .unwrap();
     assert_eq!(before, 50_000_000_000);
@@ -206,7 +209,10 @@ async fn budgets_reserve_release_and_reset_at_the_tenants_midnight() {
         .await
         .unwrap();
     let after = store
-        .counter_get(&agentkit_core::id::TenantId::from_static("acme"), "budget:agent:marketing:2026-11-19")
+        .counter_get(
+            &agentkit_core::id::TenantId::from_static("acme"),
+            "budget:agent:marketing:2026-11-19",
+        )
         .await
         .unwrap();
     assert_eq!(after, 0, "the failed action's $10 was released");
@@ -304,7 +310,10 @@ async fn log_only_mode_allows_and_records_what_it_would_have_decided() {
     assert_eq!(ex.decision, Decision::Allow);
     assert_eq!(ex.would_decide.label(), "deny");
     let audit = store
-        .list_audit(&agentkit_core::id::TenantId::from_static("acme"), &AuditQuery::all().kind("policy.evaluation"))
+        .list_audit(
+            &agentkit_core::id::TenantId::from_static("acme"),
+            &AuditQuery::all().kind("policy.evaluation"),
+        )
         .await
         .unwrap();
     assert_eq!(audit.len(), 1);
@@ -344,7 +353,10 @@ async fn explain_names_the_rules() {
     // explain reserves nothing.
     assert_eq!(
         store
-            .counter_get(&agentkit_core::id::TenantId::from_static("acme"), "budget:agent:marketing:2026-11-18")
+            .counter_get(
+                &agentkit_core::id::TenantId::from_static("acme"),
+                "budget:agent:marketing:2026-11-18"
+            )
             .await
             .unwrap(),
         0
@@ -414,7 +426,7 @@ async fn budget_race_100_concurrent_reservations_never_exceed_50_dollars() {
             let e = e.clone();
             tokio::spawn(async move {
                 let r = PolicyRequest::new(
-                        agentkit_core::testkit::scope("acme", "marketing", "s", &format!("r{i}")),
+                    agentkit_core::testkit::scope("acme", "marketing", "s", format!("r{i}")),
                     "ads.spend",
                     json!({"usd": 1.5}),
                 );
@@ -430,7 +442,10 @@ async fn budget_race_100_concurrent_reservations_never_exceed_50_dollars() {
     }
     let day = now.date_naive().to_string();
     let spent = store
-        .counter_get(&agentkit_core::id::TenantId::from_static("acme"), &format!("budget:agent:marketing:{day}"))
+        .counter_get(
+            &agentkit_core::id::TenantId::from_static("acme"),
+            &format!("budget:agent:marketing:{day}"),
+        )
         .await
         .unwrap();
     assert_eq!(allowed, 33, "33 × $1.50 = $49.50 fits, a 34th would not");
@@ -449,7 +464,7 @@ async fn thousands_of_permissions_stay_correct() {
     let e = PolicyEngine::from_json(&doc, Arc::new(InMemoryStore::new())).unwrap();
     let r = |action: &str| {
         PolicyRequest::new(
-                agentkit_core::testkit::scope("t", "a", "s", "r"),
+            agentkit_core::testkit::scope("t", "a", "s", "r"),
             action,
             json!({}),
         )

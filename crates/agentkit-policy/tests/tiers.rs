@@ -17,7 +17,7 @@ const POLICY: &str = r#"{
 
 fn req(tenant: &str, i: usize) -> PolicyRequest {
     PolicyRequest::new(
-            agentkit_core::testkit::scope(&tenant, "a", "s", &format!("r{i}")),
+        agentkit_core::testkit::scope(tenant, "a", "s", format!("r{i}")),
         "crm.read",
         json!({"i": i}),
     )
@@ -67,7 +67,12 @@ async fn tier_quotas_limit_actions_per_tenant() {
     }
     // Monthly token quota (the Meter adds tokens to this counter).
     store
-        .counter_add(&agentkit_core::id::TenantId::from_static("small"), "quota:tokens:2026-11", 100_000, None)
+        .counter_add(
+            &agentkit_core::id::TenantId::from_static("small"),
+            "quota:tokens:2026-11",
+            100_000,
+            None,
+        )
         .await
         .unwrap();
     let later = Utc.with_ymd_and_hms(2026, 11, 18, 12, 5, 0).unwrap();

@@ -53,7 +53,12 @@ fn usage_events(tenant: &TenantId, run: &RunId) -> Vec<UsageEvent> {
     ]
     .into_iter()
     .map(|(kind, quantity)| {
-        let mut e = UsageEvent::new(tenant.clone(), AgentId::from_static("support"), kind, quantity);
+        let mut e = UsageEvent::new(
+            tenant.clone(),
+            AgentId::from_static("support"),
+            kind,
+            quantity,
+        );
         e.run = Some(run.clone());
         e.resource = Some("test-model".into());
         e
@@ -108,18 +113,18 @@ fn main() {
         .execute(&pool)
         .await
         .unwrap();
-        let session = SessionRecord::new(tenant.clone(), SessionId::generate(), "support".into());
+        let session = SessionRecord::new(tenant.clone(), SessionId::generate(), AgentId::from_static("support"));
         store.create_session(&session.tenant, &session).await.unwrap();
-        let run = RunRecord::new(
+        let run = RunRecord::new(&agentkit_core::scope::Scope::new(
             tenant.clone(),
-            RunId::generate(),
-            "support".into(),
+            AgentId::from_static("support"),
             session.id.clone(),
-        );
+            RunId::generate(),
+        ));
         store.create_run(&run.tenant, &run).await.unwrap();
 
         // A 1,000-message session, and the same bodies in the plain table.
-        let big = SessionRecord::new(tenant.clone(), SessionId::generate(), "support".into());
+        let big = SessionRecord::new(tenant.clone(), SessionId::generate(), AgentId::from_static("support"));
         store.create_session(&big.tenant, &big).await.unwrap();
         let mut bodies = Vec::new();
         for _ in 0..250 {
@@ -205,7 +210,7 @@ fn main() {
     group.bench_function("store", |b| {
         b.to_async(&rt).iter(|| async {
             store
-                .append_usage(&usage_events(&tenant, &run.id))
+                .append_usage(&tenant, &usage_events(&tenant, &run.id))
                 .await
                 .unwrap()
         })
@@ -230,7 +235,10 @@ fn main() {
                 "refunds need a human",
                 Priority::High,
             );
-            store.create_approval(&request.tenant, &request).await.unwrap();
+            store
+                .create_approval(&request.tenant, &request)
+                .await
+                .unwrap();
             black_box(
                 store
                     .decide_approval(&tenant, &request.id, &ApprovalDecision::approve("alice"))

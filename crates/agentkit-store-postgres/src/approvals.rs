@@ -9,7 +9,8 @@ use agentkit_core::id::{ApprovalId, TenantId};
 use agentkit_core::message::ToolCall;
 use agentkit_core::policy::Priority;
 use agentkit_core::store::{
-    ensure_tenant,ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore};
+    ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore, ensure_tenant,
+};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

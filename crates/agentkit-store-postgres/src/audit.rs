@@ -11,7 +11,8 @@
 use agentkit_core::Result;
 use agentkit_core::id::TenantId;
 use agentkit_core::store::{
-    ensure_tenant,AUDIT_GENESIS_HASH, AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
+    AUDIT_GENESIS_HASH, AuditEntry, AuditQuery, AuditStore, NewAuditEntry, ensure_tenant,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -68,7 +69,11 @@ impl AuditRow {
 
 #[async_trait]
 impl AuditStore for PostgresStore {
-    async fn append_audit(&self, tenant: &TenantId, mut entry: NewAuditEntry) -> Result<AuditEntry> {
+    async fn append_audit(
+        &self,
+        tenant: &TenantId,
+        mut entry: NewAuditEntry,
+    ) -> Result<AuditEntry> {
         const OP: &str = "append_audit";
         ensure_tenant(tenant, &entry.tenant, "the audit entry")?;
         check_tenant(&entry.tenant)?;

@@ -2,8 +2,7 @@
 
 use agentkit_core::id::{RunId, TenantId};
 use agentkit_core::message::Usage;
-use agentkit_core::store::{
-    ensure_tenant,PendingCall, RunRecord, RunStatus, RunStore};
+use agentkit_core::store::{PendingCall, RunRecord, RunStatus, RunStore, ensure_tenant};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

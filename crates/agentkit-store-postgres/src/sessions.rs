@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use agentkit_core::id::{RunId, SessionId, TenantId};
 use agentkit_core::message::Message;
 use agentkit_core::store::{
-    ensure_tenant,
-    MessageWindow, SessionRecord, SessionStore, StoredMessage, orphaned_prefix_len,
+    MessageWindow, SessionRecord, SessionStore, StoredMessage, ensure_tenant, orphaned_prefix_len,
 };
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;

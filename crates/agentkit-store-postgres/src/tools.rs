@@ -123,7 +123,7 @@ impl ToolExecutionStore for PostgresStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| query_error(OP, e))?;
-                ToolClaim::Existing(row.into_execution(tenant)?)
+                ToolClaim::Existing(Box::new(row.into_execution(tenant)?))
             }
         };
         commit(tx, OP).await?;

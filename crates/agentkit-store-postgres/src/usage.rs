@@ -6,8 +6,7 @@
 //! updates or deletes usage rows, and the schema refuses them.
 
 use agentkit_core::id::TenantId;
-use agentkit_core::store::{
-    ensure_tenant,UsageEvent, UsageKind, UsageQuery, UsageStore, Usd};
+use agentkit_core::store::{UsageEvent, UsageKind, UsageQuery, UsageStore, Usd, ensure_tenant};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -38,8 +38,17 @@ fn sqlstate(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> Strin
 }
 
 async fn session_with_messages(store: &PostgresStore, tenant: &TenantId, n: usize) -> SessionId {
-    let session = SessionRecord::new(tenant.clone(), SessionId::generate(), AgentId::from_static("support"));
-    assert!(store.create_session(&session.tenant, &session).await.unwrap());
+    let session = SessionRecord::new(
+        tenant.clone(),
+        SessionId::generate(),
+        AgentId::from_static("support"),
+    );
+    assert!(
+        store
+            .create_session(&session.tenant, &session)
+            .await
+            .unwrap()
+    );
     let messages: Vec<Message> = (0..n)
         .map(|i| Message::user(format!("{tenant} message {i}")))
         .collect();
@@ -190,12 +199,10 @@ async fn usage_and_audit_rows_cannot_be_changed_or_removed() {
         .unwrap();
     for i in 0..3 {
         store
-            .append_audit(&t, NewAuditEntry::new(
-                t.clone(),
-                "k",
-                "agent:support",
-                format!("a{i}"),
-            ))
+            .append_audit(
+                &t,
+                NewAuditEntry::new(t.clone(), "k", "agent:support", format!("a{i}")),
+            )
             .await
             .unwrap();
     }

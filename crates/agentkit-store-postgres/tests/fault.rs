@@ -278,7 +278,12 @@ async fn writer(
         SessionId::generate(),
         AgentId::from_static("support"),
     );
-    assert!(store.create_session(&session.tenant, &session).await.unwrap());
+    assert!(
+        store
+            .create_session(&session.tenant, &session)
+            .await
+            .unwrap()
+    );
     let mut log = WriterLog {
         tenant: Some(tenant.clone()),
         session: Some(session.id.clone()),

@@ -20,11 +20,10 @@ async fn bytes_per_turn_stay_flat_over_500_turns() {
     let tenant = TenantId::from_static("acme");
     let session = SessionId::from_static("long");
     store
-        .create_session(&tenant, &SessionRecord::new(
-            tenant.clone(),
-            session.clone(),
-            AgentId::from_static("a"),
-        ))
+        .create_session(
+            &tenant,
+            &SessionRecord::new(tenant.clone(), session.clone(), AgentId::from_static("a")),
+        )
         .await
         .unwrap();
     let mut admin = db.admin_conn().await;

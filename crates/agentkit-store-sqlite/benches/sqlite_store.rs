@@ -80,14 +80,17 @@ fn benches(c: &mut Criterion) {
     let tenant = TenantId::from_static("acme");
     let agent = AgentId::from_static("support");
     let session = SessionRecord::new(tenant.clone(), SessionId::generate(), agent.clone());
-    let run = RunRecord::new(
+    let run = RunRecord::new(&agentkit_core::scope::Scope::new(
         tenant.clone(),
-        RunId::generate(),
         agent.clone(),
         session.id.clone(),
-    );
+        RunId::generate(),
+    ));
     rt.block_on(async {
-        store.create_session(&session.tenant, &session).await.unwrap();
+        store
+            .create_session(&session.tenant, &session)
+            .await
+            .unwrap();
         store.create_run(&run.tenant, &run).await.unwrap();
     });
 
@@ -214,7 +217,12 @@ fn benches(c: &mut Criterion) {
             usage_batch,
             |events| {
                 let store = &store;
-                async move { store.append_usage(&events).await.unwrap() }
+                async move {
+                    store
+                        .append_usage(&events[0].tenant, &events)
+                        .await
+                        .unwrap()
+                }
             },
             BatchSize::SmallInput,
         );
@@ -269,7 +277,10 @@ fn benches(c: &mut Criterion) {
             |request| {
                 let (store, decision, tenant) = (&store, &decision, &tenant);
                 async move {
-                    store.create_approval(&request.tenant, &request).await.unwrap();
+                    store
+                        .create_approval(&request.tenant, &request)
+                        .await
+                        .unwrap();
                     black_box(
                         store
                             .decide_approval(tenant, &request.id, decision)

@@ -7,7 +7,8 @@
 use agentkit_core::id::{AgentId, ApprovalId, RunId, SessionId, TenantId};
 use agentkit_core::message::ToolCall;
 use agentkit_core::store::{
-    ensure_tenant,ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore};
+    ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore, ensure_tenant,
+};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};

@@ -7,7 +7,8 @@
 use agentkit_core::Result;
 use agentkit_core::id::{AgentId, RunId, SessionId, TenantId};
 use agentkit_core::store::{
-    ensure_tenant,AUDIT_GENESIS_HASH, AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
+    AUDIT_GENESIS_HASH, AuditEntry, AuditQuery, AuditStore, NewAuditEntry, ensure_tenant,
+};
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -21,7 +22,11 @@ use crate::sql::{col, immediate, text};
 
 #[async_trait]
 impl AuditStore for SqliteStore {
-    async fn append_audit(&self, tenant: &TenantId, mut entry: NewAuditEntry) -> Result<AuditEntry> {
+    async fn append_audit(
+        &self,
+        tenant: &TenantId,
+        mut entry: NewAuditEntry,
+    ) -> Result<AuditEntry> {
         ensure_tenant(tenant, &entry.tenant, "the audit entry")?;
         // The hash covers `at`: cut it to the stored precision first, so the chain verifies
         // from what is read back.

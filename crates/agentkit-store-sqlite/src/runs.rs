@@ -5,8 +5,7 @@
 
 use agentkit_core::id::{AgentId, RunId, SessionId, TenantId};
 use agentkit_core::message::Usage;
-use agentkit_core::store::{
-    ensure_tenant,PendingCall, RunRecord, RunStatus, RunStore};
+use agentkit_core::store::{PendingCall, RunRecord, RunStatus, RunStore, ensure_tenant};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};

@@ -107,9 +107,10 @@ fn claim_tool_execution(conn: &mut Connection, e: &ToolExecution) -> Result<Tool
              WHERE tenant = ?1 AND idempotency_key = ?2"
         ))
         .and_then(|mut st| {
-            st.query_row(params![e.tenant.as_str(), e.idempotency_key.as_str()], |row| {
-                Ok(execution_from_row(&e.tenant, row))
-            })
+            st.query_row(
+                params![e.tenant.as_str(), e.idempotency_key.as_str()],
+                |row| Ok(execution_from_row(&e.tenant, row)),
+            )
             .optional()
         })
         .map_err(db_err)?
@@ -138,7 +139,7 @@ fn claim_tool_execution(conn: &mut Connection, e: &ToolExecution) -> Result<Tool
                 attempt: claimed.attempt,
             }
         }
-        Some(prev) => ToolClaim::Existing(prev),
+        Some(prev) => ToolClaim::Existing(Box::new(prev)),
     };
     tx.commit().map_err(db_err)?;
     Ok(claim)

@@ -4,8 +4,7 @@
 //! refuse any update, delete or replace. Queries filter in SQL and read in time order.
 
 use agentkit_core::id::{AgentId, RunId, SessionId, TenantId, UsageEventId};
-use agentkit_core::store::{
-    ensure_tenant,UsageEvent, UsageQuery, UsageStore, Usd};
+use agentkit_core::store::{UsageEvent, UsageQuery, UsageStore, Usd, ensure_tenant};
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;

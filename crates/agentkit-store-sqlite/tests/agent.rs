@@ -113,7 +113,11 @@ async fn a_suspended_run_survives_reopening_and_resumes_once() {
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[0].status, ToolExecutionStatus::Succeeded);
     let history = store
-        .load_messages(&tenant, &agentkit_core::id::SessionId::from_static("s1"), MessageWindow::All)
+        .load_messages(
+            &tenant,
+            &agentkit_core::id::SessionId::from_static("s1"),
+            MessageWindow::All,
+        )
         .await
         .unwrap();
     assert_eq!(

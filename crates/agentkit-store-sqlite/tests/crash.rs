@@ -70,7 +70,8 @@ fn crash_writer_child() {
             tokio::spawn(async move {
                 let t = tenant();
                 let s = session(round, writer);
-                let record = SessionRecord::new(t.clone(), s.clone(), AgentId::from_static("crash"));
+                let record =
+                    SessionRecord::new(t.clone(), s.clone(), AgentId::from_static("crash"));
                 store.create_session(&record.tenant, &record).await.unwrap();
                 let run = RunId::generate();
                 // Bounded, in case the parent is gone.
@@ -98,7 +99,8 @@ fn crash_writer_child() {
                     ]
                     .into_iter()
                     .map(|kind| {
-                        let mut e = UsageEvent::new(t.clone(), AgentId::from_static("crash"), kind, 5);
+                        let mut e =
+                            UsageEvent::new(t.clone(), AgentId::from_static("crash"), kind, 5);
                         e.resource = Some(label.clone());
                         e
                     })

@@ -55,7 +55,12 @@ async fn data_survives_reopening_and_migrations_are_idempotent() {
     {
         let store = SqliteStore::open(&path).await.unwrap();
         assert!(format!("{store:?}").contains("reopen.db"));
-        assert!(store.create_session(&session.tenant, &session).await.unwrap());
+        assert!(
+            store
+                .create_session(&session.tenant, &session)
+                .await
+                .unwrap()
+        );
         store.create_run(&run.tenant, &run).await.unwrap();
         store
             .append_messages(
@@ -71,12 +76,15 @@ async fn data_survives_reopening_and_migrations_are_idempotent() {
         let appended = store.append_audit(&tenant, entry).await.unwrap();
         assert_eq!(appended.entry.at, nanos_time().trunc_subsecs(6));
         store
-            .append_usage(&tenant, &[UsageEvent::new(
-                tenant.clone(),
-                session.agent.clone(),
-                UsageKind::InputTokens,
-                42,
-            )])
+            .append_usage(
+                &tenant,
+                &[UsageEvent::new(
+                    tenant.clone(),
+                    session.agent.clone(),
+                    UsageKind::InputTokens,
+                    42,
+                )],
+            )
             .await
             .unwrap();
         store.counter_add(&tenant, "budget", 7, None).await.unwrap();
@@ -138,7 +146,10 @@ async fn data_survives_reopening_and_migrations_are_idempotent() {
         assert_eq!(store.counter_get(&tenant, "budget").await.unwrap(), 7);
         // The chain continues across reopenings.
         let next = store
-            .append_audit(&tenant, NewAuditEntry::new(tenant.clone(), "k", "user:a", "x"))
+            .append_audit(
+                &tenant,
+                NewAuditEntry::new(tenant.clone(), "k", "user:a", "x"),
+            )
             .await
             .unwrap();
         assert_eq!(next.prev_hash, audit[round].hash);
@@ -213,12 +224,15 @@ async fn usage_and_audit_cannot_be_changed_even_with_raw_sql() {
         .unwrap();
     for i in 0..3 {
         store
-            .append_audit(&tenant, NewAuditEntry::new(
-                tenant.clone(),
-                "tool.call",
-                "agent:support",
-                format!("a{i}"),
-            ))
+            .append_audit(
+                &tenant,
+                NewAuditEntry::new(
+                    tenant.clone(),
+                    "tool.call",
+                    "agent:support",
+                    format!("a{i}"),
+                ),
+            )
             .await
             .unwrap();
     }
@@ -265,7 +279,10 @@ async fn usage_and_audit_cannot_be_changed_even_with_raw_sql() {
 
     // The store's own path still appends.
     let fourth = store
-        .append_audit(&tenant, NewAuditEntry::new(tenant.clone(), "k", "user:a", "x"))
+        .append_audit(
+            &tenant,
+            NewAuditEntry::new(tenant.clone(), "k", "user:a", "x"),
+        )
         .await
         .unwrap();
     assert_eq!(fourth.seq, 4);
@@ -307,7 +324,10 @@ async fn two_stores_on_one_file_share_one_audit_chain() {
         let tenant = tenant.clone();
         tokio::spawn(async move {
             store
-                .append_audit(&tenant, NewAuditEntry::new(tenant.clone(), "k", "agent:x", format!("{i}")))
+                .append_audit(
+                    &tenant,
+                    NewAuditEntry::new(tenant.clone(), "k", "agent:x", format!("{i}")),
+                )
                 .await
         })
     });

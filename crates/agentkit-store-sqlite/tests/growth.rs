@@ -69,7 +69,10 @@ async fn bytes_per_turn_stay_flat() {
         SessionId::generate(),
         AgentId::from_static("support"),
     );
-    store.create_session(&session.tenant, &session).await.unwrap();
+    store
+        .create_session(&session.tenant, &session)
+        .await
+        .unwrap();
     let run = RunId::generate();
 
     let mut sizes = vec![checkpointed_size(&path)];

@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use agentkit_core::id::{IdempotencyKey, RunId, TenantId};
 use agentkit_core::exec::ToolExecutor;
+use agentkit_core::id::{IdempotencyKey, RunId, TenantId};
 use agentkit_core::scope::Scope;
 use agentkit_core::store::{ToolExecution, ToolExecutionStatus};
 use agentkit_core::tool::{SideEffect, ToolContext, validate_tool_name};

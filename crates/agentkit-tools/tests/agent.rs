@@ -328,7 +328,10 @@ async fn a_recorded_result_is_replayed_through_the_agent_without_executing() {
         started_at: chrono::Utc::now(),
         finished_at: Some(chrono::Utc::now()),
     };
-    store.record_tool_execution(&done.tenant, &done).await.unwrap();
+    store
+        .record_tool_execution(&done.tenant, &done)
+        .await
+        .unwrap();
 
     let model = Arc::new(ScriptedModel::new([
         ScriptedResponse::tool_call("crm.create_lead", json!({})),

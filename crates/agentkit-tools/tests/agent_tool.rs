@@ -127,7 +127,10 @@ async fn a_suspended_inner_run_is_reported_and_not_run_twice() {
         "{message}"
     );
     let run = store
-        .get_run(&TenantId::from_static("acme"), &agentkit_core::id::RunId::from_static("parent-run:1:0/cleaner"))
+        .get_run(
+            &TenantId::from_static("acme"),
+            &agentkit_core::id::RunId::from_static("parent-run:1:0/cleaner"),
+        )
         .await
         .unwrap()
         .unwrap();

@@ -165,7 +165,14 @@ async fn rollback_runs_compensations_newest_first_and_once() {
     let tenant = TenantId::from_static("acme");
     f.log.lock().unwrap().clear();
 
-    let report = rollback(&f.registry.executor(store.clone()).build(), &tenant, &run, &f.registry).await.unwrap();
+    let report = rollback(
+        &f.registry.executor(store.clone()).build(),
+        &tenant,
+        &run,
+        &f.registry,
+    )
+    .await
+    .unwrap();
     assert!(report.is_complete(), "{report:#?}");
     assert_eq!(
         report.ran(),
@@ -215,7 +222,14 @@ async fn rollback_runs_compensations_newest_first_and_once() {
     assert_eq!(audited.len(), 3);
 
     // Running it again replays: nothing runs twice.
-    let again = rollback(&f.registry.executor(store.clone()).build(), &tenant, &run, &f.registry).await.unwrap();
+    let again = rollback(
+        &f.registry.executor(store.clone()).build(),
+        &tenant,
+        &run,
+        &f.registry,
+    )
+    .await
+    .unwrap();
     assert!(again.is_complete());
     assert!(again.ran().is_empty());
     assert!(
@@ -235,7 +249,14 @@ async fn a_failing_compensation_stops_the_rollback_until_it_is_run_again() {
     let tenant = TenantId::from_static("acme");
     f.delete_campaign_fails.store(true, Ordering::SeqCst);
 
-    let report = rollback(&f.registry.executor(store.clone()).build(), &tenant, &run, &f.registry).await.unwrap();
+    let report = rollback(
+        &f.registry.executor(store.clone()).build(),
+        &tenant,
+        &run,
+        &f.registry,
+    )
+    .await
+    .unwrap();
     assert!(!report.is_complete());
     let outcomes: Vec<&RollbackOutcome> = report.steps.iter().map(|s| &s.outcome).collect();
     assert!(matches!(outcomes[0], RollbackOutcome::Compensated(_)));
@@ -250,7 +271,14 @@ async fn a_failing_compensation_stops_the_rollback_until_it_is_run_again() {
     );
 
     f.delete_campaign_fails.store(false, Ordering::SeqCst);
-    let report = rollback(&f.registry.executor(store.clone()).build(), &tenant, &run, &f.registry).await.unwrap();
+    let report = rollback(
+        &f.registry.executor(store.clone()).build(),
+        &tenant,
+        &run,
+        &f.registry,
+    )
+    .await
+    .unwrap();
     assert!(report.is_complete());
     assert_eq!(
         report.ran(),

@@ -211,13 +211,21 @@ async fn the_registry_executes_once_per_idempotency_key() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // Keys are per tenant: the same key in another tenant is another execution.
     registry
-        .execute(&executor, ctx_for("globex", "host:1"), "crm.create_lead", args)
+        .execute(
+            &executor,
+            ctx_for("globex", "host:1"),
+            "crm.create_lead",
+            args,
+        )
         .await
         .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     let record = store
-        .get_tool_execution(&TenantId::from_static("acme"), &IdempotencyKey::from_static("host:1"))
+        .get_tool_execution(
+            &TenantId::from_static("acme"),
+            &IdempotencyKey::from_static("host:1"),
+        )
         .await
         .unwrap()
         .unwrap();

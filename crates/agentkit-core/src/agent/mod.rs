@@ -28,9 +28,7 @@ use futures::stream::BoxStream;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::config::{
-    AgentConfig, ApprovalRules, ConfigStatus, Limits, MemoryPolicy, ModelRef,
-};
+pub use crate::config::{AgentConfig, ApprovalRules, ConfigStatus, Limits, MemoryPolicy, ModelRef};
 pub use config::{AgentRegistry, Blueprint};
 pub use memory::apply_memory_policy;
 pub use turn::decide_approval;

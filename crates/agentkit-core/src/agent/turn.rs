@@ -318,8 +318,7 @@ impl RunCtx<'_> {
             self.prefix.push(Message::system(a.system_prompt.clone()));
         }
         if let Some((retriever, top_k)) = &a.retriever {
-            let span =
-                tracing::info_span!("agent.retrieve", tenant = %self.scope.tenant, agent = %a.id, top_k);
+            let span = tracing::info_span!("agent.retrieve", tenant = %self.scope.tenant, agent = %a.id, top_k);
             let chunks = retriever
                 .retrieve(&self.scope.tenant, &a.id, query, *top_k)
                 .instrument(span)
@@ -561,12 +560,14 @@ impl RunCtx<'_> {
         call: &ToolCall,
         counters: CallCounters,
     ) -> Result<CallRequest> {
-        Ok(
-            CallRequest::new(self.scope.clone(), call.clone(), self.idempotency_key(index)?)
-                .with_counters(counters)
-                .with_confidence(self.confidence)
-                .with_cancellation(self.cancel.child_token()),
+        Ok(CallRequest::new(
+            self.scope.clone(),
+            call.clone(),
+            self.idempotency_key(index)?,
         )
+        .with_counters(counters)
+        .with_confidence(self.confidence)
+        .with_cancellation(self.cancel.child_token()))
     }
 
     /// Decide every call in order (policy counters and approvals in the model's order), then

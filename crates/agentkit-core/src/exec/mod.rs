@@ -125,7 +125,8 @@ pub struct ToolExecutorBuilder {
 
 impl std::fmt::Debug for ToolExecutorBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ToolExecutorBuilder").finish_non_exhaustive()
+        f.debug_struct("ToolExecutorBuilder")
+            .finish_non_exhaustive()
     }
 }
 
@@ -176,7 +177,10 @@ impl ToolExecutorBuilder {
 
 impl ToolExecutor {
     /// A builder over `tools` and `store` (the allow-all policy, no meter, default timeout).
-    pub fn builder(tools: impl Into<Arc<ToolSet>>, store: Arc<dyn StateStore>) -> ToolExecutorBuilder {
+    pub fn builder(
+        tools: impl Into<Arc<ToolSet>>,
+        store: Arc<dyn StateStore>,
+    ) -> ToolExecutorBuilder {
         ToolExecutorBuilder {
             inner: Inner {
                 tools: tools.into(),
@@ -393,7 +397,7 @@ impl ToolExecutor {
                 }
                 ToolClaim::Existing(prev) => {
                     if let Some(outcome) = self
-                        .existing(&request, &record, prev, &mut retried_stale)
+                        .existing(&request, &record, *prev, &mut retried_stale)
                         .await?
                     {
                         self.outcome_for_policy(&policy, &ActionOutcome::NotRun)
@@ -452,9 +456,7 @@ impl ToolExecutor {
             (None, Some(e)) => json!({ "error": e }),
             (None, None) => Value::Null,
         };
-        i.store
-            .append_audit(&request.scope.tenant, audit)
-            .await?;
+        i.store.append_audit(&request.scope.tenant, audit).await?;
         let action = if outcome.is_ok() {
             ActionOutcome::Succeeded
         } else {

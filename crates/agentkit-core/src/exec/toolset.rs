@@ -103,7 +103,9 @@ impl ToolSet {
     pub fn insert(&mut self, entry: ToolEntry) -> Result<()> {
         let name = entry.spec().name.clone();
         if self.by_name.contains_key(&name) {
-            return Err(Error::InvalidConfig(format!("two tools are named `{name}`")));
+            return Err(Error::InvalidConfig(format!(
+                "two tools are named `{name}`"
+            )));
         }
         self.specs.push(entry.spec().clone());
         self.by_name.insert(name, entry);

@@ -20,8 +20,8 @@ use super::records::{
     approval_queue_order, orphaned_prefix_len,
 };
 use super::{
-    ensure_tenant, AgentConfigStore, ApprovalStore, AuditStore, CounterStore, MemoryStore, RunStore, SessionStore,
-    ToolExecutionStore, UsageStore,
+    AgentConfigStore, ApprovalStore, AuditStore, CounterStore, MemoryStore, RunStore, SessionStore,
+    ToolExecutionStore, UsageStore, ensure_tenant,
 };
 use crate::config::AgentConfig;
 use crate::config::ConfigStatus;
@@ -385,7 +385,7 @@ impl InMemoryStore {
                 existing.finished_at = None;
                 Ok(ToolClaim::Claimed { attempt })
             }
-            Some(existing) => Ok(ToolClaim::Existing(existing.clone())),
+            Some(existing) => Ok(ToolClaim::Existing(Box::new(existing.clone()))),
         }
     }
 

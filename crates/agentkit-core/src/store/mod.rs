@@ -147,8 +147,11 @@ pub trait ToolExecutionStore: Send + Sync {
 
     /// Inserts or updates the record for `(tenant, idempotency_key)`. A record that already
     /// succeeded is final: writing it again gives [`crate::Error::Conflict`].
-    async fn record_tool_execution(&self, tenant: &TenantId, execution: &ToolExecution)
-    -> Result<()>;
+    async fn record_tool_execution(
+        &self,
+        tenant: &TenantId,
+        execution: &ToolExecution,
+    ) -> Result<()>;
 
     /// The record for an idempotency key.
     async fn get_tool_execution(

@@ -272,7 +272,12 @@ pub struct ApprovalRequest {
 
 impl ApprovalRequest {
     /// A pending request for `call` in `scope`, created now.
-    pub fn new(scope: &Scope, call: ToolCall, reason: impl Into<String>, priority: Priority) -> Self {
+    pub fn new(
+        scope: &Scope,
+        call: ToolCall,
+        reason: impl Into<String>,
+        priority: Priority,
+    ) -> Self {
         let arguments_hash = hash_json(&call.arguments);
         Self {
             id: ApprovalId::generate(),
@@ -495,7 +500,7 @@ pub enum ToolClaim {
     /// Someone else holds or finished the key: a `succeeded` record (replay it), a `started`
     /// one (running elsewhere, or in doubt after a crash), or a `failed` one for another tool or
     /// other arguments (a mismatch). The caller must not run the tool.
-    Existing(ToolExecution),
+    Existing(Box<ToolExecution>),
 }
 
 /// What a usage event counts.
@@ -1013,9 +1018,15 @@ mod tests {
                 "entry": serde_json::to_value(&e.entry).unwrap(),
             }))
         };
-        let bare = NewAuditEntry::new(TenantId::from_static("t"), "k", "agent:a", "act").chain(1, "p".into());
+        let bare = NewAuditEntry::new(TenantId::from_static("t"), "k", "agent:a", "act")
+            .chain(1, "p".into());
         assert_eq!(bare.hash, reference(&bare));
-        let mut full = NewAuditEntry::new(TenantId::from_static("t-1"), "tool.call", "agent:é", "crm.x");
+        let mut full = NewAuditEntry::new(
+            TenantId::from_static("t-1"),
+            "tool.call",
+            "agent:é",
+            "crm.x",
+        );
         full.decision = Some("allow".into());
         full.reason = Some("line\nbreak \\ 🦀".into());
         full.agent = Some(AgentId::from_static("a"));

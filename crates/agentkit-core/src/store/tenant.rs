@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{
-    AuditEntry, AuditQuery, MemoryScope, MessageWindow, NewAuditEntry, StateStore,
-    StoredMessage, UsageEvent, UsageQuery,
+    AuditEntry, AuditQuery, MemoryScope, MessageWindow, NewAuditEntry, StateStore, StoredMessage,
+    UsageEvent, UsageQuery,
 };
 use crate::error::{Error, Result};
 use crate::id::{SessionId, TenantId};

@@ -41,13 +41,19 @@ pub async fn tool_claims_exactly_once(store: &dyn StateStore) {
             ),
         }
     }
-    assert_eq!(winners, 1, "exactly one of 16 concurrent claims of one key wins");
+    assert_eq!(
+        winners, 1,
+        "exactly one of 16 concurrent claims of one key wins"
+    );
 
     // Failed: claimable again (same tool and arguments), attempt 2; still exactly once.
     let mut failed = mine.clone();
     failed.status = ToolExecutionStatus::Failed;
     failed.error = Some("boom".into());
-    ok(store.record_tool_execution(&t, &failed).await, "record(failed)");
+    ok(
+        store.record_tool_execution(&t, &failed).await,
+        "record(failed)",
+    );
     let mut other_args = mine.clone();
     other_args.arguments_hash = "another-hash".into();
     assert!(
@@ -65,7 +71,11 @@ pub async fn tool_claims_exactly_once(store: &dyn StateStore) {
             ToolClaim::Existing(_) => None,
         })
         .collect();
-    assert_eq!(attempts, [2], "a failed execution is claimed again exactly once, as attempt 2");
+    assert_eq!(
+        attempts,
+        [2],
+        "a failed execution is claimed again exactly once, as attempt 2"
+    );
     let stored = ok(store.get_tool_execution(&t, &key).await, "get").expect("record");
     assert_eq!(stored.status, ToolExecutionStatus::Started);
     assert_eq!(stored.attempt, 2);
@@ -75,9 +85,15 @@ pub async fn tool_claims_exactly_once(store: &dyn StateStore) {
     let mut done = stored.clone();
     done.status = ToolExecutionStatus::Succeeded;
     done.output = Some(json!({"ok": true}));
-    ok(store.record_tool_execution(&t, &done).await, "record(succeeded)");
-    match ok(store.claim_tool_execution(&t, &mine).await, "claim succeeded") {
-        ToolClaim::Existing(e) => assert_eq!(e, done, "the succeeded record is returned whole"),
+    ok(
+        store.record_tool_execution(&t, &done).await,
+        "record(succeeded)",
+    );
+    match ok(
+        store.claim_tool_execution(&t, &mine).await,
+        "claim succeeded",
+    ) {
+        ToolClaim::Existing(e) => assert_eq!(*e, done, "the succeeded record is returned whole"),
         ToolClaim::Claimed { .. } => panic!("a succeeded execution was claimed again"),
     }
 
@@ -88,7 +104,10 @@ pub async fn tool_claims_exactly_once(store: &dyn StateStore) {
     theirs.tenant = u.clone();
     assert!(
         matches!(
-            ok(store.claim_tool_execution(&u, &theirs).await, "claim in another tenant"),
+            ok(
+                store.claim_tool_execution(&u, &theirs).await,
+                "claim in another tenant"
+            ),
             ToolClaim::Claimed { attempt: 1 }
         ),
         "the same key in another tenant is claimed independently"
@@ -112,7 +131,11 @@ pub async fn writes_never_span_tenants(store: &dyn StateStore) {
         "a refused write wrote nothing"
     );
     let (_, run) = setup_run(store, &t).await;
-    let execution = new_tool_execution(&run, &key_of(format!("{}:x", run.id)), ToolExecutionStatus::Started);
+    let execution = new_tool_execution(
+        &run,
+        &key_of(format!("{}:x", run.id)),
+        ToolExecutionStatus::Started,
+    );
     expect_err(
         store.claim_tool_execution(&u, &execution).await,
         ErrorKind::InvalidInput,
@@ -140,7 +163,11 @@ pub async fn writes_never_span_tenants(store: &dyn StateStore) {
     );
     for tenant in [&t, &u] {
         assert!(
-            ok(store.list_usage(tenant, &UsageQuery::all()).await, "list_usage").is_empty(),
+            ok(
+                store.list_usage(tenant, &UsageQuery::all()).await,
+                "list_usage"
+            )
+            .is_empty(),
             "a refused usage batch wrote nothing"
         );
     }
@@ -180,7 +207,12 @@ pub async fn executor_runs_each_key_once(store: Arc<dyn StateStore>) {
     let calls = Arc::new(AtomicU32::new(0));
     let tools = ToolSet::new([counting_tool(calls.clone())]).expect("tool set");
     let executor = ToolExecutor::builder(tools, store.clone()).build();
-    let scope = Scope::new(t.clone(), session.agent.clone(), session.id.clone(), run.id.clone());
+    let scope = Scope::new(
+        t.clone(),
+        session.agent.clone(),
+        session.id.clone(),
+        run.id.clone(),
+    );
     let key = key_of(format!("{}:1:0", run.id));
     let call = ToolCall::new("c1", "payments.charge", json!({"amount": 40}));
     let request = CallRequest::new(scope.clone(), call.clone(), key.clone());
@@ -194,7 +226,9 @@ pub async fn executor_runs_each_key_once(store: Arc<dyn StateStore>) {
     let mut ran = 0;
     for o in outcomes {
         match ok(o, "execute") {
-            CallOutcome::Succeeded { replayed: false, .. } => ran += 1,
+            CallOutcome::Succeeded {
+                replayed: false, ..
+            } => ran += 1,
             CallOutcome::Succeeded { replayed: true, .. } | CallOutcome::InDoubt { .. } => {}
             other => panic!("unexpected outcome {other:?}"),
         }
@@ -216,10 +250,17 @@ pub async fn executor_runs_each_key_once(store: Arc<dyn StateStore>) {
         ErrorKind::IdempotencyConflict,
         "a replay with changed arguments",
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "a conflicting replay ran nothing");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a conflicting replay ran nothing"
+    );
 
     // One execution record, one metered usage event and one audit entry for the one run.
-    let executions = ok(store.list_tool_executions(&t, &run.id).await, "list executions");
+    let executions = ok(
+        store.list_tool_executions(&t, &run.id).await,
+        "list executions",
+    );
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[0].status, ToolExecutionStatus::Succeeded);
     let usage = ok(
@@ -237,7 +278,9 @@ pub async fn executor_runs_each_key_once(store: Arc<dyn StateStore>) {
     );
     assert!(
         ok(
-            store.list_tool_executions(&other_scope.tenant, &run.id).await,
+            store
+                .list_tool_executions(&other_scope.tenant, &run.id)
+                .await,
             "list in another tenant"
         )
         .is_empty()

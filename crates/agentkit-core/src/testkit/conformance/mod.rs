@@ -123,7 +123,10 @@ fn new_run(tenant: &TenantId, session: &SessionRecord) -> RunRecord {
 async fn setup_run(store: &dyn StateStore, tenant: &TenantId) -> (SessionRecord, RunRecord) {
     let session = new_session(tenant);
     assert!(
-        ok(store.create_session(&session.tenant, &session).await, "create_session"),
+        ok(
+            store.create_session(&session.tenant, &session).await,
+            "create_session"
+        ),
         "create_session of a new session must return true"
     );
     let run = new_run(tenant, &session);
@@ -244,7 +247,10 @@ pub async fn sessions_round_trip(store: &dyn SessionStore) {
     again.agent = AgentId::from_static("someone-else");
     again.metadata.insert("channel".into(), "sms".into());
     assert!(
-        !ok(store.create_session(&again.tenant, &again).await, "create_session (again)"),
+        !ok(
+            store.create_session(&again.tenant, &again).await,
+            "create_session (again)"
+        ),
         "create_session of an existing session must return false"
     );
     assert_eq!(
@@ -720,7 +726,10 @@ pub async fn runs_compare_and_swap(store: &dyn StateStore) {
         },
     ];
     v2.updated_at = now();
-    ok(store.update_run(&v2.tenant, &v2, 1).await, "update_run from version 1");
+    ok(
+        store.update_run(&v2.tenant, &v2, 1).await,
+        "update_run from version 1",
+    );
     assert_eq!(
         ok(store.get_run(&t, &run.id).await, "get_run"),
         Some(v2.clone()),
@@ -793,7 +802,10 @@ pub async fn approvals_decided_exactly_once(store: &dyn StateStore) {
     let t = fresh_tenant();
     let (_, run) = setup_run(store, &t).await;
     let request = new_approval(&run, "refund.issue", json!({"amount": 50}), Priority::High);
-    ok(store.create_approval(&request.tenant, &request).await, "create_approval");
+    ok(
+        store.create_approval(&request.tenant, &request).await,
+        "create_approval",
+    );
     expect_err(
         store.create_approval(&request.tenant, &request).await,
         ErrorKind::Conflict,
@@ -881,7 +893,10 @@ pub async fn approvals_decided_exactly_once(store: &dyn StateStore) {
 
     // 20 concurrent deciders, alternating approve and reject: exactly one wins.
     let contested = new_approval(&run, "crm.delete", json!({"id": 9}), Priority::Critical);
-    ok(store.create_approval(&contested.tenant, &contested).await, "create_approval");
+    ok(
+        store.create_approval(&contested.tenant, &contested).await,
+        "create_approval",
+    );
     let decisions: Vec<ApprovalDecision> = (0..20)
         .map(|i| {
             if i % 2 == 0 {
@@ -956,7 +971,10 @@ pub async fn approval_queue_order(store: &dyn StateStore) {
     let f = make(Priority::Low, 4, None);
     let decided = make(Priority::Critical, 0, Some(1));
     for request in [&e, &b, &decided, &f, &a, &d, &c] {
-        ok(store.create_approval(&request.tenant, request).await, "create_approval");
+        ok(
+            store.create_approval(&request.tenant, request).await,
+            "create_approval",
+        );
     }
     ok(
         store
@@ -1015,7 +1033,10 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
     );
 
     let failed = new_tool_execution(&run, &k1, ToolExecutionStatus::Failed);
-    ok(store.record_tool_execution(&failed.tenant, &failed).await, "record(failed)");
+    ok(
+        store.record_tool_execution(&failed.tenant, &failed).await,
+        "record(failed)",
+    );
     assert_eq!(
         ok(
             store.get_tool_execution(&t, &k1).await,
@@ -1031,7 +1052,9 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
 
     let succeeded = new_tool_execution(&run, &k1, ToolExecutionStatus::Succeeded);
     ok(
-        store.record_tool_execution(&succeeded.tenant, &succeeded).await,
+        store
+            .record_tool_execution(&succeeded.tenant, &succeeded)
+            .await,
         "record(succeeded)",
     );
     assert_eq!(
@@ -1047,7 +1070,9 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
         "recording over a succeeded execution",
     );
     expect_err(
-        store.record_tool_execution(&succeeded.tenant, &succeeded).await,
+        store
+            .record_tool_execution(&succeeded.tenant, &succeeded)
+            .await,
         ErrorKind::Conflict,
         "recording a succeeded execution twice",
     );
@@ -1066,23 +1091,28 @@ pub async fn tool_executions_idempotent(store: &dyn StateStore) {
     let k4 = key_of(format!("{}:1", other_run.id));
     ok(
         store
-            .record_tool_execution(&t, &new_tool_execution(&run, &k2, ToolExecutionStatus::Started))
+            .record_tool_execution(
+                &t,
+                &new_tool_execution(&run, &k2, ToolExecutionStatus::Started),
+            )
             .await,
         "record k2",
     );
     ok(
         store
-            .record_tool_execution(&t, &new_tool_execution(
-                &other_run,
-                &k4,
-                ToolExecutionStatus::Started,
-            ))
+            .record_tool_execution(
+                &t,
+                &new_tool_execution(&other_run, &k4, ToolExecutionStatus::Started),
+            )
             .await,
         "record k4 (other run)",
     );
     ok(
         store
-            .record_tool_execution(&t, &new_tool_execution(&run, &k3, ToolExecutionStatus::Started))
+            .record_tool_execution(
+                &t,
+                &new_tool_execution(&run, &k3, ToolExecutionStatus::Started),
+            )
             .await,
         "record k3",
     );
@@ -1129,7 +1159,10 @@ pub async fn usage_append_only(store: &dyn UsageStore) {
     let t = fresh_tenant();
     let t0 = now();
     let s = Duration::seconds;
-    let (a1, a2) = (AgentId::from_static("support"), AgentId::from_static("sales"));
+    let (a1, a2) = (
+        AgentId::from_static("support"),
+        AgentId::from_static("sales"),
+    );
     let (r1, r2) = (RunId::generate(), RunId::generate());
     let e0 = usage_event(&t, &a1, UsageKind::InputTokens, 100, Some(&r1), t0);
     let e1 = usage_event(&t, &a1, UsageKind::OutputTokens, 20, Some(&r1), t0 + s(1));
@@ -1280,7 +1313,12 @@ pub async fn audit_chain(store: &dyn AuditStore) {
             e
         })
         .collect();
-    let results = join_all(concurrent.iter().map(|e| store.append_audit(&e.tenant, e.clone()))).await;
+    let results = join_all(
+        concurrent
+            .iter()
+            .map(|e| store.append_audit(&e.tenant, e.clone())),
+    )
+    .await;
     let appended: Vec<AuditEntry> = results
         .into_iter()
         .map(|r| ok(r, "concurrent append_audit"))
@@ -1370,7 +1408,10 @@ pub async fn audit_chain(store: &dyn AuditStore) {
     let other = fresh_tenant();
     let first = ok(
         store
-            .append_audit(&other, NewAuditEntry::new(other.clone(), "k", "user:bob", "x"))
+            .append_audit(
+                &other,
+                NewAuditEntry::new(other.clone(), "k", "user:bob", "x"),
+            )
             .await,
         "append_audit (other tenant)",
     );
@@ -1619,7 +1660,9 @@ pub async fn tenant_isolation(store: &dyn StateStore) {
     let key = key_of(format!("{}:1", run.id));
     let execution = new_tool_execution(&run, &key, ToolExecutionStatus::Succeeded);
     ok(
-        store.record_tool_execution(&execution.tenant, &execution).await,
+        store
+            .record_tool_execution(&execution.tenant, &execution)
+            .await,
         "record_tool_execution (A)",
     );
     let mut usage = usage_event(&a, &agent, UsageKind::InputTokens, 10, Some(&run.id), now());
@@ -1779,7 +1822,10 @@ pub async fn tenant_isolation(store: &dyn StateStore) {
     let mut b_session = session.clone();
     b_session.tenant = b.clone();
     assert!(
-        ok(store.create_session(&b_session.tenant, &b_session).await, "create_session (B)"),
+        ok(
+            store.create_session(&b_session.tenant, &b_session).await,
+            "create_session (B)"
+        ),
         "B may create a session with the id of A's session"
     );
     assert_eq!(
@@ -1802,7 +1848,9 @@ pub async fn tenant_isolation(store: &dyn StateStore) {
     b_execution.tenant = b.clone();
     b_execution.status = ToolExecutionStatus::Started;
     ok(
-        store.record_tool_execution(&b_execution.tenant, &b_execution).await,
+        store
+            .record_tool_execution(&b_execution.tenant, &b_execution)
+            .await,
         "B may record an idempotency key that succeeded in A",
     );
     let b_add = ok(
