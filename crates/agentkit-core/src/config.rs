@@ -91,7 +91,7 @@ impl Default for Limits {
 /// Which model to call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRef {
-    /// Key of the provider in the [`AgentRegistry`].
+    /// Key of the provider in the [`AgentRegistry`](crate::agent::AgentRegistry).
     pub provider: String,
     /// Model name sent to the provider.
     pub name: String,

@@ -73,7 +73,7 @@ impl AgentRegistry {
         Self::default()
     }
 
-    /// Registers a provider under `key` (what [`ModelRef::provider`] names).
+    /// Registers a provider under `key` (what [`ModelRef::provider`](crate::config::ModelRef::provider) names).
     pub fn with_model(mut self, key: impl Into<String>, provider: Arc<dyn LlmProvider>) -> Self {
         self.models.insert(key.into(), provider);
         self
