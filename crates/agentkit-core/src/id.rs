@@ -156,12 +156,6 @@ macro_rules! string_id {
             }
         }
 
-        impl From<&$name> for $name {
-            fn from(id: &$name) -> Self {
-                id.clone()
-            }
-        }
-
         impl FromStr for $name {
             type Err = Error;
             fn from_str(s: &str) -> Result<Self> {

@@ -250,11 +250,7 @@ impl PostgresStore {
 }
 
 /// Points row-level security at `tenant` for the rest of the transaction.
-pub(crate) async fn set_tenant(
-    conn: &mut PgConnection,
-    op: &'static str,
-    tenant: &TenantId,
-) -> Result<()> {
+async fn set_tenant(conn: &mut PgConnection, op: &'static str, tenant: &TenantId) -> Result<()> {
     codec::check_tenant(tenant)?;
     sqlx::query("SELECT set_config('agentkit.tenant', $1, true)")
         .bind(tenant.as_str())

@@ -1,8 +1,9 @@
 //! [`UsageStore`]: the append-only usage ledger.
 //!
-//! A batch is one transaction of one `INSERT ... SELECT FROM unnest(...)` per tenant in it,
-//! with `ON CONFLICT DO NOTHING`: fewer rows inserted than given means an id was taken (or
-//! repeated within the batch), and the transaction is rolled back. There is no statement that
+//! A batch (all of one tenant: the store refuses others) is one transaction of one
+//! `INSERT ... SELECT FROM unnest(...)` with `ON CONFLICT DO NOTHING`: fewer rows inserted than
+//! given means an id was taken (or repeated within the batch), and the transaction is rolled
+//! back. There is no statement that
 //! updates or deletes usage rows, and the schema refuses them.
 
 use agentkit_core::id::TenantId;
@@ -14,7 +15,7 @@ use sqlx::{Postgres, QueryBuilder};
 
 use crate::codec::{from_name, micros, micros_bound, name, to_i64, to_u64};
 use crate::error::query_error;
-use crate::{PostgresStore, commit, set_tenant};
+use crate::{PostgresStore, commit};
 
 #[derive(sqlx::FromRow)]
 struct UsageRow {
@@ -80,22 +81,6 @@ impl Columns {
     }
 }
 
-/// The batch grouped by tenant, tenants in order of first appearance, events in batch order.
-fn by_tenant(events: &[UsageEvent]) -> Result<Vec<(&TenantId, Columns)>> {
-    let mut groups: Vec<(&TenantId, Columns)> = Vec::new();
-    for e in events {
-        let index = match groups.iter().position(|(t, _)| *t == &e.tenant) {
-            Some(i) => i,
-            None => {
-                groups.push((&e.tenant, Columns::default()));
-                groups.len() - 1
-            }
-        };
-        groups[index].1.push(e)?;
-    }
-    Ok(groups)
-}
-
 #[async_trait]
 impl UsageStore for PostgresStore {
     async fn append_usage(&self, tenant: &TenantId, events: &[UsageEvent]) -> Result<()> {
@@ -103,46 +88,44 @@ impl UsageStore for PostgresStore {
         for e in events {
             ensure_tenant(tenant, &e.tenant, "a usage event")?;
         }
-        let Some(first) = events.first() else {
+        if events.is_empty() {
             return Ok(());
-        };
-        let groups = by_tenant(events)?;
-        let mut tx = self.begin(OP, &first.tenant).await?;
-        for (i, (tenant, columns)) in groups.into_iter().enumerate() {
-            if i > 0 {
-                set_tenant(&mut tx, OP, tenant).await?;
-            }
-            let expected = columns.ids.len() as u64;
-            let inserted = sqlx::query(
-                "INSERT INTO usage_events (tenant, id, agent, session_id, run_id, kind, \
-                 resource, quantity, cost_nanos, price_version, at) \
-                 SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], \
-                 $11::timestamptz[]) AS u \
-                 ON CONFLICT (tenant, id) DO NOTHING",
-            )
-            .bind(tenant.as_str())
-            .bind(columns.ids)
-            .bind(columns.agents)
-            .bind(columns.sessions)
-            .bind(columns.runs)
-            .bind(columns.kinds)
-            .bind(columns.resources)
-            .bind(columns.quantities)
-            .bind(columns.costs)
-            .bind(columns.price_versions)
-            .bind(columns.ats)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| query_error(OP, e))?
-            .rows_affected();
-            if inserted != expected {
-                // Dropping the transaction rolls the whole batch back.
-                return Err(Error::Conflict(format!(
-                    "usage batch: {} of {expected} event ids already exist or repeat",
-                    expected - inserted
-                )));
-            }
+        }
+        let mut columns = Columns::default();
+        for e in events {
+            columns.push(e)?;
+        }
+        let expected = columns.ids.len() as u64;
+        let mut tx = self.begin(OP, tenant).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO usage_events (tenant, id, agent, session_id, run_id, kind, \
+             resource, quantity, cost_nanos, price_version, at) \
+             SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], \
+             $11::timestamptz[]) AS u \
+             ON CONFLICT (tenant, id) DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(columns.ids)
+        .bind(columns.agents)
+        .bind(columns.sessions)
+        .bind(columns.runs)
+        .bind(columns.kinds)
+        .bind(columns.resources)
+        .bind(columns.quantities)
+        .bind(columns.costs)
+        .bind(columns.price_versions)
+        .bind(columns.ats)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| query_error(OP, e))?
+        .rows_affected();
+        if inserted != expected {
+            // Dropping the transaction rolls the whole batch back.
+            return Err(Error::Conflict(format!(
+                "usage batch: {} of {expected} event ids already exist or repeat",
+                expected - inserted
+            )));
         }
         commit(tx, OP).await
     }

@@ -48,6 +48,8 @@ conformance_tests!(
     memory_round_trip,
     tenant_isolation,
     audit_chain_with_nanosecond_times,
+    tool_claims_exactly_once,
+    writes_never_span_tenants,
 );
 
 /// Every check in turn, through `Arc<dyn StateStore>`.
@@ -82,5 +84,16 @@ async fn run_all_concurrently_against_one_store() {
         }
     }
     store.pool().close().await;
+    db.cleanup().await;
+}
+
+/// The governed executor over Postgres: one key runs once under concurrency; a changed replay is
+/// a typed conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_checks() {
+    let Some(db) = TestDb::from_env("conformance::executor_checks").await else {
+        return;
+    };
+    conformance::run_executor_checks(Arc::new(db.app_store().await)).await;
     db.cleanup().await;
 }

@@ -46,6 +46,8 @@ conformance_checks!(
     memory_round_trip,
     tenant_isolation,
     audit_chain_with_nanosecond_times,
+    tool_claims_exactly_once,
+    writes_never_span_tenants,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,4 +76,12 @@ async fn run_all_concurrently_on_one_file() {
     for run in futures::future::join_all(runs).await {
         run.unwrap();
     }
+}
+
+/// The governed executor over SQLite: one key runs once under concurrency; a changed replay is a
+/// typed conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_checks() {
+    let (_dir, store) = file_store().await;
+    conformance::run_executor_checks(Arc::new(store)).await;
 }

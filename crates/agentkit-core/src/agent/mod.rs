@@ -633,9 +633,14 @@ impl AgentBuilder {
             )));
         }
         let l = &self.limits;
-        if l.max_turns == 0 || l.max_tool_calls_per_turn == 0 || l.tool_concurrency == 0 {
+        if l.max_turns == 0
+            || l.max_tool_calls_per_turn == 0
+            || l.tool_concurrency == 0
+            || l.tool_timeout_secs == 0
+        {
             return Err(Error::InvalidConfig(format!(
-                "agent `{id}`: max_turns, max_tool_calls_per_turn and tool_concurrency must be at least 1"
+                "agent `{id}`: max_turns, max_tool_calls_per_turn, tool_concurrency and \
+                 tool_timeout_secs must be at least 1"
             )));
         }
         if l.max_tool_result_bytes < 64 {

@@ -383,7 +383,8 @@ impl ToolExecutor {
             redact(&arguments, &spec.redact),
             arguments_hash,
         );
-        // Step 5: the claim.
+        // Step 5: the claim (an idempotent call left in doubt is taken over at most once).
+        let idempotent = spec.idempotent || spec.side_effect == SideEffect::Read;
         let mut retried_stale = false;
         loop {
             match i
@@ -396,14 +397,15 @@ impl ToolExecutor {
                     break;
                 }
                 ToolClaim::Existing(prev) => {
-                    if let Some(outcome) = self
-                        .existing(&request, &record, *prev, &mut retried_stale)
-                        .await?
+                    let retry_stale = idempotent && !retried_stale;
+                    if let Some(outcome) =
+                        self.existing(&request, &record, *prev, retry_stale).await?
                     {
                         self.outcome_for_policy(&policy, &ActionOutcome::NotRun)
                             .await;
                         return Ok(outcome);
                     }
+                    retried_stale = true;
                 }
             }
         }
@@ -449,7 +451,7 @@ impl ToolExecutor {
         // Step 10: audit, then the policy hears the outcome.
         let mut audit = self.audit_entry(&request, request.audit_kind);
         audit.decision = Some("allow".into());
-        audit.reason = Some(status_label(record.status).into());
+        audit.reason = Some(record.status.as_str().into());
         audit.input = record.input;
         audit.output = match (record.output, record.error) {
             (Some(o), _) => o,
@@ -478,7 +480,7 @@ impl ToolExecutor {
         request: &CallRequest,
         mine: &ToolExecution,
         prev: ToolExecution,
-        retried_stale: &mut bool,
+        retry_stale: bool,
     ) -> Result<Option<CallOutcome>> {
         let i = &*self.inner;
         if prev.tool != mine.tool
@@ -504,18 +506,11 @@ impl ToolExecutor {
                 }))
             }
             ToolExecutionStatus::Started => {
-                let spec = i
-                    .tools
-                    .get(&mine.tool)
-                    .map(ToolEntry::spec)
-                    .ok_or_else(|| Error::Internal("tool vanished".into()))?;
-                let idempotent = spec.idempotent || spec.side_effect == SideEffect::Read;
                 let age = Utc::now()
                     .signed_duration_since(prev.started_at)
                     .to_std()
                     .unwrap_or_default();
-                if idempotent && !*retried_stale && age >= i.in_doubt_after {
-                    *retried_stale = true;
+                if retry_stale && age >= i.in_doubt_after {
                     tracing::warn!(key = %request.key, "retrying an idempotent call left in doubt");
                     let mut abandoned = prev;
                     abandoned.status = ToolExecutionStatus::Failed;
@@ -558,7 +553,7 @@ impl ToolExecutor {
         if record.status != ToolExecutionStatus::Started {
             return Err(Error::Conflict(format!(
                 "tool execution {key} is not in doubt (it is {})",
-                status_label(record.status)
+                record.status.as_str()
             )));
         }
         let rules = i
@@ -586,7 +581,7 @@ impl ToolExecutor {
             format!("user:{resolved_by}"),
             record.tool.clone(),
         );
-        audit.decision = Some(status_label(record.status).into());
+        audit.decision = Some(record.status.as_str().into());
         audit.reason = Some(note);
         audit.agent = Some(record.agent.clone());
         audit.session = Some(record.session.clone());
@@ -684,15 +679,6 @@ impl ToolExecutor {
             tracing::warn!(error = %e, "usage could not be priced; recording it unpriced");
         }
         self.inner.store.append_usage(tenant, &events).await
-    }
-}
-
-/// `"started"`, `"succeeded"` or `"failed"`.
-pub fn status_label(s: ToolExecutionStatus) -> &'static str {
-    match s {
-        ToolExecutionStatus::Started => "started",
-        ToolExecutionStatus::Succeeded => "succeeded",
-        ToolExecutionStatus::Failed => "failed",
     }
 }
 

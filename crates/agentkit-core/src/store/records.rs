@@ -414,6 +414,17 @@ pub enum ToolExecutionStatus {
     Failed,
 }
 
+impl ToolExecutionStatus {
+    /// `"started"`, `"succeeded"` or `"failed"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ToolExecutionStatus::Started => "started",
+            ToolExecutionStatus::Succeeded => "succeeded",
+            ToolExecutionStatus::Failed => "failed",
+        }
+    }
+}
+
 /// The record of one tool execution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolExecution {
