@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::config::{AgentConfig, ApprovalRules, ConfigStatus, Limits, MemoryPolicy, ModelRef};
 pub use config::{AgentRegistry, Blueprint};
 pub use memory::apply_memory_policy;
-pub use turn::decide_approval;
+pub use turn::resume::decide_approval;
 
 use crate::error::{Error, Result};
 use crate::exec::{ToolExecutor, ToolSet};
@@ -426,7 +426,7 @@ impl Agent {
     /// - A run that is not suspended any more (already resumed, here or in another process):
     ///   [`RunOutcome::AlreadyResumed`], nothing runs.
     pub async fn resume(&self, tenant: impl IntoId<TenantId>, run: &RunId) -> Result<RunOutcome> {
-        turn::resume(self, &tenant.into_id()?, run, None).await
+        turn::resume::resume(self, &tenant.into_id()?, run, None).await
     }
 
     /// [`Agent::resume`] for the run an approval belongs to.
@@ -442,7 +442,7 @@ impl Agent {
             .get_approval(&tenant, approval)
             .await?
             .ok_or_else(|| Error::NotFound(format!("approval {approval}")))?;
-        turn::resume(self, &tenant, &request.run, None).await
+        turn::resume::resume(self, &tenant, &request.run, None).await
     }
 
     /// [`Agent::resume`], streaming events.
@@ -454,7 +454,7 @@ impl Agent {
         let agent = self.clone();
         let tenant = tenant.into_id();
         turn::spawn_streamed(move |sink| async move {
-            turn::resume(&agent, &tenant?, &run, Some(sink)).await
+            turn::resume::resume(&agent, &tenant?, &run, Some(sink)).await
         })
     }
 }

@@ -1,13 +1,15 @@
-//! The turn loop, suspension and resume.
+//! The turn loop and suspension; `resume.rs` continues a suspended run.
 
-use std::collections::{BTreeMap, HashMap};
+pub(crate) mod resume;
+
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -18,17 +20,14 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::exec::{CallOutcome, CallRequest, Gate};
-use crate::id::{IdempotencyKey, RunId, TenantId};
+use crate::id::{IdempotencyKey, RunId};
 use crate::message::{Message, ToolCall};
 use crate::model::{CompletionRequest, CompletionResponse, StreamAccumulator, StreamEvent};
 use crate::policy::CallCounters;
 use crate::redact::hash_call;
 use crate::retrieval::format_context_block;
 use crate::scope::Scope;
-use crate::store::{
-    ApprovalRequest, ApprovalStatus, NewAuditEntry, PendingCall, RunRecord, RunStatus,
-    SessionRecord, UsageEvent, UsageKind,
-};
+use crate::store::{PendingCall, RunRecord, RunStatus, SessionRecord, UsageEvent, UsageKind};
 
 pub(crate) type EventSink = mpsc::UnboundedSender<Result<AgentEvent>>;
 
@@ -122,166 +121,6 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await
-}
-
-pub(crate) async fn resume(
-    agent: &Agent,
-    tenant: &TenantId,
-    run_id: &RunId,
-    sink: Option<EventSink>,
-) -> Result<RunOutcome> {
-    let a = &*agent.inner;
-    let stored = a
-        .store
-        .get_run(tenant, run_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
-    let span = tracing::info_span!(
-        "agent.turn",
-        tenant = %tenant,
-        agent = %a.id,
-        session = %stored.session,
-        run = %run_id,
-        resume = true,
-    );
-    async move {
-        if stored.agent != a.id {
-            return Err(Error::InvalidInput(format!(
-                "run {run_id} belongs to agent `{}`, not `{}`",
-                stored.agent, a.id
-            )));
-        }
-        if stored.status != RunStatus::Suspended {
-            return Ok(RunOutcome::AlreadyResumed {
-                run: run_id.clone(),
-                status: stored.status,
-            });
-        }
-        let mut decided = HashMap::new();
-        let mut pending = Vec::new();
-        for p in &stored.pending {
-            if let PendingCall::AwaitingApproval { approval, .. } = p {
-                let request = a
-                    .store
-                    .get_approval(tenant, approval)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(format!("approval {approval}")))?;
-                if request.status == ApprovalStatus::Pending {
-                    pending.push(request);
-                } else {
-                    decided.insert(approval.clone(), request);
-                }
-            }
-        }
-        if !pending.is_empty() {
-            return Ok(RunOutcome::Suspended(Suspension {
-                run: run_id.clone(),
-                session: stored.session.clone(),
-                approvals: pending,
-                tool_calls: Vec::new(),
-            }));
-        }
-
-        // Claim the run: exactly one resumer wins the compare-and-swap.
-        let expected = stored.version;
-        let mut run = stored;
-        run.status = RunStatus::Running;
-        run.version += 1;
-        run.updated_at = Utc::now();
-        if let Err(e) = a.store.update_run(tenant, &run, expected).await {
-            if e.kind() == ErrorKind::Conflict {
-                let status = a
-                    .store
-                    .get_run(tenant, run_id)
-                    .await?
-                    .map_or(RunStatus::Running, |r| r.status);
-                return Ok(RunOutcome::AlreadyResumed {
-                    run: run_id.clone(),
-                    status,
-                });
-            }
-            return Err(e);
-        }
-
-        let window = a
-            .store
-            .load_messages(tenant, &run.session, a.memory.store_window())
-            .await?;
-        let history = apply_memory_policy(&a.memory, window);
-        let query = history
-            .iter()
-            .rev()
-            .find_map(|m| match m {
-                Message::User { content } => Some(content.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        let pending_calls = std::mem::take(&mut run.pending);
-        let mut ctx = RunCtx {
-            a,
-            scope: Scope::new(
-                tenant.clone(),
-                a.id.clone(),
-                run.session.clone(),
-                run.id.clone(),
-            ),
-            run,
-            cancel: CancellationToken::new(),
-            confidence: None,
-            metadata: BTreeMap::new(),
-            sink,
-            prefix: Vec::new(),
-            history,
-            summaries: Vec::new(),
-            answered_by: String::new(),
-            output_retries: 0,
-        };
-        let result = async {
-            ctx.build_prefix(&query).await?;
-            let results = ctx.apply_decisions(pending_calls, &decided).await?;
-            ctx.persist(&results).await?;
-            ctx.history.extend(results);
-            ctx.check_error_budget()?;
-            ctx.drive().await
-        }
-        .await;
-        ctx.finish(result).await
-    }
-    .instrument(span)
-    .await
-}
-
-/// Decides an approval (exactly once, see [`crate::store::ApprovalStore::decide_approval`]) and
-/// records the decision in the audit trail. Hosts call this from their approval endpoint, then
-/// [`Agent::resume`].
-pub async fn decide_approval(
-    store: &dyn crate::store::StateStore,
-    tenant: &TenantId,
-    approval: &crate::id::ApprovalId,
-    decision: &crate::store::ApprovalDecision,
-) -> Result<ApprovalRequest> {
-    let decided = store.decide_approval(tenant, approval, decision).await?;
-    let scope = Scope::new(
-        tenant.clone(),
-        decided.agent.clone(),
-        decided.session.clone(),
-        decided.run.clone(),
-    );
-    let mut entry = NewAuditEntry::scoped(
-        &scope,
-        "approval.decided",
-        format!("user:{}", decision.reviewer),
-        decided.call.name.clone(),
-    );
-    entry.decision = Some(decided.status.as_str().into());
-    entry.reason.clone_from(&decided.comment);
-    entry.input = json!({
-        "approval": decided.id,
-        "arguments_hash": decided.arguments_hash,
-        "edited": decided.edited_arguments.is_some(),
-    });
-    store.append_audit(tenant, entry).await?;
-    Ok(decided)
 }
 
 fn emit(sink: &Option<EventSink>, event: AgentEvent) {
@@ -699,67 +538,6 @@ impl RunCtx<'_> {
         };
         emit_with(&self.sink, || AgentEvent::ToolCallFinished(summary.clone()));
         self.summaries.push(summary);
-    }
-
-    /// Turns decided approvals into tool results (executing approved calls), in call order.
-    async fn apply_decisions(
-        &mut self,
-        pending: Vec<PendingCall>,
-        decided: &HashMap<crate::id::ApprovalId, ApprovalRequest>,
-    ) -> Result<Vec<Message>> {
-        let limit = self.a.limits.max_tool_result_bytes;
-        let mut results = Vec::with_capacity(pending.len());
-        for (index, p) in pending.into_iter().enumerate() {
-            match p {
-                PendingCall::Resolved { result, .. } => results.push(result),
-                PendingCall::AwaitingApproval {
-                    call,
-                    approval,
-                    arguments_hash,
-                } => {
-                    let request = decided
-                        .get(&approval)
-                        .ok_or_else(|| Error::Internal(format!("approval {approval} vanished")))?;
-                    let result = match request.status {
-                        ApprovalStatus::Approved if request.arguments_hash == arguments_hash => {
-                            // The original counters do not matter any more: a human approved.
-                            let req = self.call_request(index, &call, CallCounters::default())?;
-                            let outcome = self.a.executor.execute_approved(req, request).await?;
-                            self.message_for(&call, outcome, "Approved, but ")
-                        }
-                        ApprovalStatus::Approved => Message::tool_error(
-                            &call.id,
-                            &call.name,
-                            "Not executed: the approval does not match the requested call.",
-                        ),
-                        ApprovalStatus::Rejected => Message::tool_error(
-                            &call.id,
-                            &call.name,
-                            truncate(
-                                format!(
-                                    "A human reviewer ({}) rejected this call{}",
-                                    request.reviewer.as_deref().unwrap_or("unknown"),
-                                    request
-                                        .comment
-                                        .as_deref()
-                                        .map(|c| format!(": {c}"))
-                                        .unwrap_or_else(|| ".".into())
-                                ),
-                                limit,
-                            ),
-                        ),
-                        ApprovalStatus::Expired | ApprovalStatus::Pending => Message::tool_error(
-                            &call.id,
-                            &call.name,
-                            "Not executed: the approval request expired without a decision.",
-                        ),
-                    };
-                    self.note_result(&call, &result);
-                    results.push(result);
-                }
-            }
-        }
-        Ok(results)
     }
 
     async fn suspend(&mut self, pending: Vec<PendingCall>) -> Result<RunOutcome> {
