@@ -11,16 +11,20 @@
 //! Backends: [`InMemoryStore`] here; SQLite and Postgres in their own crates. All of them run the
 //! same conformance suite (`testkit::conformance`, feature `testkit`).
 
+mod audit_records;
 mod memory;
 mod records;
 mod tenant;
+mod usage_records;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub use audit_records::*;
 pub use memory::InMemoryStore;
 pub use records::*;
 pub use tenant::{StateStoreExt, TenantStore, ensure_tenant};
+pub use usage_records::*;
 
 use crate::config::AgentConfig;
 use crate::error::Result;

@@ -12,17 +12,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::Utc;
 use serde_json::Value;
 
-use super::records::{
-    AUDIT_GENESIS_HASH, ApprovalDecision, ApprovalRequest, ApprovalStatus, AuditEntry, AuditQuery,
-    CounterOutcome, MemoryScope, MessageWindow, NewAuditEntry, RunRecord, SessionRecord,
-    StoredMessage, ToolClaim, ToolExecution, ToolExecutionStatus, UsageEvent, UsageQuery,
-    approval_queue_order, orphaned_prefix_len,
-};
 use crate::config::AgentConfig;
 use crate::config::ConfigStatus;
 use crate::error::{Error, Result};
 use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId, UsageEventId};
 use crate::message::Message;
+use crate::store::{
+    AUDIT_GENESIS_HASH, ApprovalDecision, ApprovalRequest, ApprovalStatus, AuditEntry, AuditQuery,
+    CounterOutcome, MemoryScope, MessageWindow, NewAuditEntry, RunRecord, SessionRecord,
+    StoredMessage, ToolClaim, ToolExecution, ToolExecutionStatus, UsageEvent, UsageQuery,
+    approval_queue_order, orphaned_prefix_len,
+};
 
 /// A [`super::StateStore`] kept in process memory.
 ///
