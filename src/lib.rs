@@ -4,7 +4,9 @@
 //! humans for approval and resume days later, keep every tenant's data apart, and meter every
 //! token and tool call.
 //!
-//! This facade re-exports the family of crates behind features; see the README's feature table.
+//! This facade re-exports the family of crates behind features: `agentkit-core` at its root,
+//! `agentkit-providers` as [`providers`] (with [`resilience`] and `rules` at the root too), and
+//! `agentkit-tools` as `tools`; see the README's feature table.
 //! Start with [`agent::Agent`] and the `quickstart` example:
 //!
 //! ```text
@@ -18,12 +20,21 @@
 //! | `testkit` | `testkit::ScriptedModel` and the store conformance suite |
 //! | `tools` | `tools`: typed and derived tools, the tool registry with allow-lists, compensation and rollback, agents as tools |
 //! | `tools-http` | `tools::http`: HTTP tools from configuration with outbound (SSRF) protection |
+//! | `rules` | `rules::RuleBasedModel`, the deterministic offline model |
 //! | `openai` | `providers::openai`: OpenAI and OpenAI-compatible chat and embeddings |
 //! | `anthropic` | `providers::anthropic`: the Anthropic Messages API |
 //! | `ollama` | `providers::ollama`: Ollama's native chat and embeddings |
 //! | `rate-limit` | `resilience::WithRateLimit`: client-side requests and tokens per minute |
 
 pub use agentkit_core::*;
+
+/// LLM and embedding providers, chosen by feature and at run time by `ProviderConfig`
+/// (`agentkit-providers`).
+pub use agentkit_providers as providers;
+// `resilience`, and `rules` when some crate in the build enables `agentkit-providers/rules`
+// (the examples enable it through their dev-dependencies).
+#[doc(inline)]
+pub use agentkit_providers::__facade::*;
 
 /// Typed and derived tools, the tool registry, compensation, agents as tools (feature `tools`).
 #[cfg(feature = "tools")]

@@ -10,19 +10,17 @@
 //! - [`agent::Agent`]: the turn loop that ties them together: model calls, the executor, durable
 //!   approvals, usage and audit records. [`scope::Scope`] carries tenant, agent, session and run.
 //!
+//! Core is the contract crate: it has no HTTP client. LLM and embedding providers (OpenAI,
+//! Anthropic, Ollama), the resilience layers (timeouts, retries, circuit breakers, fallback
+//! chains, rate limits) and the rule-based model live in `agentkit-providers`; tools in
+//! `agentkit-tools`; the policy engine in `agentkit-policy`; durable stores in
+//! `agentkit-store-sqlite` and `agentkit-store-postgres`.
+//!
 //! ## Features
 //!
 //! | feature | what it adds |
 //! |---|---|
 //! | `testkit` | [`testkit::ScriptedModel`] and the conformance suite every store backend runs |
-//! | `rules` | `rules::RuleBasedModel`, the deterministic offline model |
-//! | `openai` | `providers::openai`: OpenAI and OpenAI-compatible chat and embeddings |
-//! | `anthropic` | `providers::anthropic`: the Anthropic Messages API |
-//! | `ollama` | `providers::ollama`: Ollama's native chat and embeddings |
-//! | `rate-limit` | `resilience::WithRateLimit`: client-side requests and tokens per minute |
-//!
-//! [`providers::build_provider`] picks a provider at run time from a
-//! [`providers::ProviderConfig`].
 //!
 //! ## Example
 //!
@@ -54,12 +52,8 @@ pub mod id;
 pub mod message;
 pub mod model;
 pub mod policy;
-pub mod providers;
 pub mod redact;
-pub mod resilience;
 pub mod retrieval;
-#[cfg(feature = "rules")]
-pub mod rules;
 pub mod scope;
 pub mod store;
 #[cfg(feature = "testkit")]

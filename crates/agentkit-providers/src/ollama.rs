@@ -31,6 +31,13 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use agentkit_core::error::{Error, Result};
+use agentkit_core::message::{Message, ToolCall, Usage};
+use agentkit_core::model::{
+    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
+    StreamEvent, ToolChoice,
+};
+use agentkit_core::retrieval::Embedder;
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -38,15 +45,8 @@ use serde_json::{Value, json};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
-use super::http::{self, Auth, Ctx, Decoder, Flow, Http, model_name, parse_arguments};
-use super::{ProviderConfig, ProviderKind};
-use crate::error::{Error, Result};
-use crate::message::{Message, ToolCall, Usage};
-use crate::model::{
-    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
-    StreamEvent, ToolChoice,
-};
-use crate::retrieval::Embedder;
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::http::{self, Auth, Decoder, ErrorContext, Flow, Http, model_name, parse_arguments};
 
 /// The longest stream line accepted (one chunk of JSON).
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -55,7 +55,7 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 ///
 /// ```no_run
 /// # fn demo() -> agentkit_core::Result<()> {
-/// use agentkit_core::providers::{ProviderConfig, ProviderKind, ollama::OllamaProvider};
+/// use agentkit_providers::{ProviderConfig, ProviderKind, ollama::OllamaProvider};
 /// let local = OllamaProvider::from_config(
 ///     &ProviderConfig::new(ProviderKind::Ollama, "qwen3:8b").with_context_window(32_768),
 /// )?;
@@ -250,7 +250,7 @@ impl LlmProvider for OllamaProvider {
     }
 }
 
-fn line_error(ctx: &Ctx, e: LinesCodecError) -> Error {
+fn line_error(ctx: &ErrorContext, e: LinesCodecError) -> Error {
     match e {
         LinesCodecError::MaxLineLengthExceeded => {
             ctx.malformed(format!("a stream line is longer than {MAX_LINE} bytes"))
@@ -273,7 +273,7 @@ fn new_call_id() -> String {
 }
 
 struct LineDecoder {
-    ctx: Arc<Ctx>,
+    ctx: Arc<ErrorContext>,
     next_tool: usize,
 }
 
@@ -527,7 +527,7 @@ impl Embedder for OllamaEmbedder {
                 )));
             }
             for v in response.embeddings {
-                super::check_dimensions(&self.http.ctx.provider, self.dimensions, &v)?;
+                crate::http::check_dimensions(&self.http.ctx.provider, self.dimensions, &v)?;
                 out.push(v);
             }
         }

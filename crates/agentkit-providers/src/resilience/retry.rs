@@ -1,14 +1,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentkit_core::error::{Error, Result};
+use agentkit_core::model::{
+    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
+};
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
-
-use crate::error::{Error, Result};
-use crate::model::{
-    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
-};
 
 /// When and how often to retry.
 #[derive(Debug, Clone, Copy, PartialEq)]

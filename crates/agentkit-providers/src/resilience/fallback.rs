@@ -1,12 +1,11 @@
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use futures::StreamExt;
-
-use crate::error::{Error, Result};
-use crate::model::{
+use agentkit_core::error::{Error, Result};
+use agentkit_core::model::{
     CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
 };
+use async_trait::async_trait;
+use futures::StreamExt;
 
 /// Tries providers in order until one answers. The response's `provider` field names the one
 /// that did. Caller errors (invalid input, cancellation) are returned at once: another provider

@@ -7,7 +7,7 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use agentkit_core::model::LlmProvider;
-//! use agentkit_core::resilience::{CircuitBreaker, ProviderExt, RetryPolicy};
+//! use agentkit_providers::resilience::{CircuitBreaker, ProviderExt, RetryPolicy};
 //! # fn wrap(primary: Arc<dyn LlmProvider>, backup: Arc<dyn LlmProvider>) -> Arc<dyn LlmProvider> {
 //! let primary = primary
 //!     .with_timeout(Duration::from_secs(60), Duration::from_secs(20))
@@ -45,7 +45,7 @@ pub use rate_limit::{RateLimit, WithRateLimit};
 pub use retry::{RetryPolicy, WithRetry};
 pub use timeout::WithTimeout;
 
-use crate::model::LlmProvider;
+use agentkit_core::model::LlmProvider;
 
 /// Fluent composition of the layers around an `Arc<dyn LlmProvider>`.
 pub trait ProviderExt {
@@ -89,10 +89,4 @@ impl ProviderExt for Arc<dyn LlmProvider> {
     fn with_rate_limit(self, limit: RateLimit) -> Arc<dyn LlmProvider> {
         Arc::new(WithRateLimit::new(self, limit))
     }
-}
-
-/// Whether an error says something about the provider's health (and so counts for breakers and
-/// fallbacks), as opposed to the caller's request.
-pub(crate) fn is_provider_failure(e: &crate::Error) -> bool {
-    e.is_retryable() || matches!(e, crate::Error::MalformedResponse(_))
 }

@@ -11,9 +11,7 @@ use agentkit_core::ErrorKind;
 use agentkit_core::agent::AgentEvent;
 use agentkit_core::model::{FinishReason, LlmProvider, StreamEvent};
 use agentkit_core::prelude::*;
-use agentkit_core::providers::{
-    KeyRef, ProviderConfig, ProviderKind, build_embedder, build_provider,
-};
+use agentkit_providers::{KeyRef, ProviderConfig, ProviderKind, build_embedder, build_provider};
 use futures::StreamExt;
 use providers_common::*;
 use serde_json::{Value, json};

@@ -2,14 +2,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agentkit_core::error::{Error, Result};
+use agentkit_core::model::{
+    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
+};
 use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::time::Instant;
-
-use crate::error::{Error, Result};
-use crate::model::{
-    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
-};
 
 /// The state of a circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,12 +226,8 @@ impl LlmProvider for WithCircuitBreaker {
     async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
         self.breaker.acquire(self.inner.name())?;
         let result = self.inner.complete(request).await;
-        self.breaker.record(
-            result
-                .as_ref()
-                .err()
-                .is_some_and(super::is_provider_failure),
-        );
+        self.breaker
+            .record(result.as_ref().err().is_some_and(is_provider_failure));
         result
     }
 
@@ -242,13 +237,19 @@ impl LlmProvider for WithCircuitBreaker {
         let mut s = match self.inner.stream(request).await {
             Ok(s) => s,
             Err(e) => {
-                self.breaker.record(super::is_provider_failure(&e));
+                self.breaker.record(is_provider_failure(&e));
                 return Err(e);
             }
         };
         let first = s.next().await;
         self.breaker
-            .record(matches!(&first, Some(Err(e)) if super::is_provider_failure(e)));
+            .record(matches!(&first, Some(Err(e)) if is_provider_failure(e)));
         Ok(Box::pin(futures::stream::iter(first).chain(s)))
     }
+}
+
+/// Whether an error says something about the provider's health (and so counts for breakers and
+/// fallbacks), as opposed to the caller's request.
+fn is_provider_failure(e: &Error) -> bool {
+    e.is_retryable() || matches!(e, Error::MalformedResponse(_))
 }

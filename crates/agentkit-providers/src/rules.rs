@@ -8,7 +8,7 @@
 //! # async fn demo() -> agentkit_core::Result<()> {
 //! use agentkit_core::model::{CompletionRequest, LlmProvider};
 //! use agentkit_core::message::Message;
-//! use agentkit_core::rules::{Rule, RuleBasedModel};
+//! use agentkit_providers::rules::{Rule, RuleBasedModel};
 //! use serde_json::json;
 //!
 //! let model = RuleBasedModel::new("I can help with refunds and invoices.")
@@ -21,13 +21,14 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
+use agentkit_core::error::{Error, Result};
+use agentkit_core::message::{Message, ToolCall, Usage};
+use agentkit_core::model::{
+    CompletionRequest, CompletionResponse, LlmProvider, ProviderCapabilities,
+};
 use async_trait::async_trait;
 use regex::{Regex, RegexBuilder};
 use serde_json::{Value, json};
-
-use crate::error::{Error, Result};
-use crate::message::{Message, ToolCall, Usage};
-use crate::model::{CompletionRequest, CompletionResponse, LlmProvider, ProviderCapabilities};
 
 #[derive(Debug, Clone)]
 enum Matcher {

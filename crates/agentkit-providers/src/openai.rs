@@ -21,31 +21,31 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use agentkit_core::error::{Error, Result};
+use agentkit_core::message::{Message, ToolCall, Usage};
+use agentkit_core::model::{
+    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
+    StreamEvent, ToolChoice,
+};
+use agentkit_core::retrieval::Embedder;
 use async_trait::async_trait;
 use bytes::Buf;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::http::{
-    self, Auth, Ctx, Decoder, Flow, Http, ToolNames, arguments_text, model_name, parse_arguments,
-    wire_name,
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::http::{
+    self, Auth, Decoder, ErrorContext, Flow, Http, ToolNames, arguments_text, model_name,
+    parse_arguments, wire_name,
 };
-use super::sse::{self, Sse};
-use super::{ProviderConfig, ProviderKind};
-use crate::error::{Error, Result};
-use crate::message::{Message, ToolCall, Usage};
-use crate::model::{
-    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
-    StreamEvent, ToolChoice,
-};
-use crate::retrieval::Embedder;
+use crate::sse::{self, Sse};
 
 /// An OpenAI or OpenAI-compatible chat model.
 ///
 /// ```no_run
 /// # async fn demo() -> agentkit_core::Result<()> {
-/// use agentkit_core::providers::{KeyRef, ProviderConfig, ProviderKind, openai::OpenAiProvider};
+/// use agentkit_providers::{KeyRef, ProviderConfig, ProviderKind, openai::OpenAiProvider};
 ///
 /// let local = OpenAiProvider::from_config(
 ///     &ProviderConfig::new(ProviderKind::OpenAiCompatible, "qwen2.5")
@@ -187,11 +187,11 @@ where
     B: Buf + Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let ctx = Arc::new(Ctx::detached("openai"));
+    let ctx = Arc::new(ErrorContext::detached("openai"));
     decode(body, Arc::new(ToolNames::default()), ctx)
 }
 
-fn decode<S, B, E>(body: S, names: Arc<ToolNames>, ctx: Arc<Ctx>) -> CompletionStream
+fn decode<S, B, E>(body: S, names: Arc<ToolNames>, ctx: Arc<ErrorContext>) -> CompletionStream
 where
     S: Stream<Item = std::result::Result<B, E>> + Send + 'static,
     B: Buf + Send + 'static,
@@ -211,7 +211,7 @@ where
 
 struct ChunkDecoder {
     names: Arc<ToolNames>,
-    ctx: Arc<Ctx>,
+    ctx: Arc<ErrorContext>,
     finish: Option<String>,
     saw_tool_calls: bool,
 }
@@ -454,7 +454,7 @@ struct ResponseFunction {
 }
 
 impl ChatResponse {
-    fn into_completion(self, names: &ToolNames, ctx: &Ctx) -> Result<CompletionResponse> {
+    fn into_completion(self, names: &ToolNames, ctx: &ErrorContext) -> Result<CompletionResponse> {
         let Some(choice) = self.choices.into_iter().next() else {
             return Err(ctx.malformed("response has no choices"));
         };
@@ -667,7 +667,11 @@ impl Embedder for OpenAiEmbedder {
             }
             data.sort_by_key(|d| d.index.unwrap_or(usize::MAX));
             for d in data {
-                super::check_dimensions(&self.http.ctx.provider, self.dimensions, &d.embedding)?;
+                crate::http::check_dimensions(
+                    &self.http.ctx.provider,
+                    self.dimensions,
+                    &d.embedding,
+                )?;
                 out.push(d.embedding);
             }
         }
@@ -680,7 +684,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::model::FinishReason;
+    use agentkit_core::model::FinishReason;
     use futures::StreamExt;
 
     fn chunks(lines: &[&str]) -> Vec<std::result::Result<bytes::Bytes, std::io::Error>> {
@@ -703,7 +707,7 @@ mod tests {
         assert!(matches!(events[0], Ok(StreamEvent::TextDelta(_))));
         assert_eq!(
             events[1].as_ref().unwrap_err().kind(),
-            crate::ErrorKind::MalformedResponse
+            agentkit_core::ErrorKind::MalformedResponse
         );
         assert_eq!(events.len(), 2);
     }

@@ -11,7 +11,7 @@ use agentkit_core::ErrorKind;
 use agentkit_core::message::Message;
 use agentkit_core::model::{CompletionRequest, FinishReason, LlmProvider, StreamEvent, ToolChoice};
 use agentkit_core::prelude::*;
-use agentkit_core::providers::{KeyRef, ProviderConfig, ProviderKind, build_provider};
+use agentkit_providers::{KeyRef, ProviderConfig, ProviderKind, build_provider};
 use providers_common::*;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path};

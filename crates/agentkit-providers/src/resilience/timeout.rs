@@ -1,13 +1,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::{FutureExt, StreamExt};
-
-use crate::error::{Error, Result};
-use crate::model::{
+use agentkit_core::error::{Error, Result};
+use agentkit_core::model::{
     CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
 };
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
 
 /// A deadline per call and per gap between stream events.
 #[derive(Clone)]

@@ -1,5 +1,5 @@
 //! Resilience layers around `Arc<dyn LlmProvider>`, tested with the scripted model and paused time.
-#![cfg(all(feature = "testkit", feature = "rules"))]
+#![cfg(feature = "rules")]
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -9,11 +9,11 @@ use agentkit_core::model::{
     CompletionRequest, CompletionStream, ProviderCapabilities, StreamEvent,
 };
 use agentkit_core::prelude::*;
-use agentkit_core::resilience::{
+use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
+use agentkit_providers::resilience::{
     CircuitBreaker, CircuitState, FallbackChain, ProviderExt, RetryPolicy, WithCircuitBreaker,
 };
-use agentkit_core::rules::{Rule, RuleBasedModel};
-use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
+use agentkit_providers::rules::{Rule, RuleBasedModel};
 use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::time::Instant;

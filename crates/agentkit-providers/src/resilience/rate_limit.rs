@@ -2,16 +2,15 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentkit_core::error::{Error, Result};
+use agentkit_core::model::{
+    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
+};
 use async_trait::async_trait;
 use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-
-use crate::error::{Error, Result};
-use crate::model::{
-    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
-};
 
 type Limiter =
     RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
@@ -23,7 +22,7 @@ type Limiter =
 /// the wait would exceed [`RateLimit::with_max_wait`]).
 ///
 /// Tokens are charged before the call, as providers count them: the request's estimated
-/// prompt tokens ([`Message::estimated_tokens`](crate::message::Message::estimated_tokens),
+/// prompt tokens ([`Message::estimated_tokens`](agentkit_core::message::Message::estimated_tokens),
 /// tool schemas included) plus its `max_tokens` (or
 /// [`RateLimit::with_assumed_output_tokens`] when it has none). A call needing more than a
 /// whole minute's budget waits for the full budget.

@@ -19,19 +19,21 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use agentkit_core::error::{Error, Result};
+use agentkit_core::message::{Message, ToolCall, Usage};
+use agentkit_core::model::{
+    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
+    StreamEvent, ToolChoice,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::http::{self, Auth, Ctx, Decoder, Flow, Http, ToolNames, model_name, parse_arguments};
-use super::sse::{self, Sse};
-use super::{ProviderConfig, ProviderKind};
-use crate::error::{Error, Result};
-use crate::message::{Message, ToolCall, Usage};
-use crate::model::{
-    CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
-    StreamEvent, ToolChoice,
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::http::{
+    self, Auth, Decoder, ErrorContext, Flow, Http, ToolNames, model_name, parse_arguments,
 };
+use crate::sse::{self, Sse};
 
 /// The `anthropic-version` header sent with every request.
 pub const API_VERSION: &str = "2023-06-01";
@@ -43,7 +45,7 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 ///
 /// ```no_run
 /// # fn demo() -> agentkit_core::Result<()> {
-/// use agentkit_core::providers::{ProviderConfig, ProviderKind, anthropic::AnthropicProvider};
+/// use agentkit_providers::{ProviderConfig, ProviderKind, anthropic::AnthropicProvider};
 /// // Reads ANTHROPIC_API_KEY.
 /// let claude = AnthropicProvider::from_config(
 ///     &ProviderConfig::new(ProviderKind::Anthropic, "claude-sonnet-4-5"),
@@ -237,7 +239,7 @@ impl LlmProvider for AnthropicProvider {
 
 struct EventDecoder {
     names: Arc<ToolNames>,
-    ctx: Arc<Ctx>,
+    ctx: Arc<ErrorContext>,
     /// Content block index → tool call index.
     tools: HashMap<usize, usize>,
     stop_reason: Option<String>,

@@ -1,69 +1,13 @@
-//! LLM and embedding providers over HTTP, chosen at compile time by feature and at run time by
-//! [`ProviderConfig`].
-//!
-//! | feature | module | speaks |
-//! |---|---|---|
-//! | `openai` | `openai` | OpenAI Chat Completions and `/v1/embeddings`; with `base_url`, any OpenAI-compatible server (vLLM, LiteLLM, OpenRouter, Ollama's `/v1`, ...) |
-//! | `anthropic` | `anthropic` | the Anthropic Messages API |
-//! | `ollama` | `ollama` | Ollama's native `/api/chat` and `/api/embed` |
-//!
-//! Every provider maps HTTP and stream failures to typed [`Error`]s so the
-//! [`resilience`](crate::resilience) layers can decide what to retry:
-//!
-//! | what happened | error |
-//! |---|---|
-//! | 401, 403 | [`Error::Unauthenticated`] |
-//! | 429 | [`Error::RateLimited`] with `retry-after` / `retry-after-ms` (seconds or HTTP date); OpenAI's `insufficient_quota` is [`Error::PermissionDenied`] (a billing problem no retry fixes) |
-//! | 529, 503, an `overloaded` error | [`Error::Overloaded`] |
-//! | the prompt does not fit | [`Error::ContextLengthExceeded`] |
-//! | 404 | [`Error::InvalidConfig`] (unknown model or wrong `base_url`) |
-//! | 408, a client timeout | [`Error::Timeout`] |
-//! | other 4xx | [`Error::InvalidInput`] |
-//! | other 5xx | [`Error::Server`] |
-//! | connection refused or reset | [`Error::Unavailable`] |
-//! | bad JSON, missing fields, a stream cut off or with a malformed event | [`Error::MalformedResponse`] |
-//!
-//! API keys are [`SecretString`]s: they are sent as sensitive headers, never appear in `Debug`
-//! output, error messages (a server echoing the key has it replaced) or traces.
-//!
-//! ```
-//! use agentkit_core::providers::{KeyRef, ProviderConfig, ProviderKind};
-//!
-//! let config: ProviderConfig = serde_json::from_str(r#"{
-//!     "provider": "openai",
-//!     "model": "gpt-4o-mini",
-//!     "api_key": {"env": "OPENAI_API_KEY"},
-//!     "timeout": "90s"
-//! }"#).unwrap();
-//! assert_eq!(config.provider, ProviderKind::OpenAi);
-//! assert!(matches!(config.api_key, Some(KeyRef::Env(_))));
-//! // let model = agentkit_core::providers::build_provider(&config)?;
-//! ```
+//! [`ProviderConfig`]: which provider to build, chosen at run time (JSON, TOML, environment),
+//! and [`KeyRef`], where its API key comes from.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
+use agentkit_core::error::{Error, Result};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-
-use crate::error::{Error, Result};
-use crate::model::LlmProvider;
-use crate::retrieval::Embedder;
-
-#[cfg(any(feature = "openai", feature = "anthropic", feature = "ollama"))]
-mod http;
-#[cfg(any(feature = "openai", feature = "anthropic"))]
-mod sse;
-
-#[cfg(feature = "anthropic")]
-pub mod anthropic;
-#[cfg(feature = "ollama")]
-pub mod ollama;
-#[cfg(feature = "openai")]
-pub mod openai;
-
-pub use secrecy::{ExposeSecret, SecretString};
 
 /// Which API a [`ProviderConfig`] speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,7 +29,7 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     /// The configuration name (`"openai"`, `"anthropic"`, `"ollama"`, `"openai_compatible"`),
-    /// also the default [`LlmProvider::name`].
+    /// also the default [`LlmProvider::name`](agentkit_core::model::LlmProvider::name).
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
@@ -237,7 +181,7 @@ pub struct ProviderConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
-    /// The name reported by [`LlmProvider::name`] (traces, usage records). Default: the kind.
+    /// The name reported by [`LlmProvider::name`](agentkit_core::model::LlmProvider::name) (traces, usage records). Default: the kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Extra HTTP headers (an organization or project header, a gateway's routing header).
@@ -400,62 +344,6 @@ impl ProviderConfig {
     }
 }
 
-fn feature_off(kind: ProviderKind) -> Error {
-    Error::InvalidConfig(format!(
-        "provider `{kind}` is not compiled in: enable the `{}` feature of agentkit (or agentkit-core)",
-        kind.feature()
-    ))
-}
-
-/// Builds the provider a config describes.
-///
-/// A provider whose feature is off is an [`Error::InvalidConfig`] naming the feature; so is a
-/// missing key or `base_url`.
-pub fn build_provider(config: &ProviderConfig) -> Result<Arc<dyn LlmProvider>> {
-    match config.provider {
-        #[cfg(feature = "openai")]
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-            Ok(Arc::new(openai::OpenAiProvider::from_config(config)?))
-        }
-        #[cfg(feature = "anthropic")]
-        ProviderKind::Anthropic => Ok(Arc::new(anthropic::AnthropicProvider::from_config(config)?)),
-        #[cfg(feature = "ollama")]
-        ProviderKind::Ollama => Ok(Arc::new(ollama::OllamaProvider::from_config(config)?)),
-        #[allow(unreachable_patterns)]
-        kind => Err(feature_off(kind)),
-    }
-}
-
-/// Builds the embedder a config describes (OpenAI, OpenAI-compatible or Ollama; Anthropic has
-/// no embeddings API).
-pub fn build_embedder(config: &ProviderConfig) -> Result<Arc<dyn Embedder>> {
-    match config.provider {
-        ProviderKind::Anthropic => Err(Error::InvalidConfig(
-            "Anthropic has no embeddings API: use openai, openai_compatible or ollama".into(),
-        )),
-        #[cfg(feature = "openai")]
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-            Ok(Arc::new(openai::OpenAiEmbedder::from_config(config)?))
-        }
-        #[cfg(feature = "ollama")]
-        ProviderKind::Ollama => Ok(Arc::new(ollama::OllamaEmbedder::from_config(config)?)),
-        #[allow(unreachable_patterns)]
-        kind => Err(feature_off(kind)),
-    }
-}
-
-#[cfg(any(feature = "openai", feature = "ollama"))]
-fn check_dimensions(provider: &str, expected: usize, vector: &[f32]) -> Result<()> {
-    if vector.len() == expected {
-        Ok(())
-    } else {
-        Err(Error::InvalidConfig(format!(
-            "{provider}: the embedding model returned {} dimensions, configured {expected}",
-            vector.len()
-        )))
-    }
-}
-
 /// `Option<Duration>` as seconds (a number) or a string with a unit (`ms`, `s`, `m`, `h`).
 mod duration_opt {
     use std::time::Duration;
@@ -515,6 +403,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn config_parses_from_json_and_toml() {
@@ -559,7 +448,7 @@ mod tests {
         let e = KeyRef::env("sk-this-is-a-pasted-key")
             .resolve()
             .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig);
+        assert_eq!(e.kind(), agentkit_core::ErrorKind::InvalidConfig);
         assert!(!e.to_string().contains("sk-this"));
         let e = KeyRef::env("AGENTKIT_TEST_SURELY_UNSET_VAR")
             .resolve()
@@ -570,35 +459,7 @@ mod tests {
         let c = ProviderConfig::new(ProviderKind::OpenAiCompatible, "m");
         assert_eq!(
             c.resolved_base_url().unwrap_err().kind(),
-            crate::ErrorKind::InvalidConfig
-        );
-    }
-
-    #[test]
-    fn disabled_providers_name_their_feature() {
-        #[allow(unused_variables)]
-        let check = |kind: ProviderKind, enabled: bool| {
-            let r = build_provider(
-                &ProviderConfig::new(kind, "m")
-                    .with_api_key(KeyRef::value("k"))
-                    .with_base_url("http://127.0.0.1:9"),
-            );
-            match r {
-                Ok(_) => assert!(enabled),
-                Err(e) => {
-                    assert!(!enabled);
-                    assert_eq!(e.kind(), crate::ErrorKind::InvalidConfig);
-                    assert!(e.to_string().contains(kind.feature()), "{e}");
-                }
-            }
-        };
-        check(ProviderKind::OpenAi, cfg!(feature = "openai"));
-        check(ProviderKind::OpenAiCompatible, cfg!(feature = "openai"));
-        check(ProviderKind::Anthropic, cfg!(feature = "anthropic"));
-        check(ProviderKind::Ollama, cfg!(feature = "ollama"));
-        assert!(
-            build_embedder(&ProviderConfig::new(ProviderKind::Anthropic, "m")).is_err(),
-            "no embeddings at Anthropic"
+            agentkit_core::ErrorKind::InvalidConfig
         );
     }
 }

@@ -11,7 +11,7 @@ use agentkit_core::agent::AgentEvent;
 use agentkit_core::message::Message;
 use agentkit_core::model::{CompletionRequest, FinishReason, LlmProvider, StreamEvent, ToolChoice};
 use agentkit_core::prelude::*;
-use agentkit_core::providers::{ProviderConfig, ProviderKind, build_embedder, build_provider};
+use agentkit_providers::{ProviderConfig, ProviderKind, build_embedder, build_provider};
 use futures::StreamExt;
 use providers_common::*;
 use serde_json::{Value, json};

@@ -1,5 +1,5 @@
 //! Client-side rate limits (`WithRateLimit`). Real time: governor keeps its own clock.
-#![cfg(all(feature = "rate-limit", feature = "testkit"))]
+#![cfg(feature = "rate-limit")]
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use agentkit_core::ErrorKind;
 use agentkit_core::message::Message;
 use agentkit_core::model::{CompletionRequest, LlmProvider};
-use agentkit_core::resilience::{ProviderExt, RateLimit};
 use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
+use agentkit_providers::resilience::{ProviderExt, RateLimit};
 
 fn model() -> Arc<dyn LlmProvider> {
     Arc::new(ScriptedModel::repeating([ScriptedResponse::text("ok")]))

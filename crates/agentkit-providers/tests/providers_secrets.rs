@@ -10,9 +10,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use agentkit_core::prelude::*;
-use agentkit_core::providers::{
-    KeyRef, ProviderConfig, ProviderKind, build_embedder, build_provider,
-};
+use agentkit_providers::{KeyRef, ProviderConfig, ProviderKind, build_embedder, build_provider};
 use providers_common::*;
 use serde_json::json;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -80,19 +78,19 @@ fn debug_provider(config: &ProviderConfig) -> String {
         #[cfg(feature = "openai")]
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => format!(
             "{:?} {:?}",
-            agentkit_core::providers::openai::OpenAiProvider::from_config(config).unwrap(),
-            agentkit_core::providers::openai::OpenAiEmbedder::from_config(config).unwrap()
+            agentkit_providers::openai::OpenAiProvider::from_config(config).unwrap(),
+            agentkit_providers::openai::OpenAiEmbedder::from_config(config).unwrap()
         ),
         #[cfg(feature = "anthropic")]
         ProviderKind::Anthropic => format!(
             "{:?}",
-            agentkit_core::providers::anthropic::AnthropicProvider::from_config(config).unwrap()
+            agentkit_providers::anthropic::AnthropicProvider::from_config(config).unwrap()
         ),
         #[cfg(feature = "ollama")]
         ProviderKind::Ollama => format!(
             "{:?} {:?}",
-            agentkit_core::providers::ollama::OllamaProvider::from_config(config).unwrap(),
-            agentkit_core::providers::ollama::OllamaEmbedder::from_config(config).unwrap()
+            agentkit_providers::ollama::OllamaProvider::from_config(config).unwrap(),
+            agentkit_providers::ollama::OllamaEmbedder::from_config(config).unwrap()
         ),
         _ => unreachable!(),
     }
