@@ -114,7 +114,7 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// Recomputes this entry's hash from its content.
     ///
-    /// The hash is [`hash_json`] of `{"seq": .., "prev_hash": .., "entry": <the content as
+    /// The hash is [`hash_json`](crate::redact::hash_json) of `{"seq": .., "prev_hash": .., "entry": <the content as
     /// JSON>}`: SHA-256 over its canonical JSON (keys sorted). The bytes are streamed into the
     /// hasher in that exact form instead of building the JSON value first, so hashes are the
     /// same as hashing the value (and stay comparable across backends and versions).
