@@ -11,7 +11,7 @@ use agentkit::agent::decide_approval;
 use agentkit::prelude::*;
 use agentkit::store::{AuditQuery, verify_audit_chain};
 use agentkit::testkit::{ScriptedModel, ScriptedResponse};
-use agentkit_policy::PolicyEngine;
+use agentkit_policy::{Period, PolicyEngine, SpendOf};
 use serde_json::json;
 
 const POLICY: &str = r#"
@@ -144,15 +144,16 @@ async fn main() -> Result<()> {
         done.reply().unwrap_or_default()
     );
 
-    let spent = store
-        .counter_get(
+    let spent = engine
+        .spend(
             &tenant,
-            &format!("budget:agent:marketing:{}", chrono_today()),
+            &SpendOf::Agent(AgentId::from_static("marketing")),
+            Period::Day,
         )
         .await?;
     println!(
         "4. Today's reserved budget: ${:.2} of $50.00",
-        spent as f64 / 1e9
+        spent.nanos() as f64 / 1e9
     );
 
     let more = agent(
@@ -199,13 +200,4 @@ async fn main() -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn chrono_today() -> String {
-    use chrono::TimeZone;
-    let now = chrono::Utc::now();
-    chrono_tz::America::New_York
-        .from_utc_datetime(&now.naive_utc())
-        .date_naive()
-        .to_string()
 }

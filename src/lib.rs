@@ -6,7 +6,8 @@
 //!
 //! This facade re-exports the family of crates behind features: `agentkit-core` at its root,
 //! `agentkit-providers` as [`providers`] (with [`resilience`] and `rules` at the root too), and
-//! `agentkit-tools` as `tools`; see the README's feature table.
+//! `agentkit-tools` as `tools`, `agentkit-policy` as `policy_engine`, and the stores as
+//! `sqlite` and `postgres`; see the README's feature table.
 //! Start with [`agent::Agent`] and the `quickstart` example:
 //!
 //! ```text
@@ -25,6 +26,14 @@
 //! | `anthropic` | `providers::anthropic`: the Anthropic Messages API |
 //! | `ollama` | `providers::ollama`: Ollama's native chat and embeddings |
 //! | `rate-limit` | `resilience::WithRateLimit`: client-side requests and tokens per minute |
+//! | `policy` | `policy_engine`: the RBAC policy engine, budgets, approval queue, metering, invoices, audit verification |
+//! | `cedar` | `policy_engine::cedar`: the Cedar policy backend |
+//! | `sqlite` | `sqlite`: the embedded SQLite store |
+//! | `postgres` | `postgres`: the Postgres store |
+//!
+//! `#[async_trait]` is re-exported at the root ([`async_trait`]) for hosts implementing
+//! agentkit's traits, and `#[derive(Tool)]` / `#[tool]` find `agentkit::tools` on their own when
+//! a host depends on the facade alone.
 
 pub use agentkit_core::*;
 
@@ -39,3 +48,17 @@ pub use agentkit_providers::__facade::*;
 /// Typed and derived tools, the tool registry, compensation, agents as tools (feature `tools`).
 #[cfg(feature = "tools")]
 pub use agentkit_tools as tools;
+
+/// The policy engine (RBAC, constraints, budgets, rate limits, tiers), the approval queue,
+/// pricing and metering, invoice drafts and audit verification (feature `policy`;
+/// `agentkit-policy`). The contracts it implements are in [`policy`].
+#[cfg(feature = "policy")]
+pub use agentkit_policy as policy_engine;
+
+/// The embedded SQLite store (feature `sqlite`; `agentkit-store-sqlite`).
+#[cfg(feature = "sqlite")]
+pub use agentkit_store_sqlite as sqlite;
+
+/// The Postgres store (feature `postgres`; `agentkit-store-postgres`).
+#[cfg(feature = "postgres")]
+pub use agentkit_store_postgres as postgres;

@@ -63,6 +63,10 @@ pub mod validation;
 
 pub use error::{Error, ErrorKind, Result};
 
+/// `#[async_trait]`: agentkit's traits are `async_trait` traits; hosts implementing one (a
+/// custom `LlmProvider`, `Tool`, store) can use this re-export instead of a dependency.
+pub use async_trait::async_trait;
+
 /// The names most hosts need.
 pub mod prelude {
     pub use crate::agent::{

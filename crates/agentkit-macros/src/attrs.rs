@@ -213,12 +213,13 @@ impl ToolAttrs {
         Ok(())
     }
 
-    /// The path to agentkit-tools (`::agentkit_tools` unless `crate = "..."` says otherwise,
-    /// e.g. `::agentkit::tools` through the facade).
+    /// The path to agentkit-tools: `crate = "..."` when given; otherwise found in the calling
+    /// package's `Cargo.toml` — `agentkit-tools` (under whatever name it was renamed to), else
+    /// the `agentkit` facade's `tools` module, else `::agentkit_tools`.
     pub(crate) fn krate(&self) -> TokenStream {
         match &self.krate {
             Some(path) => quote!(#path),
-            None => quote!(::agentkit_tools),
+            None => default_krate(),
         }
     }
 
@@ -346,4 +347,26 @@ pub(crate) fn doc_text(attrs: &[Attribute]) -> String {
         }
     }
     out.trim().to_string()
+}
+
+/// Where agentkit-tools is for the package being compiled (see [`ToolAttrs::krate`]).
+fn default_krate() -> TokenStream {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    let ident = |name: &str| proc_macro2::Ident::new(name, proc_macro2::Span::call_site());
+    match crate_name("agentkit-tools") {
+        // Inside agentkit-tools' own tests and doc tests the crate is an extern crate too.
+        Ok(FoundCrate::Itself) => quote!(::agentkit_tools),
+        Ok(FoundCrate::Name(name)) => {
+            let name = ident(&name);
+            quote!(::#name)
+        }
+        Err(_) => match crate_name("agentkit") {
+            Ok(FoundCrate::Name(name)) => {
+                let name = ident(&name);
+                quote!(::#name::tools)
+            }
+            Ok(FoundCrate::Itself) => quote!(::agentkit::tools),
+            Err(_) => quote!(::agentkit_tools),
+        },
+    }
 }

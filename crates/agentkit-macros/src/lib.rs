@@ -1,10 +1,11 @@
 //! # agentkit-macros
 //!
 //! `#[derive(Tool)]` and `#[tool]` for agentkit tools. Use them through `agentkit-tools`
-//! (`use agentkit_tools::{Tool, tool};`): the generated code refers to `::agentkit_tools` (or the
-//! path given with `crate = "..."`, e.g. `::agentkit::tools` through the facade), so a crate
-//! using the macros depends on `agentkit-tools` only (plus `serde` and `schemars` for the
-//! derives on its own argument structs).
+//! (`use agentkit_tools::{Tool, tool};`) or the facade (`use agentkit::tools::{Tool, tool};`).
+//! The generated code finds the tools crate in the calling package's `Cargo.toml`
+//! (`proc-macro-crate`): `agentkit-tools` under whatever name it has there, else the `agentkit`
+//! facade's `tools` module; `crate = "..."` overrides both. A crate using the macros needs only
+//! one of the two (plus `serde` and `schemars` for the derives on its own argument structs).
 //!
 //! Both macros read `#[tool(...)]` items:
 //!

@@ -643,6 +643,11 @@ impl PolicyEngine {
         ]
     }
 
+    /// Now, by the engine's clock.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
     /// The counters the engine reads and reserves on.
     pub(crate) fn counters(&self) -> &Arc<dyn CounterStore> {
         &self.counters

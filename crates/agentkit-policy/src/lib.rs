@@ -67,10 +67,13 @@ pub mod cedar;
 pub mod config;
 mod engine;
 pub mod metering;
+mod spend;
 
+pub use config::Period;
 pub use config::PolicyDocument;
 pub use engine::{Clock, Explanation, PolicyEngine, Trace};
 pub use metering::{InvoiceDraft, Meter, PriceBook, PriceTable};
+pub use spend::SpendOf;
 
 use agentkit_core::error::{Error, Result};
 

@@ -11,7 +11,7 @@ use agentkit_core::store::{
 use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
 use agentkit_policy::audit::{export_jsonl, verify, verify_jsonl};
 use agentkit_policy::metering::{ModelPrice, invoice_draft};
-use agentkit_policy::{Meter, PolicyEngine, PriceBook, PriceTable};
+use agentkit_policy::{Meter, Period, PolicyEngine, PriceBook, PriceTable, SpendOf};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
@@ -185,20 +185,37 @@ async fn metered_agent_usage_is_priced_and_counts_toward_budgets() {
     let total: Usd = events.iter().filter_map(|e| e.cost).sum();
     // 120k input × $0.15/M + 1.5k output × $0.60/M + one tool call × $0.001 = $0.0199
     assert_eq!(total, Usd::from_nanos(19_900_000));
-    let day = Utc::now()
-        .with_timezone(&chrono_tz::America::New_York)
-        .date_naive();
-    let spent = store
-        .counter_get(
-            &TenantId::from_static("acme"),
-            &format!("budget:agent:marketing:{day}"),
-        )
-        .await
-        .unwrap();
+    // The public spend query reads the counters the budgets reserve on (tenant's timezone).
+    let acme = TenantId::from_static("acme");
+    let agent = SpendOf::Agent(agentkit_core::id::AgentId::from_static("marketing"));
+    let spent = engine.spend(&acme, &agent, Period::Day).await.unwrap();
     assert_eq!(
-        spent,
-        total.nanos(),
-        "the ledger's spend is on the budget counter"
+        spent, total,
+        "the ledger's spend is on the agent's day counter"
+    );
+    assert_eq!(
+        engine.spend(&acme, &agent, Period::Month).await.unwrap(),
+        total
+    );
+    assert_eq!(
+        engine
+            .spend(&acme, &SpendOf::Tenant, Period::Day)
+            .await
+            .unwrap(),
+        total,
+        "and on the tenant's"
+    );
+    assert_eq!(
+        engine
+            .spend(
+                &TenantId::from_static("globex"),
+                &SpendOf::Tenant,
+                Period::Day
+            )
+            .await
+            .unwrap(),
+        Usd::from_nanos(0),
+        "another tenant spent nothing"
     );
     // Model spend counts: $0.0199 spent, a $0.01 campaign would pass $0.02.
     let r = PolicyRequest::new(
@@ -208,10 +225,13 @@ async fn metered_agent_usage_is_priced_and_counts_toward_budgets() {
     );
     let d = engine.evaluate(&r).await.unwrap();
     assert_eq!(d.label(), "deny", "{d:?}");
+    let month = Utc::now()
+        .with_timezone(&chrono_tz::America::New_York)
+        .format("%Y-%m");
     let tokens = store
         .counter_get(
             &TenantId::from_static("acme"),
-            &format!("quota:tokens:{}", day.format("%Y-%m")),
+            &format!("quota:tokens:{month}"),
         )
         .await
         .unwrap();

@@ -165,8 +165,13 @@ pub struct ProviderConfig {
     pub provider: ProviderKind,
     /// The model used when a request names none (the agent's model name wins).
     pub model: String,
-    /// The server. Defaults: `https://api.openai.com/v1`, `https://api.anthropic.com`,
-    /// `http://localhost:11434`; required for `openai_compatible` (include the `/v1`).
+    /// The URL the API's documented paths are appended to — each vendor's documented base URL.
+    /// Defaults: `https://api.openai.com/v1` (OpenAI's paths are `/chat/completions`, so the
+    /// version is part of the base), `https://api.anthropic.com` (Anthropic's paths are
+    /// `/v1/messages`, so it is not), `http://localhost:11434` (Ollama's `/api/chat`). Required
+    /// for `openai_compatible`, with the version path the server documents (`…/v1`). A
+    /// `base_url` that breaks its provider's convention is refused by
+    /// [`ProviderConfig::resolved_base_url`] with an error that says which form is expected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// The API key. Without one, OpenAI reads `OPENAI_API_KEY` and Anthropic
@@ -320,6 +325,28 @@ impl ProviderConfig {
                 "base_url `{url}` must start with http:// or https://"
             )));
         }
+        let convention = match self.provider {
+            ProviderKind::OpenAi if !url.ends_with("/v1") => Some(
+                "an `openai` base_url includes the API version, like `https://api.openai.com/v1` \
+                 (agentkit appends `/chat/completions`)",
+            ),
+            ProviderKind::Anthropic if url.ends_with("/v1") => Some(
+                "an `anthropic` base_url is the server root without `/v1`, like \
+                 `https://api.anthropic.com` (agentkit appends `/v1/messages`)",
+            ),
+            ProviderKind::Ollama if url.ends_with("/v1") || url.ends_with("/api") => Some(
+                "an `ollama` base_url is the server root, like `http://localhost:11434` \
+                 (agentkit appends `/api/chat`); for Ollama's OpenAI-compatible `/v1`, use \
+                 provider `openai_compatible`",
+            ),
+            _ => None,
+        };
+        if let Some(expected) = convention {
+            return Err(Error::InvalidConfig(format!(
+                "base_url `{url}` for provider `{}`: {expected}",
+                self.provider
+            )));
+        }
         Ok(url.to_owned())
     }
 
@@ -404,6 +431,40 @@ mod tests {
 
     use super::*;
     use secrecy::ExposeSecret;
+
+    #[test]
+    fn one_base_url_convention_per_provider_with_an_error_that_says_which() {
+        let url = |kind: ProviderKind, base: &str| {
+            ProviderConfig::new(kind, "m")
+                .with_base_url(base)
+                .resolved_base_url()
+        };
+        assert_eq!(
+            url(ProviderKind::OpenAi, "https://api.openai.com/v1/").unwrap(),
+            "https://api.openai.com/v1"
+        );
+        let e = url(ProviderKind::OpenAi, "https://api.openai.com").unwrap_err();
+        assert_eq!(e.kind(), agentkit_core::ErrorKind::InvalidConfig);
+        assert!(e.to_string().contains("includes the API version"), "{e}");
+        assert!(url(ProviderKind::Anthropic, "https://api.anthropic.com").is_ok());
+        let e = url(ProviderKind::Anthropic, "https://api.anthropic.com/v1").unwrap_err();
+        assert!(e.to_string().contains("without `/v1`"), "{e}");
+        assert!(url(ProviderKind::Ollama, "http://localhost:11434").is_ok());
+        let e = url(ProviderKind::Ollama, "http://localhost:11434/v1").unwrap_err();
+        assert!(e.to_string().contains("openai_compatible"), "{e}");
+        assert!(url(ProviderKind::OpenAiCompatible, "http://h:8000/v1").is_ok());
+        // The defaults follow the convention.
+        for kind in [
+            ProviderKind::OpenAi,
+            ProviderKind::Anthropic,
+            ProviderKind::Ollama,
+        ] {
+            assert!(
+                ProviderConfig::new(kind, "m").resolved_base_url().is_ok(),
+                "{kind}"
+            );
+        }
+    }
 
     #[test]
     fn config_parses_from_json_and_toml() {
