@@ -169,10 +169,14 @@ mod tests {
     fn disabled_providers_name_their_feature() {
         #[allow(unused_variables)]
         let check = |kind: ProviderKind, enabled: bool| {
+            let base = match kind {
+                ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => "http://127.0.0.1:9/v1",
+                _ => "http://127.0.0.1:9",
+            };
             let r = build_provider(
                 &ProviderConfig::new(kind, "m")
                     .with_api_key(KeyRef::value("k"))
-                    .with_base_url("http://127.0.0.1:9"),
+                    .with_base_url(base),
             );
             match r {
                 Ok(_) => assert!(enabled),

@@ -179,7 +179,11 @@ async fn api_keys_never_appear_in_traces_debug_or_errors() {
         }
 
         // Connection refused: the error carries the reqwest error as its source.
-        let refused = build_provider(&config(kind, "http://127.0.0.1:1".into())).unwrap();
+        let closed = match kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => "http://127.0.0.1:1/v1",
+            _ => "http://127.0.0.1:1",
+        };
+        let refused = build_provider(&config(kind, closed.into())).unwrap();
         printed.push(all_text(
             &refused.complete(&full_request()).await.unwrap_err(),
         ));

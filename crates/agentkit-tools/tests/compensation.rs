@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use agentkit_core::agent::{Agent, RunRequest};
-use agentkit_core::id::TenantId;
+use agentkit_core::id::{RunId, TenantId};
 use agentkit_core::message::ToolCall;
 use agentkit_core::store::{AuditQuery, AuditStore, InMemoryStore, ToolExecutionStore};
 use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
@@ -124,7 +124,7 @@ fn fixture() -> Fixture {
 
 /// Runs a marketing agent that creates a list, then (in one turn) a campaign and a lookup, then
 /// a note; returns the run id.
-async fn run_agent(f: &Fixture, store: &Arc<InMemoryStore>) -> agentkit_core::id::RunId {
+async fn run_agent(f: &Fixture, store: &Arc<InMemoryStore>) -> RunId {
     let model = Arc::new(ScriptedModel::new([
         ScriptedResponse::tool_call("marketing.create_list", json!({"name": "spring"})),
         ScriptedResponse::tool_calls([
@@ -157,6 +157,16 @@ async fn run_agent(f: &Fixture, store: &Arc<InMemoryStore>) -> agentkit_core::id
     outcome.run_id().clone()
 }
 
+/// Rolls `run` back through the registry's executor over `store` (the host's governed path).
+async fn undo(
+    f: &Fixture,
+    store: &Arc<InMemoryStore>,
+    run: &RunId,
+) -> agentkit_core::Result<agentkit_tools::RollbackReport> {
+    let executor = f.registry.executor(store.clone()).build();
+    rollback(&executor, &TenantId::from_static("acme"), run, &f.registry).await
+}
+
 #[tokio::test]
 async fn rollback_runs_compensations_newest_first_and_once() {
     let f = fixture();
@@ -165,14 +175,7 @@ async fn rollback_runs_compensations_newest_first_and_once() {
     let tenant = TenantId::from_static("acme");
     f.log.lock().unwrap().clear();
 
-    let report = rollback(
-        &f.registry.executor(store.clone()).build(),
-        &tenant,
-        &run,
-        &f.registry,
-    )
-    .await
-    .unwrap();
+    let report = undo(&f, &store, &run).await.unwrap();
     assert!(report.is_complete(), "{report:#?}");
     assert_eq!(
         report.ran(),
@@ -222,14 +225,7 @@ async fn rollback_runs_compensations_newest_first_and_once() {
     assert_eq!(audited.len(), 3);
 
     // Running it again replays: nothing runs twice.
-    let again = rollback(
-        &f.registry.executor(store.clone()).build(),
-        &tenant,
-        &run,
-        &f.registry,
-    )
-    .await
-    .unwrap();
+    let again = undo(&f, &store, &run).await.unwrap();
     assert!(again.is_complete());
     assert!(again.ran().is_empty());
     assert!(
@@ -246,17 +242,9 @@ async fn a_failing_compensation_stops_the_rollback_until_it_is_run_again() {
     let f = fixture();
     let store = Arc::new(InMemoryStore::new());
     let run = run_agent(&f, &store).await;
-    let tenant = TenantId::from_static("acme");
     f.delete_campaign_fails.store(true, Ordering::SeqCst);
 
-    let report = rollback(
-        &f.registry.executor(store.clone()).build(),
-        &tenant,
-        &run,
-        &f.registry,
-    )
-    .await
-    .unwrap();
+    let report = undo(&f, &store, &run).await.unwrap();
     assert!(!report.is_complete());
     let outcomes: Vec<&RollbackOutcome> = report.steps.iter().map(|s| &s.outcome).collect();
     assert!(matches!(outcomes[0], RollbackOutcome::Compensated(_)));
@@ -271,14 +259,7 @@ async fn a_failing_compensation_stops_the_rollback_until_it_is_run_again() {
     );
 
     f.delete_campaign_fails.store(false, Ordering::SeqCst);
-    let report = rollback(
-        &f.registry.executor(store.clone()).build(),
-        &tenant,
-        &run,
-        &f.registry,
-    )
-    .await
-    .unwrap();
+    let report = undo(&f, &store, &run).await.unwrap();
     assert!(report.is_complete());
     assert_eq!(
         report.ran(),
