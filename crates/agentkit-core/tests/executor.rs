@@ -81,6 +81,24 @@ async fn audit_kinds(store: &Arc<dyn StateStore>) -> Vec<(String, Option<String>
         .collect()
 }
 
+/// What a process that died during a call leaves: the claim of key `run-1:1:0`, `started`.
+async fn crash_mid_call(f: &Fixture, args: &Value) {
+    let crashed = ToolExecution::started(
+        &f.scope,
+        IdempotencyKey::from_static("run-1:1:0"),
+        "call-1",
+        "payments.charge",
+        args.clone(),
+        hash_json(args),
+    );
+    let claim = f
+        .store
+        .claim_tool_execution(&f.scope.tenant, &crashed)
+        .await
+        .unwrap();
+    assert_eq!(claim, ToolClaim::Claimed { attempt: 1 });
+}
+
 #[tokio::test]
 async fn refusals_before_the_policy_are_audited_and_run_nothing() {
     let f = fixture();
@@ -161,22 +179,8 @@ async fn a_call_in_doubt_waits_for_a_human_then_runs_once_more() {
         .in_doubt_after(Duration::ZERO)
         .build();
     let args = json!({"amount": 40});
-    let crashed = ToolExecution::started(
-        &f.scope,
-        IdempotencyKey::from_static("run-1:1:0"),
-        "call-1",
-        "payments.charge",
-        args.clone(),
-        hash_json(&args),
-    );
+    crash_mid_call(&f, &args).await;
     let tenant = f.scope.tenant.clone();
-    assert!(matches!(
-        f.store
-            .claim_tool_execution(&tenant, &crashed)
-            .await
-            .unwrap(),
-        ToolClaim::Claimed { attempt: 1 }
-    ));
 
     match executor
         .execute(request(&f.scope, "run-1:1:0", args.clone()))
@@ -250,18 +254,7 @@ async fn an_in_doubt_call_resolved_as_succeeded_is_replayed() {
     let executor = ToolExecutor::builder(tools, f.store.clone()).build();
     let args = json!({"amount": 40});
     let key = IdempotencyKey::from_static("run-1:1:0");
-    let crashed = ToolExecution::started(
-        &f.scope,
-        key.clone(),
-        "call-1",
-        "payments.charge",
-        args.clone(),
-        hash_json(&args),
-    );
-    f.store
-        .claim_tool_execution(&f.scope.tenant, &crashed)
-        .await
-        .unwrap();
+    crash_mid_call(&f, &args).await;
     executor
         .resolve_in_doubt(
             &f.scope.tenant,
@@ -295,18 +288,7 @@ async fn an_idempotent_call_in_doubt_is_retried_once_stale() {
         .in_doubt_after(Duration::ZERO)
         .build();
     let args = json!({"amount": 5});
-    let crashed = ToolExecution::started(
-        &f.scope,
-        IdempotencyKey::from_static("run-1:1:0"),
-        "call-1",
-        "payments.charge",
-        args.clone(),
-        hash_json(&args),
-    );
-    f.store
-        .claim_tool_execution(&f.scope.tenant, &crashed)
-        .await
-        .unwrap();
+    crash_mid_call(&f, &args).await;
     assert!(matches!(
         executor
             .execute(request(&f.scope, "run-1:1:0", args))
