@@ -412,12 +412,22 @@ impl ToolExecutor {
         // Steps 6–7: the call and the output check.
         let mut ctx = ToolContext::new(request.scope.clone(), call.id.clone(), request.key.clone());
         ctx.cancellation = request.cancellation.child_token();
-        let called = tokio::select! {
-            r = tokio::time::timeout(i.timeout, entry.tool().call(ctx, arguments)) => r
-                .unwrap_or_else(|_| Err(Error::Timeout(format!(
-                    "tool `{}` did not finish within {:?}", call.name, i.timeout
-                )))),
-            () = request.cancellation.cancelled() => Err(Error::Cancelled),
+        let called = if request.cancellation.is_cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            let mut running = entry.tool().call(ctx, arguments);
+            // Most tools answer on their first poll; only a call that waits pays for a timer
+            // and a cancellation waiter (about 9 µs a call on the turn bench).
+            match futures::poll!(&mut running) {
+                std::task::Poll::Ready(result) => result,
+                std::task::Poll::Pending => tokio::select! {
+                    r = tokio::time::timeout(i.timeout, running) => r
+                        .unwrap_or_else(|_| Err(Error::Timeout(format!(
+                            "tool `{}` did not finish within {:?}", call.name, i.timeout
+                        )))),
+                    () = request.cancellation.cancelled() => Err(Error::Cancelled),
+                },
+            }
         };
         let outcome = called.and_then(|value| match entry.output_validator() {
             Some(v) => v.check_lines(&value, 5).map(|()| value).map_err(|p| {
