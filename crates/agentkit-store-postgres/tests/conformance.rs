@@ -50,6 +50,7 @@ conformance_tests!(
     audit_chain_with_nanosecond_times,
     tool_claims_exactly_once,
     writes_never_span_tenants,
+    invalid_tenants_never_reach_a_store,
 );
 
 /// Every check in turn, through `Arc<dyn StateStore>`.

@@ -48,6 +48,7 @@ conformance_checks!(
     audit_chain_with_nanosecond_times,
     tool_claims_exactly_once,
     writes_never_span_tenants,
+    invalid_tenants_never_reach_a_store,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,7 @@ pub use claims::{
     writes_never_span_tenants,
 };
 pub use configs::agent_config_versions;
-pub use isolation::tenant_isolation;
+pub use isolation::{invalid_tenants_never_reach_a_store, tenant_isolation};
 pub use ledger::{audit_chain, audit_chain_with_nanosecond_times, usage_append_only};
 pub use runs::{approval_queue_order, approvals_decided_exactly_once, runs_compare_and_swap};
 pub use sessions::{
@@ -253,4 +253,5 @@ pub async fn run_all(store: &dyn StateStore) {
     audit_chain_with_nanosecond_times(store).await;
     tool_claims_exactly_once(store).await;
     writes_never_span_tenants(store).await;
+    invalid_tenants_never_reach_a_store(store).await;
 }
