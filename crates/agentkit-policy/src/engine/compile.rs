@@ -124,8 +124,6 @@ pub(crate) struct Compiled {
     pub(crate) rules: ActionIndex<CompiledRule>,
 }
 
-/// A reservation made for an allowed action, committed or released by `record_outcome`.
-
 pub(crate) fn parse_tz(name: &str, path: &str) -> Result<Tz> {
     name.parse::<Tz>()
         .map_err(|_| Error::InvalidConfig(format!("{path}: unknown timezone `{name}`")))

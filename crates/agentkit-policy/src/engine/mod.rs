@@ -47,6 +47,7 @@ pub struct Explanation {
     pub trace: Vec<Trace>,
 }
 
+/// A reservation made for an allowed action, committed or released by `record_outcome`.
 #[derive(Debug, Clone)]
 struct Reservation {
     tenant: TenantId,
