@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use futures::future::join_all;
 use serde_json::json;
 
-use super::{expect_err, fresh_tenant, key_of, new_session, new_tool_execution, ok, setup_run};
+use super::support::{
+    expect_err, fresh_tenant, key_of, new_session, new_tool_execution, ok, setup_run,
+};
 use crate::error::ErrorKind;
 use crate::exec::{CallOutcome, CallRequest, ToolExecutor, ToolSet};
 use crate::id::{AgentId, RunId, SessionId};

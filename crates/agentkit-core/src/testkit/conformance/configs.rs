@@ -1,6 +1,6 @@
 //! Versioned agent configurations.
 
-use super::*;
+use super::support::*;
 
 /// Agent configs: drafts are replaceable, final versions are immutable (`Conflict`), `None`
 /// loads the highest version, versions list ascending.

@@ -1,6 +1,6 @@
 //! Tenant isolation across every contract.
 
-use super::*;
+use super::support::*;
 
 /// Tenant isolation: records written in tenant A are invisible to tenant B, B cannot change
 /// them (decide A's approval, update A's run, append to A's session...), and ids chosen by the

@@ -1,6 +1,6 @@
 //! The append-only usage ledger and the hash-chained audit trail.
 
-use super::*;
+use super::support::*;
 
 /// Usage: batches are all-or-nothing, duplicate ids (stored or within the batch) are a
 /// `Conflict`, listing is in time order and filters by time, agent, kind and run.

@@ -1,6 +1,6 @@
 //! Runs (compare-and-swap) and approvals (decided exactly once, queue order).
 
-use super::*;
+use super::support::*;
 
 /// Runs: duplicate ids conflict, updates are compare-and-swap on `version`, a missing run is
 /// `NotFound`, and of many concurrent updates from the same version exactly one wins.

@@ -1,6 +1,6 @@
 //! Sessions and messages.
 
-use super::*;
+use super::support::*;
 
 /// Sessions: create returns `true` once and `false` (changing nothing) afterwards; get returns
 /// what was created; unknown ids give `None`.

@@ -1,6 +1,6 @@
 //! Counters and long-term memory.
 
-use super::*;
+use super::support::*;
 
 /// Counters: the conditional add is atomic (100 concurrent `+1` with limit 50 apply exactly
 /// 50 times), a delta that would pass the limit is refused, releases always apply.

@@ -1,6 +1,6 @@
 //! Tool execution records.
 
-use super::*;
+use super::support::*;
 
 /// Tool executions: upsert by idempotency key until the record succeeded, which makes it
 /// final (`Conflict`); listing by run in the order first recorded.
