@@ -278,12 +278,40 @@ pub fn response_to_events(response: CompletionResponse) -> Vec<StreamEvent> {
 /// Tool-call argument fragments are concatenated per call index and parsed at
 /// [`StreamAccumulator::finish`]; text that is not valid JSON is kept as a JSON string so the
 /// agent can return the problem to the model instead of failing.
+///
+/// The accumulator holds what a server sends, so it is bounded by [`StreamLimits`]: a tool-call
+/// index above the call limit is [`Error::MalformedResponse`], more text or argument bytes than
+/// the limits allow is [`Error::LimitExceeded`]; the caller ends the stream with that error.
 #[derive(Debug, Default)]
 pub struct StreamAccumulator {
     content: String,
     calls: Vec<PartialCall>,
     usage: Usage,
     finish: Option<FinishReason>,
+    limits: StreamLimits,
+    argument_bytes: usize,
+}
+
+/// Bounds on what one streamed response may hold (see [`StreamAccumulator`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamLimits {
+    /// Tool calls in one response (a call's `index` must be below this). Default 128.
+    pub max_tool_calls: usize,
+    /// Bytes of argument text across all the calls of one response. Default 4 MiB.
+    pub max_argument_bytes: usize,
+    /// Bytes of assistant text in one response. Default 8 MiB.
+    pub max_text_bytes: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            max_tool_calls: 128,
+            max_argument_bytes: 4 << 20,
+            max_text_bytes: 8 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -299,20 +327,61 @@ impl StreamAccumulator {
         Self::default()
     }
 
-    /// Adds one event.
-    pub fn push(&mut self, event: &StreamEvent) {
+    /// An empty accumulator with these bounds.
+    pub fn with_limits(limits: StreamLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Adds one event; an event that breaks a [`StreamLimits`] bound is an error and changes
+    /// nothing.
+    pub fn push(&mut self, event: &StreamEvent) -> Result<()> {
         match event {
-            StreamEvent::TextDelta(t) => self.content.push_str(t),
+            StreamEvent::TextDelta(t) => {
+                if self.content.len().saturating_add(t.len()) > self.limits.max_text_bytes {
+                    return Err(Error::LimitExceeded {
+                        limit: "max_text_bytes",
+                        detail: format!(
+                            "the streamed answer is longer than {} bytes",
+                            self.limits.max_text_bytes
+                        ),
+                    });
+                }
+                self.content.push_str(t);
+            }
             StreamEvent::ToolCallDelta {
                 index,
                 id,
                 name,
                 arguments_delta,
             } => {
-                if self.calls.len() <= *index {
+                let index = *index;
+                if index >= self.limits.max_tool_calls {
+                    return Err(Error::MalformedResponse(format!(
+                        "tool-call index {index} is not below the limit of {} calls",
+                        self.limits.max_tool_calls
+                    )));
+                }
+                let added = arguments_delta
+                    .len()
+                    .saturating_add(name.as_ref().map_or(0, String::len));
+                let total = self.argument_bytes.saturating_add(added);
+                if total > self.limits.max_argument_bytes {
+                    return Err(Error::LimitExceeded {
+                        limit: "max_argument_bytes",
+                        detail: format!(
+                            "the streamed tool calls are longer than {} bytes",
+                            self.limits.max_argument_bytes
+                        ),
+                    });
+                }
+                self.argument_bytes = total;
+                if self.calls.len() <= index {
                     self.calls.resize_with(index + 1, PartialCall::default);
                 }
-                let call = &mut self.calls[*index];
+                let call = &mut self.calls[index];
                 if let Some(id) = id {
                     call.id.clone_from(id);
                 }
@@ -331,6 +400,7 @@ impl StreamAccumulator {
             }
             StreamEvent::Finish(r) => self.finish = Some(r.clone()),
         }
+        Ok(())
     }
 
     /// Whether a `Finish` event has been seen.
@@ -407,7 +477,7 @@ mod tests {
             },
             StreamEvent::Finish(FinishReason::ToolCalls),
         ] {
-            acc.push(&e);
+            acc.push(&e).unwrap();
         }
         let r = acc.finish().unwrap();
         assert_eq!(r.content, "Let me check.");
@@ -418,7 +488,7 @@ mod tests {
     #[test]
     fn truncated_stream_is_an_error_not_a_panic() {
         let mut acc = StreamAccumulator::new();
-        acc.push(&StreamEvent::TextDelta("half".into()));
+        acc.push(&StreamEvent::TextDelta("half".into())).unwrap();
         assert_eq!(
             acc.finish().unwrap_err().kind(),
             crate::error::ErrorKind::MalformedResponse

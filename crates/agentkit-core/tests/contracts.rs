@@ -22,7 +22,7 @@ async fn exercise_provider(p: &dyn LlmProvider) {
     let mut acc = StreamAccumulator::new();
     let mut s = p.stream(&req).await.unwrap();
     while let Some(e) = s.next().await {
-        acc.push(&e.unwrap());
+        acc.push(&e.unwrap()).unwrap();
     }
     assert_eq!(acc.finish().unwrap().tool_calls, r.tool_calls);
 }

@@ -282,7 +282,7 @@ impl LlmProvider for ScriptedModel {
             Step::Events { events, then_error } => {
                 let mut acc = StreamAccumulator::new();
                 for e in &events {
-                    acc.push(e);
+                    acc.push(e)?;
                 }
                 if let Some(err) = then_error {
                     return Err(err());

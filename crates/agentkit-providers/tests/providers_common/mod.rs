@@ -107,7 +107,7 @@ pub async fn assemble(
     let mut acc = agentkit_core::model::StreamAccumulator::new();
     let mut stream = stream;
     while let Some(e) = stream.next().await {
-        acc.push(&e?);
+        acc.push(&e?)?;
     }
     acc.finish()
 }

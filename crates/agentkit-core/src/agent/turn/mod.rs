@@ -40,13 +40,31 @@ where
     let (tx, rx) = mpsc::unbounded_channel();
     let done = tx.clone();
     tokio::spawn(async move {
-        let result = f(tx).await;
+        // A panic inside the run still ends the stream with an error, never a silent end.
+        let result = unwind_to_error(f(tx)).await;
         // The receiver may be gone; the run itself is complete and persisted either way.
         let _ = done.send(result.map(AgentEvent::Done));
     });
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+/// Runs `fut`, turning a panic into [`Error::Internal`] so that the run is recorded as failed
+/// and the caller gets an error instead of an aborted task.
+pub(crate) async fn unwind_to_error<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            tracing::error!(panic = %what, "the run panicked");
+            Err(Error::Internal(format!("the run panicked: {what}")))
+        }
+    }
 }
 
 pub(crate) async fn run(
@@ -113,10 +131,11 @@ pub(crate) async fn run(
             answered_by: String::new(),
             output_retries: 0,
         };
-        let result = match ctx.build_prefix(&request.input).await {
-            Ok(()) => ctx.drive().await,
-            Err(e) => Err(e),
-        };
+        let result = unwind_to_error(async {
+            ctx.build_prefix(&request.input).await?;
+            ctx.drive().await
+        })
+        .await;
         ctx.finish(result).await
     }
     .instrument(span)
@@ -302,7 +321,7 @@ impl RunCtx<'_> {
                     delivered = true;
                     emit(&self.sink, AgentEvent::TextDelta(text.clone()));
                 }
-                acc.push(&event);
+                acc.push(&event)?;
             }
             acc.finish()
         }

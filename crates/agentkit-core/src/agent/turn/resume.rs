@@ -128,14 +128,14 @@ pub(crate) async fn resume(
             answered_by: String::new(),
             output_retries: 0,
         };
-        let result = async {
+        let result = super::unwind_to_error(async {
             ctx.build_prefix(&query).await?;
             let results = ctx.apply_decisions(pending_calls, &decided).await?;
             ctx.persist(&results).await?;
             ctx.history.extend(results);
             ctx.check_error_budget()?;
             ctx.drive().await
-        }
+        })
         .await;
         ctx.finish(result).await
     }
