@@ -113,6 +113,16 @@ pub enum Error {
         /// What differs.
         detail: String,
     },
+    /// The session has a run waiting for approvals, so it takes no new run: its tool calls
+    /// have no results yet, and a new exchange would break the conversation. Resume that run
+    /// (after its approvals are decided) or abandon it (`Agent::abandon_run`).
+    #[error("session `{session}` has a suspended run `{run}`; resume or abandon it first")]
+    SessionSuspended {
+        /// The session.
+        session: String,
+        /// The suspended run (a `RunId`).
+        run: String,
+    },
     /// A bug or broken invariant inside agentkit or a plug-in.
     #[error("internal error: {0}")]
     Internal(String),
@@ -142,6 +152,7 @@ pub enum ErrorKind {
     Cancelled,
     Tool,
     IdempotencyConflict,
+    SessionSuspended,
     Internal,
 }
 
@@ -168,6 +179,7 @@ impl Error {
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Tool(_) => ErrorKind::Tool,
             Error::IdempotencyConflict { .. } => ErrorKind::IdempotencyConflict,
+            Error::SessionSuspended { .. } => ErrorKind::SessionSuspended,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -96,6 +96,16 @@ async fn history(store: &Arc<dyn StateStore>, tenant: &str, session: &str) -> Ve
         .collect()
 }
 
+/// The id of the only run in the in-memory store's audit trail.
+async fn run_of(st: &Arc<dyn StateStore>) -> RunId {
+    st.list_audit(&TenantId::from_static("acme"), &AuditQuery::all())
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|e| e.entry.run)
+        .unwrap()
+}
+
 fn tool_results(messages: &[Message]) -> Vec<(String, bool, String)> {
     messages
         .iter()
@@ -613,10 +623,15 @@ async fn max_turns_stops_a_looping_model() {
         "{err}"
     );
     assert_eq!(rec.count(), 3);
-    // The run is recorded as failed and the history is intact (no orphaned calls).
+    // The run failed: its executions stay recorded, its messages are retracted from the
+    // conversation (a later run does not see half an exchange).
     let h = history(&st, "acme", "s1").await;
-    assert_eq!(h.iter().filter(|m| !m.tool_calls().is_empty()).count(), 3);
-    assert_eq!(tool_results(&h).len(), 3);
+    assert!(h.is_empty(), "{h:#?}");
+    let executions = st
+        .list_tool_executions(&TenantId::from_static("acme"), &run_of(&st).await)
+        .await
+        .unwrap();
+    assert_eq!(executions.len(), 3);
 }
 
 #[tokio::test]
@@ -828,17 +843,12 @@ async fn truncated_model_stream_fails_the_run_with_a_typed_error() {
         items.last(),
         Some(Err(Error::MalformedResponse(_)))
     ));
-    let run_id = agent
-        .store()
-        .load_messages(
-            &TenantId::from_static("acme"),
-            &SessionId::from_static("s1"),
-            MessageWindow::All,
-        )
-        .await
-        .unwrap()[0]
-        .run
-        .clone()
+    let run_id = items
+        .iter()
+        .find_map(|i| match i {
+            Ok(AgentEvent::RunStarted { run }) => Some(run.clone()),
+            _ => None,
+        })
         .unwrap();
     let run = agent
         .store()

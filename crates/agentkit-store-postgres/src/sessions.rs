@@ -174,7 +174,7 @@ impl SessionStore for PostgresStore {
         let rows: Vec<MessageRow> = match window {
             MessageWindow::All => {
                 sqlx::query_as(select_messages!(
-                    "WHERE tenant = $1 AND session_id = $2 ORDER BY seq"
+                    "WHERE tenant = $1 AND session_id = $2 AND NOT retracted ORDER BY seq"
                 ))
                 .bind(tenant.as_str())
                 .bind(session.as_str())
@@ -183,7 +183,7 @@ impl SessionStore for PostgresStore {
             }
             MessageWindow::After(after) => {
                 sqlx::query_as(select_messages!(
-                    "WHERE tenant = $1 AND session_id = $2 AND seq > $3 ORDER BY seq"
+                    "WHERE tenant = $1 AND session_id = $2 AND seq > $3 AND NOT retracted ORDER BY seq"
                 ))
                 .bind(tenant.as_str())
                 .bind(session.as_str())
@@ -194,7 +194,7 @@ impl SessionStore for PostgresStore {
             MessageWindow::Last(n) => {
                 // Newest first from the primary key read backwards, reversed below.
                 sqlx::query_as(select_messages!(
-                    "WHERE tenant = $1 AND session_id = $2 ORDER BY seq DESC LIMIT $3"
+                    "WHERE tenant = $1 AND session_id = $2 AND NOT retracted ORDER BY seq DESC LIMIT $3"
                 ))
                 .bind(tenant.as_str())
                 .bind(session.as_str())
@@ -215,5 +215,37 @@ impl SessionStore for PostgresStore {
         let orphans = orphaned_prefix_len(&messages);
         messages.drain(..orphans);
         Ok(messages)
+    }
+
+    async fn retract_messages(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        run: &RunId,
+    ) -> Result<u64> {
+        const OP: &str = "retract_messages";
+        let mut tx = self.begin(OP, tenant).await?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM sessions WHERE tenant = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| query_error(OP, e))?;
+        if exists.is_none() {
+            return Err(Error::NotFound(format!("session {session}")));
+        }
+        let done = sqlx::query(
+            "UPDATE messages SET retracted = true \
+             WHERE tenant = $1 AND session_id = $2 AND run_id = $3 AND NOT retracted",
+        )
+        .bind(tenant.as_str())
+        .bind(session.as_str())
+        .bind(run.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| query_error(OP, e))?;
+        commit(tx, OP).await?;
+        Ok(done.rows_affected())
     }
 }

@@ -19,7 +19,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const STATEMENT_CACHE: usize = 64;
 
 /// The schema, one migration per version.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1: every table of the store contracts.
 ///
@@ -243,6 +243,11 @@ pub(crate) fn configure_writer(conn: &Connection, file: bool) -> Result<(), Open
         .map_err(OpenError::database)?;
     Ok(())
 }
+
+/// Version 2: retracted messages (a failed run's messages stay stored, windows skip them).
+const V2: &str = r#"
+ALTER TABLE messages ADD COLUMN retracted INTEGER NOT NULL DEFAULT 0 CHECK (retracted IN (0, 1));
+"#;
 
 /// Settings of a reader connection: it refuses writes.
 pub(crate) fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {

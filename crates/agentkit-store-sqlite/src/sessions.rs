@@ -66,6 +66,18 @@ impl SessionStore for SqliteStore {
             .read(move |c| load_messages(c, &tenant, &session, window))
             .await
     }
+
+    async fn retract_messages(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        run: &RunId,
+    ) -> Result<u64> {
+        let (tenant, session, run) = (tenant.clone(), session.clone(), run.clone());
+        self.db()
+            .write(move |c| retract_messages(c, &tenant, &session, &run))
+            .await
+    }
 }
 
 // The SQL, on one connection.
@@ -168,16 +180,40 @@ fn append_messages(
     uint(seq, "message seq")
 }
 
+/// Marks a run's messages retracted in one statement (atomic on its own).
+fn retract_messages(
+    conn: &mut Connection,
+    tenant: &TenantId,
+    session: &SessionId,
+    run: &RunId,
+) -> Result<u64> {
+    let exists: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sessions WHERE tenant = ?1 AND id = ?2)")
+        .and_then(|mut st| st.query_row(params![tenant.as_str(), session.as_str()], |r| r.get(0)))
+        .map_err(db_err)?;
+    if !exists {
+        return Err(Error::NotFound(format!("session {session}")));
+    }
+    let changed = conn
+        .prepare_cached(
+            "UPDATE messages SET retracted = 1 \
+             WHERE tenant = ?1 AND session = ?2 AND run = ?3 AND retracted = 0",
+        )
+        .and_then(|mut st| st.execute(params![tenant.as_str(), session.as_str(), run.as_str()]))
+        .map_err(db_err)?;
+    Ok(changed as u64)
+}
+
 /// The whole session.
 const LOAD_ALL: &str = "SELECT seq, run, created_at, message FROM messages \
-     WHERE tenant = ?1 AND session = ?2 ORDER BY seq";
+     WHERE tenant = ?1 AND session = ?2 AND retracted = 0 ORDER BY seq";
 /// The last `?3` messages, newest first: the primary key index walked backwards, so it reads
 /// `?3` rows whatever the length of the history.
 const LOAD_LAST: &str = "SELECT seq, run, created_at, message FROM messages \
-     WHERE tenant = ?1 AND session = ?2 ORDER BY seq DESC LIMIT ?3";
+     WHERE tenant = ?1 AND session = ?2 AND retracted = 0 ORDER BY seq DESC LIMIT ?3";
 /// The messages after seq `?3`.
 const LOAD_AFTER: &str = "SELECT seq, run, created_at, message FROM messages \
-     WHERE tenant = ?1 AND session = ?2 AND seq > ?3 ORDER BY seq";
+     WHERE tenant = ?1 AND session = ?2 AND seq > ?3 AND retracted = 0 ORDER BY seq";
 
 fn load_messages(
     conn: &Connection,

@@ -35,6 +35,7 @@ conformance_checks!(
     sessions_round_trip,
     messages_append_and_window,
     window_never_orphans_tool_results,
+    messages_retracted_by_run,
     agent_config_versions,
     runs_compare_and_swap,
     approvals_decided_exactly_once,

@@ -20,6 +20,7 @@
 mod config;
 mod memory;
 mod turn;
+mod window;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -427,6 +428,23 @@ impl Agent {
     ///   [`RunOutcome::AlreadyResumed`], nothing runs.
     pub async fn resume(&self, tenant: impl IntoId<TenantId>, run: &RunId) -> Result<RunOutcome> {
         turn::resume::resume(self, &tenant.into_id()?, run, None).await
+    }
+
+    /// Gives up on a suspended run, so its session takes new runs again.
+    ///
+    /// A session with a suspended run refuses new runs with [`Error::SessionSuspended`] (the
+    /// run's tool calls have no results yet). Abandoning marks the run `failed` ("abandoned:
+    /// `reason`"), retracts its messages from the conversation and audits `run.abandoned`; its
+    /// approval requests stay in the queue, and deciding them later resumes nothing
+    /// ([`RunOutcome::AlreadyResumed`]). Returns `false` when the run is not suspended (any
+    /// more): it was resumed or abandoned, here or elsewhere.
+    pub async fn abandon_run(
+        &self,
+        tenant: impl IntoId<TenantId>,
+        run: &RunId,
+        reason: &str,
+    ) -> Result<bool> {
+        turn::resume::abandon(self, &tenant.into_id()?, run, reason).await
     }
 
     /// [`Agent::resume`] for the run an approval belongs to.

@@ -54,12 +54,29 @@ pub trait SessionStore: Send + Sync {
 
     /// Loads messages in sequence order. A window never starts with a tool result whose
     /// assistant call lies outside the window: such orphans are dropped from its front.
+    /// Retracted messages (see [`SessionStore::retract_messages`]) are never returned, so a
+    /// window may skip sequence numbers; `Last(n)` counts only messages that are returned.
     async fn load_messages(
         &self,
         tenant: &TenantId,
         session: &SessionId,
         window: MessageWindow,
     ) -> Result<Vec<StoredMessage>>;
+
+    /// Retracts, in one atomic step, every message `run` has appended to the session so far:
+    /// they stay stored but no window returns them again. Returns how many were retracted (0
+    /// when the run appended nothing or was retracted already). Messages appended afterwards
+    /// are not affected. [`crate::Error::NotFound`] when the session does not exist in this
+    /// tenant.
+    ///
+    /// The agent retracts a run that fails, so a failed run never leaves half an exchange (a
+    /// question without its answer, a tool call without its results) in the conversation.
+    async fn retract_messages(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        run: &RunId,
+    ) -> Result<u64>;
 }
 
 /// Versioned agent configurations; a version whose status is final is immutable.

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use super::{
     Agent, AgentEvent, AgentInner, ModelSlot, RunOutcome, RunReport, RunRequest, Suspension,
-    ToolCallSummary, apply_memory_policy,
+    ToolCallSummary, apply_memory_policy, window,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::exec::{CallOutcome, CallRequest, Gate};
@@ -27,7 +27,9 @@ use crate::policy::CallCounters;
 use crate::redact::hash_call;
 use crate::retrieval::format_context_block;
 use crate::scope::Scope;
-use crate::store::{PendingCall, RunRecord, RunStatus, SessionRecord, UsageEvent, UsageKind};
+use crate::store::{
+    MessageWindow, PendingCall, RunRecord, RunStatus, SessionRecord, UsageEvent, UsageKind,
+};
 
 pub(crate) type EventSink = mpsc::UnboundedSender<Result<AgentEvent>>;
 
@@ -91,7 +93,25 @@ pub(crate) async fn run(
         let tenant = &scope.tenant;
         let mut record = SessionRecord::new(tenant.clone(), scope.session.clone(), a.id.clone());
         record.metadata.clone_from(&request.metadata);
-        a.store.create_session(tenant, &record).await?;
+        if !a.store.create_session(tenant, &record).await? {
+            check_session_owner(a, &scope).await?;
+        }
+        // The newest message is loaded even when the policy keeps no history: it tells whether
+        // a suspended run still waits for its tool results.
+        let load = match a.memory.store_window() {
+            MessageWindow::Last(0) => MessageWindow::Last(1),
+            other => other,
+        };
+        let window = a.store.load_messages(tenant, &scope.session, load).await?;
+        if let Some(other) = window::unanswered_tail(&window)
+            && let Some(r) = a.store.get_run(tenant, other).await?
+            && r.status == RunStatus::Suspended
+        {
+            return Err(Error::SessionSuspended {
+                session: scope.session.to_string(),
+                run: r.id.to_string(),
+            });
+        }
         let run = RunRecord::new(&scope);
         a.store.create_run(tenant, &run).await?;
         emit(
@@ -101,11 +121,7 @@ pub(crate) async fn run(
             },
         );
 
-        let window = a
-            .store
-            .load_messages(tenant, &scope.session, a.memory.store_window())
-            .await?;
-        let mut history = apply_memory_policy(&a.memory, window);
+        let mut history = apply_memory_policy(&a.memory, window::repair(window, &scope.run, true));
         let user = Message::user(request.input.clone());
         a.store
             .append_messages(
@@ -140,6 +156,23 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// A session belongs to the agent that created it: another agent of the tenant may not read or
+/// extend its history.
+async fn check_session_owner(a: &AgentInner, scope: &Scope) -> Result<()> {
+    let owner = a
+        .store
+        .get_session(&scope.tenant, &scope.session)
+        .await?
+        .map(|s| s.agent);
+    match owner {
+        Some(owner) if owner != a.id => Err(Error::PermissionDenied(format!(
+            "session `{}` belongs to agent `{owner}`, not `{}`",
+            scope.session, a.id
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn emit(sink: &Option<EventSink>, event: AgentEvent) {
@@ -607,10 +640,20 @@ impl RunCtx<'_> {
             .await
     }
 
-    /// Records a failure on the run (best effort) and passes the result through.
+    /// Records a failure on the run (best effort) and passes the result through. A failed run's
+    /// messages are retracted first, so the session's conversation holds no half exchange.
     async fn finish(&mut self, result: Result<RunOutcome>) -> Result<RunOutcome> {
         if let Err(e) = &result {
             tracing::warn!(error = %e, "run failed");
+            if let Err(retract) = self
+                .a
+                .store
+                .retract_messages(&self.scope.tenant, &self.scope.session, &self.run.id)
+                .await
+            {
+                // Windows repair what is left (see `window.rs`).
+                tracing::warn!(error = %retract, "could not retract the failed run's messages");
+            }
             self.run.status = RunStatus::Failed;
             self.run.error = Some(e.to_string());
             if let Err(save) = self.save_run().await {

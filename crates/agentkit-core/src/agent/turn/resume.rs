@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{EventSink, RunCtx, truncate};
-use crate::agent::{Agent, RunOutcome, Suspension, apply_memory_policy};
+use crate::agent::{Agent, RunOutcome, Suspension, apply_memory_policy, window};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{RunId, TenantId};
 use crate::message::Message;
@@ -99,7 +99,7 @@ pub(crate) async fn resume(
             .store
             .load_messages(tenant, &run.session, a.memory.store_window())
             .await?;
-        let history = apply_memory_policy(&a.memory, window);
+        let history = apply_memory_policy(&a.memory, window::repair(window, &run.id, false));
         let query = history
             .iter()
             .rev()
@@ -141,6 +141,55 @@ pub(crate) async fn resume(
     }
     .instrument(span)
     .await
+}
+
+/// Abandons a suspended run: compare-and-swap to `failed`, retract its messages, audit
+/// `run.abandoned`. `false` when the run is not suspended (any more).
+pub(crate) async fn abandon(
+    agent: &Agent,
+    tenant: &TenantId,
+    run_id: &RunId,
+    reason: &str,
+) -> Result<bool> {
+    let a = &*agent.inner;
+    let stored = a
+        .store
+        .get_run(tenant, run_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
+    if stored.agent != a.id {
+        return Err(Error::InvalidInput(format!(
+            "run {run_id} belongs to agent `{}`, not `{}`",
+            stored.agent, a.id
+        )));
+    }
+    if stored.status != RunStatus::Suspended {
+        return Ok(false);
+    }
+    let expected = stored.version;
+    let mut run = stored;
+    run.status = RunStatus::Failed;
+    run.error = Some(format!("abandoned: {reason}"));
+    run.version += 1;
+    run.updated_at = Utc::now();
+    match a.store.update_run(tenant, &run, expected).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::Conflict => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    a.store
+        .retract_messages(tenant, &run.session, run_id)
+        .await?;
+    let scope = Scope::new(
+        tenant.clone(),
+        a.id.clone(),
+        run.session.clone(),
+        run.id.clone(),
+    );
+    let mut entry = NewAuditEntry::scoped(&scope, "run.abandoned", "host", run_id.to_string());
+    entry.reason = Some(reason.to_owned());
+    a.store.append_audit(tenant, entry).await?;
+    Ok(true)
 }
 
 /// Decides an approval (exactly once, see [`crate::store::ApprovalStore::decide_approval`]) and

@@ -49,6 +49,15 @@ impl SessionStore for InMemoryStore {
     ) -> Result<Vec<StoredMessage>> {
         self.load_messages_sync(tenant, session, window)
     }
+
+    async fn retract_messages(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        run: &RunId,
+    ) -> Result<u64> {
+        self.retract_messages_sync(tenant, session, run)
+    }
 }
 
 #[async_trait]

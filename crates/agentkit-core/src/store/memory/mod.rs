@@ -81,6 +81,36 @@ struct SessionData {
     record: SessionRecord,
     /// `messages[i].seq == i + 1`.
     messages: Vec<StoredMessage>,
+    /// `retracted[i]` for `messages[i]`; empty while nothing was retracted (the fast path).
+    retracted: Vec<bool>,
+}
+
+impl SessionData {
+    /// A window over the messages that are not retracted (the slow path, once a run failed).
+    fn window_skipping_retracted(&self, window: MessageWindow) -> Vec<StoredMessage> {
+        let live = |i: &usize| !self.retracted.get(*i).copied().unwrap_or(false);
+        let indices: Vec<usize> = match window {
+            MessageWindow::All => (0..self.messages.len()).filter(live).collect(),
+            MessageWindow::After(seq) => {
+                let start = usize::try_from(seq)
+                    .unwrap_or(usize::MAX)
+                    .min(self.messages.len());
+                (start..self.messages.len()).filter(live).collect()
+            }
+            MessageWindow::Last(n) => {
+                let mut newest: Vec<usize> = (0..self.messages.len())
+                    .rev()
+                    .filter(live)
+                    .take(n)
+                    .collect();
+                newest.reverse();
+                newest
+            }
+        };
+        let out: Vec<StoredMessage> = indices.iter().map(|&i| self.messages[i].clone()).collect();
+        let orphans = orphaned_prefix_len(&out);
+        out.into_iter().skip(orphans).collect()
+    }
 }
 
 #[derive(Default)]
@@ -119,6 +149,7 @@ impl InMemoryStore {
             SessionData {
                 record: session.clone(),
                 messages: Vec::new(),
+                retracted: Vec::new(),
             },
         );
         Ok(true)
@@ -167,6 +198,9 @@ impl InMemoryStore {
             return Ok(Vec::new());
         };
         let all = data.messages.as_slice();
+        if !data.retracted.is_empty() {
+            return Ok(data.window_skipping_retracted(window));
+        }
         // Sequence numbers are the index plus one, so every window is a slice: O(window).
         let slice = match window {
             MessageWindow::All => all,
@@ -178,6 +212,34 @@ impl InMemoryStore {
         };
         let slice = &slice[orphaned_prefix_len(slice)..];
         Ok(slice.to_vec())
+    }
+
+    fn retract_messages_sync(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        run: &RunId,
+    ) -> Result<u64> {
+        let mut sessions = lock(&self.inner.sessions, "sessions")?;
+        let data = sessions
+            .get_mut(&(tenant.clone(), session.clone()))
+            .ok_or_else(|| Error::NotFound(format!("session {session}")))?;
+        let SessionData {
+            messages,
+            retracted,
+            ..
+        } = data;
+        let mut count = 0;
+        for (i, m) in messages.iter().enumerate() {
+            if m.run.as_ref() == Some(run) && !retracted.get(i).copied().unwrap_or(false) {
+                if retracted.len() < messages.len() {
+                    retracted.resize(messages.len(), false);
+                }
+                retracted[i] = true;
+                count += 1;
+            }
+        }
+        Ok(count)
     }
 
     fn put_agent_config_sync(&self, tenant: &TenantId, config: &AgentConfig) -> Result<()> {

@@ -43,7 +43,8 @@ pub use isolation::{invalid_tenants_never_reach_a_store, tenant_isolation};
 pub use ledger::{audit_chain, audit_chain_with_nanosecond_times, usage_append_only};
 pub use runs::{approval_queue_order, approvals_decided_exactly_once, runs_compare_and_swap};
 pub use sessions::{
-    messages_append_and_window, sessions_round_trip, window_never_orphans_tool_results,
+    messages_append_and_window, messages_retracted_by_run, sessions_round_trip,
+    window_never_orphans_tool_results,
 };
 pub use state::{counters_atomic, memory_round_trip};
 pub use tools::tool_executions_idempotent;
@@ -55,6 +56,7 @@ pub async fn run_all(store: &dyn StateStore) {
     sessions_round_trip(store).await;
     messages_append_and_window(store).await;
     window_never_orphans_tool_results(store).await;
+    messages_retracted_by_run(store).await;
     agent_config_versions(store).await;
     runs_compare_and_swap(store).await;
     approvals_decided_exactly_once(store).await;

@@ -316,3 +316,113 @@ pub async fn window_never_orphans_tool_results(store: &dyn SessionStore) {
         "Last(1) is only an orphan"
     );
 }
+
+/// Retraction: a run's messages leave every window in one step (`Last(n)` counts only what is
+/// returned), a second retraction changes nothing, later messages and other runs are untouched,
+/// and an unknown session (or another tenant's) is `NotFound`.
+pub async fn messages_retracted_by_run(store: &dyn SessionStore) {
+    let t = fresh_tenant();
+    let s = new_session(&t);
+    ok(store.create_session(&s.tenant, &s).await, "create_session");
+    let (failed, kept) = (RunId::generate(), RunId::generate());
+    let append = |run: &RunId, texts: &[&str]| {
+        let messages: Vec<Message> = texts.iter().map(|m| Message::user(*m)).collect();
+        let run = run.clone();
+        let (t, id) = (t.clone(), s.id.clone());
+        async move {
+            ok(
+                store.append_messages(&t, &id, Some(&run), &messages).await,
+                "append",
+            )
+        }
+    };
+    append(&kept, &["k1"]).await;
+    append(&failed, &["f1", "f2"]).await;
+    append(&kept, &["k2"]).await;
+    append(&failed, &["f3"]).await;
+
+    assert_eq!(
+        ok(
+            store.retract_messages(&t, &s.id, &failed).await,
+            "retract_messages"
+        ),
+        3,
+        "retract_messages returns how many messages it retracted"
+    );
+    let all = ok(
+        store.load_messages(&t, &s.id, MessageWindow::All).await,
+        "load(All)",
+    );
+    assert_eq!(
+        texts(&all),
+        vec!["k1", "k2"],
+        "All skips retracted messages"
+    );
+    assert_eq!(
+        seqs(&all),
+        vec![1, 4],
+        "the others keep their sequence numbers"
+    );
+    let last = ok(
+        store.load_messages(&t, &s.id, MessageWindow::Last(2)).await,
+        "load(Last)",
+    );
+    assert_eq!(
+        texts(&last),
+        vec!["k1", "k2"],
+        "Last(n) counts only returned messages"
+    );
+    let after = ok(
+        store
+            .load_messages(&t, &s.id, MessageWindow::After(1))
+            .await,
+        "load(After)",
+    );
+    assert_eq!(texts(&after), vec!["k2"], "After skips retracted messages");
+
+    assert_eq!(
+        ok(
+            store.retract_messages(&t, &s.id, &failed).await,
+            "retract_messages (again)"
+        ),
+        0,
+        "a second retraction retracts nothing"
+    );
+    append(&failed, &["f4"]).await;
+    let all = ok(
+        store.load_messages(&t, &s.id, MessageWindow::All).await,
+        "load(All)",
+    );
+    assert_eq!(
+        texts(&all),
+        vec!["k1", "k2", "f4"],
+        "messages appended after a retraction are not retracted"
+    );
+    assert_eq!(
+        seqs(&all),
+        vec![1, 4, 6],
+        "appends continue after the highest sequence number, retracted or not"
+    );
+
+    expect_err(
+        store
+            .retract_messages(&t, &SessionId::from_static("no-such-session"), &failed)
+            .await,
+        ErrorKind::NotFound,
+        "retract_messages on an unknown session",
+    );
+    expect_err(
+        store.retract_messages(&fresh_tenant(), &s.id, &kept).await,
+        ErrorKind::NotFound,
+        "retract_messages on another tenant's session",
+    );
+    let all = ok(
+        store.load_messages(&t, &s.id, MessageWindow::All).await,
+        "load(All)",
+    );
+    assert_eq!(
+        texts(&all),
+        vec!["k1", "k2", "f4"],
+        "another tenant retracts nothing"
+    );
+}
