@@ -100,6 +100,10 @@ pub struct PolicyRequest {
     pub counters: CallCounters,
     /// Set when a human already approved these exact arguments (resume after approval).
     pub approved_by_human: bool,
+    /// Set when these exact arguments were approved automatically (an approval request that
+    /// expired with `on_expiry = approve`), not by a person. A policy that still answers
+    /// `RequireApproval` for such a call requires a human: the call does not run.
+    pub approved_automatically: bool,
 }
 
 impl PolicyRequest {
@@ -113,6 +117,7 @@ impl PolicyRequest {
             confidence: None,
             counters: CallCounters::default(),
             approved_by_human: false,
+            approved_automatically: false,
         }
     }
 }
@@ -178,6 +183,7 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
 pub struct AllowListPolicy {
     allow: Vec<String>,
     approval: Vec<String>,
+    automatic: Vec<String>,
 }
 
 impl AllowListPolicy {
@@ -186,6 +192,7 @@ impl AllowListPolicy {
         Self {
             allow: patterns.into_iter().map(Into::into).collect(),
             approval: Vec::new(),
+            automatic: Vec::new(),
         }
     }
 
@@ -200,6 +207,16 @@ impl AllowListPolicy {
         patterns: impl IntoIterator<Item = impl Into<String>>,
     ) -> Self {
         self.approval.extend(patterns.into_iter().map(Into::into));
+        self
+    }
+
+    /// For actions matching these patterns an automatic approval (expiry with
+    /// `on_expiry = approve`) is enough; every other approval requirement needs a human.
+    pub fn accept_automatic_approval_for(
+        mut self,
+        patterns: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.automatic.extend(patterns.into_iter().map(Into::into));
         self
     }
 
@@ -218,9 +235,10 @@ impl PolicyEvaluator for AllowListPolicy {
                 "`{action}` is not on the allow-list"
             )));
         }
-        if !request.approved_by_human
-            && let Some(p) = self.approval.iter().find(|p| pattern_matches(p, action))
-        {
+        let approved = request.approved_by_human
+            || (request.approved_automatically
+                && self.automatic.iter().any(|p| pattern_matches(p, action)));
+        if !approved && let Some(p) = self.approval.iter().find(|p| pattern_matches(p, action)) {
             return Ok(Decision::require_approval(format!(
                 "`{action}` needs approval (rule `{p}`)"
             )));

@@ -99,7 +99,11 @@ pub enum ExpiryOutcome {
     Expire,
     /// Rejected by the system.
     Reject,
-    /// Approved by the system (only for low-risk actions).
+    /// Approved by the system (only for low-risk actions). Recorded as automatic
+    /// (`decided_automatically`): it never counts as a human's approval, so the call runs only
+    /// where the policy accepts an automatic approval (for example
+    /// `AllowListPolicy::accept_automatic_approval_for`); elsewhere the model is told a person
+    /// must approve.
     Approve,
 }
 
@@ -400,16 +404,15 @@ impl ApprovalQueue {
             if waited < limit {
                 continue;
             }
-            let decision = ApprovalDecision {
-                status: match self.config.on_expiry {
+            let decision = ApprovalDecision::automatic(
+                match self.config.on_expiry {
                     ExpiryOutcome::Expire => ApprovalStatus::Expired,
                     ExpiryOutcome::Reject => ApprovalStatus::Rejected,
                     ExpiryOutcome::Approve => ApprovalStatus::Approved,
                 },
-                reviewer: "system:expiry".into(),
-                comment: Some(format!("no decision within {}s", limit.as_secs())),
-                edited_arguments: None,
-            };
+                "expiry",
+                format!("no decision within {}s", limit.as_secs()),
+            );
             match decide_approval(&*self.store, tenant, &r.id, &decision).await {
                 Ok(d) => expired.push(d),
                 Err(e) if e.kind() == ErrorKind::Conflict => {}

@@ -177,7 +177,8 @@ async fn expiry_under_paused_time_reaches_the_agent() {
         .unwrap()
         .unwrap();
     assert_eq!(decided.status, ApprovalStatus::Expired);
-    assert_eq!(decided.reviewer.as_deref(), Some("system:expiry"));
+    assert_eq!(decided.reviewer.as_deref(), Some("expiry"));
+    assert!(decided.decided_automatically);
     task.abort();
     let model = ScriptedModel::new([ScriptedResponse::text(
         "The refund request expired; please ask again.",
@@ -244,5 +245,87 @@ async fn concurrent_approve_and_reject_exactly_one_wins() {
             "bob"
         };
         assert_eq!(stored.reviewer.as_deref(), Some(winner));
+    }
+}
+
+/// An approval decided by expiry (`on_expiry = approve`) is recorded as automatic and never
+/// counts as a human's: the call runs only where the policy accepts an automatic approval.
+#[tokio::test(start_paused = true)]
+async fn an_automatic_approval_is_not_a_humans() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    for accept_automatic in [false, true] {
+        let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let agent = |model: ScriptedModel| {
+            let runs = runs.clone();
+            let mut policy =
+                AllowListPolicy::new(["payments.*"]).require_approval_for(["payments.refund"]);
+            if accept_automatic {
+                policy = policy.accept_automatic_approval_for(["payments.refund"]);
+            }
+            Agent::builder()
+                .id("ops")
+                .model(Arc::new(model), "m")
+                .tool(Arc::new(FnTool::new(
+                    ToolSpec::new("payments.refund", "refund", json!({"type": "object"})),
+                    move |_c, _a| {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        async { Ok(json!("refunded")) }
+                    },
+                )))
+                .store(store.clone())
+                .policy(policy.into_arc())
+                .build()
+                .unwrap()
+        };
+        let out = agent(ScriptedModel::new([ScriptedResponse::tool_call(
+            "payments.refund",
+            json!({"amount": 100}),
+        )]))
+        .run(RunRequest::new("acme", "s1", "refund order 7"))
+        .await
+        .unwrap();
+        let config = QueueConfig {
+            expire_after: Some(Duration::from_secs(60)),
+            on_expiry: ExpiryOutcome::Approve,
+            ..QueueConfig::default()
+        };
+        let queue = ApprovalQueue::new(store.clone(), config, vec![reviewer("ann", &[])])
+            .with_clock(ApprovalQueue::tokio_clock());
+        tokio::time::advance(Duration::from_secs(120)).await;
+        let decided = queue
+            .expire_overdue(&TenantId::from_static("acme"))
+            .await
+            .unwrap();
+        assert_eq!(decided.len(), 1);
+        assert_eq!(decided[0].status, ApprovalStatus::Approved);
+        assert!(decided[0].decided_automatically);
+
+        let model = ScriptedModel::new([ScriptedResponse::text("done")]);
+        agent(model.clone())
+            .resume("acme", out.run_id())
+            .await
+            .unwrap();
+        let told = model.requests()[0]
+            .messages
+            .last()
+            .unwrap()
+            .text()
+            .to_string();
+        if accept_automatic {
+            assert_eq!(runs.load(Ordering::SeqCst), 1, "accepted: {told}");
+        } else {
+            assert_eq!(runs.load(Ordering::SeqCst), 0, "{told}");
+            assert!(told.contains("human"), "{told}");
+        }
+        let audit = store
+            .list_audit(
+                &TenantId::from_static("acme"),
+                &agentkit_core::store::AuditQuery::all().kind("approval.decided"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].entry.actor, "system:expiry");
     }
 }

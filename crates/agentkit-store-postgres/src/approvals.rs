@@ -9,7 +9,7 @@ use agentkit_core::id::{ApprovalId, TenantId};
 use agentkit_core::message::ToolCall;
 use agentkit_core::policy::Priority;
 use agentkit_core::store::{
-    ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore, ensure_tenant,
+    ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore, NewAuditEntry, ensure_tenant,
 };
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
@@ -26,7 +26,7 @@ macro_rules! select_approvals {
         concat!(
             "SELECT id, agent, session_id, run_id, call::text AS call, arguments_hash, reason, \
              priority, status, assignee, deadline, created_at, decided_at, reviewer, comment, \
-             edited_arguments::text AS edited_arguments FROM approvals ",
+             edited_arguments::text AS edited_arguments, decided_automatically FROM approvals ",
             $rest
         )
     };
@@ -50,6 +50,7 @@ struct ApprovalRow {
     reviewer: Option<String>,
     comment: Option<String>,
     edited_arguments: Option<String>,
+    decided_automatically: bool,
 }
 
 impl ApprovalRow {
@@ -75,6 +76,7 @@ impl ApprovalRow {
                 .edited_arguments
                 .map(|t| from_json::<Value>(&t, "approval edited arguments"))
                 .transpose()?,
+            decided_automatically: self.decided_automatically,
         })
     }
 }
@@ -89,9 +91,9 @@ impl ApprovalStore for PostgresStore {
         let inserted = sqlx::query(
             "INSERT INTO approvals (tenant, id, agent, session_id, run_id, call, arguments_hash, \
              reason, priority, status, assignee, deadline, created_at, decided_at, reviewer, \
-             comment, edited_arguments) \
+             comment, edited_arguments, decided_automatically) \
              VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-             $16, $17::json) \
+             $16, $17::json, $18) \
              ON CONFLICT (tenant, id) DO NOTHING",
         )
         .bind(request.tenant.as_str())
@@ -111,6 +113,7 @@ impl ApprovalStore for PostgresStore {
         .bind(request.reviewer.as_deref())
         .bind(request.comment.as_deref())
         .bind(edited)
+        .bind(request.decided_automatically)
         .execute(&mut *tx)
         .await
         .map_err(|e| query_error(OP, e))?
@@ -167,7 +170,7 @@ impl ApprovalStore for PostgresStore {
         let edited = request.edited_arguments.as_ref().map(json).transpose()?;
         sqlx::query(
             "UPDATE approvals SET status = $3, reviewer = $4, comment = $5, \
-             edited_arguments = $6::json, decided_at = $7 \
+             edited_arguments = $6::json, decided_at = $7, decided_automatically = $8 \
              WHERE tenant = $1 AND id = $2",
         )
         .bind(tenant.as_str())
@@ -177,9 +180,12 @@ impl ApprovalStore for PostgresStore {
         .bind(request.comment.as_deref())
         .bind(edited)
         .bind(request.decided_at)
+        .bind(request.decided_automatically)
         .execute(&mut *tx)
         .await
         .map_err(|e| query_error(OP, e))?;
+        // The decision and its audit record commit together or not at all.
+        crate::audit::append_in(&mut tx, OP, NewAuditEntry::approval_decided(&request)).await?;
         commit(tx, OP).await?;
         Ok(request)
     }

@@ -69,67 +69,21 @@ impl AuditRow {
 
 #[async_trait]
 impl AuditStore for PostgresStore {
-    async fn append_audit(
-        &self,
-        tenant: &TenantId,
-        mut entry: NewAuditEntry,
-    ) -> Result<AuditEntry> {
+    async fn append_audit(&self, tenant: &TenantId, entry: NewAuditEntry) -> Result<AuditEntry> {
         const OP: &str = "append_audit";
         ensure_tenant(tenant, &entry.tenant, "the audit entry")?;
         check_tenant(&entry.tenant)?;
-        // Hash exactly what is stored and read back (`chain` truncates too; this keeps the
-        // store right on its own).
-        entry.at = micros(entry.at);
-        let input = json(&entry.input)?;
-        let output = json(&entry.output)?;
-        let tenant = entry.tenant.clone();
-
         let mut tx = self.pool.begin().await.map_err(|e| acquire_error(OP, e))?;
         // Scope the transaction to the tenant and queue for its chain in one round trip.
         sqlx::query(
             "SELECT set_config('agentkit.tenant', $1, true), pg_advisory_xact_lock($2, hashtext($1))",
         )
-        .bind(tenant.as_str())
+        .bind(entry.tenant.as_str())
         .bind(AUDIT_LOCK_CLASS)
         .execute(&mut *tx)
         .await
         .map_err(|e| query_error(OP, e))?;
-        let head: Option<(i64, String)> = sqlx::query_as(
-            "SELECT seq, hash FROM audit_entries WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(tenant.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| query_error(OP, e))?;
-        let (seq, prev_hash) = match head {
-            Some((seq, hash)) => (to_u64(seq, "audit seq")? + 1, hash),
-            None => (1, AUDIT_GENESIS_HASH.to_string()),
-        };
-        let chained = entry.chain(seq, prev_hash);
-        let e = &chained.entry;
-        sqlx::query(
-            "INSERT INTO audit_entries (tenant, seq, kind, actor, action, decision, reason, \
-             agent, session_id, run_id, input, output, at, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::json, $12::json, $13, $14, $15)",
-        )
-        .bind(tenant.as_str())
-        .bind(to_i64(chained.seq, "audit seq")?)
-        .bind(e.kind.as_str())
-        .bind(e.actor.as_str())
-        .bind(e.action.as_str())
-        .bind(e.decision.as_deref())
-        .bind(e.reason.as_deref())
-        .bind(e.agent.as_ref().map(|a| a.as_str()))
-        .bind(e.session.as_ref().map(|s| s.as_str()))
-        .bind(e.run.as_ref().map(|r| r.as_str()))
-        .bind(input)
-        .bind(output)
-        .bind(e.at)
-        .bind(chained.prev_hash.as_str())
-        .bind(chained.hash.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| query_error(OP, e))?;
+        let chained = insert_chained(&mut tx, OP, entry).await?;
         commit(tx, OP).await?;
         Ok(chained)
     }
@@ -167,4 +121,71 @@ impl AuditStore for PostgresStore {
         commit(tx, OP).await?;
         rows.into_iter().map(|r| r.into_entry(tenant)).collect()
     }
+}
+
+/// Appends `entry` to its tenant's chain inside the caller's transaction, which is already
+/// scoped to the tenant (`agentkit.tenant`); takes the chain's advisory lock (held to commit).
+pub(crate) async fn append_in(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    op: &'static str,
+    entry: NewAuditEntry,
+) -> Result<AuditEntry> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(AUDIT_LOCK_CLASS)
+        .bind(entry.tenant.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| query_error(op, e))?;
+    insert_chained(tx, op, entry).await
+}
+
+/// Reads the chain head and inserts `entry` after it; the caller holds the chain's lock.
+async fn insert_chained(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    op: &'static str,
+    mut entry: NewAuditEntry,
+) -> Result<AuditEntry> {
+    // Hash exactly what is stored and read back (`chain` truncates too; this keeps the store
+    // right on its own).
+    entry.at = micros(entry.at);
+    let input = json(&entry.input)?;
+    let output = json(&entry.output)?;
+    let tenant = entry.tenant.clone();
+    let head: Option<(i64, String)> = sqlx::query_as(
+        "SELECT seq, hash FROM audit_entries WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(|e| query_error(op, e))?;
+    let (seq, prev_hash) = match head {
+        Some((seq, hash)) => (to_u64(seq, "audit seq")? + 1, hash),
+        None => (1, AUDIT_GENESIS_HASH.to_string()),
+    };
+    let chained = entry.chain(seq, prev_hash);
+    let e = &chained.entry;
+    sqlx::query(
+        "INSERT INTO audit_entries (tenant, seq, kind, actor, action, decision, reason, \
+         agent, session_id, run_id, input, output, at, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::json, $12::json, $13, $14, $15)",
+    )
+    .bind(tenant.as_str())
+    .bind(to_i64(chained.seq, "audit seq")?)
+    .bind(e.kind.as_str())
+    .bind(e.actor.as_str())
+    .bind(e.action.as_str())
+    .bind(e.decision.as_deref())
+    .bind(e.reason.as_deref())
+    .bind(e.agent.as_ref().map(|a| a.as_str()))
+    .bind(e.session.as_ref().map(|s| s.as_str()))
+    .bind(e.run.as_ref().map(|r| r.as_str()))
+    .bind(input)
+    .bind(output)
+    .bind(e.at)
+    .bind(chained.prev_hash.as_str())
+    .bind(chained.hash.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| query_error(op, e))?;
+    Ok(chained)
 }

@@ -7,7 +7,7 @@
 use agentkit_core::id::{AgentId, ApprovalId, RunId, SessionId, TenantId};
 use agentkit_core::message::ToolCall;
 use agentkit_core::store::{
-    ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore, ensure_tenant,
+    ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore, NewAuditEntry, ensure_tenant,
 };
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
@@ -71,6 +71,8 @@ struct ApprovalBodyRef<'a> {
     reviewer: Option<&'a str>,
     comment: Option<&'a str>,
     edited_arguments: Option<&'a Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    decided_automatically: bool,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +84,8 @@ struct ApprovalBody {
     reviewer: Option<String>,
     comment: Option<String>,
     edited_arguments: Option<Value>,
+    #[serde(default)]
+    decided_automatically: bool,
 }
 
 struct ApprovalColumns<'a> {
@@ -115,6 +119,7 @@ fn approval_columns(a: &ApprovalRequest) -> Result<ApprovalColumns<'_>> {
         reviewer,
         comment,
         edited_arguments,
+        decided_automatically,
     } = a;
     let body = to_json(&ApprovalBodyRef {
         call,
@@ -124,6 +129,7 @@ fn approval_columns(a: &ApprovalRequest) -> Result<ApprovalColumns<'_>> {
         reviewer: reviewer.as_deref(),
         comment: comment.as_deref(),
         edited_arguments: edited_arguments.as_ref(),
+        decided_automatically: *decided_automatically,
     })?;
     Ok(ApprovalColumns {
         agent: agent.as_str(),
@@ -167,6 +173,7 @@ fn approval_from_row(tenant: &TenantId, row: &Row<'_>) -> Result<ApprovalRequest
         reviewer: body.reviewer,
         comment: body.comment,
         edited_arguments: body.edited_arguments,
+        decided_automatically: body.decided_automatically,
     })
 }
 
@@ -263,6 +270,8 @@ fn decide_approval(
         // Unreachable inside the transaction; refuse rather than report a decision not stored.
         return Err(Error::Conflict(format!("approval {id} is already decided")));
     }
+    // The decision and its audit record commit together or not at all.
+    crate::audit::append_in(&tx, NewAuditEntry::approval_decided(&request))?;
     tx.commit().map_err(db_err)?;
     Ok(request)
 }

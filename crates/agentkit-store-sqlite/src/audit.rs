@@ -22,15 +22,8 @@ use crate::sql::{col, immediate, text};
 
 #[async_trait]
 impl AuditStore for SqliteStore {
-    async fn append_audit(
-        &self,
-        tenant: &TenantId,
-        mut entry: NewAuditEntry,
-    ) -> Result<AuditEntry> {
+    async fn append_audit(&self, tenant: &TenantId, entry: NewAuditEntry) -> Result<AuditEntry> {
         ensure_tenant(tenant, &entry.tenant, "the audit entry")?;
-        // The hash covers `at`: cut it to the stored precision first, so the chain verifies
-        // from what is read back.
-        entry.at = stored_time(entry.at);
         self.db().write(move |c| append_audit(c, entry)).await
     }
 
@@ -68,6 +61,17 @@ struct AuditBody {
 /// `entry.at` must already be cut to microseconds (the hash covers it).
 fn append_audit(conn: &mut Connection, entry: NewAuditEntry) -> Result<AuditEntry> {
     let tx = immediate(conn)?;
+    let chained = append_in(&tx, entry)?;
+    tx.commit().map_err(db_err)?;
+    Ok(chained)
+}
+
+/// Chains and inserts the entry inside the caller's (IMMEDIATE) transaction, which commits it
+/// together with the caller's other writes.
+pub(crate) fn append_in(tx: &Connection, mut entry: NewAuditEntry) -> Result<AuditEntry> {
+    // The hash covers `at`: cut it to the stored precision first, so the chain verifies from
+    // what is read back.
+    entry.at = stored_time(entry.at);
     let last: Option<(i64, String)> = tx
         .prepare_cached(
             "SELECT seq, hash FROM audit_entries WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1",
@@ -132,7 +136,6 @@ fn append_audit(conn: &mut Connection, entry: NewAuditEntry) -> Result<AuditEntr
         ])
     })
     .map_err(db_err)?;
-    tx.commit().map_err(db_err)?;
     Ok(chained)
 }
 

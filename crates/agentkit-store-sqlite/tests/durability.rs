@@ -338,3 +338,76 @@ async fn two_stores_on_one_file_share_one_audit_chain() {
     assert_eq!(all.len(), 60);
     assert_eq!(verify_audit_chain(&all), Ok(()));
 }
+
+/// A decision and its audit record are one transaction: when the audit write fails, the
+/// approval stays pending (no decision without its record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_decision_is_not_stored_without_its_audit_record() {
+    use agentkit_core::message::ToolCall;
+    use agentkit_core::policy::Priority;
+    use agentkit_core::store::{ApprovalDecision, ApprovalRequest, ApprovalStatus, ApprovalStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decide.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let tenant = TenantId::from_static("acme");
+    let scope = agentkit_core::scope::Scope::new(
+        tenant.clone(),
+        AgentId::from_static("ops"),
+        SessionId::from_static("s-1"),
+        RunId::generate(),
+    );
+    store
+        .create_session(
+            &tenant,
+            &SessionRecord::new(tenant.clone(), scope.session.clone(), scope.agent.clone()),
+        )
+        .await
+        .unwrap();
+    store
+        .create_run(&tenant, &RunRecord::new(&scope))
+        .await
+        .unwrap();
+    let request = ApprovalRequest::new(
+        &scope,
+        ToolCall::new("c1", "payments.refund", serde_json::json!({"amount": 5})),
+        "refunds need approval",
+        Priority::High,
+    );
+    store.create_approval(&tenant, &request).await.unwrap();
+
+    raw(&path)
+        .execute_batch(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries \
+             BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END;",
+        )
+        .unwrap();
+    store
+        .decide_approval(&tenant, &request.id, &ApprovalDecision::approve("ann"))
+        .await
+        .unwrap_err();
+    let stored = store
+        .get_approval(&tenant, &request.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.status,
+        ApprovalStatus::Pending,
+        "no decision without its audit"
+    );
+
+    raw(&path)
+        .execute_batch("DROP TRIGGER audit_down;")
+        .unwrap();
+    store
+        .decide_approval(&tenant, &request.id, &ApprovalDecision::approve("ann"))
+        .await
+        .unwrap();
+    let audit = store
+        .list_audit(&tenant, &AuditQuery::all().kind("approval.decided"))
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].entry.actor, "user:ann");
+}

@@ -318,12 +318,23 @@ impl ToolExecutor {
                 .refuse(&request, RefusalKind::InvalidArguments, message)
                 .await;
         }
-        let policy = self.policy_request(&request, entry, arguments.clone(), true);
+        let automatic = approval.decided_automatically;
+        let mut policy = self.policy_request(&request, entry, arguments.clone(), !automatic);
+        policy.approved_automatically = automatic;
         match self.evaluate(&policy).await {
             Decision::Deny { reason } => {
                 self.audit_decision(&request, entry, &arguments, "deny", &reason)
                     .await?;
                 Ok(Gate::Done(CallOutcome::Denied { reason }))
+            }
+            // The policy does not accept an automatic approval for this call: a person must.
+            Decision::RequireApproval { reason, .. } if automatic => {
+                let message = format!(
+                    "Not executed: this call needs a human's approval ({reason}); it was only \
+                     approved automatically."
+                );
+                self.refuse(&request, RefusalKind::ApprovalMismatch, message)
+                    .await
             }
             Decision::Allow | Decision::RequireApproval { .. } => Ok(Gate::Allowed(Permit {
                 request,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::records::now;
+use super::records::{ApprovalRequest, now};
 use crate::id::{AgentId, RunId, SessionId, TenantId};
 use crate::redact::CanonicalHasher;
 use crate::scope::Scope;
@@ -96,6 +96,36 @@ impl NewAuditEntry {
 /// The hash that starts every tenant's chain.
 pub const AUDIT_GENESIS_HASH: &str =
     "0000000000000000000000000000000000000000000000000000000000000000";
+
+impl NewAuditEntry {
+    /// The `approval.decided` entry for a decided request, which every backend's
+    /// [`super::ApprovalStore::decide_approval`] appends in the same atomic step as the
+    /// decision (actor `user:{reviewer}`, or `system:{reviewer}` for an automatic decision).
+    pub fn approval_decided(request: &ApprovalRequest) -> Self {
+        let scope = Scope::new(
+            request.tenant.clone(),
+            request.agent.clone(),
+            request.session.clone(),
+            request.run.clone(),
+        );
+        let reviewer = request.reviewer.as_deref().unwrap_or("unknown");
+        let actor = if request.decided_automatically {
+            format!("system:{reviewer}")
+        } else {
+            format!("user:{reviewer}")
+        };
+        let mut entry = Self::scoped(&scope, "approval.decided", actor, request.call.name.clone());
+        entry.decision = Some(request.status.as_str().into());
+        entry.reason.clone_from(&request.comment);
+        entry.input = serde_json::json!({
+            "approval": request.id,
+            "arguments_hash": request.arguments_hash,
+            "edited": request.edited_arguments.is_some(),
+            "automatic": request.decided_automatically,
+        });
+        entry
+    }
+}
 
 /// A chained audit entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -135,7 +135,10 @@ pub trait ApprovalStore: Send + Sync {
     ) -> Result<Option<ApprovalRequest>>;
 
     /// Decides a pending request exactly once: under any concurrency one decision wins and the
-    /// others get [`crate::Error::Conflict`]. Returns the decided request.
+    /// others get [`crate::Error::Conflict`]. In the same atomic step (one transaction on SQL
+    /// backends) it appends the request's [`NewAuditEntry::approval_decided`] entry to the
+    /// tenant's audit chain: a decision never exists without its audit record, nor a record
+    /// without its decision. Returns the decided request.
     async fn decide_approval(
         &self,
         tenant: &TenantId,

@@ -267,6 +267,10 @@ pub struct ApprovalRequest {
     pub comment: Option<String>,
     /// Arguments the reviewer changed before approving.
     pub edited_arguments: Option<Value>,
+    /// The decision was made by the system (expiry), not by a person: an approval decided
+    /// this way does not count as a human's ([`crate::policy::PolicyRequest::approved_by_human`]).
+    #[serde(default)]
+    pub decided_automatically: bool,
 }
 
 impl ApprovalRequest {
@@ -296,6 +300,7 @@ impl ApprovalRequest {
             reviewer: None,
             comment: None,
             edited_arguments: None,
+            decided_automatically: false,
         }
     }
 
@@ -318,9 +323,29 @@ pub struct ApprovalDecision {
     pub comment: Option<String>,
     /// Changed arguments (approval only); they are validated and evaluated again on resume.
     pub edited_arguments: Option<Value>,
+    /// Decided by the system (expiry), not a person; see
+    /// [`ApprovalRequest::decided_automatically`].
+    #[serde(default)]
+    pub automatic: bool,
 }
 
 impl ApprovalDecision {
+    /// A decision the system makes on its own (for example on expiry); `reviewer` names the
+    /// mechanism (`"expiry"`). It is recorded as automatic and never counts as a human's.
+    pub fn automatic(
+        status: ApprovalStatus,
+        reviewer: impl Into<String>,
+        comment: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            reviewer: reviewer.into(),
+            comment: Some(comment.into()),
+            edited_arguments: None,
+            automatic: true,
+        }
+    }
+
     /// Approve as given.
     pub fn approve(reviewer: impl Into<String>) -> Self {
         Self {
@@ -328,6 +353,7 @@ impl ApprovalDecision {
             reviewer: reviewer.into(),
             comment: None,
             edited_arguments: None,
+            automatic: false,
         }
     }
 
@@ -338,6 +364,7 @@ impl ApprovalDecision {
             reviewer: reviewer.into(),
             comment: Some(comment.into()),
             edited_arguments: None,
+            automatic: false,
         }
     }
 
@@ -379,6 +406,7 @@ impl ApprovalDecision {
         request.reviewer = Some(self.reviewer.clone());
         request.comment.clone_from(&self.comment);
         request.edited_arguments.clone_from(&self.edited_arguments);
+        request.decided_automatically = self.automatic;
         request.decided_at = Some(now);
         Ok(())
     }

@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -192,37 +191,16 @@ pub(crate) async fn abandon(
     Ok(true)
 }
 
-/// Decides an approval (exactly once, see [`crate::store::ApprovalStore::decide_approval`]) and
-/// records the decision in the audit trail. Hosts call this from their approval endpoint, then
-/// [`Agent::resume`].
+/// Decides an approval exactly once and records it in the audit trail, in one atomic step
+/// (see [`crate::store::ApprovalStore::decide_approval`]). Hosts call this from their approval
+/// endpoint, then [`Agent::resume`].
 pub async fn decide_approval(
     store: &dyn crate::store::StateStore,
     tenant: &TenantId,
     approval: &crate::id::ApprovalId,
     decision: &crate::store::ApprovalDecision,
 ) -> Result<ApprovalRequest> {
-    let decided = store.decide_approval(tenant, approval, decision).await?;
-    let scope = Scope::new(
-        tenant.clone(),
-        decided.agent.clone(),
-        decided.session.clone(),
-        decided.run.clone(),
-    );
-    let mut entry = NewAuditEntry::scoped(
-        &scope,
-        "approval.decided",
-        format!("user:{}", decision.reviewer),
-        decided.call.name.clone(),
-    );
-    entry.decision = Some(decided.status.as_str().into());
-    entry.reason.clone_from(&decided.comment);
-    entry.input = json!({
-        "approval": decided.id,
-        "arguments_hash": decided.arguments_hash,
-        "edited": decided.edited_arguments.is_some(),
-    });
-    store.append_audit(tenant, entry).await?;
-    Ok(decided)
+    store.decide_approval(tenant, approval, decision).await
 }
 
 impl RunCtx<'_> {

@@ -352,9 +352,11 @@ impl InMemoryStore {
             .get_mut(tenant)
             .and_then(|a| a.get_mut(id))
             .ok_or_else(|| Error::NotFound(format!("approval {id}")))?;
-        // Apply to a copy so a refused decision leaves the stored request untouched.
+        // Apply to a copy so a refused decision leaves the stored request untouched; the audit
+        // entry is appended while the approvals lock is held, so both happen or neither.
         let mut decided = stored.clone();
         decision.apply_to(&mut decided, Utc::now())?;
+        self.append_audit_sync(NewAuditEntry::approval_decided(&decided))?;
         *stored = decided.clone();
         Ok(decided)
     }

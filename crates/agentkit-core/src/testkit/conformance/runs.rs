@@ -259,6 +259,64 @@ pub async fn approvals_decided_exactly_once(store: &dyn StateStore) {
         ),
         "the stored decision must be the winner's"
     );
+
+    // Every decision is in the audit chain, written in the same step: one entry per decided
+    // request (the contested one included), naming the winner, and the chain verifies.
+    let decided = ok(
+        store
+            .list_audit(&t, &AuditQuery::all().kind("approval.decided"))
+            .await,
+        "list_audit",
+    );
+    for id in [&request.id, &contested.id] {
+        let entries: Vec<_> = decided
+            .iter()
+            .filter(|e| e.entry.input["approval"] == json!(id))
+            .collect();
+        assert_eq!(
+            entries.len(),
+            1,
+            "decide_approval must append exactly one `approval.decided` entry for {id}"
+        );
+    }
+    let contested_entry = decided
+        .iter()
+        .find(|e| e.entry.input["approval"] == json!(contested.id))
+        .map(|e| e.entry.actor.clone());
+    assert_eq!(
+        contested_entry,
+        Some(format!("user:{}", decision.reviewer)),
+        "the audit entry names the winning reviewer"
+    );
+    let automatic = new_approval(&run, "crm.archive", json!({}), Priority::Low);
+    ok(
+        store.create_approval(&automatic.tenant, &automatic).await,
+        "create_approval",
+    );
+    let expired = ok(
+        store
+            .decide_approval(
+                &t,
+                &automatic.id,
+                &ApprovalDecision::automatic(ApprovalStatus::Approved, "expiry", "timeout"),
+            )
+            .await,
+        "decide_approval (automatic)",
+    );
+    assert!(
+        expired.decided_automatically,
+        "an automatic decision is recorded as one"
+    );
+    let stored = ok(store.get_approval(&t, &automatic.id).await, "get_approval");
+    assert!(
+        stored.is_some_and(|s| s.decided_automatically),
+        "the stored request keeps that it was decided automatically"
+    );
+    let all = ok(store.list_audit(&t, &AuditQuery::all()).await, "list_audit");
+    assert!(
+        verify_audit_chain(&all).is_ok(),
+        "the chain verifies with the decisions in it"
+    );
 }
 
 /// Pending approvals list by priority (highest first), then deadline (earliest first, none
