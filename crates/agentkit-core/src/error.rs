@@ -104,6 +104,11 @@ pub enum Error {
     /// A tool failed; the message is what the model is told.
     #[error("tool error: {0}")]
     Tool(String),
+    /// A tool reports that it failed **before doing anything** (no side effect happened, for
+    /// example the remote system refused the request). Unlike [`Error::Tool`], budget
+    /// reservations made for the call are released; the message is what the model is told.
+    #[error("tool error (nothing was done): {0}")]
+    NotExecuted(String),
     /// An idempotency key was reused for another tool or other arguments: the recorded
     /// execution is not replayed and nothing runs.
     #[error("idempotency key `{key}` conflicts: {detail}")]
@@ -151,6 +156,7 @@ pub enum ErrorKind {
     InvalidOutput,
     Cancelled,
     Tool,
+    NotExecuted,
     IdempotencyConflict,
     SessionSuspended,
     Internal,
@@ -178,6 +184,7 @@ impl Error {
             Error::InvalidOutput(_) => ErrorKind::InvalidOutput,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Tool(_) => ErrorKind::Tool,
+            Error::NotExecuted(_) => ErrorKind::NotExecuted,
             Error::IdempotencyConflict { .. } => ErrorKind::IdempotencyConflict,
             Error::SessionSuspended { .. } => ErrorKind::SessionSuspended,
             Error::Internal(_) => ErrorKind::Internal,

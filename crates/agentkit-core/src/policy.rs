@@ -98,6 +98,10 @@ pub struct PolicyRequest {
     pub confidence: Option<f64>,
     /// Counters the engine may need.
     pub counters: CallCounters,
+    /// The call's idempotency key, when the request comes from the executor: it identifies
+    /// this one call between `evaluate` and `record_outcome` (two identical calls in one turn
+    /// have different keys).
+    pub idempotency_key: Option<crate::id::IdempotencyKey>,
     /// Set when a human already approved these exact arguments (resume after approval).
     pub approved_by_human: bool,
     /// Set when these exact arguments were approved automatically (an approval request that
@@ -116,6 +120,7 @@ impl PolicyRequest {
             side_effect: SideEffect::Read,
             confidence: None,
             counters: CallCounters::default(),
+            idempotency_key: None,
             approved_by_human: false,
             approved_automatically: false,
         }
@@ -134,15 +139,19 @@ pub struct CallCounters {
 }
 
 /// What happened after an allowed action, so budget reservations can be committed or released.
+///
+/// Only [`ActionOutcome::NotRun`] releases: a failure may have happened after the effect (a
+/// timeout, an output that does not match its schema), so what was reserved stays spent.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ActionOutcome {
     /// The tool ran and succeeded.
     Succeeded,
-    /// The tool ran and failed.
+    /// The tool ran and failed, possibly after acting: reservations are kept.
     Failed,
-    /// The tool did not run after all (a replay of a recorded result, a call in doubt, or a
-    /// refusal after the decision): engines release what they reserved.
+    /// The tool is known not to have acted (a replay of a recorded result, a call in doubt, a
+    /// refusal after the decision, a cancellation before the call, or the tool's own
+    /// [`crate::Error::NotExecuted`]): engines release what they reserved.
     NotRun,
 }
 

@@ -208,14 +208,99 @@ async fn budgets_reserve_release_and_reset_at_the_tenants_midnight() {
     e.record_outcome(&r10, &ActionOutcome::Failed)
         .await
         .unwrap();
-    let after = store
+    let today = || async {
+        store
+            .counter_get(
+                &agentkit_core::id::TenantId::from_static("acme"),
+                "budget:agent:marketing:2026-11-19",
+            )
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        today().await,
+        10_000_000_000,
+        "a failure may come after the effect: the $10 stays spent"
+    );
+    assert_eq!(label(&e, &r10).await, "allow");
+    e.record_outcome(&r10, &ActionOutcome::NotRun)
+        .await
+        .unwrap();
+    assert_eq!(
+        today().await,
+        10_000_000_000,
+        "an action that did not run releases its own $10"
+    );
+}
+
+/// Two identical calls in one turn keep separate reservations: the first one, refused by the
+/// remote system before it did anything, releases only its own; a timeout after the effect
+/// releases nothing.
+#[tokio::test]
+async fn reservations_are_per_call_and_released_only_when_nothing_was_done() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use agentkit_core::prelude::*;
+    use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
+
+    let store = Arc::new(InMemoryStore::new());
+    let engine = PolicyEngine::from_toml(POLICY, store.clone())
+        .unwrap()
+        .with_clock(Arc::new(|| at(2026, 11, 19, 15, 0)));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let tool = FnTool::new(
+        ToolSpec::new(
+            "marketing.create_campaign",
+            "Creates a campaign",
+            json!({"type": "object"}),
+        ),
+        move |_ctx, _args| {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(Error::NotExecuted(
+                        "the ad platform refused the request".into(),
+                    ))
+                } else {
+                    Ok(json!({"campaign": "cmp_1"}))
+                }
+            }
+        },
+    );
+    let args = json!({"name": "Chips", "budget": 10, "tenant_id": "acme"});
+    let model = ScriptedModel::new([
+        ScriptedResponse::tool_calls([
+            ToolCall::new("c1", "marketing.create_campaign", args.clone()),
+            ToolCall::new("c2", "marketing.create_campaign", args.clone()),
+        ]),
+        ScriptedResponse::text("one campaign created"),
+    ]);
+    let store_dyn: Arc<dyn StateStore> = store.clone();
+    let agent = Agent::builder()
+        .id("marketing")
+        .model(Arc::new(model), "m")
+        .tool(Arc::new(tool))
+        .store(store_dyn)
+        .policy(Arc::new(engine))
+        .build()
+        .unwrap();
+    agent
+        .run(RunRequest::new("acme", "s1", "two campaigns"))
+        .await
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let spent = store
         .counter_get(
             &agentkit_core::id::TenantId::from_static("acme"),
             "budget:agent:marketing:2026-11-19",
         )
         .await
         .unwrap();
-    assert_eq!(after, 0, "the failed action's $10 was released");
+    assert_eq!(
+        spent, 10_000_000_000,
+        "the call that ran keeps its $10; the refused one released only its own"
+    );
 }
 
 fn rand_id() -> String {

@@ -423,7 +423,8 @@ impl ToolExecutor {
         // Steps 6–7: the call and the output check.
         let mut ctx = ToolContext::new(request.scope.clone(), call.id.clone(), request.key.clone());
         ctx.cancellation = request.cancellation.child_token();
-        let called = if request.cancellation.is_cancelled() {
+        let cancelled_before = request.cancellation.is_cancelled();
+        let called = if cancelled_before {
             Err(Error::Cancelled)
         } else {
             let mut running = entry.tool().call(ctx, arguments);
@@ -480,10 +481,12 @@ impl ToolExecutor {
             (None, None) => Value::Null,
         };
         i.store.append_audit(&request.scope.tenant, audit).await?;
-        let action = if outcome.is_ok() {
-            ActionOutcome::Succeeded
-        } else {
-            ActionOutcome::Failed
+        // Only a call known not to have acted releases its reservations.
+        let action = match &outcome {
+            Ok(_) => ActionOutcome::Succeeded,
+            Err(Error::NotExecuted(_)) => ActionOutcome::NotRun,
+            Err(_) if cancelled_before => ActionOutcome::NotRun,
+            Err(_) => ActionOutcome::Failed,
         };
         self.outcome_for_policy(&policy, &action).await;
         Ok(match outcome {
@@ -623,6 +626,7 @@ impl ToolExecutor {
         p.side_effect = entry.spec().side_effect;
         p.confidence = request.confidence;
         p.counters = request.counters;
+        p.idempotency_key = Some(request.key.clone());
         p.approved_by_human = approved_by_human;
         p
     }

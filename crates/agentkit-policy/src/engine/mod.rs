@@ -675,13 +675,17 @@ impl PolicyEngine {
         }
     }
 
-    /// Identifies one action instance between `evaluate` and `record_outcome` (the agent passes
-    /// the same request to both).
+    /// Identifies one action instance between `evaluate` and `record_outcome` (the executor
+    /// passes the same request to both): the call's idempotency key when there is one, so two
+    /// identical calls of one turn keep separate reservations.
     fn reservation_key(request: &PolicyRequest) -> String {
-        format!(
-            "{}\u{1f}{}\u{1f}{}\u{1f}{}",
-            request.scope.tenant, request.scope.run, request.action, request.arguments
-        )
+        match &request.idempotency_key {
+            Some(key) => format!("{}\u{1f}{}", request.scope.tenant, key),
+            None => format!(
+                "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+                request.scope.tenant, request.scope.run, request.action, request.arguments
+            ),
+        }
     }
 
     async fn record(&self, request: &PolicyRequest, explanation: &Explanation) {
@@ -756,8 +760,9 @@ impl PolicyEvaluator for PolicyEngine {
         Ok(self.evaluate_inner(request, false).await?.decision)
     }
 
-    /// A failed action releases its budget reservation (rate-limit slots stay used: the attempt
-    /// happened); a successful one keeps it.
+    /// An action known not to have acted ([`ActionOutcome::NotRun`]) releases its budget
+    /// reservation; a success or a failure keeps it (a failure may come after the effect).
+    /// Rate-limit slots always stay used.
     async fn record_outcome(&self, request: &PolicyRequest, outcome: &ActionOutcome) -> Result<()> {
         let reserved = self
             .reservations
@@ -765,7 +770,7 @@ impl PolicyEvaluator for PolicyEngine {
             .map_err(|_| Error::Internal("policy reservation lock poisoned".into()))?
             .remove(&Self::reservation_key(request))
             .unwrap_or_default();
-        if matches!(outcome, ActionOutcome::Failed | ActionOutcome::NotRun) {
+        if matches!(outcome, ActionOutcome::NotRun) {
             self.release(&reserved).await;
         }
         Ok(())
