@@ -112,6 +112,24 @@ pub struct TenantSettings {
     /// The tenant's plan; its quotas apply to every action.
     #[serde(default)]
     pub tier: Option<Tier>,
+    /// Limits on the tenant's total spend (model calls and tools, as priced by the `Meter`):
+    /// a model call that would exceed one is refused before it is made.
+    #[serde(default)]
+    pub spend: SpendLimits,
+}
+
+/// Limits on total spend per calendar day and month (in the tenant's timezone), in USD. The
+/// `Meter` reserves each model call's estimated cost against them before the call and settles
+/// the actual cost after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendLimits {
+    /// Per calendar day.
+    #[serde(default)]
+    pub day_usd: Option<f64>,
+    /// Per calendar month.
+    #[serde(default)]
+    pub month_usd: Option<f64>,
 }
 
 /// A named set of permissions, possibly inheriting other roles.
@@ -136,6 +154,9 @@ pub struct AgentGrant {
     /// Permissions granted directly.
     #[serde(default)]
     pub permissions: Vec<Permission>,
+    /// Limits on this agent's total spend (see [`SpendLimits`]).
+    #[serde(default)]
+    pub spend: SpendLimits,
 }
 
 /// Permission to perform actions matching `action` (exact, `*`, or a trailing-`*` prefix such as

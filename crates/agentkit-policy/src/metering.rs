@@ -11,7 +11,9 @@ use std::sync::Arc;
 use agentkit_core::error::{Error, Result};
 use agentkit_core::id::{AgentId, TenantId};
 use agentkit_core::redact::hash_json;
-use agentkit_core::store::{UsageEvent, UsageKind, UsageMeter, UsageQuery, UsageStore, Usd};
+use agentkit_core::store::{
+    Admission, UsageEvent, UsageKind, UsageMeter, UsageQuery, UsageStore, Usd,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -163,11 +165,14 @@ impl Meter {
     }
 }
 
-#[async_trait]
-impl UsageMeter for Meter {
-    async fn meter(&self, events: &mut [UsageEvent]) -> Result<()> {
-        let mut spend: BTreeMap<(TenantId, String), i64> = BTreeMap::new();
-        let mut tokens: BTreeMap<(TenantId, String), i64> = BTreeMap::new();
+type Amounts = BTreeMap<(TenantId, String), i64>;
+
+impl Meter {
+    /// Prices the events (setting `cost` and `price_version`) and sums what they count toward:
+    /// nano-USD per budget key, tokens per monthly quota key. Saturating: a provider reporting
+    /// absurd token counts cannot wrap a counter. The first pricing error is returned beside.
+    fn amounts(&self, events: &mut [UsageEvent]) -> (Amounts, Option<Error>) {
+        let mut amounts = Amounts::new();
         let mut first_error = None;
         for e in events.iter_mut() {
             match self.book.price(e) {
@@ -175,7 +180,8 @@ impl UsageMeter for Meter {
                     e.cost = Some(cost);
                     e.price_version = Some(version);
                     for key in self.engine.budget_keys(&e.tenant, e.agent.as_str(), e.at) {
-                        *spend.entry((e.tenant.clone(), key)).or_default() += cost.nanos();
+                        let slot = amounts.entry((e.tenant.clone(), key)).or_default();
+                        *slot = slot.saturating_add(cost.nanos());
                     }
                 }
                 Err(err) => {
@@ -186,20 +192,101 @@ impl UsageMeter for Meter {
                 e.kind,
                 UsageKind::InputTokens | UsageKind::OutputTokens | UsageKind::CachedInputTokens
             ) {
-                let month =
-                    e.at.with_timezone(&self.engine.timezone(&e.tenant))
-                        .format("%Y-%m");
-                *tokens
-                    .entry((e.tenant.clone(), format!("quota:tokens:{month}")))
-                    .or_default() += i64::try_from(e.quantity).unwrap_or(i64::MAX);
+                let local = e.at.with_timezone(&self.engine.timezone(&e.tenant));
+                let slot = amounts
+                    .entry((e.tenant.clone(), PolicyEngine::token_quota_key(&local)))
+                    .or_default();
+                *slot = slot.saturating_add(i64::try_from(e.quantity).unwrap_or(i64::MAX));
             }
         }
+        (amounts, first_error)
+    }
+
+    async fn add_all(&self, amounts: Amounts) -> Result<()> {
         let counters = self.engine.counters();
-        for ((tenant, key), amount) in spend.into_iter().chain(tokens) {
+        for ((tenant, key), amount) in amounts {
             if amount != 0 {
                 counters.counter_add(&tenant, &key, amount, None).await?;
             }
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UsageMeter for Meter {
+    async fn meter(&self, events: &mut [UsageEvent]) -> Result<()> {
+        let (amounts, first_error) = self.amounts(events);
+        self.add_all(amounts).await?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Reserves the estimate on every limited counter (spend limits of the agent and tenant,
+    /// the tenant's token quota), each with its limit in one atomic step; the first refusal
+    /// releases what was reserved and names the exhausted limit.
+    async fn admit(&self, estimate: &[UsageEvent]) -> Result<Admission> {
+        let mut events = estimate.to_vec();
+        let (amounts, _unpriced) = self.amounts(&mut events);
+        let mut limits: Vec<(TenantId, String, i64, String)> = Vec::new();
+        for e in &events {
+            for (key, limit, what) in self.engine.limited_keys(&e.tenant, e.agent.as_str(), e.at) {
+                if !limits.iter().any(|l| l.0 == e.tenant && l.1 == key) {
+                    limits.push((e.tenant.clone(), key, limit, what));
+                }
+            }
+            if let Some((key, limit, what)) = self.engine.token_quota(&e.tenant, e.at)
+                && !limits.iter().any(|l| l.0 == e.tenant && l.1 == key)
+            {
+                limits.push((e.tenant.clone(), key, limit, what));
+            }
+        }
+        let counters = self.engine.counters();
+        let mut reserved: Vec<(TenantId, String, i64)> = Vec::new();
+        for (tenant, key, limit, what) in limits {
+            // At least one unit, so an exhausted limit refuses even a free estimate.
+            let amount = amounts
+                .get(&(tenant.clone(), key.clone()))
+                .copied()
+                .unwrap_or(0)
+                .max(1);
+            let outcome = counters
+                .counter_add(&tenant, &key, amount, Some(limit))
+                .await;
+            match outcome {
+                Ok(o) if o.applied => reserved.push((tenant, key, amount)),
+                other => {
+                    for (t, k, a) in &reserved {
+                        if let Err(e) = counters.counter_add(t, k, -a, None).await {
+                            tracing::warn!(error = %e, key = %k, "could not release a reservation");
+                        }
+                    }
+                    other?;
+                    return Err(Error::LimitExceeded {
+                        limit: if key.starts_with("quota:") {
+                            "token_quota"
+                        } else {
+                            "spend_limit"
+                        },
+                        detail: format!("{what} is exhausted; the model was not called"),
+                    });
+                }
+            }
+        }
+        Ok(Admission::new(reserved))
+    }
+
+    /// Adds the actual amounts minus what the admission reserved (a negative difference
+    /// releases); the actual cost is recorded even when it exceeds a limit (the call happened).
+    async fn settle(&self, admission: Admission, events: &mut [UsageEvent]) -> Result<()> {
+        let (mut amounts, first_error) = self.amounts(events);
+        for (tenant, key, amount) in admission.reserved {
+            let slot = amounts.entry((tenant, key)).or_default();
+            *slot = slot.saturating_sub(amount);
+        }
+        self.add_all(amounts).await?;
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

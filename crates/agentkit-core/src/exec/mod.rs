@@ -46,8 +46,8 @@ use crate::id::{IdempotencyKey, TenantId};
 use crate::policy::{ActionOutcome, Decision, PolicyEvaluator, PolicyRequest};
 use crate::redact::{hash_json, redact};
 use crate::store::{
-    ApprovalRequest, ApprovalStatus, NewAuditEntry, StateStore, ToolClaim, ToolExecution,
-    ToolExecutionStatus, UsageEvent, UsageKind, UsageMeter,
+    Admission, ApprovalRequest, ApprovalStatus, NewAuditEntry, StateStore, ToolClaim,
+    ToolExecution, ToolExecutionStatus, UsageEvent, UsageKind, UsageMeter,
 };
 use crate::tool::{SideEffect, ToolContext};
 
@@ -694,6 +694,39 @@ impl ToolExecutor {
             format!("agent:{}", request.scope.agent),
             request.call.name.clone(),
         )
+    }
+
+    /// Whether usage is priced and gated (a [`UsageMeter`] is set).
+    pub fn is_metered(&self) -> bool {
+        self.inner.meter.is_some()
+    }
+
+    /// Admits a model call with its estimated usage ([`UsageMeter::admit`]); without a meter,
+    /// every call is admitted.
+    pub async fn admit_model_call(&self, estimate: &[UsageEvent]) -> Result<Admission> {
+        match &self.inner.meter {
+            Some(meter) => meter.admit(estimate).await,
+            None => Ok(Admission::default()),
+        }
+    }
+
+    /// Prices a model call's usage settling its admission ([`UsageMeter::settle`]) and appends
+    /// it; a call that failed settles with no events, which releases the reservation.
+    pub async fn append_settled_usage(
+        &self,
+        tenant: &TenantId,
+        admission: Admission,
+        mut events: Vec<UsageEvent>,
+    ) -> Result<()> {
+        if let Some(meter) = &self.inner.meter
+            && let Err(e) = meter.settle(admission, &mut events).await
+        {
+            tracing::warn!(error = %e, "usage could not be priced; recording it unpriced");
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.inner.store.append_usage(tenant, &events).await
     }
 
     /// Prices (with the meter) and appends usage events of one tenant.

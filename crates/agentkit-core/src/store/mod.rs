@@ -221,6 +221,24 @@ pub trait UsageMeter: Send + Sync {
     /// Sets `cost` and `price_version` on the events and records their spend. An error is
     /// logged and the events are appended unpriced: usage is never lost.
     async fn meter(&self, events: &mut [UsageEvent]) -> Result<()>;
+
+    /// Admits a model call before it is made: prices `estimate` (the prompt's estimated input
+    /// tokens and the bounded output) and reserves it against every spend limit and token quota
+    /// that applies, atomically per counter. [`crate::Error::LimitExceeded`] naming the
+    /// exhausted limit refuses the call, and nothing stays reserved. The default admits
+    /// everything.
+    async fn admit(&self, estimate: &[UsageEvent]) -> Result<Admission> {
+        let _ = estimate;
+        Ok(Admission::default())
+    }
+
+    /// Meters the call's actual events (as [`UsageMeter::meter`]) and replaces the admission's
+    /// reservation by them: the difference is added, or released when the call spent less
+    /// (`events` may be empty when the call failed). The default meters.
+    async fn settle(&self, admission: Admission, events: &mut [UsageEvent]) -> Result<()> {
+        let _ = admission;
+        self.meter(events).await
+    }
 }
 
 /// Atomic counters for budgets and rate limits.

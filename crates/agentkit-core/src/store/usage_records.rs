@@ -228,3 +228,20 @@ mod tests {
         assert_eq!(Usd::from_nanos(-5).to_string(), "-$0.000000005");
     }
 }
+
+/// Counters a [`super::UsageMeter`] reserved for a model call before it was made
+/// ([`super::UsageMeter::admit`]); [`super::UsageMeter::settle`] replaces them by the call's
+/// actual spend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Admission {
+    /// `(tenant, counter key, amount)` reserved.
+    pub reserved: Vec<(TenantId, String, i64)>,
+}
+
+impl Admission {
+    /// An admission holding these reservations.
+    pub fn new(reserved: Vec<(TenantId, String, i64)>) -> Self {
+        Self { reserved }
+    }
+}

@@ -120,6 +120,9 @@ pub(crate) struct Compiled {
     pub(crate) default_tz: Tz,
     pub(crate) tenant_tz: HashMap<String, Tz>,
     pub(crate) tenant_quotas: HashMap<String, (Tier, Quotas)>,
+    /// Spend limits (nano-USD per day, per month) by tenant and by agent.
+    pub(crate) tenant_spend: HashMap<String, SpendNanos>,
+    pub(crate) agent_spend: HashMap<String, SpendNanos>,
     pub(crate) agents: HashMap<String, ActionIndex<CompiledPermission>>,
     pub(crate) rules: ActionIndex<CompiledRule>,
 }
@@ -158,6 +161,25 @@ pub(crate) fn compile_condition(c: &Condition, path: &str) -> Result<Condition> 
         )));
     }
     Ok(c.clone())
+}
+
+/// Compiled [`SpendLimits`](crate::config::SpendLimits): nano-USD per day and per month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SpendNanos {
+    pub(crate) day: Option<i64>,
+    pub(crate) month: Option<i64>,
+}
+
+fn compile_spend(limits: &crate::config::SpendLimits, path: &str) -> Result<Option<SpendNanos>> {
+    let day = limits
+        .day_usd
+        .map(|v| usd_to_nanos(v, &format!("{path}.spend.day_usd")))
+        .transpose()?;
+    let month = limits
+        .month_usd
+        .map(|v| usd_to_nanos(v, &format!("{path}.spend.month_usd")))
+        .transpose()?;
+    Ok((day.is_some() || month.is_some()).then_some(SpendNanos { day, month }))
 }
 
 pub(crate) fn usd_to_nanos(usd: f64, path: &str) -> Result<i64> {
@@ -298,6 +320,8 @@ pub(crate) fn compile(doc: &PolicyDocument) -> Result<Compiled> {
         .unwrap_or(Tz::UTC);
     let mut tenant_tz = HashMap::new();
     let mut tenant_quotas = HashMap::new();
+    let mut tenant_spend = HashMap::new();
+    let mut agent_spend = HashMap::new();
     for (tenant, s) in &doc.tenants {
         if let Some(tier) = s.tier {
             let quotas = doc
@@ -306,6 +330,9 @@ pub(crate) fn compile(doc: &PolicyDocument) -> Result<Compiled> {
                 .copied()
                 .unwrap_or_else(|| tier.quotas());
             tenant_quotas.insert(tenant.clone(), (tier, quotas));
+        }
+        if let Some(limits) = compile_spend(&s.spend, &format!("tenants.{tenant}"))? {
+            tenant_spend.insert(tenant.clone(), limits);
         }
         if let Some(t) = &s.timezone {
             tenant_tz.insert(
@@ -326,6 +353,9 @@ pub(crate) fn compile(doc: &PolicyDocument) -> Result<Compiled> {
     }
     let mut agents = HashMap::new();
     for (agent, grant) in &doc.agents {
+        if let Some(limits) = compile_spend(&grant.spend, &format!("agents.{agent}"))? {
+            agent_spend.insert(agent.clone(), limits);
+        }
         let mut perms = Vec::new();
         for (i, p) in grant.permissions.iter().enumerate() {
             perms.push((
@@ -383,6 +413,8 @@ pub(crate) fn compile(doc: &PolicyDocument) -> Result<Compiled> {
         default_tz,
         tenant_tz,
         tenant_quotas,
+        tenant_spend,
+        agent_spend,
         agents,
         rules,
     })

@@ -28,7 +28,8 @@ use crate::redact::hash_call;
 use crate::retrieval::format_context_block;
 use crate::scope::Scope;
 use crate::store::{
-    MessageWindow, PendingCall, RunRecord, RunStatus, SessionRecord, UsageEvent, UsageKind,
+    Admission, MessageWindow, PendingCall, RunRecord, RunStatus, SessionRecord, UsageEvent,
+    UsageKind,
 };
 
 pub(crate) type EventSink = mpsc::UnboundedSender<Result<AgentEvent>>;
@@ -146,6 +147,7 @@ pub(crate) async fn run(
             summaries: Vec::new(),
             answered_by: String::new(),
             output_retries: 0,
+            admission: None,
         };
         let result = unwind_to_error(async {
             ctx.build_prefix(&request.input).await?;
@@ -200,7 +202,13 @@ struct RunCtx<'a> {
     summaries: Vec<ToolCallSummary>,
     answered_by: String,
     output_retries: u32,
+    /// The reservation of the model call whose usage is not recorded yet.
+    admission: Option<Admission>,
 }
+
+/// The output tokens a model call is assumed to spend at most when the agent sets no
+/// `max_tokens` (for the budget gate's estimate).
+pub const OUTPUT_ESTIMATE_TOKENS: u64 = 4096;
 
 impl RunCtx<'_> {
     async fn build_prefix(&mut self, query: &str) -> Result<()> {
@@ -311,6 +319,66 @@ impl RunCtx<'_> {
         // Only the host's own metadata goes to the provider: ids stay with us.
         request.metadata.clone_from(&self.metadata);
 
+        // The budget and quota gate: the estimate is reserved before the call and settled
+        // with the actual usage after it (`record_model_usage`), or released on failure.
+        let admission = if a.executor.is_metered() {
+            let estimate = self.estimate_usage(&request);
+            a.executor.admit_model_call(&estimate).await?
+        } else {
+            Admission::default()
+        };
+        let result = self.call_with_backup(request).await;
+        match &result {
+            Ok(_) => self.admission = Some(admission),
+            Err(_) => {
+                a.executor
+                    .append_settled_usage(&self.scope.tenant, admission, Vec::new())
+                    .await?;
+            }
+        }
+        result
+    }
+
+    /// What a model call may spend at most: the prompt's estimated tokens and the bounded
+    /// output (`max_tokens`, or [`OUTPUT_ESTIMATE_TOKENS`] when the agent sets none).
+    fn estimate_usage(&self, request: &CompletionRequest) -> Vec<UsageEvent> {
+        let prompt: usize = request
+            .messages
+            .iter()
+            .map(Message::estimated_tokens)
+            .sum::<usize>()
+            .saturating_add(
+                request
+                    .tools
+                    .iter()
+                    .map(|t| {
+                        (t.name.len() + t.description.len() + t.parameters.to_string().len())
+                            .div_ceil(4)
+                    })
+                    .sum(),
+            );
+        let output = request.max_tokens.map_or(OUTPUT_ESTIMATE_TOKENS, u64::from);
+        [
+            (
+                UsageKind::InputTokens,
+                u64::try_from(prompt).unwrap_or(u64::MAX),
+            ),
+            (UsageKind::OutputTokens, output),
+        ]
+        .into_iter()
+        .map(|(kind, qty)| {
+            let mut e = self.usage_event(kind, qty);
+            e.resource = Some(request.model.clone());
+            e
+        })
+        .collect()
+    }
+
+    async fn call_with_backup(
+        &mut self,
+        mut request: CompletionRequest,
+    ) -> Result<CompletionResponse> {
+        let a = self.a;
         let (result, delivered) = self.call_slot(&a.model, &request).await;
         match (result, &a.backup) {
             (Ok(r), _) => Ok(r),
@@ -395,9 +463,11 @@ impl RunCtx<'_> {
                 events.push(e);
             }
         }
-        if !events.is_empty() {
-            self.append_usage(events).await?;
-        }
+        let admission = self.admission.take().unwrap_or_default();
+        self.a
+            .executor
+            .append_settled_usage(&self.scope.tenant, admission, events)
+            .await?;
         emit(&self.sink, AgentEvent::Usage(response.usage));
         Ok(())
     }

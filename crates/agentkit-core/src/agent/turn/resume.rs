@@ -126,6 +126,7 @@ pub(crate) async fn resume(
             summaries: Vec::new(),
             answered_by: String::new(),
             output_retries: 0,
+            admission: None,
         };
         let result = super::unwind_to_error(async {
             ctx.build_prefix(&query).await?;
