@@ -182,16 +182,20 @@ pub struct Usage {
 
 impl Usage {
     /// Adds another call's usage to this one.
+    ///
+    /// Saturating: counts come from the provider, and absurd ones must not wrap or panic.
     pub fn add(&mut self, other: &Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.cached_input_tokens += other.cached_input_tokens;
-        self.latency += other.latency;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(other.cached_input_tokens);
+        self.latency = self.latency.saturating_add(other.latency);
     }
 
-    /// Input plus output tokens.
+    /// Input plus output tokens (saturating).
     pub fn total_tokens(&self) -> u64 {
-        self.input_tokens + self.output_tokens
+        self.input_tokens.saturating_add(self.output_tokens)
     }
 }
 

@@ -72,8 +72,21 @@ mod secs {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_secs(u64::deserialize(d)?))
+        super::bounded(u64::deserialize(d)?)
     }
+}
+
+/// Longest duration a queue setting accepts: 100 years (the deserializer's error names the
+/// setting's path, e.g. `sla.low`).
+pub const MAX_QUEUE_SECS: u64 = 100 * 366 * 24 * 3600;
+
+fn bounded<E: serde::de::Error>(secs: u64) -> Result<Duration, E> {
+    if secs > MAX_QUEUE_SECS {
+        return Err(E::custom(format!(
+            "{secs} seconds is longer than the 100-year maximum ({MAX_QUEUE_SECS} s)"
+        )));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// One escalation step, applied once a request has waited `after`.
@@ -137,7 +150,9 @@ mod opt_secs {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
+        Option::<u64>::deserialize(d)?
+            .map(super::bounded)
+            .transpose()
     }
 }
 
@@ -263,9 +278,10 @@ impl ApprovalQueue {
             }
         }
         let due = request.deadline.unwrap_or_else(|| {
-            request.created_at
-                + chrono::Duration::from_std(self.config.sla.for_priority(request.priority))
-                    .unwrap_or(chrono::Duration::MAX)
+            chrono::Duration::from_std(self.config.sla.for_priority(request.priority))
+                .ok()
+                .and_then(|sla| request.created_at.checked_add_signed(sla))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
         });
         QueueItem {
             assignee: request.assignee.clone(),

@@ -63,13 +63,57 @@ fn nanos(usd: f64) -> i128 {
     (usd * 1e9).round() as i128
 }
 
-/// `quantity × price / per`, rounded half up, in nano-USD.
+/// The highest price a table accepts for one unit (a million tokens, a call, a query, a
+/// minute): $1M. Prices are validated when a [`PriceBook`] is built.
+pub const MAX_UNIT_PRICE_USD: f64 = 1e6;
+
+/// `quantity × price / per`, rounded half up, in nano-USD; saturating (a provider may report
+/// any token count).
 fn scaled(quantity: u64, price_nanos: i128, per: i128) -> i64 {
-    let v = (i128::from(quantity) * price_nanos * 2 + per) / (2 * per);
+    let v = i128::from(quantity)
+        .checked_mul(price_nanos)
+        .and_then(|x| x.checked_mul(2))
+        .and_then(|x| x.checked_add(per))
+        .map_or(i128::MAX, |x| x / (2 * per));
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+fn check_price(value: f64, path: String) -> Result<()> {
+    if value.is_finite() && (0.0..=MAX_UNIT_PRICE_USD).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "{path}: `{value}` is not a valid price (a finite USD amount from 0 to {MAX_UNIT_PRICE_USD})"
+        )))
+    }
+}
+
 impl PriceTable {
+    /// Every price is finite, not negative and at most [`MAX_UNIT_PRICE_USD`]; the error names
+    /// the bad value's path (`prices[2026-11].models.gpt-x.input_per_mtok`).
+    pub fn validate(&self) -> Result<()> {
+        let at = |field: &str| format!("prices[{}].{field}", self.version);
+        for (name, m) in &self.models {
+            check_price(
+                m.input_per_mtok,
+                at(&format!("models.{name}.input_per_mtok")),
+            )?;
+            check_price(
+                m.output_per_mtok,
+                at(&format!("models.{name}.output_per_mtok")),
+            )?;
+            if let Some(c) = m.cached_input_per_mtok {
+                check_price(c, at(&format!("models.{name}.cached_input_per_mtok")))?;
+            }
+        }
+        check_price(self.tool_call_usd, at("tool_call_usd"))?;
+        for (name, price) in &self.tools {
+            check_price(*price, at(&format!("tools.{name}")))?;
+        }
+        check_price(self.knowledge_query_usd, at("knowledge_query_usd"))?;
+        check_price(self.audio_per_minute_usd, at("audio_per_minute_usd"))
+    }
+
     /// The cost of one event under this table.
     pub fn price(&self, event: &UsageEvent) -> Result<Usd> {
         let resource = event.resource.as_deref().unwrap_or("");
@@ -105,15 +149,33 @@ impl PriceTable {
     }
 }
 
-/// Every price version, ordered by when it took effect.
+/// Every price version, ordered by when it took effect. Deserializing validates like
+/// [`PriceBook::new`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PriceBookData")]
 pub struct PriceBook {
     tables: Vec<PriceTable>,
+}
+
+#[derive(Deserialize)]
+struct PriceBookData {
+    tables: Vec<PriceTable>,
+}
+
+impl TryFrom<PriceBookData> for PriceBook {
+    type Error = Error;
+
+    fn try_from(data: PriceBookData) -> Result<Self> {
+        PriceBook::new(data.tables)
+    }
 }
 
 impl PriceBook {
     /// A book from tables (any order; two tables may not take effect at the same time).
     pub fn new(mut tables: Vec<PriceTable>) -> Result<Self> {
+        for t in &tables {
+            t.validate()?;
+        }
         tables.sort_by_key(|t| t.effective_from);
         if let Some(w) = tables
             .windows(2)

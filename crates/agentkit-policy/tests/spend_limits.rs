@@ -192,3 +192,132 @@ fn spend_limits_are_validated_at_load_with_their_path() {
         assert!(err.to_string().contains(path), "{err}");
     }
 }
+
+/// Numbers from configs and providers never panic or wrap (issue 10, item 7).
+mod arithmetic {
+    use std::time::Duration;
+
+    use agentkit_core::message::Usage;
+    use agentkit_core::store::{UsageEvent, UsageKind};
+    use agentkit_policy::approvals::{ApprovalQueue, QueueConfig, Sla};
+
+    use super::*;
+
+    fn table_with_input_price(price: f64) -> PriceTable {
+        let mut t = Arc::try_unwrap(book())
+            .unwrap()
+            .table_at(Utc::now())
+            .unwrap()
+            .clone();
+        t.models.get_mut("m").unwrap().input_per_mtok = price;
+        t
+    }
+
+    #[test]
+    fn bad_prices_are_refused_at_load_with_their_path() {
+        for bad in [-1.0, f64::INFINITY, f64::NAN, 1e300] {
+            let err = PriceBook::new(vec![table_with_input_price(bad)]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("prices[v1].models.m.input_per_mtok"),
+                "{bad}: {err}"
+            );
+        }
+        let json = r#"{"tables": [{"version": "v1", "effective_from": "2020-01-01T00:00:00Z",
+            "models": {"m": {"input_per_mtok": -5.0, "output_per_mtok": 1.0}}}]}"#;
+        let err = serde_json::from_str::<PriceBook>(json).unwrap_err();
+        assert!(err.to_string().contains("input_per_mtok"), "{err}");
+    }
+
+    #[test]
+    fn the_largest_counts_at_the_largest_prices_saturate() {
+        let book = PriceBook::new(vec![table_with_input_price(
+            agentkit_policy::metering::MAX_UNIT_PRICE_USD,
+        )])
+        .unwrap();
+        let mut e = UsageEvent::scoped(
+            &agentkit_core::testkit::scope("acme", "chat", "s", "r"),
+            UsageKind::InputTokens,
+            u64::MAX,
+        );
+        e.resource = Some("m".into());
+        let (cost, _) = book.price(&e).unwrap();
+        assert_eq!(cost.nanos(), i64::MAX);
+    }
+
+    #[tokio::test]
+    async fn a_provider_reporting_u64_max_tokens_does_not_break_the_run() {
+        let huge = Usage {
+            input_tokens: u64::MAX,
+            output_tokens: u64::MAX,
+            cached_input_tokens: u64::MAX,
+            ..Usage::default()
+        };
+        let model = ScriptedModel::new([
+            ScriptedResponse::text("one").with_usage(huge),
+            ScriptedResponse::text("two").with_usage(huge),
+        ]);
+        let (agent, _store) = agent("", &model);
+        for session in ["s1", "s2"] {
+            let out = agent
+                .run(RunRequest::new("acme", session, "hello"))
+                .await
+                .unwrap();
+            assert_eq!(
+                out.reply(),
+                Some(if session == "s1" { "one" } else { "two" })
+            );
+        }
+        let mut total = Usage::default();
+        total.add(&huge);
+        total.add(&huge);
+        assert_eq!(total.input_tokens, u64::MAX);
+        assert_eq!(total.total_tokens(), u64::MAX);
+    }
+
+    #[test]
+    fn queue_durations_are_bounded_at_load_and_saturate_in_use() {
+        let err = toml::from_str::<QueueConfig>(
+            "[sla]\ncritical = 60\nhigh = 60\nmedium = 60\nlow = 8000000000000\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("100-year"), "{err}");
+        assert!(
+            err.to_string().contains("low"),
+            "the error names the setting: {err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_sla_of_any_length_does_not_panic_the_queue() {
+        let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+        for priority in [
+            agentkit_core::policy::Priority::Low,
+            agentkit_core::policy::Priority::Critical,
+        ] {
+            let request = agentkit_core::store::ApprovalRequest::new(
+                &agentkit_core::testkit::scope("acme", "ops", "s", "r"),
+                agentkit_core::message::ToolCall::new("c", "x.y", serde_json::json!({})),
+                "why",
+                priority,
+            );
+            store
+                .create_approval(&request.tenant, &request)
+                .await
+                .unwrap();
+        }
+        let config = QueueConfig {
+            sla: Sla {
+                critical: Duration::MAX,
+                high: Duration::MAX,
+                medium: Duration::MAX,
+                low: Duration::from_secs(9_000_000_000_000),
+            },
+            ..QueueConfig::default()
+        };
+        let queue = ApprovalQueue::new(store, config, Vec::new());
+        let items = queue.pending(&TenantId::from_static("acme")).await.unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(items.iter().all(|i| !i.breached));
+    }
+}

@@ -540,7 +540,7 @@ impl PolicyEngine {
                     .counters
                     .counter_get(&request.scope.tenant, &p.key)
                     .await?;
-                if current + p.amount > p.limit {
+                if current.saturating_add(p.amount) > p.limit {
                     let what = p.describe(&request.action);
                     let reason = format!("{what} exhausted");
                     trace.push(Trace {
