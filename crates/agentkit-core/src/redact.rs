@@ -27,6 +27,84 @@ pub fn redact(value: &Value, rules: &[String]) -> Value {
     out
 }
 
+/// Replaces, in `text`, every value of `arguments` that [`redact`] would mask by [`REDACTED`]:
+/// a policy's reason or a tool's error message that quotes an argument must not carry a value
+/// the tool's redaction rules keep out of the records.
+///
+/// ```
+/// use agentkit_core::redact::scrub_text;
+/// use serde_json::json;
+///
+/// let args = json!({"card": "4111111111111111", "amount": 5});
+/// let reason = "card 4111111111111111 is blocked for amount 5";
+/// assert_eq!(
+///     scrub_text(reason, &args, &["card".to_string()]),
+///     "card [REDACTED] is blocked for amount 5"
+/// );
+/// ```
+pub fn scrub_text(text: &str, arguments: &Value, rules: &[String]) -> String {
+    if rules.is_empty() {
+        return text.to_owned();
+    }
+    let mut secrets = Vec::new();
+    for rule in rules {
+        if rule.starts_with('/') {
+            if let Some(v) = arguments.pointer(rule) {
+                collect_text_forms(v, &mut secrets);
+            }
+        } else {
+            collect_key(arguments, rule, &mut secrets);
+        }
+    }
+    // Longest first, so a secret that contains another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    let mut out = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+fn collect_key(value: &Value, key: &str, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == key {
+                    collect_text_forms(v, out);
+                } else {
+                    collect_key(v, key, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_key(v, key, out)),
+        _ => {}
+    }
+}
+
+/// How a masked value may appear in a message: its JSON text, and for a string its raw text;
+/// for containers, each leaf too.
+fn collect_text_forms(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Null => {}
+        Value::String(s) => {
+            out.push(s.clone());
+            out.push(value.to_string());
+        }
+        Value::Object(map) => {
+            out.push(value.to_string());
+            map.values().for_each(|v| collect_text_forms(v, out));
+        }
+        Value::Array(items) => {
+            out.push(value.to_string());
+            items.iter().for_each(|v| collect_text_forms(v, out));
+        }
+        other => out.push(other.to_string()),
+    }
+}
+
 fn mask_key(value: &mut Value, key: &str) {
     match value {
         Value::Object(map) => {

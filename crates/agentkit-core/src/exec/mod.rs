@@ -44,7 +44,7 @@ pub use toolset::{ToolEntry, ToolSet};
 use crate::error::{Error, Result};
 use crate::id::{IdempotencyKey, TenantId};
 use crate::policy::{ActionOutcome, Decision, PolicyEvaluator, PolicyRequest};
-use crate::redact::{hash_json, redact};
+use crate::redact::{hash_json, redact, scrub_text};
 use crate::store::{
     Admission, ApprovalRequest, ApprovalStatus, NewAuditEntry, StateStore, ToolClaim,
     ToolExecution, ToolExecutionStatus, UsageEvent, UsageKind, UsageMeter,
@@ -264,11 +264,13 @@ impl ToolExecutor {
                 policy,
             })),
             Decision::Deny { reason } => {
+                let reason = scrub_text(&reason, &arguments, &entry.spec().redact);
                 self.audit_decision(&request, entry, &arguments, "deny", &reason)
                     .await?;
                 Ok(Gate::Done(CallOutcome::Denied { reason }))
             }
             Decision::RequireApproval { reason, priority } => {
+                let reason = scrub_text(&reason, &arguments, &entry.spec().redact);
                 let approval =
                     ApprovalRequest::new(&request.scope, call.clone(), reason.clone(), priority);
                 i.store.create_approval(&approval.tenant, &approval).await?;
@@ -323,6 +325,7 @@ impl ToolExecutor {
         policy.approved_automatically = automatic;
         match self.evaluate(&policy).await {
             Decision::Deny { reason } => {
+                let reason = scrub_text(&reason, &arguments, &entry.spec().redact);
                 self.audit_decision(&request, entry, &arguments, "deny", &reason)
                     .await?;
                 Ok(Gate::Done(CallOutcome::Denied { reason }))
@@ -424,6 +427,8 @@ impl ToolExecutor {
         let mut ctx = ToolContext::new(request.scope.clone(), call.id.clone(), request.key.clone());
         ctx.cancellation = request.cancellation.child_token();
         let cancelled_before = request.cancellation.is_cancelled();
+        // Kept only when the tool has redaction rules: its error text is scrubbed with them.
+        let redact_from = (!spec.redact.is_empty()).then(|| arguments.clone());
         let called = if cancelled_before {
             Err(Error::Cancelled)
         } else {
@@ -448,6 +453,24 @@ impl ToolExecutor {
                 ))
             }),
             None => Ok(value),
+        });
+        // An error that quotes a redacted argument is told and recorded without it.
+        let outcome = outcome.map_err(|e| {
+            let Some(args) = &redact_from else { return e };
+            let scrub = |t: &str| scrub_text(t, args, &spec.redact);
+            match e {
+                Error::Tool(m) => Error::Tool(scrub(&m)),
+                Error::NotExecuted(m) => Error::NotExecuted(scrub(&m)),
+                other => {
+                    let text = other.to_string();
+                    let scrubbed = scrub(&text);
+                    if scrubbed == text {
+                        other
+                    } else {
+                        Error::Tool(scrubbed)
+                    }
+                }
+            }
         });
         // Step 8: the record.
         record.finished_at = Some(crate::store::now());
