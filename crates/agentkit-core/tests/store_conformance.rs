@@ -23,6 +23,7 @@ macro_rules! conformance_tests {
                 runs_compare_and_swap,
                 approvals_decided_exactly_once,
                 approval_queue_order,
+    records_point_to_existing_parents,
                 tool_executions_idempotent,
                 usage_append_only,
                 audit_chain,

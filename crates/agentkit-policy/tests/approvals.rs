@@ -26,8 +26,19 @@ async fn request(
     priority: Priority,
     created_offset_secs: i64,
 ) -> ApprovalRequest {
+    let scope = agentkit_core::testkit::scope("acme", "ops", "s", RunId::generate());
+    let session = agentkit_core::store::SessionRecord::new(
+        scope.tenant.clone(),
+        scope.session.clone(),
+        scope.agent.clone(),
+    );
+    store.create_session(&scope.tenant, &session).await.unwrap();
+    store
+        .create_run(&scope.tenant, &agentkit_core::store::RunRecord::new(&scope))
+        .await
+        .unwrap();
     let mut r = ApprovalRequest::new(
-        &agentkit_core::testkit::scope("acme", "ops", "s", RunId::generate()),
+        &scope,
         ToolCall::new("c", "payments.refund", json!({"amount": 100})),
         "refunds need approval",
         priority,

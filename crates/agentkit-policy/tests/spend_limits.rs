@@ -291,12 +291,28 @@ mod arithmetic {
     #[tokio::test]
     async fn an_sla_of_any_length_does_not_panic_the_queue() {
         let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+        let scope = agentkit_core::testkit::scope("acme", "ops", "s", "r");
+        store
+            .create_session(
+                &scope.tenant,
+                &agentkit_core::store::SessionRecord::new(
+                    scope.tenant.clone(),
+                    scope.session.clone(),
+                    scope.agent.clone(),
+                ),
+            )
+            .await
+            .unwrap();
+        store
+            .create_run(&scope.tenant, &agentkit_core::store::RunRecord::new(&scope))
+            .await
+            .unwrap();
         for priority in [
             agentkit_core::policy::Priority::Low,
             agentkit_core::policy::Priority::Critical,
         ] {
             let request = agentkit_core::store::ApprovalRequest::new(
-                &agentkit_core::testkit::scope("acme", "ops", "s", "r"),
+                &scope,
                 agentkit_core::message::ToolCall::new("c", "x.y", serde_json::json!({})),
                 "why",
                 priority,

@@ -83,6 +83,8 @@ fn database_error(op: &'static str, db: Box<dyn DatabaseError>) -> Error {
     match code.as_str() {
         // unique_violation: a duplicate id.
         "23505" => Error::Conflict(message),
+        // foreign_key_violation: the referenced session or run does not exist in the tenant.
+        "23503" => Error::NotFound(message),
         // Other integrity violations and data exceptions (a NUL byte in text, a number out of
         // range): the input cannot be stored.
         c if c.starts_with("23") || c.starts_with("22") => Error::InvalidInput(message),

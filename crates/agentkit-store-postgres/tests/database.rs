@@ -59,6 +59,7 @@ async fn session_with_messages(store: &PostgresStore, tenant: &TenantId, n: usiz
     session.id
 }
 
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_level_security_hides_and_protects_other_tenants_rows() {
     let Some(db) = TestDb::from_env("database::row_level_security").await else {
@@ -179,6 +180,7 @@ async fn row_level_security_hides_and_protects_other_tenants_rows() {
     db.cleanup().await;
 }
 
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_and_audit_rows_cannot_be_changed_or_removed() {
     let Some(db) = TestDb::from_env("database::append_only").await else {
@@ -251,6 +253,7 @@ async fn usage_and_audit_rows_cannot_be_changed_or_removed() {
     db.cleanup().await;
 }
 
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tenant_setting_ends_with_each_operation() {
     let Some(db) = TestDb::from_env("database::tenant_setting_scope").await else {
@@ -286,6 +289,7 @@ async fn the_tenant_setting_ends_with_each_operation() {
     db.cleanup().await;
 }
 
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_n_window_reads_the_primary_key_backwards() {
     let Some(db) = TestDb::from_env("database::last_n_is_indexed").await else {
@@ -330,6 +334,7 @@ async fn last_n_window_reads_the_primary_key_backwards() {
     db.cleanup().await;
 }
 
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_by_url_and_debug_without_the_password() {
     let Some(db) = TestDb::from_env("database::debug_without_password").await else {

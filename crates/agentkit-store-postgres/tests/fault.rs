@@ -366,6 +366,7 @@ async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool)
 // The test
 // ---------------------------------------------------------------------------------------------
 
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_server_crash_and_restart_under_load() {
     if common::admin_url(TEST).is_none() {

@@ -11,6 +11,7 @@ use common::TestDb;
 use serde_json::json;
 use sqlx::Row;
 
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_per_turn_stay_flat_over_500_turns() {
     let Some(db) = TestDb::from_env("bytes_per_turn_stay_flat_over_500_turns").await else {

@@ -105,7 +105,8 @@ pub trait AgentConfigStore: Send + Sync {
 /// Agent runs, including the durable state of a suspended turn.
 #[async_trait]
 pub trait RunStore: Send + Sync {
-    /// Inserts a run; [`crate::Error::Conflict`] when the id exists.
+    /// Inserts a run; [`crate::Error::Conflict`] when the id exists, [`crate::Error::NotFound`]
+    /// when its session does not exist in the tenant.
     async fn create_run(&self, tenant: &TenantId, run: &RunRecord) -> Result<()>;
 
     /// A run of this tenant.
@@ -124,7 +125,8 @@ pub trait RunStore: Send + Sync {
 /// Human approval requests.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
-    /// Inserts a request; [`crate::Error::Conflict`] when the id exists.
+    /// Inserts a request; [`crate::Error::Conflict`] when the id exists,
+    /// [`crate::Error::NotFound`] when its run does not exist in the tenant.
     async fn create_approval(&self, tenant: &TenantId, request: &ApprovalRequest) -> Result<()>;
 
     /// A request of this tenant.

@@ -288,6 +288,12 @@ impl InMemoryStore {
     }
 
     fn create_run_sync(&self, run: &RunRecord) -> Result<()> {
+        // Sessions are never removed, so checking before taking the runs lock is enough.
+        if !lock(&self.inner.sessions, "sessions")?
+            .contains_key(&(run.tenant.clone(), run.session.clone()))
+        {
+            return Err(Error::NotFound(format!("session {}", run.session)));
+        }
         let mut runs = lock(&self.inner.runs, "runs")?;
         let tenant_runs = runs.entry(run.tenant.clone()).or_default();
         if tenant_runs.contains_key(&run.id) {
@@ -319,6 +325,13 @@ impl InMemoryStore {
     }
 
     fn create_approval_sync(&self, request: &ApprovalRequest) -> Result<()> {
+        // Runs are never removed, so checking before taking the approvals lock is enough.
+        if !lock(&self.inner.runs, "runs")?
+            .get(&request.tenant)
+            .is_some_and(|r| r.contains_key(&request.run))
+        {
+            return Err(Error::NotFound(format!("run {}", request.run)));
+        }
         let mut approvals = lock(&self.inner.approvals, "approvals")?;
         let tenant_approvals = approvals.entry(request.tenant.clone()).or_default();
         if tenant_approvals.contains_key(&request.id) {

@@ -41,7 +41,10 @@ pub use claims::{
 pub use configs::agent_config_versions;
 pub use isolation::{invalid_tenants_never_reach_a_store, tenant_isolation};
 pub use ledger::{audit_chain, audit_chain_with_nanosecond_times, usage_append_only};
-pub use runs::{approval_queue_order, approvals_decided_exactly_once, runs_compare_and_swap};
+pub use runs::{
+    approval_queue_order, approvals_decided_exactly_once, records_point_to_existing_parents,
+    runs_compare_and_swap,
+};
 pub use sessions::{
     messages_append_and_window, messages_retracted_by_run, sessions_round_trip,
     window_never_orphans_tool_results,
@@ -61,6 +64,7 @@ pub async fn run_all(store: &dyn StateStore) {
     runs_compare_and_swap(store).await;
     approvals_decided_exactly_once(store).await;
     approval_queue_order(store).await;
+    records_point_to_existing_parents(store).await;
     tool_executions_idempotent(store).await;
     usage_append_only(store).await;
     audit_chain(store).await;

@@ -370,3 +370,56 @@ pub async fn approval_queue_order(store: &dyn StateStore) {
     );
     assert_eq!(pending[0], a, "listed requests must equal what was created");
 }
+
+/// One rule on every backend: a run must belong to an existing session of its tenant, and an
+/// approval to an existing run ([`ErrorKind::NotFound`] otherwise, nothing stored).
+pub async fn records_point_to_existing_parents(store: &dyn StateStore) {
+    let t = fresh_tenant();
+    let orphan_session = new_session(&t);
+    let run = new_run(&t, &orphan_session);
+    expect_err(
+        store.create_run(&t, &run).await,
+        ErrorKind::NotFound,
+        "create_run for a session that does not exist",
+    );
+    assert_eq!(
+        ok(store.get_run(&t, &run.id).await, "get_run"),
+        None,
+        "a refused run must not be stored"
+    );
+
+    // A session of another tenant does not count.
+    let other = fresh_tenant();
+    let foreign = new_session(&other);
+    ok(
+        store.create_session(&other, &foreign).await,
+        "create_session",
+    );
+    let mut crossing = new_run(&t, &foreign);
+    crossing.tenant = t.clone();
+    expect_err(
+        store.create_run(&t, &crossing).await,
+        ErrorKind::NotFound,
+        "create_run for another tenant's session",
+    );
+
+    let (_, existing) = setup_run(store, &t).await;
+    let mut missing_run = existing.clone();
+    missing_run.id = RunId::generate();
+    let approval = new_approval(&missing_run, "crm.delete", json!({}), Priority::High);
+    expect_err(
+        store.create_approval(&t, &approval).await,
+        ErrorKind::NotFound,
+        "create_approval for a run that does not exist",
+    );
+    assert_eq!(
+        ok(store.get_approval(&t, &approval.id).await, "get_approval"),
+        None,
+        "a refused approval must not be stored"
+    );
+    let fine = new_approval(&existing, "crm.delete", json!({}), Priority::High);
+    ok(
+        store.create_approval(&t, &fine).await,
+        "create_approval for an existing run",
+    );
+}
