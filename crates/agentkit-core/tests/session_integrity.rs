@@ -247,3 +247,77 @@ async fn another_agent_of_the_tenant_cannot_use_a_session() {
         "the history never reached another agent"
     );
 }
+
+mod arbitrary_histories {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Piece {
+        User,
+        Answer,
+        Calls(Vec<u8>),
+        Result(u8),
+    }
+
+    fn piece() -> impl Strategy<Value = Piece> {
+        prop_oneof![
+            Just(Piece::User),
+            Just(Piece::Answer),
+            prop::collection::vec(0u8..4, 1..3).prop_map(Piece::Calls),
+            (0u8..4).prop_map(Piece::Result),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever earlier runs (crashed, interleaved, cut short) or a host left in a
+        /// session, the next run sends the model a well-formed history.
+        #[test]
+        fn any_stored_history_reaches_the_model_well_formed(
+            pieces in prop::collection::vec((0usize..3, piece()), 0..24)
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let st: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+                let runs: Vec<_> = (0..3)
+                    .map(|i| scope("acme", "ads", "s1", format!("old-{i}")))
+                    .collect();
+                st.create_session(
+                    &acme(),
+                    &SessionRecord::new(acme(), runs[0].session.clone(), runs[0].agent.clone()),
+                )
+                .await
+                .unwrap();
+                for sc in &runs {
+                    st.create_run(&acme(), &RunRecord::new(sc)).await.unwrap();
+                }
+                for (run, p) in &pieces {
+                    let message = match p {
+                        Piece::User => Message::user("q"),
+                        Piece::Answer => Message::assistant("a"),
+                        Piece::Calls(ids) => Message::Assistant {
+                            content: String::new(),
+                            tool_calls: ids
+                                .iter()
+                                .map(|i| ToolCall::new(format!("c{i}"), "ads.launch", json!({})))
+                                .collect(),
+                        },
+                        Piece::Result(i) => Message::tool_result(format!("c{i}"), "ads.launch", "ok"),
+                    };
+                    st.append_messages(&acme(), &runs[*run].session, Some(&runs[*run].run), &[message])
+                        .await
+                        .unwrap();
+                }
+                let m = ScriptedModel::new([ScriptedResponse::text("hello")]);
+                agent("ads", st.clone(), &m)
+                    .run(RunRequest::new("acme", "s1", "and now?"))
+                    .await
+                    .unwrap();
+                assert_requests_well_formed(&m);
+            });
+        }
+    }
+}

@@ -10,8 +10,8 @@
 //!   it (and those results), unless it is the current run's last message (a resumed run's
 //!   results are appended after loading);
 //! - a tool result that does not follow its call;
-//! - a user message directly followed by another run's user message (a question whose run never
-//!   answered).
+//! - a user message directly followed by another user message (a question that was never
+//!   answered: its run died, failed before retraction, or was interleaved with another run).
 
 use std::collections::HashSet;
 
@@ -89,23 +89,19 @@ fn kept(window: &[StoredMessage], current: &RunId, then_user: bool) -> Vec<bool>
         }
         i += 1;
     }
-    // Unanswered questions, judged on what is kept, newest first (so chains of them go). The
-    // run of the next kept message when that is a user message; the current run's new input
-    // follows the window when `then_user`.
-    let mut next_user: Option<Option<&RunId>> = then_user.then_some(Some(current));
+    // Unanswered questions, judged on what is kept, newest first (so chains of them go); the
+    // current run's new input follows the window when `then_user`.
+    let mut next_is_user = then_user;
     for i in (0..n).rev() {
         if !keep[i] {
             continue;
         }
         let m = &window[i];
         let is_user = matches!(m.message, Message::User { .. });
-        let unanswered = is_user
-            && m.run.as_ref() != Some(current)
-            && next_user.is_some_and(|run| run != m.run.as_ref());
-        if unanswered {
+        if is_user && next_is_user && m.run.as_ref() != Some(current) {
             keep[i] = false;
         } else {
-            next_user = is_user.then_some(m.run.as_ref());
+            next_is_user = is_user;
         }
     }
     keep
