@@ -712,3 +712,40 @@ async fn embeddings_are_batched_ordered_and_checked() {
         ErrorKind::InvalidConfig
     );
 }
+
+/// A bad SSE line before any content fails nothing for good: nothing was delivered, so the
+/// retry layer tries again like after a transport error, and the second attempt answers.
+#[tokio::test]
+async fn a_bad_first_sse_line_is_retried_when_nothing_was_delivered() {
+    use agentkit_providers::resilience::{ProviderExt, RetryPolicy};
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(sse("data: {not json\n\n".to_string()))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let good = format!(
+        "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+        chunk(json!({"role": "assistant", "content": "Hello"}), None),
+        chunk(json!({}), Some("stop"))
+    );
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(sse(good))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let p = provider(&server).with_retry(RetryPolicy::attempts(3).without_jitter());
+    let request =
+        agentkit_core::model::CompletionRequest::new("gpt-test", vec![Message::user("hi")]);
+    let items: Vec<_> = p.stream(&request).await.unwrap().collect().await;
+    assert!(
+        items.iter().all(Result::is_ok),
+        "the second attempt streams cleanly: {items:?}"
+    );
+    assert!(matches!(&items[0], Ok(StreamEvent::TextDelta(t)) if t == "Hello"));
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
