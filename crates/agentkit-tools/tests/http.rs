@@ -65,6 +65,43 @@ fn literal_private_and_metadata_addresses_are_refused() {
     assert!(err.to_string().contains("deny list"), "{err}");
 }
 
+/// A policy from a config file is normalised like one from the builder: upper case and a
+/// trailing dot match, and IPv4-mapped or -translated IPv6 forms of refused addresses are refused.
+#[test]
+fn config_loaded_domain_lists_are_normalised_and_embedded_ipv4_is_refused() {
+    let policy: OutboundPolicy = serde_json::from_value(json!({
+        "deny_domains": ["EVIL.example.", "*.Internal.Example"],
+    }))
+    .unwrap();
+    for host in [
+        "evil.example",
+        "EVIL.EXAMPLE.",
+        "api.internal.example",
+        "Api.INTERNAL.example.",
+    ] {
+        assert!(policy.check_domain(host).is_err(), "{host} must be denied");
+    }
+    assert!(policy.check_domain("good.example").is_ok());
+    let url = url::Url::parse("https://EVIL.example./x").unwrap();
+    assert!(policy.check_url(&url).is_err());
+    let allow: OutboundPolicy =
+        serde_json::from_value(json!({"allow_domains": ["API.Example.COM."]})).unwrap();
+    assert!(allow.check_domain("api.example.com").is_ok());
+    assert!(allow.check_domain("other.example.com").is_err());
+
+    for ip in [
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::ffff:0:7f00:1",
+        "::ffff:0:a00:1",
+    ] {
+        assert!(
+            OutboundPolicy::new().check_ip(ip.parse().unwrap()).is_err(),
+            "{ip} must be refused"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_name_resolving_to_loopback_is_refused_after_dns_resolution() {
     let server = MockServer::start().await;

@@ -43,11 +43,11 @@ use url::{Host, Url};
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct OutboundPolicy {
-    /// When not empty, only these hosts.
-    #[serde(default)]
+    /// When not empty, only these hosts. Compared case-insensitively, without a trailing dot.
+    #[serde(default, deserialize_with = "normalized_hosts")]
     pub allow_domains: Vec<String>,
-    /// Never these hosts.
-    #[serde(default)]
+    /// Never these hosts. Compared case-insensitively, without a trailing dot.
+    #[serde(default, deserialize_with = "normalized_hosts")]
     pub deny_domains: Vec<String>,
     /// Non-public networks that may be reached anyway (e.g. an internal API's subnet).
     #[serde(default)]
@@ -166,6 +166,17 @@ impl OutboundPolicy {
     }
 }
 
+fn normalized_hosts<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    Ok(Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|h| normalize_host(h))
+        .collect())
+}
+
+/// The one host normalization (builder, config and request): trimmed, lower case, without the
+/// trailing dot of a fully qualified name or the brackets of an IPv6 literal.
 fn normalize_host(host: &str) -> String {
     host.trim()
         .trim_end_matches('.')
@@ -174,7 +185,10 @@ fn normalize_host(host: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// `host` (already normalized) against a pattern, normalized here: patterns from a config file
+/// or pushed onto the public fields are compared exactly like the builder's.
 fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = normalize_host(pattern);
     match pattern.strip_prefix("*.") {
         Some(parent) => host.len() > parent.len() + 1 && host.ends_with(&format!(".{parent}")),
         None => pattern == host,
@@ -260,6 +274,10 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     // IPv4-compatible (deprecated): ::a.b.c.d
     if seg[..6] == [0; 6] {
         return v4_reason(embedded(seg[6], seg[7])).or(Some("IPv4-compatible address"));
+    }
+    // IPv4-translated (SIIT) ::ffff:0:a.b.c.d — not routable on the internet.
+    if seg[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return Some("IPv4-translated address");
     }
     // NAT64 well-known prefix 64:ff9b::/96 embeds an IPv4 address.
     if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
