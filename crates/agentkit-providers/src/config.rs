@@ -157,7 +157,11 @@ impl Serialize for KeyRef {
 ///
 /// Fields other than `provider` and `model` are optional; those that only make sense for one
 /// provider say so and are ignored by the others.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Credentials stay out of output: `Debug` shows no key, header value or URL password, and
+/// serializing a config fails rather than write an explicit key, custom headers (they often
+/// carry credentials) or a `base_url` with a password.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ProviderConfig {
@@ -172,7 +176,11 @@ pub struct ProviderConfig {
     /// for `openai_compatible`, with the version path the server documents (`…/v1`). A
     /// `base_url` that breaks its provider's convention is refused by
     /// [`ProviderConfig::resolved_base_url`] with an error that says which form is expected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "base_url_without_password"
+    )]
     pub base_url: Option<String>,
     /// The API key. Without one, OpenAI reads `OPENAI_API_KEY` and Anthropic
     /// `ANTHROPIC_API_KEY`; Ollama and OpenAI-compatible servers send none.
@@ -190,7 +198,11 @@ pub struct ProviderConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Extra HTTP headers (an organization or project header, a gateway's routing header).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "headers_not_serialized"
+    )]
     pub headers: BTreeMap<String, String>,
     /// Output token cap when a request sets none. Anthropic requires one and uses 4096 when
     /// this is unset too.
@@ -214,6 +226,53 @@ pub struct ProviderConfig {
     /// Embedders: texts per request (default 256 for OpenAI, 64 for Ollama).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
+}
+
+fn headers_not_serialized<S: serde::Serializer>(
+    _headers: &BTreeMap<String, String>,
+    _s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    Err(serde::ser::Error::custom(
+        "custom headers are not serialized (they may carry credentials); set them in code",
+    ))
+}
+
+fn base_url_without_password<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match url {
+        Some(u) if url_userinfo(u).is_some() => Err(serde::ser::Error::custom(
+            "a base_url with credentials is not serialized; give them as a header or key",
+        )),
+        Some(u) => s.serialize_some(u),
+        None => s.serialize_none(),
+    }
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .keys()
+            .map(|k| (k.as_str(), "[REDACTED]"))
+            .collect();
+        f.debug_struct("ProviderConfig")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("base_url", &self.base_url.as_deref().map(display_url))
+            .field("api_key", &self.api_key)
+            .field("timeout", &self.timeout)
+            .field("name", &self.name)
+            .field("headers", &headers)
+            .field("max_tokens", &self.max_tokens)
+            .field("context_window", &self.context_window)
+            .field("keep_alive", &self.keep_alive)
+            .field("strict_output_schema", &self.strict_output_schema)
+            .field("dimensions", &self.dimensions)
+            .field("batch_size", &self.batch_size)
+            .finish()
+    }
 }
 
 impl ProviderConfig {
@@ -423,6 +482,43 @@ mod duration_opt {
         };
         Some(n * factor)
     }
+}
+
+/// The `user[:password]` part of a URL's authority, if any.
+fn url_userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
+}
+
+/// `url` as errors and `Debug` show it: without user name, password, query or fragment (which
+/// may hold credentials).
+pub fn display_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or("");
+    match url_userinfo(without_query) {
+        Some(userinfo) => without_query.replacen(&format!("{userinfo}@"), "", 1),
+        None => without_query.to_owned(),
+    }
+}
+
+/// What a URL carries that is a credential (`user:password`, the password or user alone, the
+/// query), for scrubbing error texts.
+#[cfg(any(feature = "openai", feature = "anthropic", feature = "ollama"))]
+pub(crate) fn url_credentials(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(userinfo) = url_userinfo(url).filter(|u| !u.is_empty()) {
+        out.push(userinfo.to_owned());
+        if let Some((_, password)) = userinfo.split_once(':').filter(|(_, p)| !p.is_empty()) {
+            out.push(password.to_owned());
+        }
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        let query = query.split('#').next().unwrap_or("");
+        if !query.is_empty() {
+            out.push(query.to_owned());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -202,3 +202,83 @@ async fn api_keys_never_appear_in_traces_debug_or_errors() {
     }
     assert!(printed.iter().any(|p| p.contains("REDACTED")));
 }
+
+/// Custom header values and credentials in the base URL are secrets too: never in `Debug`,
+/// serialization, or any error (a refused connection, a server echoing them).
+#[tokio::test]
+async fn header_values_and_url_credentials_never_appear_in_debug_serialization_or_errors() {
+    const HEADER: &str = "hdr-SECRET-org-token-77";
+    const PASSWORD: &str = "pw-SECRET-in-url-31";
+    for kind in kinds() {
+        let path = match kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => "/v1",
+            _ => "",
+        };
+        let with_secrets = |url: String| {
+            ProviderConfig::new(kind, "m")
+                .with_base_url(url)
+                .with_header("x-org-token", HEADER)
+                .with_api_key(KeyRef::value(KEY))
+                .with_dimensions(2)
+        };
+        let mut printed = Vec::new();
+
+        // A refused connection to a URL with credentials.
+        let closed = with_secrets(format!("http://admin:{PASSWORD}@127.0.0.1:1{path}"));
+        printed.push(format!("{closed:?}"));
+        let mut keyless = closed.clone();
+        keyless.api_key = None;
+        let mut header_only = keyless.clone();
+        header_only.base_url = Some(format!("http://127.0.0.1:1{path}"));
+        let mut url_only = keyless.clone();
+        url_only.headers.clear();
+        let mut plain = header_only.clone();
+        plain.headers.clear();
+        for (what, c) in [("headers", &header_only), ("URL credentials", &url_only)] {
+            assert!(
+                serde_json::to_string(c).is_err(),
+                "{kind}: a config with {what} does not serialize"
+            );
+        }
+        assert!(
+            serde_json::to_string(&plain).is_ok(),
+            "{kind}: a plain config does"
+        );
+        let e = build_provider(&closed)
+            .unwrap()
+            .complete(&full_request())
+            .await
+            .unwrap_err();
+        printed.push(all_text(&e));
+
+        // A server that echoes the header value.
+        let echo = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+                "error": {"type": "invalid_request_error", "message": format!("bad org {HEADER}")}
+            })))
+            .mount(&echo)
+            .await;
+        let config = with_secrets(base(kind, &echo));
+        let p = build_provider(&config).unwrap();
+        let e = p.complete(&full_request()).await.unwrap_err();
+        printed.push(all_text(&e));
+        printed.push(debug_provider(&config));
+        let sent = &echo.received_requests().await.unwrap()[0];
+        assert_eq!(
+            sent.headers["x-org-token"], HEADER,
+            "{kind}: the header is sent"
+        );
+
+        for text in &printed {
+            assert!(
+                !text.contains(HEADER),
+                "{kind}: header value leaked: {text}"
+            );
+            assert!(
+                !text.contains(PASSWORD),
+                "{kind}: URL password leaked: {text}"
+            );
+        }
+    }
+}

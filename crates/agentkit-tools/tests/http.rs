@@ -452,3 +452,27 @@ fn configuration_reads_from_json_and_rejects_unknown_keys() {
         "secrets are read per call"
     );
 }
+
+/// An error response is quoted without what the tool's redaction rules mask and without a
+/// secret header value the server echoed back.
+#[tokio::test]
+async fn error_snippets_are_redacted() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid customer",
+            "customer": {"ssn": "123-45-6789"},
+            "debug": "auth was Bearer agentkit-tools"
+        })))
+        .mount(&server)
+        .await;
+    // `CARGO_PKG_NAME` (= "agentkit-tools") stands in for a real secret variable.
+    let config = get(format!("{}/customers", server.uri()))
+        .with_secret_header("Authorization", "CARGO_PKG_NAME", "Bearer ")
+        .with_redacted(["ssn"]);
+    let tool = HttpTool::new(config, loopback_only()).unwrap();
+    let err = tool.call(ctx(), json!({})).await.unwrap_err().to_string();
+    assert!(err.contains("invalid customer"), "{err}");
+    assert!(!err.contains("123-45-6789"), "{err}");
+    assert!(!err.contains("agentkit-tools"), "{err}");
+}

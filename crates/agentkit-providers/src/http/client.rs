@@ -42,6 +42,8 @@ pub enum Auth {
 /// ```
 pub struct Http {
     client: reqwest::Client,
+    /// The base URL requests go to (credentials included); errors show `ctx.base_url`.
+    base_url: String,
     /// Names the provider in errors and scrubs the key from them.
     pub ctx: Arc<ErrorContext>,
 }
@@ -51,7 +53,10 @@ impl std::fmt::Debug for Http {
         f.debug_struct("Http")
             .field("base_url", &self.ctx.base_url)
             .field("timeout", &self.ctx.timeout)
-            .field("api_key", &self.ctx.secret.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "secrets",
+                &format_args!("[{} REDACTED]", self.ctx.secrets.len()),
+            )
             .finish()
     }
 }
@@ -98,6 +103,20 @@ impl Http {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        let mut secrets: Vec<SecretString> = config
+            .headers
+            .values()
+            .filter(|v| v.len() >= 4)
+            .map(|v| SecretString::from(v.clone()))
+            .collect();
+        secrets.extend(
+            crate::config::url_credentials(&base_url)
+                .into_iter()
+                .map(SecretString::from),
+        );
+        if let Some(key) = key {
+            secrets.push(key);
+        }
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("agentkit/", env!("CARGO_PKG_VERSION")))
@@ -109,10 +128,11 @@ impl Http {
             client,
             ctx: Arc::new(ErrorContext {
                 provider: config.provider_name().to_owned(),
-                base_url,
+                base_url: crate::config::display_url(&base_url),
                 timeout,
-                secret: key,
+                secrets,
             }),
+            base_url,
         })
     }
 
@@ -128,7 +148,7 @@ impl Http {
             .map_err(|e| Error::InvalidInput(format!("request body: {e}")))?;
         let mut request = self
             .client
-            .post(format!("{}{path}", self.ctx.base_url))
+            .post(format!("{}{path}", self.base_url))
             .header(CONTENT_TYPE, "application/json")
             .body(body);
         if !stream {

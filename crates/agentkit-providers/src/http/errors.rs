@@ -45,7 +45,8 @@ pub struct ErrorContext {
     pub base_url: String,
     /// The client's timeout, quoted by timeout errors.
     pub timeout: Duration,
-    pub(super) secret: Option<SecretString>,
+    /// Texts never shown: the API key, custom header values, a password in the base URL.
+    pub(super) secrets: Vec<SecretString>,
 }
 
 impl ErrorContext {
@@ -55,18 +56,20 @@ impl ErrorContext {
             provider: provider.to_owned(),
             base_url: String::new(),
             timeout: Duration::ZERO,
-            secret: None,
+            secrets: Vec::new(),
         }
     }
 
-    /// `text` with the API key replaced, in case a server (or a proxy) echoed it.
-    pub fn scrub(&self, text: String) -> String {
-        match &self.secret {
-            Some(s) if !s.expose_secret().is_empty() && text.contains(s.expose_secret()) => {
-                text.replace(s.expose_secret(), "[REDACTED]")
+    /// `text` with the API key, custom header values and URL credentials replaced, in case a
+    /// server (or a proxy, or the HTTP client's own message) echoed them.
+    pub fn scrub(&self, mut text: String) -> String {
+        for s in &self.secrets {
+            let s = s.expose_secret();
+            if !s.is_empty() && text.contains(s) {
+                text = text.replace(s, "[REDACTED]");
             }
-            _ => text,
         }
+        text
     }
 
     /// A [`Error::MalformedResponse`] about this provider.
@@ -78,21 +81,23 @@ impl ErrorContext {
     pub fn transport(&self, e: reqwest::Error) -> Error {
         let provider = &self.provider;
         if e.is_timeout() {
-            Error::Timeout(format!(
+            Error::Timeout(self.scrub(format!(
                 "{provider}: no response from {} within {:?}",
                 self.base_url, self.timeout
-            ))
+            )))
         } else if e.is_builder() {
             Error::InvalidConfig(self.scrub(format!("{provider}: {e}")))
         } else if e.is_connect() {
             Error::Unavailable {
-                message: format!("{provider}: cannot connect to {}", self.base_url),
-                source: Some(Box::new(e)),
+                message: self.scrub(format!("{provider}: cannot connect to {}", self.base_url)),
+                // The client's error names the URL, credentials included: keep only its text,
+                // scrubbed.
+                source: Some(self.scrub(e.to_string()).into()),
             }
         } else {
             Error::Unavailable {
                 message: self.scrub(format!("{provider}: connection failed: {e}")),
-                source: Some(Box::new(e)),
+                source: Some(self.scrub(e.to_string()).into()),
             }
         }
     }

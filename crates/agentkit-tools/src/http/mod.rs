@@ -313,6 +313,8 @@ struct Endpoint {
     max_response_bytes: u64,
     policy: Arc<OutboundPolicy>,
     client: reqwest::Client,
+    /// The tool's redaction rules, applied to error snippets of JSON responses too.
+    redact: Vec<String>,
 }
 
 impl HttpTool {
@@ -404,7 +406,7 @@ impl HttpTool {
                     .timeout_ms
                     .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             )
-            .with_redacted(config.redact);
+            .with_redacted(config.redact.clone());
         metadata.retry = config.retry;
         metadata.rate_limit = config.rate_limit;
         metadata.compensation = config.compensation;
@@ -420,6 +422,7 @@ impl HttpTool {
             max_response_bytes,
             policy,
             client,
+            redact: config.redact,
         });
         let governed = GovernedTool::from_json(metadata, parameters, move |ctx, args| {
             let endpoint = endpoint.clone();
@@ -535,9 +538,32 @@ impl Endpoint {
             .map(Duration::from_secs);
         let bytes = self.read_capped(response).await?;
         if !status.is_success() {
-            return Err(status_error(&self.name, status, &bytes, retry_after));
+            let shown = self.error_snippet(&bytes, &headers);
+            return Err(status_error(&self.name, status, &shown, retry_after));
         }
         self.map_response(&bytes)
+    }
+
+    /// What an error quotes of a response body: at most 300 bytes, with the tool's redaction
+    /// rules applied to a JSON body and any sensitive header value the server echoed removed.
+    fn error_snippet(&self, body: &[u8], headers: &HeaderMap) -> String {
+        let text = match serde_json::from_slice::<Value>(body) {
+            Ok(value) if !self.redact.is_empty() => {
+                agentkit_core::redact::redact(&value, &self.redact).to_string()
+            }
+            _ => String::from_utf8_lossy(body).into_owned(),
+        };
+        let mut text = snippet(text.as_bytes());
+        for value in headers.values().filter(|v| v.is_sensitive()) {
+            if let Ok(secret) = value.to_str() {
+                // The whole value, and its credential part after a scheme (`Bearer xyz`).
+                let parts = [secret, secret.rsplit(' ').next().unwrap_or(secret)];
+                for part in parts.into_iter().filter(|p| p.len() >= 4) {
+                    text = text.replace(part, agentkit_core::redact::REDACTED);
+                }
+            }
+        }
+        text
     }
 
     /// The configured headers, secrets resolved now (marked sensitive).
@@ -672,10 +698,10 @@ fn snippet(bytes: &[u8]) -> String {
 fn status_error(
     tool: &str,
     status: StatusCode,
-    body: &[u8],
+    shown: &str,
     retry_after: Option<Duration>,
 ) -> Error {
-    let message = format!("`{tool}`: HTTP {status}: {}", snippet(body));
+    let message = format!("`{tool}`: HTTP {status}: {shown}");
     match status {
         StatusCode::TOO_MANY_REQUESTS => Error::RateLimited {
             message,
