@@ -121,7 +121,7 @@ fn sse(c: &mut Criterion) {
         let mut acc = StreamAccumulator::new();
         let mut s = decode_stream(source(pieces.clone()));
         while let Some(e) = s.next().await {
-            acc.push(&e.unwrap());
+            acc.push(&e.unwrap()).unwrap();
         }
         acc.finish().unwrap()
     });
@@ -169,7 +169,7 @@ fn sse(c: &mut Criterion) {
             let mut acc = StreamAccumulator::new();
             let mut s = decode_stream(source(pieces.clone()));
             while let Some(e) = s.next().await {
-                acc.push(&e.unwrap());
+                acc.push(&e.unwrap()).unwrap();
             }
             black_box(acc.finish().unwrap())
         })
