@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentkit_core::error::{Error, Result};
+use agentkit_core::error::{Error, ErrorKind, Result};
 use agentkit_core::model::{
     CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
 };
@@ -91,14 +91,16 @@ impl WithRetry {
         Self { inner, policy }
     }
 
-    /// The delay before the next attempt, or `None` when the error is final.
+    /// The delay before the next attempt, or `None` when the error is final. `retryable` says
+    /// whether the error may be retried at all (see [`WithRetry::stream`]).
     fn next_delay(
         &self,
         error: &Error,
+        retryable: bool,
         delays: &mut impl Iterator<Item = Duration>,
         started: tokio::time::Instant,
     ) -> Option<Duration> {
-        if !error.is_retryable() {
+        if !retryable {
             return None;
         }
         let mut delay = delays.next()?;
@@ -129,7 +131,7 @@ impl LlmProvider for WithRetry {
         loop {
             match self.inner.complete(request).await {
                 Ok(r) => return Ok(r),
-                Err(e) => match self.next_delay(&e, &mut delays, started) {
+                Err(e) => match self.next_delay(&e, e.is_retryable(), &mut delays, started) {
                     Some(d) => tokio::time::sleep(d).await,
                     None => return Err(e),
                 },
@@ -139,11 +141,16 @@ impl LlmProvider for WithRetry {
 
     /// Retries opening the stream and a first event that is an error; once anything was
     /// delivered, errors pass through (the consumer already has partial content).
+    ///
+    /// A first event that is an [`Error::MalformedResponse`] (one bad line before any
+    /// content: a proxy's garbage, a truncated first chunk) is retried like a transport error,
+    /// within the same attempts and time bounds: nothing was delivered, so a fresh attempt
+    /// cannot duplicate content.
     async fn stream(&self, request: &CompletionRequest) -> Result<CompletionStream> {
         let started = tokio::time::Instant::now();
         let mut delays = self.policy.delays();
         loop {
-            let error = match self.inner.stream(request).await {
+            let (error, retryable) = match self.inner.stream(request).await {
                 Ok(mut s) => match s.next().await {
                     Some(Ok(first)) => {
                         return Ok(Box::pin(
@@ -151,11 +158,18 @@ impl LlmProvider for WithRetry {
                         ));
                     }
                     None => return Ok(Box::pin(futures::stream::empty())),
-                    Some(Err(e)) => e,
+                    Some(Err(e)) => {
+                        let retryable =
+                            e.is_retryable() || e.kind() == ErrorKind::MalformedResponse;
+                        (e, retryable)
+                    }
                 },
-                Err(e) => e,
+                Err(e) => {
+                    let retryable = e.is_retryable();
+                    (e, retryable)
+                }
             };
-            match self.next_delay(&error, &mut delays, started) {
+            match self.next_delay(&error, retryable, &mut delays, started) {
                 Some(d) => tokio::time::sleep(d).await,
                 None => return Err(error),
             }
