@@ -157,7 +157,12 @@ impl Serialize for KeyRef {
 ///
 /// Fields other than `provider` and `model` are optional; those that only make sense for one
 /// provider say so and are ignored by the others.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Credentials stay out of `Debug` output and serialization: `Debug` shows header names with
+/// their values redacted and `base_url` without userinfo or query string; serializing a config
+/// that holds an explicit API key, custom headers or a `base_url` with credentials fails
+/// instead of writing them out.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ProviderConfig {
@@ -172,7 +177,11 @@ pub struct ProviderConfig {
     /// for `openai_compatible`, with the version path the server documents (`…/v1`). A
     /// `base_url` that breaks its provider's convention is refused by
     /// [`ProviderConfig::resolved_base_url`] with an error that says which form is expected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "secret_free::base_url"
+    )]
     pub base_url: Option<String>,
     /// The API key. Without one, OpenAI reads `OPENAI_API_KEY` and Anthropic
     /// `ANTHROPIC_API_KEY`; Ollama and OpenAI-compatible servers send none.
@@ -190,8 +199,17 @@ pub struct ProviderConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Extra HTTP headers (an organization or project header, a gateway's routing header).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    ///
+    /// Their values often carry credentials, so they are secrets like the API key: sent as
+    /// sensitive headers, redacted in `Debug`, scrubbed from error messages (values of at least
+    /// 8 bytes, and each such word of them: the token of `Bearer <token>`), and never
+    /// serialized (serializing a config with headers fails).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "secret_free::headers"
+    )]
+    pub headers: BTreeMap<String, SecretString>,
     /// Output token cap when a request sets none. Anthropic requires one and uses 4096 when
     /// this is unset too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,9 +278,10 @@ impl ProviderConfig {
         self
     }
 
-    /// Adds an HTTP header.
+    /// Adds an HTTP header (its value is kept as a secret).
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.insert(name.into(), value.into());
+        self.headers
+            .insert(name.into(), SecretString::from(value.into()));
         self
     }
 
@@ -320,9 +339,11 @@ impl ProviderConfig {
             }
         };
         let url = url.trim().trim_end_matches('/');
+        // Messages quote the URL without userinfo or query string.
+        let shown = crate::redact::url(url);
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(Error::InvalidConfig(format!(
-                "base_url `{url}` must start with http:// or https://"
+                "base_url `{shown}` must start with http:// or https://"
             )));
         }
         let convention = match self.provider {
@@ -343,7 +364,7 @@ impl ProviderConfig {
         };
         if let Some(expected) = convention {
             return Err(Error::InvalidConfig(format!(
-                "base_url `{url}` for provider `{}`: {expected}",
+                "base_url `{shown}` for provider `{}`: {expected}",
                 self.provider
             )));
         }
@@ -368,6 +389,70 @@ impl ProviderConfig {
     /// The timeout, default 300 s.
     pub fn resolved_timeout(&self) -> Duration {
         self.timeout.unwrap_or(Duration::from_secs(300))
+    }
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Redacted<'a>(&'a BTreeMap<String, SecretString>);
+        impl fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.keys().map(|k| (k, crate::redact::REDACTED)))
+                    .finish()
+            }
+        }
+        f.debug_struct("ProviderConfig")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field(
+                "base_url",
+                &self.base_url.as_deref().map(crate::redact::url),
+            )
+            .field("api_key", &self.api_key)
+            .field("timeout", &self.timeout)
+            .field("name", &self.name)
+            .field("headers", &Redacted(&self.headers))
+            .field("max_tokens", &self.max_tokens)
+            .field("context_window", &self.context_window)
+            .field("keep_alive", &self.keep_alive)
+            .field("strict_output_schema", &self.strict_output_schema)
+            .field("dimensions", &self.dimensions)
+            .field("batch_size", &self.batch_size)
+            .finish()
+    }
+}
+
+/// Serializers that refuse to write credentials out, as [`KeyRef`] does for explicit keys.
+mod secret_free {
+    use std::collections::BTreeMap;
+
+    use secrecy::SecretString;
+    use serde::Serializer;
+    use serde::ser::Error as _;
+
+    pub fn base_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match url {
+            Some(u) if crate::redact::url_has_secrets(u) => Err(S::Error::custom(
+                "a base_url with credentials (user:password@ or a query string) is not \
+                 serialized",
+            )),
+            Some(u) => s.serialize_str(u),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn headers<S: Serializer>(
+        headers: &BTreeMap<String, SecretString>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        if headers.is_empty() {
+            return s.collect_map(headers.keys().map(|k| (k, "")));
+        }
+        Err(S::Error::custom(format!(
+            "custom header values are not serialized (they often carry credentials): {}",
+            headers.keys().cloned().collect::<Vec<_>>().join(", ")
+        )))
     }
 }
 
