@@ -26,6 +26,8 @@ use agentkit_core::model::{
     StreamEvent, ToolChoice,
 };
 use async_trait::async_trait;
+use bytes::Buf;
+use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -223,18 +225,43 @@ impl LlmProvider for AnthropicProvider {
             "messages stream"
         );
         let response = self.http.post("/v1/messages", &body, true).await?;
-        let ctx = self.http.ctx.clone();
-        let events = sse::events(response.bytes_stream(), ctx.clone());
-        Ok(http::drive(
-            events,
-            EventDecoder {
-                names: Arc::new(names),
-                ctx,
-                tools: HashMap::new(),
-                stop_reason: None,
-            },
+        Ok(decode(
+            response.bytes_stream(),
+            Arc::new(names),
+            self.http.ctx.clone(),
         ))
     }
+}
+
+/// Decodes an Anthropic Messages SSE body (`stream: true`) into stream events, exactly as
+/// [`AnthropicProvider::stream`] does after the HTTP exchange (tool names pass through
+/// unmapped). For custom transports, recorded streams and benchmarks.
+pub fn decode_stream<S, B, E>(body: S) -> CompletionStream
+where
+    S: Stream<Item = std::result::Result<B, E>> + Send + 'static,
+    B: Buf + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let ctx = Arc::new(ErrorContext::detached("anthropic"));
+    decode(body, Arc::new(ToolNames::default()), ctx)
+}
+
+fn decode<S, B, E>(body: S, names: Arc<ToolNames>, ctx: Arc<ErrorContext>) -> CompletionStream
+where
+    S: Stream<Item = std::result::Result<B, E>> + Send + 'static,
+    B: Buf + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let events = sse::events(body, ctx.clone());
+    http::drive(
+        events,
+        EventDecoder {
+            names,
+            ctx,
+            tools: HashMap::new(),
+            stop_reason: None,
+        },
+    )
 }
 
 struct EventDecoder {

@@ -158,9 +158,10 @@ impl Serialize for KeyRef {
 /// Fields other than `provider` and `model` are optional; those that only make sense for one
 /// provider say so and are ignored by the others.
 ///
-/// Credentials stay out of output: `Debug` shows no key, header value or URL password, and
-/// serializing a config fails rather than write an explicit key, custom headers (they often
-/// carry credentials) or a `base_url` with a password.
+/// Credentials stay out of `Debug` output and serialization: `Debug` shows header names with
+/// their values redacted and `base_url` without userinfo or query string; serializing a config
+/// that holds an explicit API key, custom headers or a `base_url` with credentials fails
+/// instead of writing them out.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -179,7 +180,7 @@ pub struct ProviderConfig {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        serialize_with = "base_url_without_password"
+        serialize_with = "secret_free::base_url"
     )]
     pub base_url: Option<String>,
     /// The API key. Without one, OpenAI reads `OPENAI_API_KEY` and Anthropic
@@ -198,12 +199,17 @@ pub struct ProviderConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Extra HTTP headers (an organization or project header, a gateway's routing header).
+    ///
+    /// Their values often carry credentials, so they are secrets like the API key: sent as
+    /// sensitive headers, redacted in `Debug`, scrubbed from error messages (values of at least
+    /// 8 bytes, and each such word of them: the token of `Bearer <token>`), and never
+    /// serialized (serializing a config with headers fails).
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",
-        serialize_with = "headers_not_serialized"
+        serialize_with = "secret_free::headers"
     )]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, SecretString>,
     /// Output token cap when a request sets none. Anthropic requires one and uses 4096 when
     /// this is unset too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,53 +232,6 @@ pub struct ProviderConfig {
     /// Embedders: texts per request (default 256 for OpenAI, 64 for Ollama).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
-}
-
-fn headers_not_serialized<S: serde::Serializer>(
-    _headers: &BTreeMap<String, String>,
-    _s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    Err(serde::ser::Error::custom(
-        "custom headers are not serialized (they may carry credentials); set them in code",
-    ))
-}
-
-fn base_url_without_password<S: serde::Serializer>(
-    url: &Option<String>,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    match url {
-        Some(u) if url_userinfo(u).is_some() => Err(serde::ser::Error::custom(
-            "a base_url with credentials is not serialized; give them as a header or key",
-        )),
-        Some(u) => s.serialize_some(u),
-        None => s.serialize_none(),
-    }
-}
-
-impl fmt::Debug for ProviderConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: BTreeMap<&str, &str> = self
-            .headers
-            .keys()
-            .map(|k| (k.as_str(), "[REDACTED]"))
-            .collect();
-        f.debug_struct("ProviderConfig")
-            .field("provider", &self.provider)
-            .field("model", &self.model)
-            .field("base_url", &self.base_url.as_deref().map(display_url))
-            .field("api_key", &self.api_key)
-            .field("timeout", &self.timeout)
-            .field("name", &self.name)
-            .field("headers", &headers)
-            .field("max_tokens", &self.max_tokens)
-            .field("context_window", &self.context_window)
-            .field("keep_alive", &self.keep_alive)
-            .field("strict_output_schema", &self.strict_output_schema)
-            .field("dimensions", &self.dimensions)
-            .field("batch_size", &self.batch_size)
-            .finish()
-    }
 }
 
 impl ProviderConfig {
@@ -319,9 +278,10 @@ impl ProviderConfig {
         self
     }
 
-    /// Adds an HTTP header.
+    /// Adds an HTTP header (its value is kept as a secret).
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.insert(name.into(), value.into());
+        self.headers
+            .insert(name.into(), SecretString::from(value.into()));
         self
     }
 
@@ -379,9 +339,11 @@ impl ProviderConfig {
             }
         };
         let url = url.trim().trim_end_matches('/');
+        // Messages quote the URL without userinfo or query string.
+        let shown = crate::redact::url(url);
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(Error::InvalidConfig(format!(
-                "base_url `{url}` must start with http:// or https://"
+                "base_url `{shown}` must start with http:// or https://"
             )));
         }
         let convention = match self.provider {
@@ -402,7 +364,7 @@ impl ProviderConfig {
         };
         if let Some(expected) = convention {
             return Err(Error::InvalidConfig(format!(
-                "base_url `{url}` for provider `{}`: {expected}",
+                "base_url `{shown}` for provider `{}`: {expected}",
                 self.provider
             )));
         }
@@ -427,6 +389,70 @@ impl ProviderConfig {
     /// The timeout, default 300 s.
     pub fn resolved_timeout(&self) -> Duration {
         self.timeout.unwrap_or(Duration::from_secs(300))
+    }
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Redacted<'a>(&'a BTreeMap<String, SecretString>);
+        impl fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.keys().map(|k| (k, crate::redact::REDACTED)))
+                    .finish()
+            }
+        }
+        f.debug_struct("ProviderConfig")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field(
+                "base_url",
+                &self.base_url.as_deref().map(crate::redact::url),
+            )
+            .field("api_key", &self.api_key)
+            .field("timeout", &self.timeout)
+            .field("name", &self.name)
+            .field("headers", &Redacted(&self.headers))
+            .field("max_tokens", &self.max_tokens)
+            .field("context_window", &self.context_window)
+            .field("keep_alive", &self.keep_alive)
+            .field("strict_output_schema", &self.strict_output_schema)
+            .field("dimensions", &self.dimensions)
+            .field("batch_size", &self.batch_size)
+            .finish()
+    }
+}
+
+/// Serializers that refuse to write credentials out, as [`KeyRef`] does for explicit keys.
+mod secret_free {
+    use std::collections::BTreeMap;
+
+    use secrecy::SecretString;
+    use serde::Serializer;
+    use serde::ser::Error as _;
+
+    pub fn base_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match url {
+            Some(u) if crate::redact::url_has_secrets(u) => Err(S::Error::custom(
+                "a base_url with credentials (user:password@ or a query string) is not \
+                 serialized",
+            )),
+            Some(u) => s.serialize_str(u),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn headers<S: Serializer>(
+        headers: &BTreeMap<String, SecretString>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        if headers.is_empty() {
+            return s.collect_map(headers.keys().map(|k| (k, "")));
+        }
+        Err(S::Error::custom(format!(
+            "custom header values are not serialized (they often carry credentials): {}",
+            headers.keys().cloned().collect::<Vec<_>>().join(", ")
+        )))
     }
 }
 
@@ -482,43 +508,6 @@ mod duration_opt {
         };
         Some(n * factor)
     }
-}
-
-/// The `user[:password]` part of a URL's authority, if any.
-fn url_userinfo(url: &str) -> Option<&str> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
-}
-
-/// `url` as errors and `Debug` show it: without user name, password, query or fragment (which
-/// may hold credentials).
-pub fn display_url(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or("");
-    match url_userinfo(without_query) {
-        Some(userinfo) => without_query.replacen(&format!("{userinfo}@"), "", 1),
-        None => without_query.to_owned(),
-    }
-}
-
-/// What a URL carries that is a credential (`user:password`, the password or user alone, the
-/// query), for scrubbing error texts.
-#[cfg(any(feature = "openai", feature = "anthropic", feature = "ollama"))]
-pub(crate) fn url_credentials(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(userinfo) = url_userinfo(url).filter(|u| !u.is_empty()) {
-        out.push(userinfo.to_owned());
-        if let Some((_, password)) = userinfo.split_once(':').filter(|(_, p)| !p.is_empty()) {
-            out.push(password.to_owned());
-        }
-    }
-    if let Some((_, query)) = url.split_once('?') {
-        let query = query.split('#').next().unwrap_or("");
-        if !query.is_empty() {
-            out.push(query.to_owned());
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -47,8 +47,10 @@
 //! | connection refused or reset | [`Error::Unavailable`] |
 //! | bad JSON, missing fields, a stream cut off or with a malformed event | [`Error::MalformedResponse`] |
 //!
-//! API keys are [`SecretString`]s: they are sent as sensitive headers, never appear in `Debug`
-//! output, error messages (a server echoing the key has it replaced) or traces.
+//! API keys and custom header values are [`SecretString`]s: they are sent as sensitive headers,
+//! never appear in `Debug` output, serialized configs, error messages (a server echoing one has
+//! it replaced) or traces. A `base_url` with credentials (`user:pass@`, a query string) is
+//! quoted without them.
 //!
 //! ## Example
 //!
@@ -90,6 +92,7 @@ pub mod http;
 pub mod ollama;
 #[cfg(feature = "openai")]
 pub mod openai;
+mod redact;
 pub mod resilience;
 #[cfg(feature = "rules")]
 pub mod rules;

@@ -39,7 +39,8 @@ use agentkit_core::model::{
 };
 use agentkit_core::retrieval::Embedder;
 use async_trait::async_trait;
-use futures::StreamExt;
+use bytes::Buf;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
@@ -236,18 +237,56 @@ impl LlmProvider for OllamaProvider {
             "ollama chat stream"
         );
         let response = self.http.post("/api/chat", &body, true).await?;
-        let ctx = self.http.ctx.clone();
-        let reader = StreamReader::new(
-            response
-                .bytes_stream()
-                .map(|r| r.map_err(std::io::Error::other)),
-        );
-        let line_ctx = ctx.clone();
-        let lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE))
-            .map(move |r| r.map_err(|e| line_error(&line_ctx, e)))
-            .boxed();
-        Ok(http::drive(lines, LineDecoder { ctx, next_tool: 0 }))
+        Ok(decode(response.bytes_stream(), self.http.ctx.clone()))
     }
+}
+
+/// Decodes an Ollama `/api/chat` body (`stream: true`, newline-delimited JSON) into stream
+/// events, exactly as [`OllamaProvider::stream`] does after the HTTP exchange. For custom
+/// transports, recorded streams and benchmarks.
+///
+/// ```
+/// use agentkit_core::model::{FinishReason, StreamEvent};
+/// use futures::StreamExt;
+///
+/// # futures::executor::block_on(async {
+/// let body = concat!(
+///     r#"{"message":{"role":"assistant","content":"Hi"},"done":false}"#, "\n",
+///     r#"{"message":{"role":"assistant","content":""},"done":true,"done_reason":"stop"}"#, "\n",
+/// );
+/// let chunks = [Ok::<_, std::io::Error>(bytes::Bytes::from(body))];
+/// let events: Vec<_> = agentkit_providers::ollama::decode_stream(futures::stream::iter(chunks))
+///     .collect()
+///     .await;
+/// assert_eq!(events[0].as_ref().unwrap(), &StreamEvent::TextDelta("Hi".into()));
+/// assert_eq!(
+///     events.last().unwrap().as_ref().unwrap(),
+///     &StreamEvent::Finish(FinishReason::Stop)
+/// );
+/// # });
+/// ```
+pub fn decode_stream<S, B, E>(body: S) -> CompletionStream
+where
+    S: Stream<Item = std::result::Result<B, E>> + Send + 'static,
+    B: Buf + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    decode(body, Arc::new(ErrorContext::detached("ollama")))
+}
+
+fn decode<S, B, E>(body: S, ctx: Arc<ErrorContext>) -> CompletionStream
+where
+    S: Stream<Item = std::result::Result<B, E>> + Send + 'static,
+    B: Buf + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    // Body errors travel through the reader as `io::Error`s of kind `Other`.
+    let reader = StreamReader::new(body.map(|r| r.map_err(std::io::Error::other)).boxed());
+    let line_ctx = ctx.clone();
+    let lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE))
+        .map(move |r| r.map_err(|e| line_error(&line_ctx, e)))
+        .boxed();
+    http::drive(lines, LineDecoder { ctx, next_tool: 0 })
 }
 
 fn line_error(ctx: &ErrorContext, e: LinesCodecError) -> Error {
@@ -255,16 +294,12 @@ fn line_error(ctx: &ErrorContext, e: LinesCodecError) -> Error {
         LinesCodecError::MaxLineLengthExceeded => {
             ctx.malformed(format!("a stream line is longer than {MAX_LINE} bytes"))
         }
-        LinesCodecError::Io(io) => {
-            let transport = io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<reqwest::Error>().is_some());
-            if transport {
-                ctx.body_error(Box::new(io))
-            } else {
-                ctx.malformed(format!("invalid stream line: {io}"))
-            }
+        // The codec's own complaint (a line that is not UTF-8).
+        LinesCodecError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            ctx.malformed(format!("invalid stream line: {io}"))
         }
+        // The body failed: mapped like a transport error.
+        LinesCodecError::Io(io) => ctx.body_error(Box::new(io)),
     }
 }
 

@@ -11,14 +11,16 @@
 //! - The output cap is sent as `max_completion_tokens` to OpenAI (reasoning models reject
 //!   `max_tokens`) and as `max_tokens` to compatible servers (most only know that one).
 //! - Streams ask for `stream_options: {include_usage: true}`; tool-call argument fragments
-//!   become [`StreamEvent::ToolCallDelta`]s by index, the usage-only final chunk a
+//!   become [`StreamEvent::ToolCallDelta`]s, numbered `0, 1, 2...` in the order the wire
+//!   `index`es first appear (a server's index may be sparse or huge, `2^40`, `u64::MAX`: it
+//!   only groups fragments), the usage-only final chunk a
 //!   [`StreamEvent::Usage`] (cached prompt tokens from
 //!   `usage.prompt_tokens_details.cached_tokens`), and `data: [DONE]` the
 //!   [`StreamEvent::Finish`]. A body that ends before a finish reason is a
 //!   [`Error::MalformedResponse`]; so is a `data:` line that is not JSON.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use agentkit_core::error::{Error, Result};
@@ -204,7 +206,7 @@ where
             names,
             ctx,
             finish: None,
-            saw_tool_calls: false,
+            calls: HashMap::new(),
         },
     )
 }
@@ -213,15 +215,23 @@ struct ChunkDecoder {
     names: Arc<ToolNames>,
     ctx: Arc<ErrorContext>,
     finish: Option<String>,
-    saw_tool_calls: bool,
+    /// Wire `index` → our dense call index (`0..n`, in order of first appearance).
+    calls: HashMap<u64, usize>,
 }
 
 impl ChunkDecoder {
     fn finish_event(&self) -> StreamEvent {
         StreamEvent::Finish(http::finish_reason(
             self.finish.as_deref(),
-            self.saw_tool_calls,
+            !self.calls.is_empty(),
         ))
+    }
+
+    /// The dense index of the call a wire `index` names: whatever the server numbers its
+    /// calls with, consumers see `0..n` (an index is only as large as the calls are many).
+    fn call_index(&mut self, wire: u64) -> usize {
+        let next = self.calls.len();
+        *self.calls.entry(wire).or_insert(next)
     }
 }
 
@@ -243,7 +253,7 @@ impl Decoder<Sse> for ChunkDecoder {
             return Err(self.ctx.error_from_value(None, &body, None));
         }
         if data == "[DONE]" {
-            if self.finish.is_none() && !self.saw_tool_calls {
+            if self.finish.is_none() && self.calls.is_empty() {
                 // Some compatible servers send no finish reason; [DONE] still ends the answer.
                 self.finish = Some("stop".into());
             }
@@ -271,10 +281,11 @@ impl Decoder<Sse> for ChunkDecoder {
                 out.push_back(StreamEvent::TextDelta(text));
             }
             for (position, call) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
-                self.saw_tool_calls = true;
+                // Without an index, the call's position in the chunk stands in.
+                let index = self.call_index(call.index.unwrap_or(position as u64));
                 let function = call.function.unwrap_or_default();
                 out.push_back(StreamEvent::ToolCallDelta {
-                    index: call.index.unwrap_or(position),
+                    index,
                     id: call.id,
                     name: function.name.map(|n| self.names.original(&n)),
                     arguments_delta: function.arguments.unwrap_or_default(),
@@ -518,7 +529,7 @@ struct Delta {
 #[derive(Deserialize)]
 struct ToolCallChunk {
     #[serde(default)]
-    index: Option<usize>,
+    index: Option<u64>,
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]

@@ -363,6 +363,36 @@ async fn a_malformed_data_line_is_malformed_not_a_panic() {
 }
 
 #[tokio::test]
+async fn a_bad_first_line_is_retried_when_nothing_was_delivered() {
+    use agentkit_providers::resilience::{ProviderExt, RetryPolicy};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(sse("data: {\"choices\": [ not json\n\n".into()))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(sse(sse_data(&[
+            chunk(json!({"content": "second try"}), None),
+            chunk(json!({}), Some("stop")),
+        ]) + "data: [DONE]\n\n"))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let p = provider(&server).with_retry(
+        RetryPolicy::attempts(2)
+            .with_delays(Duration::from_millis(1), Duration::from_millis(1))
+            .without_jitter(),
+    );
+    let r = assemble(p.stream(&full_request()).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.content, "second try");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn errors_inside_a_stream_are_typed() {
     let body = sse_data(&[
         chunk(json!({"content": "Hel"}), None),
@@ -711,41 +741,4 @@ async fn embeddings_are_batched_ordered_and_checked() {
         build_embedder(&unknown).err().unwrap().kind(),
         ErrorKind::InvalidConfig
     );
-}
-
-/// A bad SSE line before any content fails nothing for good: nothing was delivered, so the
-/// retry layer tries again like after a transport error, and the second attempt answers.
-#[tokio::test]
-async fn a_bad_first_sse_line_is_retried_when_nothing_was_delivered() {
-    use agentkit_providers::resilience::{ProviderExt, RetryPolicy};
-
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(sse("data: {not json\n\n".to_string()))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    let good = format!(
-        "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
-        chunk(json!({"role": "assistant", "content": "Hello"}), None),
-        chunk(json!({}), Some("stop"))
-    );
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(sse(good))
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    let p = provider(&server).with_retry(RetryPolicy::attempts(3).without_jitter());
-    let request =
-        agentkit_core::model::CompletionRequest::new("gpt-test", vec![Message::user("hi")]);
-    let items: Vec<_> = p.stream(&request).await.unwrap().collect().await;
-    assert!(
-        items.iter().all(Result::is_ok),
-        "the second attempt streams cleanly: {items:?}"
-    );
-    assert!(matches!(&items[0], Ok(StreamEvent::TextDelta(t)) if t == "Hello"));
-    assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }

@@ -203,6 +203,142 @@ async fn api_keys_never_appear_in_traces_debug_or_errors() {
     assert!(printed.iter().any(|p| p.contains("REDACTED")));
 }
 
+const HEADER_SECRET: &str = "hdr-SECRET-gateway-token-77c1";
+const BEARER_TOKEN: &str = "tok-SECRET-behind-bearer-5d1e";
+const URL_PASSWORD: &str = "urlpass-SECRET-91be";
+const QUERY_SECRET: &str = "qs-SECRET-c0ffee";
+
+fn with_secret_headers(config: ProviderConfig) -> ProviderConfig {
+    config
+        .with_header("x-gateway-key", HEADER_SECRET)
+        .with_header("x-proxy-authorization", format!("Bearer {BEARER_TOKEN}"))
+}
+
+#[test]
+fn custom_header_values_stay_out_of_debug_and_serialized_configs() {
+    let c = with_secret_headers(
+        ProviderConfig::new(ProviderKind::OpenAiCompatible, "m").with_base_url("http://h:1/v1"),
+    );
+    let debug = format!("{c:?}");
+    assert!(debug.contains("x-gateway-key"), "names are kept: {debug}");
+    assert!(!debug.contains(HEADER_SECRET), "{debug}");
+    assert!(!debug.contains(BEARER_TOKEN), "{debug}");
+    match serde_json::to_string(&c) {
+        Ok(json) => {
+            assert!(!json.contains(HEADER_SECRET), "serialized: {json}");
+            assert!(!json.contains(BEARER_TOKEN), "serialized: {json}");
+        }
+        Err(e) => assert!(!e.to_string().contains(HEADER_SECRET), "{e}"),
+    }
+    // Read from a file, the same.
+    let parsed: ProviderConfig = serde_json::from_value(json!({
+        "provider": "ollama", "model": "m", "headers": {"x-gateway-key": HEADER_SECRET}
+    }))
+    .unwrap();
+    assert!(!format!("{parsed:?}").contains(HEADER_SECRET));
+    assert!(
+        serde_json::to_string(&parsed).map_or(true, |s| !s.contains(HEADER_SECRET)),
+        "a parsed config does not write its header values back out"
+    );
+}
+
+#[tokio::test]
+async fn a_server_echoing_a_custom_header_value_has_it_scrubbed() {
+    for kind in kinds() {
+        let echo = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {
+                "type": "authentication_error",
+                "message": format!("bad gateway key {HEADER_SECRET} (token {BEARER_TOKEN})")
+            }})))
+            .mount(&echo)
+            .await;
+        let p = build_provider(&with_secret_headers(config(kind, base(kind, &echo)))).unwrap();
+        let e = p.complete(&full_request()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{kind}");
+        let text = all_text(&e);
+        assert!(!text.contains(HEADER_SECRET), "{kind}: {text}");
+        assert!(!text.contains(BEARER_TOKEN), "{kind}: {text}");
+        let text = all_text(&p.stream(&full_request()).await.err().unwrap());
+        assert!(!text.contains(HEADER_SECRET), "{kind}: {text}");
+
+        // A plain-text answer that echoes them, as a proxy might.
+        let plain = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(
+                ResponseTemplate::new(502)
+                    .set_body_string(format!("upstream refused x-gateway-key={HEADER_SECRET}")),
+            )
+            .mount(&plain)
+            .await;
+        let p = build_provider(&with_secret_headers(config(kind, base(kind, &plain)))).unwrap();
+        let text = all_text(&p.complete(&full_request()).await.unwrap_err());
+        assert!(!text.contains(HEADER_SECRET), "{kind}: {text}");
+        assert!(text.contains("[REDACTED]"), "{kind}: {text}");
+    }
+}
+
+/// A base URL with credentials (and, for servers that take one, a query string).
+fn credential_url(kind: ProviderKind, authority: &str) -> String {
+    match kind {
+        ProviderKind::OpenAi => format!("http://alice:{URL_PASSWORD}@{authority}/v1"),
+        ProviderKind::OpenAiCompatible => {
+            format!("http://alice:{URL_PASSWORD}@{authority}/v1?api-key={QUERY_SECRET}")
+        }
+        _ => format!("http://alice:{URL_PASSWORD}@{authority}"),
+    }
+}
+
+fn assert_no_url_secret(what: &str, text: &str) {
+    assert!(!text.contains(URL_PASSWORD), "{what}: {text}");
+    assert!(!text.contains(QUERY_SECRET), "{what}: {text}");
+}
+
+#[tokio::test]
+async fn url_credentials_never_appear_in_errors_or_debug() {
+    let slow = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(3)))
+        .mount(&slow)
+        .await;
+    let slow_authority = slow.address().to_string();
+    for kind in kinds() {
+        // Connection refused.
+        let c = config(kind, credential_url(kind, "127.0.0.1:1"));
+        assert_no_url_secret("config debug", &format!("{c:?}"));
+        assert_no_url_secret("provider debug", &debug_provider(&c));
+        let p = build_provider(&c).unwrap();
+        let e = p.complete(&full_request()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{kind}: {e}");
+        assert_no_url_secret("refused", &all_text(&e));
+        assert_no_url_secret(
+            "refused stream",
+            &all_text(&p.stream(&full_request()).await.err().unwrap()),
+        );
+
+        // A timeout.
+        let c = config(kind, credential_url(kind, &slow_authority))
+            .with_timeout(std::time::Duration::from_millis(300));
+        let e = build_provider(&c)
+            .unwrap()
+            .complete(&full_request())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{kind}: {e}");
+        assert_no_url_secret("timeout", &all_text(&e));
+    }
+
+    // A base URL that breaks its provider's convention is quoted without its secrets.
+    let e = ProviderConfig::new(ProviderKind::OpenAi, "m")
+        .with_base_url(format!(
+            "https://alice:{URL_PASSWORD}@gw.example/openai?key={QUERY_SECRET}"
+        ))
+        .resolved_base_url()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+    assert_no_url_secret("convention", &all_text(&e));
+}
+
 /// Custom header values and credentials in the base URL are secrets too: never in `Debug`,
 /// serialization, or any error (a refused connection, a server echoing them).
 #[tokio::test]

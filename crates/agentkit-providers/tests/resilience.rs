@@ -180,6 +180,82 @@ async fn a_stream_that_delivered_content_is_not_retried() {
     assert_eq!(m.calls(), 2);
 }
 
+fn malformed() -> Error {
+    Error::MalformedResponse("openai: stream chunk is not valid JSON".into())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_first_stream_item_is_retried_while_nothing_was_delivered() {
+    let policy = RetryPolicy::attempts(3)
+        .with_delays(Duration::from_millis(10), Duration::from_millis(10))
+        .without_jitter();
+    // One bad line before any content: nothing was delivered, so another attempt is safe.
+    let m = ScriptedModel::new([
+        ScriptedResponse::events_then_error([], malformed),
+        ScriptedResponse::text("fresh"),
+    ]);
+    let items: Vec<_> = dynp(&m)
+        .with_retry(policy)
+        .stream(&req())
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(items.iter().all(Result::is_ok), "{items:?}");
+    let text: String = items
+        .iter()
+        .filter_map(|e| match e {
+            Ok(StreamEvent::TextDelta(t)) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "fresh");
+    assert_eq!(m.calls(), 2);
+
+    // Still bounded by the policy's attempts: the last error is returned as it was.
+    let m = ScriptedModel::repeating([ScriptedResponse::events_then_error([], malformed)]);
+    let e = dynp(&m)
+        .with_retry(policy)
+        .stream(&req())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::MalformedResponse);
+    assert_eq!(m.calls(), 3);
+
+    // After content, a malformed event passes through (no second answer is spliced in).
+    let m = ScriptedModel::new([
+        ScriptedResponse::events_then_error([StreamEvent::TextDelta("par".into())], malformed),
+        ScriptedResponse::text("second"),
+    ]);
+    let items: Vec<_> = dynp(&m)
+        .with_retry(policy)
+        .stream(&req())
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        items[1].as_ref().unwrap_err().kind(),
+        ErrorKind::MalformedResponse
+    );
+    assert_eq!(m.calls(), 1);
+
+    // `complete` is unchanged: a malformed whole response is final.
+    let m = ScriptedModel::new([
+        ScriptedResponse::error(malformed),
+        ScriptedResponse::text("no"),
+    ]);
+    let e = dynp(&m)
+        .with_retry(policy)
+        .complete(&req())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::MalformedResponse);
+    assert_eq!(m.calls(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn circuit_breaker_opens_fails_fast_and_recovers_through_half_open() {
     let m = ScriptedModel::new([

@@ -25,7 +25,8 @@ pub enum Auth {
 /// The HTTP client of one provider.
 ///
 /// The API key and the config's custom headers are sensitive headers (never shown by `Debug`
-/// or traces), and any error text a server echoes them in is scrubbed.
+/// or traces), and any error text a server echoes them in is scrubbed, as are the userinfo and
+/// query values of `base_url`.
 ///
 /// ```
 /// use agentkit_providers::http::{Auth, Http};
@@ -42,8 +43,6 @@ pub enum Auth {
 /// ```
 pub struct Http {
     client: reqwest::Client,
-    /// The base URL requests go to (credentials included); errors show `ctx.base_url`.
-    base_url: String,
     /// Names the provider in errors and scrubs the key from them.
     pub ctx: Arc<ErrorContext>,
 }
@@ -51,12 +50,9 @@ pub struct Http {
 impl std::fmt::Debug for Http {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Http")
-            .field("base_url", &self.ctx.base_url)
+            .field("base_url", &self.ctx.shown_url())
             .field("timeout", &self.ctx.timeout)
-            .field(
-                "secrets",
-                &format_args!("[{} REDACTED]", self.ctx.secrets.len()),
-            )
+            .field("api_key", &self.ctx.secret.as_ref().map(|_| "[REDACTED]"))
             .finish()
     }
 }
@@ -77,9 +73,13 @@ impl Http {
         for (k, v) in fixed {
             headers.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
+        // Everything besides the key that error messages must not repeat.
+        let mut others = crate::redact::url_secrets(&base_url);
         for (k, v) in &config.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| Error::InvalidConfig(format!("`{k}` is not an HTTP header name")))?;
+            let v = v.expose_secret();
+            others.extend(crate::redact::value_secrets(v));
             let mut value = HeaderValue::from_str(v).map_err(|_| {
                 Error::InvalidConfig(format!("header `{k}` has a value HTTP does not allow"))
             })?;
@@ -103,20 +103,6 @@ impl Http {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let mut secrets: Vec<SecretString> = config
-            .headers
-            .values()
-            .filter(|v| v.len() >= 4)
-            .map(|v| SecretString::from(v.clone()))
-            .collect();
-        secrets.extend(
-            crate::config::url_credentials(&base_url)
-                .into_iter()
-                .map(SecretString::from),
-        );
-        if let Some(key) = key {
-            secrets.push(key);
-        }
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("agentkit/", env!("CARGO_PKG_VERSION")))
@@ -126,13 +112,16 @@ impl Http {
             .map_err(|e| Error::InvalidConfig(format!("HTTP client: {e}")))?;
         Ok(Self {
             client,
-            ctx: Arc::new(ErrorContext {
-                provider: config.provider_name().to_owned(),
-                base_url: crate::config::display_url(&base_url),
-                timeout,
-                secrets,
-            }),
-            base_url,
+            ctx: Arc::new(
+                ErrorContext {
+                    provider: config.provider_name().to_owned(),
+                    base_url,
+                    timeout,
+                    secret: key,
+                    others: Vec::new(),
+                }
+                .with_other_secrets(others),
+            ),
         })
     }
 
@@ -148,7 +137,7 @@ impl Http {
             .map_err(|e| Error::InvalidInput(format!("request body: {e}")))?;
         let mut request = self
             .client
-            .post(format!("{}{path}", self.base_url))
+            .post(format!("{}{path}", self.ctx.base_url))
             .header(CONTENT_TYPE, "application/json")
             .body(body);
         if !stream {

@@ -9,10 +9,11 @@ use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-/// What error messages need: who, where, how long, and the secret to scrub.
+/// What error messages need: who, where, how long, and the secrets to scrub.
 ///
-/// Every [`Error`] it makes names the provider, and its text never holds the API key (see
-/// [`ErrorContext::scrub`]). An [`Http`](super::Http) client has one
+/// Every [`Error`] it makes names the provider, and its text never holds the API key, the
+/// config's custom header values or the credentials of `base_url` (see
+/// [`ErrorContext::scrub`]); the server is quoted without userinfo or query string. An [`Http`](super::Http) client has one
 /// ([`Http::ctx`](super::Http::ctx)); decoders of recorded streams use
 /// [`ErrorContext::detached`].
 ///
@@ -41,12 +42,14 @@ use serde_json::Value;
 pub struct ErrorContext {
     /// The provider's name, the prefix of every message.
     pub provider: String,
-    /// The server (empty when detached).
+    /// The server (empty when detached). Messages quote it through
+    /// [`ErrorContext::shown_url`].
     pub base_url: String,
     /// The client's timeout, quoted by timeout errors.
     pub timeout: Duration,
-    /// Texts never shown: the API key, custom header values, a password in the base URL.
-    pub(super) secrets: Vec<SecretString>,
+    pub(super) secret: Option<SecretString>,
+    /// Other credentials to scrub: header values, `base_url`'s userinfo and query values.
+    pub(super) others: Vec<SecretString>,
 }
 
 impl ErrorContext {
@@ -56,20 +59,35 @@ impl ErrorContext {
             provider: provider.to_owned(),
             base_url: String::new(),
             timeout: Duration::ZERO,
-            secrets: Vec::new(),
+            secret: None,
+            others: Vec::new(),
         }
     }
 
-    /// `text` with the API key, custom header values and URL credentials replaced, in case a
-    /// server (or a proxy, or the HTTP client's own message) echoed them.
+    /// Sets the secrets to scrub besides the API key (longest first, so a secret that
+    /// contains another is replaced whole).
+    pub(super) fn with_other_secrets(mut self, mut others: Vec<String>) -> Self {
+        others.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        others.dedup();
+        self.others = others.into_iter().map(SecretString::from).collect();
+        self
+    }
+
+    /// `text` with the API key and the other secrets (custom header values, `base_url`
+    /// credentials) replaced, in case a server (or a proxy) echoed them.
     pub fn scrub(&self, mut text: String) -> String {
-        for s in &self.secrets {
+        for s in self.secret.iter().chain(&self.others) {
             let s = s.expose_secret();
             if !s.is_empty() && text.contains(s) {
-                text = text.replace(s, "[REDACTED]");
+                text = text.replace(s, crate::redact::REDACTED);
             }
         }
         text
+    }
+
+    /// The server as messages quote it: without userinfo or query string.
+    pub fn shown_url(&self) -> std::borrow::Cow<'_, str> {
+        crate::redact::url(&self.base_url)
     }
 
     /// A [`Error::MalformedResponse`] about this provider.
@@ -77,27 +95,37 @@ impl ErrorContext {
         Error::MalformedResponse(self.scrub(format!("{}: {what}", self.provider)))
     }
 
-    /// Maps a transport failure (no HTTP status to go by).
-    pub fn transport(&self, e: reqwest::Error) -> Error {
+    /// Maps a transport failure (no HTTP status to go by). The URL the reqwest error carries
+    /// (shown by its `Display` and `Debug`, and kept as the error's source) loses its userinfo,
+    /// query string and fragment first.
+    pub fn transport(&self, mut e: reqwest::Error) -> Error {
+        if let Some(url) = e.url_mut() {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+        }
         let provider = &self.provider;
         if e.is_timeout() {
             Error::Timeout(self.scrub(format!(
                 "{provider}: no response from {} within {:?}",
-                self.base_url, self.timeout
+                self.shown_url(),
+                self.timeout
             )))
         } else if e.is_builder() {
             Error::InvalidConfig(self.scrub(format!("{provider}: {e}")))
         } else if e.is_connect() {
             Error::Unavailable {
-                message: self.scrub(format!("{provider}: cannot connect to {}", self.base_url)),
-                // The client's error names the URL, credentials included: keep only its text,
-                // scrubbed.
-                source: Some(self.scrub(e.to_string()).into()),
+                message: self.scrub(format!(
+                    "{provider}: cannot connect to {}",
+                    self.shown_url()
+                )),
+                source: Some(Box::new(e)),
             }
         } else {
             Error::Unavailable {
                 message: self.scrub(format!("{provider}: connection failed: {e}")),
-                source: Some(self.scrub(e.to_string()).into()),
+                source: Some(Box::new(e)),
             }
         }
     }

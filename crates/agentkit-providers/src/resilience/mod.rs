@@ -20,7 +20,7 @@
 //! - [`WithTimeout`]: a deadline per call and per gap between stream events.
 //! - [`WithRetry`]: exponential backoff with jitter (`backon`), only for retryable errors,
 //!   honouring the server's `retry_after`, bounded by attempts and total time; a stream is retried
-//!   only if it failed before delivering anything.
+//!   only if it failed before delivering anything (then a malformed first event is retried too).
 //! - [`WithCircuitBreaker`]: closed / open / half-open on consecutive failures or a failure rate;
 //!   the state is observable and shared by clones.
 //! - [`FallbackChain`]: primary, then backups in order; the response's `provider` says who

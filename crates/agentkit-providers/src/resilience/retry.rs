@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentkit_core::error::{Error, Result};
+use agentkit_core::error::{Error, ErrorKind, Result};
 use agentkit_core::model::{
     CompletionRequest, CompletionResponse, CompletionStream, LlmProvider, ProviderCapabilities,
 };
@@ -91,7 +91,8 @@ impl WithRetry {
         Self { inner, policy }
     }
 
-    /// The delay before the next attempt, or `None` when the error is final.
+    /// The delay before the next attempt, or `None` when the error is final. `retryable` says
+    /// whether the error may be retried at all (see [`WithRetry::stream`]).
     fn next_delay(
         &self,
         error: &Error,
@@ -139,9 +140,12 @@ impl LlmProvider for WithRetry {
     }
 
     /// Retries opening the stream and a first event that is an error; once anything was
-    /// delivered, errors pass through (the consumer already has partial content). A first
-    /// event that is malformed (a bad SSE line before any content) is retried like a transport
-    /// error: nothing reached the consumer, so a new attempt is safe.
+    /// delivered, errors pass through (the consumer already has partial content).
+    ///
+    /// A first event that is an [`Error::MalformedResponse`] (one bad line before any
+    /// content: a proxy's garbage, a truncated first chunk) is retried like a transport error,
+    /// within the same attempts and time bounds: nothing was delivered, so a fresh attempt
+    /// cannot duplicate content.
     async fn stream(&self, request: &CompletionRequest) -> Result<CompletionStream> {
         let started = tokio::time::Instant::now();
         let mut delays = self.policy.delays();
@@ -155,8 +159,8 @@ impl LlmProvider for WithRetry {
                     }
                     None => return Ok(Box::pin(futures::stream::empty())),
                     Some(Err(e)) => {
-                        let retryable = e.is_retryable()
-                            || e.kind() == agentkit_core::ErrorKind::MalformedResponse;
+                        let retryable =
+                            e.is_retryable() || e.kind() == ErrorKind::MalformedResponse;
                         (e, retryable)
                     }
                 },

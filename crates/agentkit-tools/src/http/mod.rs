@@ -7,6 +7,12 @@
 //! pointers), a timeout and a response size cap enforced while the body streams in. Every
 //! request goes through an [`OutboundPolicy`] checked after DNS resolution and on every redirect.
 //!
+//! Error text never carries what the tool keeps secret: the response snippet of an HTTP error
+//! goes through the tool's `redact` rules (a JSON body is redacted; a body that is not JSON is
+//! withheld when it names a redacted field), the values of redacted arguments and of secret
+//! headers are scrubbed from it, and transport errors name the server's origin only (the path
+//! and query may hold redacted arguments).
+//!
 //! ```
 //! use agentkit_tools::http::{HttpTool, HttpToolConfig, OutboundPolicy};
 //!
@@ -30,6 +36,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod errors;
 mod outbound;
 mod template;
 
@@ -45,8 +52,9 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use errors::{Redactor, map_reqwest, status_error};
+use outbound::GuardedResolver;
 pub use outbound::OutboundPolicy;
-use outbound::{GuardedResolver, OutboundRefused};
 use template::UrlTemplate;
 
 use crate::compensation::Compensation;
@@ -311,10 +319,10 @@ struct Endpoint {
     body: BodyMode,
     response: ResponseMapping,
     max_response_bytes: u64,
+    /// The tool's redaction rules, applied to error text too.
+    redact: Vec<String>,
     policy: Arc<OutboundPolicy>,
     client: reqwest::Client,
-    /// The tool's redaction rules, applied to error snippets of JSON responses too.
-    redact: Vec<String>,
 }
 
 impl HttpTool {
@@ -406,7 +414,7 @@ impl HttpTool {
                     .timeout_ms
                     .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             )
-            .with_redacted(config.redact.clone());
+            .with_redacted(config.redact.iter().cloned());
         metadata.retry = config.retry;
         metadata.rate_limit = config.rate_limit;
         metadata.compensation = config.compensation;
@@ -420,9 +428,9 @@ impl HttpTool {
             body,
             response: config.response,
             max_response_bytes,
+            redact: config.redact,
             policy,
             client,
-            redact: config.redact,
         });
         let governed = GovernedTool::from_json(metadata, parameters, move |ctx, args| {
             let endpoint = endpoint.clone();
@@ -457,6 +465,9 @@ fn default_parameters(variables: &[String]) -> Value {
 impl Endpoint {
     async fn call(&self, ctx: ToolContext, arguments: Value) -> Result<Value> {
         let mut url = self.template.render(&arguments)?;
+        let (mut headers, secrets) = self.headers(&ctx)?;
+        // Error text must not repeat redacted fields, redacted arguments or secrets.
+        let redactor = Redactor::new(&self.redact, &arguments, secrets);
         let mut body = match self.body {
             BodyMode::None => None,
             BodyMode::Json => {
@@ -472,7 +483,6 @@ impl Endpoint {
                 })?)
             }
         };
-        let mut headers = self.headers(&ctx)?;
         let mut method = self.method.clone();
         let mut redirects = 0u8;
         let response = loop {
@@ -490,7 +500,7 @@ impl Endpoint {
             let response = request
                 .send()
                 .await
-                .map_err(|e| map_reqwest(&self.name, &e))?;
+                .map_err(|e| map_reqwest(&self.name, &e, &redactor))?;
             let status = response.status();
             let location = response.headers().get(LOCATION).cloned();
             let (true, Some(location)) = (status.is_redirection(), location) else {
@@ -536,39 +546,24 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = self.read_capped(response).await?;
+        let bytes = self.read_capped(response, &redactor).await?;
         if !status.is_success() {
-            let shown = self.error_snippet(&bytes, &headers);
-            return Err(status_error(&self.name, status, &shown, retry_after));
+            return Err(status_error(
+                &self.name,
+                status,
+                &bytes,
+                retry_after,
+                &redactor,
+            ));
         }
         self.map_response(&bytes)
     }
 
-    /// What an error quotes of a response body: at most 300 bytes, with the tool's redaction
-    /// rules applied to a JSON body and any sensitive header value the server echoed removed.
-    fn error_snippet(&self, body: &[u8], headers: &HeaderMap) -> String {
-        let text = match serde_json::from_slice::<Value>(body) {
-            Ok(value) if !self.redact.is_empty() => {
-                agentkit_core::redact::redact(&value, &self.redact).to_string()
-            }
-            _ => String::from_utf8_lossy(body).into_owned(),
-        };
-        let mut text = snippet(text.as_bytes());
-        for value in headers.values().filter(|v| v.is_sensitive()) {
-            if let Ok(secret) = value.to_str() {
-                // The whole value, and its credential part after a scheme (`Bearer xyz`).
-                let parts = [secret, secret.rsplit(' ').next().unwrap_or(secret)];
-                for part in parts.into_iter().filter(|p| p.len() >= 4) {
-                    text = text.replace(part, agentkit_core::redact::REDACTED);
-                }
-            }
-        }
-        text
-    }
-
-    /// The configured headers, secrets resolved now (marked sensitive).
-    fn headers(&self, ctx: &ToolContext) -> Result<HeaderMap> {
+    /// The configured headers, secrets resolved now (marked sensitive), and the secret values
+    /// sent (for [`Redactor`]).
+    fn headers(&self, ctx: &ToolContext) -> Result<(HeaderMap, Vec<String>)> {
         let mut map = HeaderMap::with_capacity(self.headers.len() + 1);
+        let mut secrets = Vec::new();
         for (name, source) in &self.headers {
             let value = match source {
                 HeaderSource::Value(v) => HeaderValue::from_str(v).map_err(|_| {
@@ -590,6 +585,8 @@ impl Endpoint {
                             ))
                         })?;
                     v.set_sensitive(true);
+                    secrets.push(format!("{prefix}{secret}"));
+                    secrets.push(secret);
                     v
                 }
             };
@@ -600,7 +597,7 @@ impl Endpoint {
         {
             map.insert(h.clone(), v);
         }
-        Ok(map)
+        Ok((map, secrets))
     }
 
     /// Removes secrets and credentials before a request to another origin.
@@ -621,7 +618,11 @@ impl Endpoint {
 
     /// Reads the body, refusing more than the cap (checked on the announced length, then on
     /// every chunk while streaming).
-    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>> {
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+        redactor: &Redactor<'_>,
+    ) -> Result<Vec<u8>> {
         let cap = self.max_response_bytes;
         let too_big = || {
             Error::Tool(format!(
@@ -636,7 +637,7 @@ impl Endpoint {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| map_reqwest(&self.name, &e))?
+            .map_err(|e| map_reqwest(&self.name, &e, redactor))?
         {
             if (bytes.len() + chunk.len()) as u64 > cap {
                 return Err(too_big());
@@ -683,66 +684,6 @@ impl Endpoint {
                 })
                 .collect(),
         ))
-    }
-}
-
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut end = text.len().min(300);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].trim().to_string()
-}
-
-fn status_error(
-    tool: &str,
-    status: StatusCode,
-    shown: &str,
-    retry_after: Option<Duration>,
-) -> Error {
-    let message = format!("`{tool}`: HTTP {status}: {shown}");
-    match status {
-        StatusCode::TOO_MANY_REQUESTS => Error::RateLimited {
-            message,
-            retry_after,
-        },
-        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => Error::Timeout(message),
-        StatusCode::SERVICE_UNAVAILABLE => Error::Overloaded {
-            message,
-            retry_after,
-        },
-        StatusCode::UNAUTHORIZED => Error::Unauthenticated(message),
-        s if s.is_server_error() => Error::Server {
-            status: Some(s.as_u16()),
-            message,
-        },
-        _ => Error::Tool(message),
-    }
-}
-
-/// A reqwest error as an agentkit error; an outbound-policy refusal from the resolver becomes
-/// [`Error::PermissionDenied`].
-fn map_reqwest(tool: &str, e: &reqwest::Error) -> Error {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(refused) = err.downcast_ref::<OutboundRefused>() {
-            return Error::PermissionDenied(refused.0.clone());
-        }
-        source = err.source();
-    }
-    if e.is_timeout() {
-        return Error::Timeout(format!("`{tool}`: {e}"));
-    }
-    if e.is_connect() {
-        return Error::Unavailable {
-            message: format!("`{tool}`: could not connect: {e}"),
-            source: None,
-        };
-    }
-    Error::Unavailable {
-        message: format!("`{tool}`: request failed: {e}"),
-        source: None,
     }
 }
 

@@ -13,12 +13,16 @@ use url::{Host, Url};
 ///
 /// - Only `http` and `https` URLs.
 /// - `deny_domains` always wins; when `allow_domains` is not empty, the host must match it.
-///   Patterns are exact hosts (`api.example.com`) or `*.example.com` (any subdomain).
+///   Patterns are exact hosts (`api.example.com`) or `*.example.com` (any subdomain). Patterns
+///   and request hosts are compared in one normal form, however a configuration file or a URL
+///   writes them: lower case, without one trailing dot, Unicode names as their IDNA (punycode)
+///   form, and IPv4-mapped IPv6 literals as their IPv4 address.
 /// - Addresses that are not public — loopback, private (RFC 1918), link-local, unique-local
 ///   (`fc00::/7`), shared address space (CGNAT, `100.64.0.0/10`), unspecified, multicast,
 ///   broadcast, reserved, documentation and benchmarking ranges, and the same addresses
 ///   embedded in IPv6 (mapped, NAT64, 6to4) — are refused unless a network in `allow_networks`
-///   contains them. Cloud metadata endpoints (`169.254.169.254`, `fd00:ec2::254`,
+///   contains them. An IPv4-mapped address (`::ffff:10.0.0.1`) is checked as the IPv4 address
+///   it is, against IPv4 networks: an IPv6 network (even `::/0`) never opens one. Cloud metadata endpoints (`169.254.169.254`, `fd00:ec2::254`,
 ///   `169.254.170.2`, `100.100.100.200`, `168.63.129.16`) are refused unless listed as single
 ///   addresses (`169.254.169.254/32`): a wider allowed network does not open them.
 ///
@@ -43,10 +47,10 @@ use url::{Host, Url};
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct OutboundPolicy {
-    /// When not empty, only these hosts. Compared case-insensitively, without a trailing dot.
+    /// When not empty, only these hosts (normalised when read and when compared).
     #[serde(default, deserialize_with = "normalized_hosts")]
     pub allow_domains: Vec<String>,
-    /// Never these hosts. Compared case-insensitively, without a trailing dot.
+    /// Never these hosts (normalised when read and when compared).
     #[serde(default, deserialize_with = "normalized_hosts")]
     pub deny_domains: Vec<String>,
     /// Non-public networks that may be reached anyway (e.g. an internal API's subnet).
@@ -107,21 +111,23 @@ impl OutboundPolicy {
     /// Whether a host name may be contacted (before resolution).
     pub fn check_domain(&self, host: &str) -> Result<()> {
         let host = normalize_host(host);
-        if let Some(p) = self.deny_domains.iter().find(|p| host_matches(p, &host)) {
+        // Patterns are normalised when read; again here, for ones pushed onto the fields.
+        let matches = |p: &String| host_matches(&normalize_host(p), &host);
+        if let Some(p) = self.deny_domains.iter().find(|p| matches(p)) {
             return Err(refused(format!(
                 "host `{host}` is on the deny list (`{p}`)"
             )));
         }
-        if !self.allow_domains.is_empty()
-            && !self.allow_domains.iter().any(|p| host_matches(p, &host))
-        {
+        if !self.allow_domains.is_empty() && !self.allow_domains.iter().any(matches) {
             return Err(refused(format!("host `{host}` is not on the allow list")));
         }
         Ok(())
     }
 
-    /// Whether an address may be contacted.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<()> {
+    /// Whether an address may be contacted. An IPv4-mapped IPv6 address is checked as its
+    /// IPv4 address.
+    pub fn check_ip(&self, given: IpAddr) -> Result<()> {
+        let ip = given.to_canonical();
         match refusal_reason(ip) {
             None => Ok(()),
             Some(reason) => {
@@ -132,9 +138,14 @@ impl OutboundPolicy {
                 if allowed {
                     Ok(())
                 } else {
+                    let shown = if ip == given {
+                        ip.to_string()
+                    } else {
+                        format!("{given} (IPv4 {ip})")
+                    };
                     Err(refused(format!(
-                        "address {ip} is refused ({reason}); allow its network explicitly if \
-                         this tool must reach it"
+                        "address {shown} is refused ({reason}); allow its network explicitly \
+                         if this tool must reach it"
                     )))
                 }
             }
@@ -166,29 +177,44 @@ impl OutboundPolicy {
     }
 }
 
+/// A host or pattern in the one form policies compare: trimmed, without brackets and one
+/// trailing dot; an address literal in its canonical text (an IPv4-mapped IPv6 address as its
+/// IPv4 address); a name lower case and in IDNA ASCII form (`Bücher.example` →
+/// `xn--bcher-kva.example`, as URLs carry it), a `*.` prefix kept. Used by the builder, the
+/// configuration loader and every check.
+fn normalize_host(host: &str) -> String {
+    let h = host.trim();
+    let h = h
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(h);
+    let h = h.strip_suffix('.').unwrap_or(h);
+    if let Ok(ip) = h.parse::<IpAddr>() {
+        return ip.to_canonical().to_string();
+    }
+    let (wildcard, name) = match h.strip_prefix("*.") {
+        Some(rest) => ("*.", rest),
+        None => ("", h),
+    };
+    let name = match Host::parse(name) {
+        Ok(Host::Domain(d)) => d,
+        Ok(Host::Ipv4(ip)) => ip.to_string(),
+        Ok(Host::Ipv6(ip)) => IpAddr::V6(ip).to_canonical().to_string(),
+        // Not a valid host: compared as written, lower case (it matches no URL's host).
+        Err(_) => name.to_lowercase(),
+    };
+    format!("{wildcard}{name}")
+}
+
+/// `allow_domains` and `deny_domains` from configuration, normalised like the builder's.
 fn normalized_hosts<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Vec<String>, D::Error> {
-    Ok(Vec::<String>::deserialize(d)?
-        .iter()
-        .map(|h| normalize_host(h))
-        .collect())
+    let raw = Vec::<String>::deserialize(d)?;
+    Ok(raw.iter().map(|h| normalize_host(h)).collect())
 }
 
-/// The one host normalization (builder, config and request): trimmed, lower case, without the
-/// trailing dot of a fully qualified name or the brackets of an IPv6 literal.
-fn normalize_host(host: &str) -> String {
-    host.trim()
-        .trim_end_matches('.')
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase()
-}
-
-/// `host` (already normalized) against a pattern, normalized here: patterns from a config file
-/// or pushed onto the public fields are compared exactly like the builder's.
 fn host_matches(pattern: &str, host: &str) -> bool {
-    let pattern = normalize_host(pattern);
     match pattern.strip_prefix("*.") {
         Some(parent) => host.len() > parent.len() + 1 && host.ends_with(&format!(".{parent}")),
         None => pattern == host,
@@ -440,6 +466,22 @@ mod tests {
         assert!(err.contains("cloud metadata"), "{err}");
         let exact = p.allow_network("169.254.169.254/32".parse().unwrap());
         assert!(exact.check_ip("169.254.169.254".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn hosts_have_one_normal_form() {
+        for (given, normal) in [
+            ("API.Example.COM.", "api.example.com"),
+            (" *.Corp.Example. ", "*.corp.example"),
+            ("Bücher.Example", "xn--bcher-kva.example"),
+            ("*.bücher.example", "*.xn--bcher-kva.example"),
+            ("[::FFFF:10.0.0.1]", "10.0.0.1"),
+            ("::ffff:7f00:1", "127.0.0.1"),
+            ("[2001:DB8::1]", "2001:db8::1"),
+            ("example.com..", "example.com."),
+        ] {
+            assert_eq!(normalize_host(given), normal, "{given}");
+        }
     }
 
     #[test]
