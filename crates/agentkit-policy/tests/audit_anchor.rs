@@ -237,3 +237,47 @@ async fn checkpoints_in_a_file_survive_and_the_latest_wins() {
         "Debug hides the key"
     );
 }
+
+/// The checkpointer never anchors tampering: after a truncation or a re-chained (even longer)
+/// history it refuses to sign, so the latest checkpoint keeps telling the truth.
+#[tokio::test]
+async fn a_tampered_chain_is_never_signed() {
+    let kept = MemoryCheckpoints::default();
+    checkpoint(&Table::with(chain(5, "pay-")), &acme(), &key(), &kept)
+        .await
+        .unwrap();
+    for tampered in [
+        chain(5, "pay-").into_iter().take(3).collect::<Vec<_>>(),
+        chain(7, "forged-"),
+    ] {
+        let err = checkpoint(&Table::with(tampered.clone()), &acme(), &key(), &kept)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), agentkit_core::ErrorKind::Conflict, "{err}");
+        let report = verify_anchored(&Table::with(tampered), &acme(), &kept, &key().verifier())
+            .await
+            .unwrap();
+        assert!(!report.is_intact(), "{report:?}");
+    }
+    let mut broken = chain(4, "pay-");
+    broken[1].hash = "0".repeat(64);
+    let err = checkpoint(
+        &Table::with(broken),
+        &acme(),
+        &key(),
+        &MemoryCheckpoints::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), agentkit_core::ErrorKind::Conflict, "{err}");
+    // An honest chain that grew is signed again.
+    let mut grown = chain(5, "pay-");
+    let mut more = NewAuditEntry::new(acme(), "tool.call", "agent:a", "later");
+    more.at = Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap();
+    let prev = grown.last().unwrap().hash.clone();
+    grown.push(more.chain(6, prev));
+    let c = checkpoint(&Table::with(grown), &acme(), &key(), &kept)
+        .await
+        .unwrap();
+    assert_eq!(c.seq, 6);
+}

@@ -20,7 +20,6 @@ use std::sync::Mutex;
 
 use agentkit_core::error::{Error, Result};
 use agentkit_core::id::TenantId;
-use agentkit_core::store::{AuditQuery, AuditStore};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -290,43 +289,5 @@ impl CheckpointStore for FileCheckpoints {
             }
         }
         Ok(best)
-    }
-}
-
-/// Signs the current head of `tenant`'s chain and puts the checkpoint in `sink`.
-pub async fn checkpoint(
-    store: &dyn AuditStore,
-    tenant: &TenantId,
-    key: &CheckpointKey,
-    sink: &dyn CheckpointStore,
-) -> Result<Checkpoint> {
-    let entries = store.list_audit(tenant, &AuditQuery::all()).await?;
-    let (seq, hash) = entries.last().map_or_else(
-        || (0, agentkit_core::store::AUDIT_GENESIS_HASH.to_owned()),
-        |e| (e.seq, e.hash.clone()),
-    );
-    let c = key.sign(tenant, seq, &hash);
-    sink.put(&c).await?;
-    Ok(c)
-}
-
-/// Takes a checkpoint of every tenant in `tenants` every `every`, until the future is dropped
-/// (spawn it). A failed checkpoint is logged and tried again at the next tick.
-pub async fn run_checkpoints(
-    store: &dyn AuditStore,
-    tenants: Vec<TenantId>,
-    key: &CheckpointKey,
-    sink: &dyn CheckpointStore,
-    every: std::time::Duration,
-) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        for t in &tenants {
-            match checkpoint(store, t, key, sink).await {
-                Ok(c) => tracing::debug!(tenant = %t, seq = c.seq, "audit checkpoint"),
-                Err(e) => tracing::warn!(tenant = %t, error = %e, "audit checkpoint failed"),
-            }
-        }
     }
 }

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 pub use checkpoint::{
     Checkpoint, CheckpointKey, CheckpointStore, CheckpointVerifier, FileCheckpoints,
-    MemoryCheckpoints, checkpoint, run_checkpoints,
+    MemoryCheckpoints,
 };
 
 /// The result of a verification.
@@ -270,4 +270,69 @@ pub fn verify_jsonl_signed(
 pub fn verify_jsonl(input: impl BufRead) -> Result<AuditReport> {
     let (entries, _head) = read_export(input)?;
     Ok(report(&entries))
+}
+
+/// Signs the current head of `tenant`'s chain and puts the checkpoint in `sink`.
+///
+/// A chain that does not verify, or that no longer matches the latest checkpoint in `sink`
+/// (a truncated tail or a re-chained history), is never signed: that would anchor the
+/// tampering. It is [`Error::Conflict`] naming what was found. A latest checkpoint signed by
+/// another key (a rotated one) is not checked here; verify it with its own verifier.
+pub async fn checkpoint(
+    store: &dyn AuditStore,
+    tenant: &TenantId,
+    key: &CheckpointKey,
+    sink: &dyn CheckpointStore,
+) -> Result<Checkpoint> {
+    let entries = store.list_audit(tenant, &AuditQuery::all()).await?;
+    if let Err(seq) = verify_audit_chain(&entries) {
+        return Err(Error::Conflict(format!(
+            "the audit chain of `{tenant}` is broken at entry {seq}; not signing it"
+        )));
+    }
+    if let Some(previous) = sink.latest(tenant).await?
+        && previous.key_id == key.id()
+    {
+        match anchor(&entries, &previous, &key.verifier()) {
+            Anchor::Matches { .. } => {}
+            other => {
+                return Err(Error::Conflict(format!(
+                    "the audit chain of `{tenant}` does not match its latest checkpoint \
+                     ({other:?}); not signing it"
+                )));
+            }
+        }
+    }
+    let (seq, hash) = entries.last().map_or_else(
+        || (0, agentkit_core::store::AUDIT_GENESIS_HASH.to_owned()),
+        |e| (e.seq, e.hash.clone()),
+    );
+    let c = key.sign(tenant, seq, &hash);
+    sink.put(&c).await?;
+    Ok(c)
+}
+
+/// Takes a checkpoint of every tenant in `tenants` every `every`, until the future is dropped
+/// (spawn it). A failure is logged (an error for a chain that no longer matches, so alerting
+/// can pick it up) and tried again at the next tick.
+pub async fn run_checkpoints(
+    store: &dyn AuditStore,
+    tenants: Vec<TenantId>,
+    key: &CheckpointKey,
+    sink: &dyn CheckpointStore,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for t in &tenants {
+            match checkpoint(store, t, key, sink).await {
+                Ok(c) => tracing::debug!(tenant = %t, seq = c.seq, "audit checkpoint"),
+                Err(e) if e.kind() == agentkit_core::ErrorKind::Conflict => {
+                    tracing::error!(tenant = %t, error = %e, "audit chain tampered with");
+                }
+                Err(e) => tracing::warn!(tenant = %t, error = %e, "audit checkpoint failed"),
+            }
+        }
+    }
 }
