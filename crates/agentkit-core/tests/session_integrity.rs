@@ -271,7 +271,7 @@ mod arbitrary_histories {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(512))]
 
         /// Whatever earlier runs (crashed, interleaved, cut short) or a host left in a
         /// session, the next run sends the model a well-formed history.

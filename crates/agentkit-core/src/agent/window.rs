@@ -72,9 +72,12 @@ fn kept(window: &[StoredMessage], current: &RunId, then_user: bool) -> Vec<bool>
                     .collect();
                 let in_flight = end == n && m.run.as_ref() == Some(current);
                 if answered.len() == calls.len() || in_flight {
-                    // Results for other calls inside the block are strays.
+                    // Results for other calls, and a second result for a call, are strays.
+                    let mut seen: HashSet<&str> = HashSet::with_capacity(calls.len());
                     for (k, r) in window[i + 1..end].iter().enumerate() {
-                        if !result_id(&r.message).is_some_and(|id| calls.contains(id)) {
+                        let first_for_a_call = result_id(&r.message)
+                            .is_some_and(|id| calls.contains(id) && seen.insert(id));
+                        if !first_for_a_call {
                             keep[i + 1 + k] = false;
                         }
                     }
@@ -209,6 +212,7 @@ mod tests {
                 call(&["a"]),
                 Message::tool_result("a", "t", "1"),
                 Message::tool_result("x", "t", "stray"),
+                Message::tool_result("a", "t", "again"),
                 Message::assistant("done"),
             ],
         )]);
