@@ -27,9 +27,35 @@ pub fn redact(value: &Value, rules: &[String]) -> Value {
     out
 }
 
-/// Replaces, in `text`, every value of `arguments` that [`redact`] would mask by [`REDACTED`]:
-/// a policy's reason or a tool's error message that quotes an argument must not carry a value
-/// the tool's redaction rules keep out of the records.
+/// Values shorter than this are not scrubbed from free text: replacing `7` would mangle
+/// `HTTP 407` and every other number in the message.
+pub const MIN_SCRUBBED_LEN: usize = 4;
+
+/// The textual forms of every value of `arguments` that [`redact`] would mask under `rules`
+/// (a string raw and as JSON, a number, a container as JSON and leaf by leaf), at least
+/// [`MIN_SCRUBBED_LEN`] bytes long, longest first and without repeats: what a message quoting
+/// the arguments must not repeat.
+pub fn redacted_values(arguments: &Value, rules: &[String]) -> Vec<String> {
+    let mut secrets = Vec::new();
+    for rule in rules {
+        if rule.starts_with('/') {
+            if let Some(v) = arguments.pointer(rule) {
+                collect_text_forms(v, &mut secrets);
+            }
+        } else {
+            collect_key(arguments, rule, &mut secrets);
+        }
+    }
+    secrets.retain(|s| s.len() >= MIN_SCRUBBED_LEN);
+    // Longest first, so a secret that contains another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
+}
+
+/// Replaces, in `text`, every value of `arguments` that [`redact`] would mask by [`REDACTED`]
+/// (see [`redacted_values`]): a policy's reason or a tool's error message that quotes an
+/// argument must not carry a value the tool's redaction rules keep out of the records.
 ///
 /// ```
 /// use agentkit_core::redact::scrub_text;
@@ -41,26 +67,13 @@ pub fn redact(value: &Value, rules: &[String]) -> Value {
 ///     scrub_text(reason, &args, &["card".to_string()]),
 ///     "card [REDACTED] is blocked for amount 5"
 /// );
+/// // A value too short to scrub safely is left alone rather than mangle the message.
+/// let pin = json!({"pin": 7});
+/// assert_eq!(scrub_text("HTTP 407 for pin 7", &pin, &["pin".to_string()]), "HTTP 407 for pin 7");
 /// ```
 pub fn scrub_text(text: &str, arguments: &Value, rules: &[String]) -> String {
-    if rules.is_empty() {
-        return text.to_owned();
-    }
-    let mut secrets = Vec::new();
-    for rule in rules {
-        if rule.starts_with('/') {
-            if let Some(v) = arguments.pointer(rule) {
-                collect_text_forms(v, &mut secrets);
-            }
-        } else {
-            collect_key(arguments, rule, &mut secrets);
-        }
-    }
-    // Longest first, so a secret that contains another is replaced whole.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets.dedup();
     let mut out = text.to_owned();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+    for secret in redacted_values(arguments, rules) {
         if out.contains(secret.as_str()) {
             out = out.replace(secret.as_str(), REDACTED);
         }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use agentkit_core::Error;
-use agentkit_core::redact::{REDACTED, redact};
+use agentkit_core::redact::{MIN_SCRUBBED_LEN, REDACTED, redact, redacted_values};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -13,10 +13,6 @@ use super::outbound::OutboundRefused;
 
 /// The longest response snippet an error quotes (bytes).
 const SNIPPET_BYTES: usize = 300;
-
-/// Literal secrets shorter than this are not scrubbed from free text (replacing `1` would
-/// mangle `HTTP 401`); a redacted field inside a JSON body is masked whatever its length.
-const MIN_SCRUBBED_LEN: usize = 4;
 
 /// What an error about one call must not repeat: the fields the tool's redaction rules mask,
 /// the values of the call's redacted arguments and of its secret headers.
@@ -29,10 +25,10 @@ pub(super) struct Redactor<'a> {
 impl<'a> Redactor<'a> {
     /// For a call with `arguments` under `rules`, sending `secrets` (resolved header values).
     pub(super) fn new(rules: &'a [String], arguments: &Value, secrets: Vec<String>) -> Self {
+        // Short literals are not scrubbed from free text (replacing `1` would mangle
+        // `HTTP 401`); a redacted field inside a JSON body is masked whatever its length.
         let mut literals = secrets;
-        if !rules.is_empty() {
-            masked_values(arguments, &redact(arguments, rules), &mut literals);
-        }
+        literals.extend(redacted_values(arguments, rules));
         literals.retain(|s| s.len() >= MIN_SCRUBBED_LEN);
         literals.sort_by_key(|s| std::cmp::Reverse(s.len()));
         literals.dedup();
@@ -78,39 +74,6 @@ impl<'a> Redactor<'a> {
             }
         };
         truncate(self.scrub(text).trim(), SNIPPET_BYTES)
-    }
-}
-
-/// Collects the scalar values of `original` that `redacted` replaced.
-fn masked_values(original: &Value, redacted: &Value, out: &mut Vec<String>) {
-    match (original, redacted) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in a {
-                if let Some(w) = b.get(k) {
-                    masked_values(v, w, out);
-                }
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            for (v, w) in a.iter().zip(b) {
-                masked_values(v, w, out);
-            }
-        }
-        (original, Value::String(r)) if r == REDACTED && original != redacted => {
-            leaves(original, out);
-        }
-        _ => {}
-    }
-}
-
-/// Every scalar of `value` as text.
-fn leaves(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::String(s) => out.push(s.clone()),
-        Value::Number(n) => out.push(n.to_string()),
-        Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
-        Value::Object(map) => map.values().for_each(|v| leaves(v, out)),
-        Value::Bool(_) | Value::Null => {}
     }
 }
 
