@@ -34,6 +34,9 @@ macro_rules! conformance_tests {
                 tool_claims_exactly_once,
                 writes_never_span_tenants,
                 invalid_tenants_never_reach_a_store,
+                steps_commit_whole,
+                steps_are_atomic,
+                steps_keep_one_audit_chain,
                 run_all,
             );
         }

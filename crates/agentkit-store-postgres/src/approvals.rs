@@ -86,44 +86,8 @@ impl ApprovalStore for PostgresStore {
     async fn create_approval(&self, tenant: &TenantId, request: &ApprovalRequest) -> Result<()> {
         const OP: &str = "create_approval";
         ensure_tenant(tenant, &request.tenant, "the approval request")?;
-        let edited = request.edited_arguments.as_ref().map(json).transpose()?;
         let mut tx = self.begin(OP, &request.tenant).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO approvals (tenant, id, agent, session_id, run_id, call, arguments_hash, \
-             reason, priority, status, assignee, deadline, created_at, decided_at, reviewer, \
-             comment, edited_arguments, decided_automatically) \
-             VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-             $16, $17::json, $18) \
-             ON CONFLICT (tenant, id) DO NOTHING",
-        )
-        .bind(request.tenant.as_str())
-        .bind(request.id.as_str())
-        .bind(request.agent.as_str())
-        .bind(request.session.as_str())
-        .bind(request.run.as_str())
-        .bind(json(&request.call)?)
-        .bind(request.arguments_hash.as_str())
-        .bind(request.reason.as_str())
-        .bind(name(&request.priority)?)
-        .bind(request.status.as_str())
-        .bind(request.assignee.as_deref())
-        .bind(request.deadline.map(micros))
-        .bind(micros(request.created_at))
-        .bind(request.decided_at.map(micros))
-        .bind(request.reviewer.as_deref())
-        .bind(request.comment.as_deref())
-        .bind(edited)
-        .bind(request.decided_automatically)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| query_error(OP, e))?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(Error::Conflict(format!(
-                "approval {} already exists",
-                request.id
-            )));
-        }
+        create_approval_in(&mut tx, OP, request).await?;
         commit(tx, OP).await
     }
 
@@ -205,4 +169,50 @@ impl ApprovalStore for PostgresStore {
         commit(tx, OP).await?;
         rows.into_iter().map(|r| r.into_request(tenant)).collect()
     }
+}
+
+/// Inserts an approval request inside the caller's transaction.
+pub(crate) async fn create_approval_in(
+    tx: &mut sqlx::PgConnection,
+    op: &'static str,
+    request: &ApprovalRequest,
+) -> Result<()> {
+    let edited = request.edited_arguments.as_ref().map(json).transpose()?;
+    let inserted = sqlx::query(
+        "INSERT INTO approvals (tenant, id, agent, session_id, run_id, call, arguments_hash, \
+             reason, priority, status, assignee, deadline, created_at, decided_at, reviewer, \
+             comment, edited_arguments, decided_automatically) \
+             VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17::json, $18) \
+             ON CONFLICT (tenant, id) DO NOTHING",
+    )
+    .bind(request.tenant.as_str())
+    .bind(request.id.as_str())
+    .bind(request.agent.as_str())
+    .bind(request.session.as_str())
+    .bind(request.run.as_str())
+    .bind(json(&request.call)?)
+    .bind(request.arguments_hash.as_str())
+    .bind(request.reason.as_str())
+    .bind(name(&request.priority)?)
+    .bind(request.status.as_str())
+    .bind(request.assignee.as_deref())
+    .bind(request.deadline.map(micros))
+    .bind(micros(request.created_at))
+    .bind(request.decided_at.map(micros))
+    .bind(request.reviewer.as_deref())
+    .bind(request.comment.as_deref())
+    .bind(edited)
+    .bind(request.decided_automatically)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| query_error(op, e))?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(Error::Conflict(format!(
+            "approval {} already exists",
+            request.id
+        )));
+    }
+    Ok(())
 }

@@ -139,6 +139,30 @@ pub(crate) async fn append_in(
     insert_chained(tx, op, entry).await
 }
 
+/// Appends `entries` in order to their tenant's chain inside the caller's transaction (scoped
+/// to that tenant), taking the chain's lock once; returns the last sequence number.
+pub(crate) async fn append_many_in(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    op: &'static str,
+    tenant: &TenantId,
+    entries: Vec<NewAuditEntry>,
+) -> Result<Option<u64>> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(AUDIT_LOCK_CLASS)
+        .bind(tenant.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| query_error(op, e))?;
+    let mut last = None;
+    for entry in entries {
+        last = Some(insert_chained(tx, op, entry).await?.seq);
+    }
+    Ok(last)
+}
+
 /// Reads the chain head and inserts `entry` after it; the caller holds the chain's lock.
 async fn insert_chained(
     tx: &mut sqlx::Transaction<'_, Postgres>,

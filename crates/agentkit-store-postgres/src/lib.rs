@@ -98,6 +98,7 @@ mod error;
 mod memory;
 mod runs;
 mod sessions;
+mod step;
 mod tools;
 mod usage;
 

@@ -56,7 +56,7 @@ impl RunRow {
 }
 
 /// The columns a run is written with, in the order of `$3..=$15` in both statements.
-struct RunValues<'a> {
+pub(crate) struct RunValues<'a> {
     run: &'a RunRecord,
     usage: String,
     pending: String,
@@ -65,7 +65,7 @@ struct RunValues<'a> {
 }
 
 impl<'a> RunValues<'a> {
-    fn new(run: &'a RunRecord) -> Result<Self> {
+    pub(crate) fn new(run: &'a RunRecord) -> Result<Self> {
         Ok(Self {
             run,
             usage: json(&run.usage)?,
@@ -107,22 +107,7 @@ impl RunStore for PostgresStore {
         ensure_tenant(tenant, &run.tenant, "the run")?;
         let values = RunValues::new(run)?;
         let mut tx = self.begin(OP, &run.tenant).await?;
-        let inserted = values
-            .bind(sqlx::query(
-                "INSERT INTO runs (tenant, id, agent, session_id, status, version, turns, \
-                 tool_calls, tool_errors, usage, pending, call_fingerprints, reply, error, \
-                 created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11::json, $12::json, \
-                 $13, $14, $15, $16) \
-                 ON CONFLICT (tenant, id) DO NOTHING",
-            ))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| query_error(OP, e))?
-            .rows_affected();
-        if inserted == 0 {
-            return Err(Error::Conflict(format!("run {} already exists", run.id)));
-        }
+        create_run_in(&mut tx, OP, &values, run).await?;
         commit(tx, OP).await
     }
 
@@ -153,39 +138,74 @@ impl RunStore for PostgresStore {
         const OP: &str = "update_run";
         ensure_tenant(tenant, &run.tenant, "the run")?;
         let values = RunValues::new(run)?;
-        let expected = to_i64(expected_version, "expected run version")?;
         let mut tx = self.begin(OP, &run.tenant).await?;
-        // Concurrent updates from the same version queue on the row lock; after the winner
-        // commits, the others re-check `version = $17` against the new row and match nothing.
-        let updated = values
-            .bind(sqlx::query(
-                "UPDATE runs SET agent = $3, session_id = $4, status = $5, version = $6, \
+        update_run_in(&mut tx, OP, &values, run, expected_version).await?;
+        commit(tx, OP).await
+    }
+}
+
+/// Inserts a run inside the caller's transaction (scoped to the run's tenant).
+pub(crate) async fn create_run_in(
+    tx: &mut sqlx::PgConnection,
+    op: &'static str,
+    values: &RunValues<'_>,
+    run: &RunRecord,
+) -> Result<()> {
+    let inserted = values
+        .bind(sqlx::query(
+            "INSERT INTO runs (tenant, id, agent, session_id, status, version, turns, \
+                 tool_calls, tool_errors, usage, pending, call_fingerprints, reply, error, \
+                 created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11::json, $12::json, \
+                 $13, $14, $15, $16) \
+                 ON CONFLICT (tenant, id) DO NOTHING",
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| query_error(op, e))?
+        .rows_affected();
+    if inserted == 0 {
+        return Err(Error::Conflict(format!("run {} already exists", run.id)));
+    }
+    Ok(())
+}
+
+/// The compare-and-swap inside the caller's transaction (scoped to the run's tenant).
+pub(crate) async fn update_run_in(
+    tx: &mut sqlx::PgConnection,
+    op: &'static str,
+    values: &RunValues<'_>,
+    run: &RunRecord,
+    expected: u64,
+) -> Result<()> {
+    let expected_i = to_i64(expected, "expected run version")?;
+    // Concurrent updates from the same version queue on the row lock; after the winner
+    // commits, the others re-check `version = $17` against the new row and match nothing.
+    let updated = values
+        .bind(sqlx::query(
+            "UPDATE runs SET agent = $3, session_id = $4, status = $5, version = $6, \
                  turns = $7, tool_calls = $8, tool_errors = $9, usage = $10::json, \
                  pending = $11::json, call_fingerprints = $12::json, reply = $13, error = $14, \
                  created_at = $15, updated_at = $16 \
                  WHERE tenant = $1 AND id = $2 AND version = $17",
-            ))
-            .bind(expected)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| query_error(OP, e))?
-            .rows_affected();
-        if updated == 1 {
-            return commit(tx, OP).await;
-        }
-        let stored: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM runs WHERE tenant = $1 AND id = $2")
-                .bind(run.tenant.as_str())
-                .bind(run.id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| query_error(OP, e))?;
-        Err(match stored {
-            None => Error::NotFound(format!("run {}", run.id)),
-            Some(v) => Error::Conflict(format!(
-                "run {} is at version {v}, not {expected_version}",
-                run.id
-            )),
-        })
+        ))
+        .bind(expected_i)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| query_error(op, e))?
+        .rows_affected();
+    if updated == 1 {
+        return Ok(());
     }
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM runs WHERE tenant = $1 AND id = $2")
+            .bind(run.tenant.as_str())
+            .bind(run.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| query_error(op, e))?;
+    Err(match stored {
+        None => Error::NotFound(format!("run {}", run.id)),
+        Some(v) => Error::Conflict(format!("run {} is at version {v}, not {expected}", run.id)),
+    })
 }

@@ -62,21 +62,9 @@ impl SessionStore for PostgresStore {
         const OP: &str = "create_session";
         ensure_tenant(tenant, &session.tenant, "the session")?;
         let mut tx = self.begin(OP, &session.tenant).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO sessions (tenant, id, agent, created_at, metadata) \
-             VALUES ($1, $2, $3, $4, $5::json) ON CONFLICT (tenant, id) DO NOTHING",
-        )
-        .bind(session.tenant.as_str())
-        .bind(session.id.as_str())
-        .bind(session.agent.as_str())
-        .bind(micros(session.created_at))
-        .bind(json(&session.metadata)?)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| query_error(OP, e))?
-        .rows_affected();
+        let inserted = create_session_in(&mut tx, OP, session).await?;
         commit(tx, OP).await?;
-        Ok(inserted == 1)
+        Ok(inserted)
     }
 
     async fn get_session(
@@ -116,46 +104,9 @@ impl SessionStore for PostgresStore {
         messages: &[Message],
     ) -> Result<u64> {
         const OP: &str = "append_messages";
-        let count = to_i64(messages.len() as u64, "message count")?;
         let bodies = messages.iter().map(json).collect::<Result<Vec<String>>>()?;
         let mut tx = self.begin(OP, tenant).await?;
-        let last: Option<i64> = if messages.is_empty() {
-            sqlx::query_scalar("SELECT last_seq FROM sessions WHERE tenant = $1 AND id = $2")
-                .bind(tenant.as_str())
-                .bind(session.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-        } else {
-            sqlx::query_scalar(
-                "UPDATE sessions SET last_seq = last_seq + $3 \
-                 WHERE tenant = $1 AND id = $2 RETURNING last_seq",
-            )
-            .bind(tenant.as_str())
-            .bind(session.as_str())
-            .bind(count)
-            .fetch_optional(&mut *tx)
-            .await
-        }
-        .map_err(|e| query_error(OP, e))?;
-        let Some(last) = last else {
-            return Err(Error::NotFound(format!("session {session}")));
-        };
-        if !messages.is_empty() {
-            sqlx::query(
-                "INSERT INTO messages (tenant, session_id, seq, run_id, message, created_at) \
-                 SELECT $1, $2, $3 + m.ord, $4, m.body::json, $5 \
-                 FROM unnest($6::text[]) WITH ORDINALITY AS m (body, ord)",
-            )
-            .bind(tenant.as_str())
-            .bind(session.as_str())
-            .bind(last - count)
-            .bind(run.map(RunId::as_str))
-            .bind(micros(Utc::now()))
-            .bind(bodies)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| query_error(OP, e))?;
-        }
+        let last = append_messages_in(&mut tx, OP, tenant, session, run, bodies).await?;
         commit(tx, OP).await?;
         to_u64(last, "session last_seq")
     }
@@ -248,4 +199,76 @@ impl SessionStore for PostgresStore {
         commit(tx, OP).await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Inserts a session unless it exists, inside the caller's transaction; whether it inserted.
+pub(crate) async fn create_session_in(
+    tx: &mut sqlx::PgConnection,
+    op: &'static str,
+    session: &SessionRecord,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO sessions (tenant, id, agent, created_at, metadata) \
+             VALUES ($1, $2, $3, $4, $5::json) ON CONFLICT (tenant, id) DO NOTHING",
+    )
+    .bind(session.tenant.as_str())
+    .bind(session.id.as_str())
+    .bind(session.agent.as_str())
+    .bind(micros(session.created_at))
+    .bind(json(&session.metadata)?)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| query_error(op, e))?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Appends serialized messages inside the caller's transaction; returns the last seq.
+pub(crate) async fn append_messages_in(
+    tx: &mut sqlx::PgConnection,
+    op: &'static str,
+    tenant: &TenantId,
+    session: &SessionId,
+    run: Option<&RunId>,
+    bodies: Vec<String>,
+) -> Result<i64> {
+    let count = to_i64(bodies.len() as u64, "message count")?;
+    let last: Option<i64> = if bodies.is_empty() {
+        sqlx::query_scalar("SELECT last_seq FROM sessions WHERE tenant = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(session.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+    } else {
+        sqlx::query_scalar(
+            "UPDATE sessions SET last_seq = last_seq + $3 \
+                 WHERE tenant = $1 AND id = $2 RETURNING last_seq",
+        )
+        .bind(tenant.as_str())
+        .bind(session.as_str())
+        .bind(count)
+        .fetch_optional(&mut *tx)
+        .await
+    }
+    .map_err(|e| query_error(op, e))?;
+    let Some(last) = last else {
+        return Err(Error::NotFound(format!("session {session}")));
+    };
+    if !bodies.is_empty() {
+        sqlx::query(
+            "INSERT INTO messages (tenant, session_id, seq, run_id, message, created_at) \
+                 SELECT $1, $2, $3 + m.ord, $4, m.body::json, $5 \
+                 FROM unnest($6::text[]) WITH ORDINALITY AS m (body, ord)",
+        )
+        .bind(tenant.as_str())
+        .bind(session.as_str())
+        .bind(last - count)
+        .bind(run.map(RunId::as_str))
+        .bind(micros(Utc::now()))
+        .bind(bodies)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| query_error(op, e))?;
+    }
+    Ok(last)
 }

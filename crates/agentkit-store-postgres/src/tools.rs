@@ -137,51 +137,8 @@ impl ToolExecutionStore for PostgresStore {
     ) -> Result<()> {
         const OP: &str = "record_tool_execution";
         ensure_tenant(tenant, &execution.tenant, "the tool execution")?;
-        let output = execution.output.as_ref().map(json).transpose()?;
         let mut tx = self.begin(OP, &execution.tenant).await?;
-        // A record moved to another run (keys derive from the run, so this does not happen in
-        // practice) takes the new position, like a first recording in that run.
-        let written: Option<i32> = sqlx::query_scalar(
-            "INSERT INTO tool_executions (tenant, idempotency_key, agent, session_id, run_id, \
-             call_id, tool, input, output, error, status, started_at, finished_at, \
-             arguments_hash, attempt) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json, $9::json, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (tenant, idempotency_key) DO UPDATE SET \
-             first_recorded = CASE WHEN tool_executions.run_id = EXCLUDED.run_id \
-                 THEN tool_executions.first_recorded ELSE EXCLUDED.first_recorded END, \
-             agent = EXCLUDED.agent, session_id = EXCLUDED.session_id, \
-             run_id = EXCLUDED.run_id, call_id = EXCLUDED.call_id, tool = EXCLUDED.tool, \
-             input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
-             status = EXCLUDED.status, started_at = EXCLUDED.started_at, \
-             finished_at = EXCLUDED.finished_at, arguments_hash = EXCLUDED.arguments_hash, \
-             attempt = EXCLUDED.attempt \
-             WHERE tool_executions.status <> 'succeeded' \
-             RETURNING 1",
-        )
-        .bind(execution.tenant.as_str())
-        .bind(execution.idempotency_key.as_str())
-        .bind(execution.agent.as_str())
-        .bind(execution.session.as_str())
-        .bind(execution.run.as_str())
-        .bind(execution.call_id.as_str())
-        .bind(execution.tool.as_str())
-        .bind(json(&execution.input)?)
-        .bind(output)
-        .bind(execution.error.as_deref())
-        .bind(name(&execution.status)?)
-        .bind(micros(execution.started_at))
-        .bind(execution.finished_at.map(micros))
-        .bind(execution.arguments_hash.as_str())
-        .bind(i32::try_from(execution.attempt).unwrap_or(i32::MAX))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| query_error(OP, e))?;
-        if written.is_none() {
-            return Err(Error::Conflict(format!(
-                "tool execution {} already succeeded",
-                execution.idempotency_key
-            )));
-        }
+        record_tool_execution_in(&mut tx, OP, execution).await?;
         commit(tx, OP).await
     }
 
@@ -222,4 +179,58 @@ impl ToolExecutionStore for PostgresStore {
         commit(tx, OP).await?;
         rows.into_iter().map(|r| r.into_execution(tenant)).collect()
     }
+}
+
+/// Inserts or updates an execution record inside the caller's transaction; a succeeded record
+/// is final ([`Error::Conflict`]).
+pub(crate) async fn record_tool_execution_in(
+    tx: &mut sqlx::PgConnection,
+    op: &'static str,
+    execution: &ToolExecution,
+) -> Result<()> {
+    let output = execution.output.as_ref().map(json).transpose()?;
+    // A record moved to another run (keys derive from the run, so this does not happen in
+    // practice) takes the new position, like a first recording in that run.
+    let written: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO tool_executions (tenant, idempotency_key, agent, session_id, run_id, \
+             call_id, tool, input, output, error, status, started_at, finished_at, \
+             arguments_hash, attempt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json, $9::json, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (tenant, idempotency_key) DO UPDATE SET \
+             first_recorded = CASE WHEN tool_executions.run_id = EXCLUDED.run_id \
+                 THEN tool_executions.first_recorded ELSE EXCLUDED.first_recorded END, \
+             agent = EXCLUDED.agent, session_id = EXCLUDED.session_id, \
+             run_id = EXCLUDED.run_id, call_id = EXCLUDED.call_id, tool = EXCLUDED.tool, \
+             input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
+             status = EXCLUDED.status, started_at = EXCLUDED.started_at, \
+             finished_at = EXCLUDED.finished_at, arguments_hash = EXCLUDED.arguments_hash, \
+             attempt = EXCLUDED.attempt \
+             WHERE tool_executions.status <> 'succeeded' \
+             RETURNING 1",
+    )
+    .bind(execution.tenant.as_str())
+    .bind(execution.idempotency_key.as_str())
+    .bind(execution.agent.as_str())
+    .bind(execution.session.as_str())
+    .bind(execution.run.as_str())
+    .bind(execution.call_id.as_str())
+    .bind(execution.tool.as_str())
+    .bind(json(&execution.input)?)
+    .bind(output)
+    .bind(execution.error.as_deref())
+    .bind(name(&execution.status)?)
+    .bind(micros(execution.started_at))
+    .bind(execution.finished_at.map(micros))
+    .bind(execution.arguments_hash.as_str())
+    .bind(i32::try_from(execution.attempt).unwrap_or(i32::MAX))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|e| query_error(op, e))?;
+    if written.is_none() {
+        return Err(Error::Conflict(format!(
+            "tool execution {} already succeeded",
+            execution.idempotency_key
+        )));
+    }
+    Ok(())
 }

@@ -91,42 +91,8 @@ impl UsageStore for PostgresStore {
         if events.is_empty() {
             return Ok(());
         }
-        let mut columns = Columns::default();
-        for e in events {
-            columns.push(e)?;
-        }
-        let expected = columns.ids.len() as u64;
         let mut tx = self.begin(OP, tenant).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO usage_events (tenant, id, agent, session_id, run_id, kind, \
-             resource, quantity, cost_nanos, price_version, at) \
-             SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], \
-             $11::timestamptz[]) AS u \
-             ON CONFLICT (tenant, id) DO NOTHING",
-        )
-        .bind(tenant.as_str())
-        .bind(columns.ids)
-        .bind(columns.agents)
-        .bind(columns.sessions)
-        .bind(columns.runs)
-        .bind(columns.kinds)
-        .bind(columns.resources)
-        .bind(columns.quantities)
-        .bind(columns.costs)
-        .bind(columns.price_versions)
-        .bind(columns.ats)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| query_error(OP, e))?
-        .rows_affected();
-        if inserted != expected {
-            // Dropping the transaction rolls the whole batch back.
-            return Err(Error::Conflict(format!(
-                "usage batch: {} of {expected} event ids already exist or repeat",
-                expected - inserted
-            )));
-        }
+        append_usage_in(&mut tx, OP, tenant, events).await?;
         commit(tx, OP).await
     }
 
@@ -162,4 +128,50 @@ impl UsageStore for PostgresStore {
         commit(tx, OP).await?;
         rows.into_iter().map(|r| r.into_event(tenant)).collect()
     }
+}
+
+/// Inserts usage events inside the caller's transaction; an id that exists or repeats fails it
+/// ([`Error::Conflict`]; the caller's transaction must then be rolled back).
+pub(crate) async fn append_usage_in(
+    tx: &mut sqlx::PgConnection,
+    op: &'static str,
+    tenant: &TenantId,
+    events: &[UsageEvent],
+) -> Result<()> {
+    let mut columns = Columns::default();
+    for e in events {
+        columns.push(e)?;
+    }
+    let expected = columns.ids.len() as u64;
+    let inserted = sqlx::query(
+        "INSERT INTO usage_events (tenant, id, agent, session_id, run_id, kind, \
+             resource, quantity, cost_nanos, price_version, at) \
+             SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], \
+             $11::timestamptz[]) AS u \
+             ON CONFLICT (tenant, id) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(columns.ids)
+    .bind(columns.agents)
+    .bind(columns.sessions)
+    .bind(columns.runs)
+    .bind(columns.kinds)
+    .bind(columns.resources)
+    .bind(columns.quantities)
+    .bind(columns.costs)
+    .bind(columns.price_versions)
+    .bind(columns.ats)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| query_error(op, e))?
+    .rows_affected();
+    if inserted != expected {
+        // Dropping the transaction rolls the whole batch back.
+        return Err(Error::Conflict(format!(
+            "usage batch: {} of {expected} event ids already exist or repeat",
+            expected - inserted
+        )));
+    }
+    Ok(())
 }

@@ -177,7 +177,7 @@ fn approval_from_row(tenant: &TenantId, row: &Row<'_>) -> Result<ApprovalRequest
     })
 }
 
-fn create_approval(conn: &mut Connection, a: &ApprovalRequest) -> Result<()> {
+pub(crate) fn create_approval(conn: &Connection, a: &ApprovalRequest) -> Result<()> {
     let c = approval_columns(a)?;
     conn.prepare_cached(
         "INSERT INTO approvals (tenant, id, agent, session, run, status, priority, deadline, \

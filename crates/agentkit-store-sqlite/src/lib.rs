@@ -94,6 +94,7 @@ mod runs;
 mod schema;
 mod sessions;
 mod sql;
+mod step;
 mod tools;
 mod usage;
 

@@ -162,7 +162,7 @@ fn run_columns(run: &RunRecord) -> Result<RunColumns<'_>> {
     })
 }
 
-fn create_run(conn: &mut Connection, run: &RunRecord) -> Result<()> {
+pub(crate) fn create_run(conn: &Connection, run: &RunRecord) -> Result<()> {
     let c = run_columns(run)?;
     conn.prepare_cached(
         "INSERT INTO runs (tenant, id, agent, session, status, version, created_at, updated_at, body) \
@@ -228,9 +228,15 @@ fn get_run(conn: &Connection, tenant: &TenantId, id: &RunId) -> Result<Option<Ru
 }
 
 fn update_run(conn: &mut Connection, run: &RunRecord, expected: u64) -> Result<()> {
+    let tx = immediate(conn)?;
+    update_run_in(&tx, run, expected)?;
+    tx.commit().map_err(db_err)
+}
+
+/// The compare-and-swap inside the caller's IMMEDIATE transaction.
+pub(crate) fn update_run_in(tx: &Connection, run: &RunRecord, expected: u64) -> Result<()> {
     let c = run_columns(run)?;
     let expected_i = int(expected, "expected run version")?;
-    let tx = immediate(conn)?;
     // Compare-and-swap in one statement.
     let changed = tx
         .prepare_cached(
@@ -272,5 +278,5 @@ fn update_run(conn: &mut Connection, run: &RunRecord, expected: u64) -> Result<(
             Some(v) => Error::Conflict(format!("run {} is at version {v}, not {expected}", run.id)),
         });
     }
-    tx.commit().map_err(db_err)
+    Ok(())
 }

@@ -82,7 +82,7 @@ impl SessionStore for SqliteStore {
 
 // The SQL, on one connection.
 
-fn create_session(conn: &mut Connection, s: &SessionRecord) -> Result<bool> {
+pub(crate) fn create_session(conn: &Connection, s: &SessionRecord) -> Result<bool> {
     let metadata = to_json(&s.metadata)?;
     let inserted = conn
         .prepare_cached(
@@ -137,6 +137,20 @@ fn append_messages(
     messages: &[String],
 ) -> Result<u64> {
     let tx = immediate(conn)?;
+    let seq = append_messages_in(&tx, tenant, session, run, messages)?;
+    tx.commit().map_err(db_err)?;
+    Ok(seq)
+}
+
+/// Appends pre-serialized messages inside the caller's IMMEDIATE transaction; returns the last
+/// seq.
+pub(crate) fn append_messages_in(
+    tx: &Connection,
+    tenant: &TenantId,
+    session: &SessionId,
+    run: Option<&RunId>,
+    messages: &[String],
+) -> Result<u64> {
     let (exists, last): (bool, i64) = tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM sessions WHERE tenant = ?1 AND id = ?2), \
@@ -174,8 +188,6 @@ fn append_messages(
                 ])
                 .map_err(db_err)?;
         }
-        drop(insert);
-        tx.commit().map_err(db_err)?;
     }
     uint(seq, "message seq")
 }

@@ -145,7 +145,7 @@ fn claim_tool_execution(conn: &mut Connection, e: &ToolExecution) -> Result<Tool
     Ok(claim)
 }
 
-fn record_tool_execution(conn: &Connection, e: &ToolExecution) -> Result<()> {
+pub(crate) fn record_tool_execution(conn: &Connection, e: &ToolExecution) -> Result<()> {
     let ToolExecution {
         tenant,
         idempotency_key,

@@ -43,6 +43,12 @@ fn append_usage(conn: &mut Connection, events: &[UsageEvent]) -> Result<()> {
         return Ok(());
     }
     let tx = immediate(conn)?;
+    append_usage_in(&tx, events)?;
+    tx.commit().map_err(db_err)
+}
+
+/// Inserts the events inside the caller's IMMEDIATE transaction (a duplicate id fails it).
+pub(crate) fn append_usage_in(tx: &Connection, events: &[UsageEvent]) -> Result<()> {
     {
         let mut insert = tx
             .prepare_cached(
@@ -93,7 +99,7 @@ fn append_usage(conn: &mut Connection, events: &[UsageEvent]) -> Result<()> {
                 })?;
         }
     }
-    tx.commit().map_err(db_err)
+    Ok(())
 }
 
 fn list_usage(conn: &Connection, tenant: &TenantId, query: &UsageQuery) -> Result<Vec<UsageEvent>> {

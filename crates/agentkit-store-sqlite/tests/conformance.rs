@@ -51,6 +51,9 @@ conformance_checks!(
     tool_claims_exactly_once,
     writes_never_span_tenants,
     invalid_tenants_never_reach_a_store,
+    steps_commit_whole,
+    steps_are_atomic,
+    steps_keep_one_audit_chain,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@
 mod audit_records;
 mod memory;
 mod records;
+mod step;
 mod tenant;
 mod usage_records;
 
@@ -23,6 +24,7 @@ use serde_json::Value;
 pub use audit_records::*;
 pub use memory::InMemoryStore;
 pub use records::*;
+pub use step::{Step, StepMessages, StepReceipt, StepStore};
 pub use tenant::{StateStoreExt, TenantStore, ensure_tenant};
 pub use usage_records::*;
 
@@ -301,7 +303,8 @@ pub trait MemoryStore: Send + Sync {
 /// every part, and usable as `Arc<dyn StateStore>` (upcast to `Arc<dyn SessionStore>` etc. when a
 /// component needs only one part).
 pub trait StateStore:
-    SessionStore
+    StepStore
+    + SessionStore
     + AgentConfigStore
     + RunStore
     + ApprovalStore
@@ -314,7 +317,8 @@ pub trait StateStore:
 }
 
 impl<T> StateStore for T where
-    T: SessionStore
+    T: StepStore
+        + SessionStore
         + AgentConfigStore
         + RunStore
         + ApprovalStore

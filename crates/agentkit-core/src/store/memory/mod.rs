@@ -127,8 +127,65 @@ struct UsageLedger {
     events: Vec<UsageEvent>,
 }
 
+impl ToolExecutions {
+    /// Inserts or replaces a record (the caller checked that a success is not overwritten).
+    fn record(&mut self, execution: ToolExecution) {
+        let key = &execution.idempotency_key;
+        match self.records.get(key) {
+            Some(existing) if existing.run != execution.run => {
+                // Keys are derived from the run, so this does not happen in practice; keep the
+                // per-run index right anyway.
+                let old_run = existing.run.clone();
+                if let Some(keys) = self.by_run.get_mut(&old_run) {
+                    keys.retain(|k| k != key);
+                }
+                self.by_run
+                    .entry(execution.run.clone())
+                    .or_default()
+                    .push(key.clone());
+            }
+            Some(_) => {}
+            None => self
+                .by_run
+                .entry(execution.run.clone())
+                .or_default()
+                .push(key.clone()),
+        }
+        self.records.insert(key.clone(), execution);
+    }
+}
+
 /// Usage batches up to this size are checked for repeated ids without a set.
 const SMALL_BATCH: usize = 16;
+
+/// [`crate::error::Error::Conflict`] when an event's id is taken or repeats in the batch.
+/// Batches are small (a model call writes up to three events): they are compared pairwise, and
+/// only large batches use a set.
+fn check_usage_batch(
+    ledgers: &HashMap<TenantId, UsageLedger>,
+    events: &[UsageEvent],
+) -> Result<()> {
+    let mut batch: HashSet<(&TenantId, &UsageEventId)> = HashSet::new();
+    for (i, e) in events.iter().enumerate() {
+        let taken = ledgers
+            .get(&e.tenant)
+            .is_some_and(|l| l.ids.contains(&e.id));
+        let repeated = if events.len() <= SMALL_BATCH {
+            events[..i]
+                .iter()
+                .any(|p| p.id == e.id && p.tenant == e.tenant)
+        } else {
+            !batch.insert((&e.tenant, &e.id))
+        };
+        if taken || repeated {
+            return Err(Error::Conflict(format!(
+                "usage event {} already exists",
+                e.id
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Takes a lock; a poisoned lock (a panic while it was held) is an internal error.
 fn lock<'a, T>(mutex: &'a Mutex<T>, what: &str) -> Result<MutexGuard<'a, T>> {
@@ -394,33 +451,16 @@ impl InMemoryStore {
         let mut all = lock(&self.inner.tool_executions, "tool executions")?;
         let tenant = all.entry(execution.tenant.clone()).or_default();
         let key = &execution.idempotency_key;
-        match tenant.records.get(key) {
-            Some(existing) if existing.status == ToolExecutionStatus::Succeeded => {
-                return Err(Error::Conflict(format!(
-                    "tool execution {key} already succeeded"
-                )));
-            }
-            Some(existing) if existing.run != execution.run => {
-                // Keys are derived from the run, so this does not happen in practice; keep the
-                // per-run index right anyway.
-                let old_run = existing.run.clone();
-                if let Some(keys) = tenant.by_run.get_mut(&old_run) {
-                    keys.retain(|k| k != key);
-                }
-                tenant
-                    .by_run
-                    .entry(execution.run.clone())
-                    .or_default()
-                    .push(key.clone());
-            }
-            Some(_) => {}
-            None => tenant
-                .by_run
-                .entry(execution.run.clone())
-                .or_default()
-                .push(key.clone()),
+        if tenant
+            .records
+            .get(key)
+            .is_some_and(|e| e.status == ToolExecutionStatus::Succeeded)
+        {
+            return Err(Error::Conflict(format!(
+                "tool execution {key} already succeeded"
+            )));
         }
-        tenant.records.insert(key.clone(), execution.clone());
+        tenant.record(execution.clone());
         Ok(())
     }
 
@@ -494,27 +534,7 @@ impl InMemoryStore {
     fn append_usage_sync(&self, events: &[UsageEvent]) -> Result<()> {
         let mut ledgers = lock(&self.inner.usage, "usage")?;
         // Check the whole batch first so that nothing is written when any id is taken.
-        // Batches are small (a model call writes up to three events): compare them pairwise,
-        // and use a set only for large batches.
-        let mut batch: HashSet<(&TenantId, &UsageEventId)> = HashSet::new();
-        for (i, e) in events.iter().enumerate() {
-            let taken = ledgers
-                .get(&e.tenant)
-                .is_some_and(|l| l.ids.contains(&e.id));
-            let repeated = if events.len() <= SMALL_BATCH {
-                events[..i]
-                    .iter()
-                    .any(|p| p.id == e.id && p.tenant == e.tenant)
-            } else {
-                !batch.insert((&e.tenant, &e.id))
-            };
-            if taken || repeated {
-                return Err(Error::Conflict(format!(
-                    "usage event {} already exists",
-                    e.id
-                )));
-            }
-        }
+        check_usage_batch(&ledgers, events)?;
         for e in events {
             let ledger = ledgers.entry(e.tenant.clone()).or_default();
             ledger.ids.insert(e.id.clone());
@@ -667,6 +687,7 @@ impl InMemoryStore {
 }
 
 mod contracts;
+mod step;
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,7 @@ mod ledger;
 mod runs;
 mod sessions;
 mod state;
+mod steps;
 mod support;
 mod tools;
 
@@ -50,6 +51,7 @@ pub use sessions::{
     window_never_orphans_tool_results,
 };
 pub use state::{counters_atomic, memory_round_trip};
+pub use steps::{steps_are_atomic, steps_commit_whole, steps_keep_one_audit_chain};
 pub use tools::tool_executions_idempotent;
 
 use crate::store::StateStore;
@@ -75,4 +77,7 @@ pub async fn run_all(store: &dyn StateStore) {
     tool_claims_exactly_once(store).await;
     writes_never_span_tenants(store).await;
     invalid_tenants_never_reach_a_store(store).await;
+    steps_commit_whole(store).await;
+    steps_are_atomic(store).await;
+    steps_keep_one_audit_chain(store).await;
 }
