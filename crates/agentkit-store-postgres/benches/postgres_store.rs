@@ -9,7 +9,9 @@
 //!   `SELECT ... ORDER BY seq DESC LIMIT 20` on a plain 1,000-row table;
 //! - `append_usage_3_events`: three usage events vs one bare 3-row `INSERT` + commit;
 //! - `approval_create_and_decide`: create + decide an approval vs a bare `INSERT` + commit
-//!   followed by a bare `UPDATE` + commit.
+//!   followed by a bare `UPDATE` + commit;
+//! - `turn_postgres`: the agent turn of `benches/turn.rs` (one tool call, everything recorded)
+//!   durable on this store vs one bare single-row `INSERT` + commit over the same pool.
 //!
 //! The store connects as a `NOSUPERUSER NOBYPASSRLS` role in a schema of its own (dropped at
 //! the end). Without `AGENTKIT_TEST_POSTGRES_URL` it prints a message and does nothing.
@@ -270,9 +272,91 @@ fn main() {
     });
     group.finish();
 
+    turn_postgres(&mut c, &rt, &store, &pool);
+
     c.final_summary();
     rt.block_on(async {
         pool.close().await;
         db.cleanup().await;
     });
+}
+
+/// The agent turn of the root `turn` bench (a scripted model proposing one tool call, the
+/// tool, the answer; allow-list, validation, policy, idempotency claim, execution record,
+/// usage, audit, messages, run record) durable on Postgres, against one bare single-row
+/// `INSERT` + commit over the same pool.
+fn turn_postgres(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    store: &PostgresStore,
+    pool: &PgPool,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use agentkit_core::agent::{Agent, MemoryPolicy, RunRequest};
+    use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
+    use agentkit_core::tool::{FnTool, Tool, ToolSpec};
+
+    let lookup: Arc<dyn Tool> = Arc::new(FnTool::new(
+        ToolSpec::new(
+            "crm.lookup_lead",
+            "Looks up a lead by id",
+            json!({
+                "type": "object",
+                "properties": {"lead_id": {"type": "integer", "minimum": 1}},
+                "required": ["lead_id"],
+                "additionalProperties": false
+            }),
+        ),
+        |_ctx, args| async move {
+            Ok(json!({"lead_id": args["lead_id"], "name": "Ada", "stage": "qualified"}))
+        },
+    ));
+    let script = vec![
+        ScriptedResponse::tool_call("crm.lookup_lead", json!({"lead_id": 42})),
+        ScriptedResponse::text("Lead 42 is Ada, qualified."),
+    ];
+    let agent = Agent::builder()
+        .id("bench")
+        .system_prompt("You are a CRM assistant.")
+        .model(Arc::new(ScriptedModel::repeating(script)), "m")
+        .tool(lookup)
+        .store(Arc::new(store.clone()))
+        .memory(MemoryPolicy::LastMessages { count: 20 })
+        .build()
+        .unwrap();
+    let tenant = TenantId::generate();
+    let n = AtomicU64::new(0);
+    let mut group = c.benchmark_group("turn_postgres");
+    group.bench_function("baseline_bare_insert_commit", |b| {
+        b.to_async(rt).iter(|| async {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO bench_baseline (tenant, body, at) VALUES ($1, $2::json, now()) \
+                 RETURNING id",
+            )
+            .bind(tenant.as_str())
+            .bind(r#"{"role":"user","content":"Who is lead 42?"}"#)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            black_box(id)
+        })
+    });
+    group.bench_function("agentkit_turn_durable", |b| {
+        b.to_async(rt).iter(|| async {
+            let s = n.fetch_add(1, Ordering::Relaxed);
+            black_box(
+                agent
+                    .run(RunRequest::new(
+                        tenant.clone(),
+                        format!("s{s}"),
+                        "Who is lead 42?",
+                    ))
+                    .await
+                    .unwrap(),
+            )
+        })
+    });
+    group.finish();
 }

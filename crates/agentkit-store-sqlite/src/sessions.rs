@@ -294,7 +294,7 @@ mod tests {
         let tenant = TenantId::from_static("t");
         let session = SessionId::from_static("s");
         let record = SessionRecord::new(tenant.clone(), session.clone(), AgentId::from_static("a"));
-        assert!(create_session(&mut conn, &record).unwrap());
+        assert!(create_session(&conn, &record).unwrap());
         let message = to_json(&Message::user("a message of some length")).unwrap();
         let steps = |conn: &mut Connection, total: usize| {
             let have = load_messages(conn, &tenant, &session, MessageWindow::All)

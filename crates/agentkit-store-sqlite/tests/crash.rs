@@ -1,9 +1,13 @@
 //! Crash safety: a writer process killed with SIGKILL in the middle of its writes leaves a
-//! database that opens, holds every write the writer saw committed, and holds no partial one.
+//! database that opens, holds every write the writer saw committed, and holds no partial one —
+//! in particular no partial turn step.
 //!
 //! The test binary re-executes itself as the writer: `crash_writer_child` does nothing unless
-//! the environment names a database, in which case it appends message batches, usage batches and
-//! audit entries in a loop (two concurrent writers) and prints its progress until it is killed.
+//! the environment names a database, in which case it commits turn steps in a loop (two
+//! concurrent writers) and prints its progress until it is killed. Each step
+//! ([`StepStore::commit_step`]) holds a batch of four messages, three usage events, an audit
+//! entry, a tool execution record and the run's new version: after the kill, every batch is
+//! either complete in all five places or absent from all of them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,11 +17,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agentkit_core::id::{AgentId, RunId, SessionId, TenantId};
+use agentkit_core::id::{AgentId, IdempotencyKey, RunId, SessionId, TenantId};
 use agentkit_core::message::Message;
+use agentkit_core::scope::Scope;
 use agentkit_core::store::{
-    AuditQuery, AuditStore, MessageWindow, NewAuditEntry, SessionRecord, SessionStore, UsageEvent,
-    UsageKind, UsageQuery, UsageStore, verify_audit_chain,
+    AuditQuery, AuditStore, MessageWindow, NewAuditEntry, RunRecord, RunStore, SessionRecord,
+    SessionStore, Step, StepMessages, StepStore, ToolExecution, ToolExecutionStatus,
+    ToolExecutionStore, UsageEvent, UsageKind, UsageQuery, UsageStore, verify_audit_chain,
 };
 use agentkit_store_sqlite::SqliteStore;
 use nix::sys::signal::{Signal, kill};
@@ -26,7 +32,7 @@ use nix::unistd::Pid;
 const CHILD_DB: &str = "AGENTKIT_SQLITE_CRASH_CHILD_DB";
 const CHILD_ROUND: &str = "AGENTKIT_SQLITE_CRASH_CHILD_ROUND";
 const WRITERS: usize = 2;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 8;
 
 fn tenant() -> TenantId {
     TenantId::from_static("crash")
@@ -34,6 +40,14 @@ fn tenant() -> TenantId {
 
 fn session(round: usize, writer: usize) -> SessionId {
     SessionId::new(format!("round-{round}-writer-{writer}")).expect("a valid session id")
+}
+
+fn run_id(round: usize, writer: usize) -> RunId {
+    RunId::new(format!("run-{round}-{writer}")).expect("a valid run id")
+}
+
+fn execution_key(round: usize, writer: usize, batch: u64) -> IdempotencyKey {
+    IdempotencyKey::new(format!("run-{round}-{writer}:{batch}:0")).expect("a valid key")
 }
 
 fn batch_prefix(round: usize, writer: usize) -> String {
@@ -69,11 +83,24 @@ fn crash_writer_child() {
             let store = store.clone();
             tokio::spawn(async move {
                 let t = tenant();
-                let s = session(round, writer);
-                let record =
-                    SessionRecord::new(t.clone(), s.clone(), AgentId::from_static("crash"));
-                store.create_session(&record.tenant, &record).await.unwrap();
-                let run = RunId::generate();
+                let scope = Scope::new(
+                    t.clone(),
+                    AgentId::from_static("crash"),
+                    session(round, writer),
+                    run_id(round, writer),
+                );
+                // The run's first step: its session and its record.
+                let mut run = RunRecord::new(&scope);
+                let first = Step {
+                    session: Some(SessionRecord::new(
+                        t.clone(),
+                        scope.session.clone(),
+                        scope.agent.clone(),
+                    )),
+                    new_run: Some(run.clone()),
+                    ..Step::default()
+                };
+                store.commit_step(&t, first).await.unwrap();
                 // Bounded, in case the parent is gone.
                 let deadline = Instant::now() + Duration::from_secs(120);
                 let mut batch = 0u64;
@@ -87,10 +114,6 @@ fn crash_writer_child() {
                             }
                         })
                         .collect();
-                    store
-                        .append_messages(&t, &s, Some(&run), &messages)
-                        .await
-                        .unwrap();
                     let label = batch_label(round, writer, batch);
                     let usage: Vec<UsageEvent> = [
                         UsageKind::InputTokens,
@@ -99,17 +122,36 @@ fn crash_writer_child() {
                     ]
                     .into_iter()
                     .map(|kind| {
-                        let mut e =
-                            UsageEvent::new(t.clone(), AgentId::from_static("crash"), kind, 5);
+                        let mut e = UsageEvent::scoped(&scope, kind, 5);
                         e.resource = Some(label.clone());
                         e
                     })
                     .collect();
-                    store.append_usage(&t, &usage).await.unwrap();
                     let mut entry =
-                        NewAuditEntry::new(t.clone(), "tool.call", "agent:crash", label);
+                        NewAuditEntry::scoped(&scope, "tool.call", "agent:crash", label);
                     entry.input = serde_json::json!({"batch": batch, "writer": writer});
-                    store.append_audit(&t, entry).await.unwrap();
+                    let mut execution = ToolExecution::started(
+                        &scope,
+                        execution_key(round, writer, batch),
+                        format!("call-{batch}"),
+                        "crm.update",
+                        serde_json::json!({"batch": batch}),
+                        "h".into(),
+                    );
+                    execution.status = ToolExecutionStatus::Succeeded;
+                    execution.output = Some(serde_json::json!({"ok": batch}));
+                    let expected = run.version;
+                    run.version += 1;
+                    run.turns = u32::try_from(batch + 1).unwrap();
+                    let step = Step {
+                        run_update: Some((run.clone(), expected)),
+                        messages: Some(StepMessages::new(&scope, messages)),
+                        executions: vec![execution],
+                        usage,
+                        audit: vec![entry],
+                        ..Step::default()
+                    };
+                    store.commit_step(&t, step).await.unwrap();
                     println!("progress {writer} {batch}");
                     batch += 1;
                 }
@@ -271,8 +313,6 @@ fn verify(path: &std::path::Path, last_round: usize, acked: &BTreeMap<(usize, us
                     "round {round} writer {writer}: batch {acked} was acknowledged but only \
                      {batches} batches are stored"
                 );
-                // Usage and audit follow the messages of each batch; the last batch may have
-                // been killed between them, never inside one.
                 let prefix = batch_prefix(round, writer);
                 let numbered = |label: &str| -> Option<u64> {
                     label.strip_prefix(&prefix).map(|n| n.parse().unwrap())
@@ -286,12 +326,6 @@ fn verify(path: &std::path::Path, last_round: usize, acked: &BTreeMap<(usize, us
                     (0..audited.len() as u64).collect::<Vec<_>>(),
                     "round {round} writer {writer}: audit entries for consecutive batches"
                 );
-                assert!(
-                    audited.len() as u64 > acked && audited.len() as u64 <= batches,
-                    "round {round} writer {writer}: {} audited batches, {batches} stored, \
-                     {acked} acknowledged",
-                    audited.len()
-                );
                 let metered: Vec<u64> = usage_per_batch
                     .keys()
                     .filter_map(|label| numbered(label))
@@ -301,9 +335,38 @@ fn verify(path: &std::path::Path, last_round: usize, acked: &BTreeMap<(usize, us
                     metered.iter().all(|n| *n < metered_count),
                     "round {round} writer {writer}: usage for consecutive batches"
                 );
-                assert!(
-                    metered_count > acked && metered_count <= batches,
-                    "round {round} writer {writer}: {metered_count} metered batches"
+                // One step per batch: the batch's messages, usage, audit entry, execution
+                // record and run version are all there or none is.
+                assert_eq!(
+                    (audited.len() as u64, metered_count),
+                    (batches, batches),
+                    "round {round} writer {writer}: a step is partially present \
+                     (audited, metered) vs {batches} message batches"
+                );
+                let executions = store
+                    .list_tool_executions(&t, &run_id(round, writer))
+                    .await
+                    .unwrap();
+                let keys: Vec<String> = executions
+                    .iter()
+                    .map(|e| e.idempotency_key.to_string())
+                    .collect();
+                let expected: Vec<String> = (0..batches)
+                    .map(|b| execution_key(round, writer, b).to_string())
+                    .collect();
+                assert_eq!(
+                    keys, expected,
+                    "round {round} writer {writer}: execution records"
+                );
+                let stored_run = store
+                    .get_run(&t, &run_id(round, writer))
+                    .await
+                    .unwrap()
+                    .expect("the run's first step was committed before any batch");
+                assert_eq!(
+                    (stored_run.version, u64::from(stored_run.turns)),
+                    (batches + 1, batches),
+                    "round {round} writer {writer}: the run record's version and turns"
                 );
             }
         }

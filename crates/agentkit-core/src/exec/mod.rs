@@ -26,30 +26,32 @@
 //! runs 5–10 for a permit. The agent decides a turn's calls in order and runs the permits
 //! concurrently; [`ToolExecutor::execute`] does both for one call.
 //!
+//! What a call records (audit entries, an approval request, the execution record, its usage
+//! event) is written in one [`Step`] — one store transaction — per method. The `_staged`
+//! variants ([`ToolExecutor::decide_staged`], [`ToolExecutor::run_staged`]) return those
+//! records instead, so a caller (the agent's turn) commits them together with the rest of its
+//! step; only the idempotency claim (step 5) is always written at once, before the tool runs.
+//!
 //! [`ToolExecutionStore::claim_tool_execution`]: crate::store::ToolExecutionStore::claim_tool_execution
 
 mod outcome;
+mod run;
 mod toolset;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::{Value, json};
-use tracing::Instrument;
 
 pub use outcome::{CallOutcome, CallRequest, Gate, InDoubtResolution, Permit, RefusalKind};
 pub use toolset::{ToolEntry, ToolSet};
 
-use crate::error::{Error, Result};
-use crate::id::{IdempotencyKey, TenantId};
+use crate::error::Result;
+use crate::id::TenantId;
 use crate::policy::{ActionOutcome, Decision, PolicyEvaluator, PolicyRequest};
 use crate::redact::{hash_json, redact, scrub_text};
-use crate::store::{
-    Admission, ApprovalRequest, ApprovalStatus, NewAuditEntry, StateStore, ToolClaim,
-    ToolExecution, ToolExecutionStatus, UsageEvent, UsageKind, UsageMeter,
-};
-use crate::tool::{SideEffect, ToolContext};
+use crate::store::{ApprovalRequest, ApprovalStatus, NewAuditEntry, StateStore, Step, UsageMeter};
 
 /// The default per-call timeout.
 pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -217,8 +219,21 @@ impl ToolExecutor {
         }
     }
 
-    /// Steps 1–4: cap, allow-list, validation, policy.
+    /// Steps 1–4: cap, allow-list, validation, policy. A refusal, a denial or an approval
+    /// request is recorded (audit entry, approval request) in one step before it returns.
     pub async fn decide(&self, request: CallRequest) -> Result<Gate> {
+        let tenant = request.scope.tenant.clone();
+        let mut step = Step::default();
+        let gate = self.decide_staged(request, &mut step).await?;
+        self.commit(&tenant, step).await?;
+        Ok(gate)
+    }
+
+    /// [`decide`](Self::decide), adding what it records to `step` instead of writing it: the
+    /// caller commits the step ([`StepStore::commit_step`](crate::store::StepStore::commit_step))
+    /// before it reports the outcome (an approval request must exist before anyone is asked
+    /// to decide it).
+    pub async fn decide_staged(&self, request: CallRequest, step: &mut Step) -> Result<Gate> {
         let i = &*self.inner;
         let call = &request.call;
         if request.counters.calls_this_turn > i.max_calls_per_turn {
@@ -226,9 +241,7 @@ impl ToolExecutor {
                 "Not executed: at most {} tool calls are allowed in one turn.",
                 i.max_calls_per_turn
             );
-            return self
-                .refuse(&request, RefusalKind::TooManyCalls, message)
-                .await;
+            return Ok(self.refuse(&request, RefusalKind::TooManyCalls, message, step));
         }
         let Some(entry) = i.tools.get(&call.name) else {
             let available: Vec<&str> = i.tools.specs().iter().map(|s| s.name.as_str()).collect();
@@ -241,9 +254,7 @@ impl ToolExecutor {
                     available.join(", ")
                 }
             );
-            return self
-                .refuse(&request, RefusalKind::UnknownTool, message)
-                .await;
+            return Ok(self.refuse(&request, RefusalKind::UnknownTool, message, step));
         };
         if let Err(problems) = entry.validator().check_lines(&call.arguments, 10) {
             tracing::debug!(tool = %call.name, "invalid tool arguments refused");
@@ -251,9 +262,7 @@ impl ToolExecutor {
                 "Invalid arguments for `{}`:\n{problems}\nFix the arguments and call the tool again.",
                 call.name
             );
-            return self
-                .refuse(&request, RefusalKind::InvalidArguments, message)
-                .await;
+            return Ok(self.refuse(&request, RefusalKind::InvalidArguments, message, step));
         }
         let arguments = call.arguments.clone();
         let policy = self.policy_request(&request, entry, arguments.clone(), false);
@@ -265,17 +274,22 @@ impl ToolExecutor {
             })),
             Decision::Deny { reason } => {
                 let reason = scrub_text(&reason, &arguments, &entry.spec().redact);
-                self.audit_decision(&request, entry, &arguments, "deny", &reason)
-                    .await?;
+                self.audit_decision(&request, entry, &arguments, "deny", &reason, step);
                 Ok(Gate::Done(CallOutcome::Denied { reason }))
             }
             Decision::RequireApproval { reason, priority } => {
                 let reason = scrub_text(&reason, &arguments, &entry.spec().redact);
                 let approval =
                     ApprovalRequest::new(&request.scope, call.clone(), reason.clone(), priority);
-                i.store.create_approval(&approval.tenant, &approval).await?;
-                self.audit_decision(&request, entry, &arguments, "require_approval", &reason)
-                    .await?;
+                step.approvals.push(approval.clone());
+                self.audit_decision(
+                    &request,
+                    entry,
+                    &arguments,
+                    "require_approval",
+                    &reason,
+                    step,
+                );
                 Ok(Gate::Done(CallOutcome::NeedsApproval(approval)))
             }
         }
@@ -289,6 +303,23 @@ impl ToolExecutor {
         request: CallRequest,
         approval: &ApprovalRequest,
     ) -> Result<Gate> {
+        let tenant = request.scope.tenant.clone();
+        let mut step = Step::default();
+        let gate = self
+            .decide_approved_staged(request, approval, &mut step)
+            .await?;
+        self.commit(&tenant, step).await?;
+        Ok(gate)
+    }
+
+    /// [`decide_approved`](Self::decide_approved), adding what it records to `step` (see
+    /// [`decide_staged`](Self::decide_staged)).
+    pub async fn decide_approved_staged(
+        &self,
+        request: CallRequest,
+        approval: &ApprovalRequest,
+        step: &mut Step,
+    ) -> Result<Gate> {
         let call = &request.call;
         let bound = approval.status == ApprovalStatus::Approved
             && approval.tenant == request.scope.tenant
@@ -297,18 +328,14 @@ impl ToolExecutor {
             && hash_json(&approval.call.arguments) == approval.arguments_hash;
         if !bound {
             let message = "Not executed: the approval does not match the requested call.".into();
-            return self
-                .refuse(&request, RefusalKind::ApprovalMismatch, message)
-                .await;
+            return Ok(self.refuse(&request, RefusalKind::ApprovalMismatch, message, step));
         }
         let Some(entry) = self.inner.tools.get(&call.name) else {
             let message = format!(
                 "Not executed: tool `{}` is no longer available to this agent.",
                 call.name
             );
-            return self
-                .refuse(&request, RefusalKind::UnknownTool, message)
-                .await;
+            return Ok(self.refuse(&request, RefusalKind::UnknownTool, message, step));
         };
         let arguments = approval.approved_arguments().clone();
         if approval.edited_arguments.is_some()
@@ -316,9 +343,7 @@ impl ToolExecutor {
         {
             let message =
                 format!("Not executed: the reviewer's edited arguments are invalid:\n{problems}");
-            return self
-                .refuse(&request, RefusalKind::InvalidArguments, message)
-                .await;
+            return Ok(self.refuse(&request, RefusalKind::InvalidArguments, message, step));
         }
         let automatic = approval.decided_automatically;
         let mut policy = self.policy_request(&request, entry, arguments.clone(), !automatic);
@@ -326,8 +351,7 @@ impl ToolExecutor {
         match self.evaluate(&policy).await {
             Decision::Deny { reason } => {
                 let reason = scrub_text(&reason, &arguments, &entry.spec().redact);
-                self.audit_decision(&request, entry, &arguments, "deny", &reason)
-                    .await?;
+                self.audit_decision(&request, entry, &arguments, "deny", &reason, step);
                 Ok(Gate::Done(CallOutcome::Denied { reason }))
             }
             // The policy does not accept an automatic approval for this call: a person must.
@@ -336,8 +360,7 @@ impl ToolExecutor {
                     "Not executed: this call needs a human's approval ({reason}); it was only \
                      approved automatically."
                 );
-                self.refuse(&request, RefusalKind::ApprovalMismatch, message)
-                    .await
+                Ok(self.refuse(&request, RefusalKind::ApprovalMismatch, message, step))
             }
             Decision::Allow | Decision::RequireApproval { .. } => Ok(Gate::Allowed(Permit {
                 request,
@@ -357,285 +380,6 @@ impl ToolExecutor {
             Gate::Allowed(permit) => self.run(permit).await,
             Gate::Done(outcome) => Ok(outcome),
         }
-    }
-
-    /// Steps 5–10 for an allowed call.
-    pub async fn run(&self, permit: Permit) -> Result<CallOutcome> {
-        let span = tracing::info_span!(
-            "tool.call",
-            tool = %permit.request.call.name,
-            call_id = %permit.request.call.id,
-            tenant = %permit.request.scope.tenant,
-            agent = %permit.request.scope.agent,
-            session = %permit.request.scope.session,
-            run = %permit.request.scope.run,
-        );
-        self.run_inner(permit).instrument(span).await
-    }
-
-    async fn run_inner(&self, permit: Permit) -> Result<CallOutcome> {
-        let i = &*self.inner;
-        let Permit {
-            request,
-            arguments,
-            policy,
-        } = permit;
-        let call = &request.call;
-        let Some(entry) = i.tools.get(&call.name) else {
-            return Err(Error::Internal(format!(
-                "a permit names tool `{}`, which this executor does not have",
-                call.name
-            )));
-        };
-        let spec = entry.spec();
-        let arguments_hash = hash_json(&arguments);
-        let mut record = ToolExecution::started(
-            &request.scope,
-            request.key.clone(),
-            call.id.clone(),
-            call.name.clone(),
-            redact(&arguments, &spec.redact),
-            arguments_hash,
-        );
-        // Step 5: the claim (an idempotent call left in doubt is taken over at most once).
-        let idempotent = spec.idempotent || spec.side_effect == SideEffect::Read;
-        let mut retried_stale = false;
-        loop {
-            match i
-                .store
-                .claim_tool_execution(&request.scope.tenant, &record)
-                .await?
-            {
-                ToolClaim::Claimed { attempt } => {
-                    record.attempt = attempt;
-                    break;
-                }
-                ToolClaim::Existing(prev) => {
-                    let retry_stale = idempotent && !retried_stale;
-                    if let Some(outcome) =
-                        self.existing(&request, &record, *prev, retry_stale).await?
-                    {
-                        self.outcome_for_policy(&policy, &ActionOutcome::NotRun)
-                            .await;
-                        return Ok(outcome);
-                    }
-                    retried_stale = true;
-                }
-            }
-        }
-        // Steps 6–7: the call and the output check.
-        let mut ctx = ToolContext::new(request.scope.clone(), call.id.clone(), request.key.clone());
-        ctx.cancellation = request.cancellation.child_token();
-        let cancelled_before = request.cancellation.is_cancelled();
-        // Kept only when the tool has redaction rules: its error text is scrubbed with them.
-        let redact_from = (!spec.redact.is_empty()).then(|| arguments.clone());
-        let called = if cancelled_before {
-            Err(Error::Cancelled)
-        } else {
-            let mut running = entry.tool().call(ctx, arguments);
-            // Most tools answer on their first poll; only a call that waits pays for a timer
-            // and a cancellation waiter (about 9 µs a call on the turn bench).
-            match futures::poll!(&mut running) {
-                std::task::Poll::Ready(result) => result,
-                std::task::Poll::Pending => tokio::select! {
-                    r = tokio::time::timeout(i.timeout, running) => r
-                        .unwrap_or_else(|_| Err(Error::Timeout(format!(
-                            "tool `{}` did not finish within {:?}", call.name, i.timeout
-                        )))),
-                    () = request.cancellation.cancelled() => Err(Error::Cancelled),
-                },
-            }
-        };
-        let outcome = called.and_then(|value| match entry.output_validator() {
-            Some(v) => v.check_lines(&value, 5).map(|()| value).map_err(|p| {
-                Error::Tool(format!(
-                    "the tool returned output that does not match its output schema: {p}"
-                ))
-            }),
-            None => Ok(value),
-        });
-        // An error that quotes a redacted argument is told and recorded without it.
-        let outcome = outcome.map_err(|e| {
-            let Some(args) = &redact_from else { return e };
-            let scrub = |t: &str| scrub_text(t, args, &spec.redact);
-            match e {
-                Error::Tool(m) => Error::Tool(scrub(&m)),
-                Error::NotExecuted(m) => Error::NotExecuted(scrub(&m)),
-                other => {
-                    let text = other.to_string();
-                    let scrubbed = scrub(&text);
-                    if scrubbed == text {
-                        other
-                    } else {
-                        Error::Tool(scrubbed)
-                    }
-                }
-            }
-        });
-        // Step 8: the record.
-        record.finished_at = Some(crate::store::now());
-        match &outcome {
-            Ok(value) => {
-                record.status = ToolExecutionStatus::Succeeded;
-                record.output = Some(redact(value, &spec.redact));
-            }
-            Err(e) => {
-                record.status = ToolExecutionStatus::Failed;
-                record.error = Some(e.to_string());
-                tracing::info!(error = %e, "tool failed");
-            }
-        }
-        i.store
-            .record_tool_execution(&request.scope.tenant, &record)
-            .await?;
-        // Step 9: metered usage.
-        let mut usage = UsageEvent::scoped(&request.scope, UsageKind::ToolCall, 1);
-        usage.resource = Some(call.name.clone());
-        self.append_usage(&request.scope.tenant, vec![usage])
-            .await?;
-        // Step 10: audit, then the policy hears the outcome.
-        let mut audit = self.audit_entry(&request, request.audit_kind);
-        audit.decision = Some("allow".into());
-        audit.reason = Some(record.status.as_str().into());
-        audit.input = record.input;
-        audit.output = match (record.output, record.error) {
-            (Some(o), _) => o,
-            (None, Some(e)) => json!({ "error": e }),
-            (None, None) => Value::Null,
-        };
-        i.store.append_audit(&request.scope.tenant, audit).await?;
-        // Only a call known not to have acted releases its reservations.
-        let action = match &outcome {
-            Ok(_) => ActionOutcome::Succeeded,
-            Err(Error::NotExecuted(_)) => ActionOutcome::NotRun,
-            Err(_) if cancelled_before => ActionOutcome::NotRun,
-            Err(_) => ActionOutcome::Failed,
-        };
-        self.outcome_for_policy(&policy, &action).await;
-        Ok(match outcome {
-            Ok(output) => CallOutcome::Succeeded {
-                output,
-                replayed: false,
-            },
-            Err(error) => CallOutcome::Failed { error },
-        })
-    }
-
-    /// What to do when the key is held: `Some(outcome)` to stop, `None` to claim again.
-    async fn existing(
-        &self,
-        request: &CallRequest,
-        mine: &ToolExecution,
-        prev: ToolExecution,
-        retry_stale: bool,
-    ) -> Result<Option<CallOutcome>> {
-        let i = &*self.inner;
-        if prev.tool != mine.tool
-            || (!prev.arguments_hash.is_empty() && prev.arguments_hash != mine.arguments_hash)
-        {
-            return Err(Error::IdempotencyConflict {
-                key: request.key.to_string(),
-                detail: format!(
-                    "it was used for `{}` with arguments hashing to {}, not `{}` with {}",
-                    prev.tool,
-                    short(&prev.arguments_hash),
-                    mine.tool,
-                    short(&mine.arguments_hash)
-                ),
-            });
-        }
-        match prev.status {
-            ToolExecutionStatus::Succeeded => {
-                tracing::debug!(key = %request.key, "replaying a recorded tool result");
-                Ok(Some(CallOutcome::Succeeded {
-                    output: prev.output.unwrap_or(Value::Null),
-                    replayed: true,
-                }))
-            }
-            ToolExecutionStatus::Started => {
-                let age = Utc::now()
-                    .signed_duration_since(prev.started_at)
-                    .to_std()
-                    .unwrap_or_default();
-                if retry_stale && age >= i.in_doubt_after {
-                    tracing::warn!(key = %request.key, "retrying an idempotent call left in doubt");
-                    let mut abandoned = prev;
-                    abandoned.status = ToolExecutionStatus::Failed;
-                    abandoned.error = Some(format!(
-                        "abandoned after {age:?} without a result; retried (idempotent tool)"
-                    ));
-                    abandoned.finished_at = Some(crate::store::now());
-                    i.store
-                        .record_tool_execution(&request.scope.tenant, &abandoned)
-                        .await?;
-                    return Ok(None);
-                }
-                Ok(Some(CallOutcome::InDoubt { execution: prev }))
-            }
-            // A failed record with the same tool and arguments is claimed again by the store; a
-            // store that returns it anyway reports a conflict it could not resolve.
-            ToolExecutionStatus::Failed => Err(Error::IdempotencyConflict {
-                key: request.key.to_string(),
-                detail: "the store refused to claim a failed execution again".into(),
-            }),
-        }
-    }
-
-    /// Resolves an execution left `started` (in doubt): after a human or an operator checked
-    /// the external system. Audited as `tool.resolved` with `resolved_by`.
-    /// [`Error::Conflict`] when the execution is not in doubt.
-    pub async fn resolve_in_doubt(
-        &self,
-        tenant: &TenantId,
-        key: &IdempotencyKey,
-        resolution: InDoubtResolution,
-        resolved_by: &str,
-    ) -> Result<ToolExecution> {
-        let i = &*self.inner;
-        let mut record = i
-            .store
-            .get_tool_execution(tenant, key)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("tool execution {key}")))?;
-        if record.status != ToolExecutionStatus::Started {
-            return Err(Error::Conflict(format!(
-                "tool execution {key} is not in doubt (it is {})",
-                record.status.as_str()
-            )));
-        }
-        let rules = i
-            .tools
-            .get(&record.tool)
-            .map(|e| e.spec().redact.clone())
-            .unwrap_or_default();
-        record.finished_at = Some(crate::store::now());
-        let note = match resolution {
-            InDoubtResolution::NotRun { note } => {
-                record.status = ToolExecutionStatus::Failed;
-                record.error = Some(format!("resolved as not run by {resolved_by}: {note}"));
-                note
-            }
-            InDoubtResolution::Succeeded { output } => {
-                record.status = ToolExecutionStatus::Succeeded;
-                record.output = Some(redact(&output, &rules));
-                "resolved as succeeded".into()
-            }
-        };
-        i.store.record_tool_execution(tenant, &record).await?;
-        let mut audit = NewAuditEntry::new(
-            tenant.clone(),
-            "tool.resolved",
-            format!("user:{resolved_by}"),
-            record.tool.clone(),
-        );
-        audit.decision = Some(record.status.as_str().into());
-        audit.reason = Some(note);
-        audit.agent = Some(record.agent.clone());
-        audit.session = Some(record.session.clone());
-        audit.run = Some(record.run.clone());
-        audit.input = json!({ "idempotency_key": key, "attempt": record.attempt });
-        i.store.append_audit(tenant, audit).await?;
-        Ok(record)
     }
 
     fn policy_request(
@@ -670,12 +414,14 @@ impl ToolExecutor {
         }
     }
 
-    async fn refuse(
+    /// Refuses a call: its `tool.refused` audit entry goes into `step`.
+    fn refuse(
         &self,
         request: &CallRequest,
         kind: RefusalKind,
         message: String,
-    ) -> Result<Gate> {
+        step: &mut Step,
+    ) -> Gate {
         let mut e = self.audit_entry(request, "tool.refused");
         e.decision = Some("refuse".into());
         e.reason = Some(format!("{}: {}", kind.as_str(), first_line(&message)));
@@ -684,30 +430,32 @@ impl ToolExecutor {
             Some(entry) => redact(&request.call.arguments, &entry.spec().redact),
             None => json!({ "arguments_hash": hash_json(&request.call.arguments) }),
         };
-        self.inner
-            .store
-            .append_audit(&request.scope.tenant, e)
-            .await?;
-        Ok(Gate::Done(CallOutcome::Refused { kind, message }))
+        step.audit.push(e);
+        Gate::Done(CallOutcome::Refused { kind, message })
     }
 
-    async fn audit_decision(
+    fn audit_decision(
         &self,
         request: &CallRequest,
         entry: &ToolEntry,
         arguments: &Value,
         decision: &str,
         reason: &str,
-    ) -> Result<()> {
+        step: &mut Step,
+    ) {
         let mut e = self.audit_entry(request, "policy.decision");
         e.decision = Some(decision.into());
         e.reason = Some(reason.into());
         e.input = redact(arguments, &entry.spec().redact);
-        self.inner
-            .store
-            .append_audit(&request.scope.tenant, e)
-            .await
-            .map(|_| ())
+        step.audit.push(e);
+    }
+
+    /// Commits a step unless it is empty.
+    async fn commit(&self, tenant: &TenantId, step: Step) -> Result<()> {
+        if !step.is_empty() {
+            self.inner.store.commit_step(tenant, step).await?;
+        }
+        Ok(())
     }
 
     fn audit_entry(&self, request: &CallRequest, kind: &str) -> NewAuditEntry {
@@ -718,53 +466,6 @@ impl ToolExecutor {
             request.call.name.clone(),
         )
     }
-
-    /// Whether usage is priced and gated (a [`UsageMeter`] is set).
-    pub fn is_metered(&self) -> bool {
-        self.inner.meter.is_some()
-    }
-
-    /// Admits a model call with its estimated usage ([`UsageMeter::admit`]); without a meter,
-    /// every call is admitted.
-    pub async fn admit_model_call(&self, estimate: &[UsageEvent]) -> Result<Admission> {
-        match &self.inner.meter {
-            Some(meter) => meter.admit(estimate).await,
-            None => Ok(Admission::default()),
-        }
-    }
-
-    /// Prices a model call's usage settling its admission ([`UsageMeter::settle`]) and appends
-    /// it; a call that failed settles with no events, which releases the reservation.
-    pub async fn append_settled_usage(
-        &self,
-        tenant: &TenantId,
-        admission: Admission,
-        mut events: Vec<UsageEvent>,
-    ) -> Result<()> {
-        if let Some(meter) = &self.inner.meter
-            && let Err(e) = meter.settle(admission, &mut events).await
-        {
-            tracing::warn!(error = %e, "usage could not be priced; recording it unpriced");
-        }
-        if events.is_empty() {
-            return Ok(());
-        }
-        self.inner.store.append_usage(tenant, &events).await
-    }
-
-    /// Prices (with the meter) and appends usage events of one tenant.
-    pub async fn append_usage(&self, tenant: &TenantId, mut events: Vec<UsageEvent>) -> Result<()> {
-        if let Some(meter) = &self.inner.meter
-            && let Err(e) = meter.meter(&mut events).await
-        {
-            tracing::warn!(error = %e, "usage could not be priced; recording it unpriced");
-        }
-        self.inner.store.append_usage(tenant, &events).await
-    }
-}
-
-fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
 }
 
 fn first_line(s: &str) -> &str {

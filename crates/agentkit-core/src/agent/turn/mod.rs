@@ -28,8 +28,8 @@ use crate::redact::hash_call;
 use crate::retrieval::format_context_block;
 use crate::scope::Scope;
 use crate::store::{
-    Admission, MessageWindow, PendingCall, RunRecord, RunStatus, SessionRecord, UsageEvent,
-    UsageKind,
+    Admission, ApprovalRequest, MessageWindow, PendingCall, RunRecord, RunStatus, SessionRecord,
+    Step, StepMessages, UsageEvent, UsageKind,
 };
 
 pub(crate) type EventSink = mpsc::UnboundedSender<Result<AgentEvent>>;
@@ -92,18 +92,30 @@ pub(crate) async fn run(
     );
     async move {
         let tenant = &scope.tenant;
-        let mut record = SessionRecord::new(tenant.clone(), scope.session.clone(), a.id.clone());
-        record.metadata.clone_from(&request.metadata);
-        if !a.store.create_session(tenant, &record).await? {
-            check_session_owner(a, &scope).await?;
+        // Reads only: the session, its window and the run are written with the run's first
+        // step (see `RunCtx::flush`).
+        let existing = a.store.get_session(tenant, &scope.session).await?;
+        if let Some(owner) = existing.as_ref().map(|s| &s.agent)
+            && *owner != a.id
+        {
+            // A session belongs to the agent that created it: another agent of the tenant may
+            // not read or extend its history.
+            return Err(Error::PermissionDenied(format!(
+                "session `{}` belongs to agent `{owner}`, not `{}`",
+                scope.session, a.id
+            )));
         }
-        // The newest message is loaded even when the policy keeps no history: it tells whether
-        // a suspended run still waits for its tool results.
-        let load = match a.memory.store_window() {
-            MessageWindow::Last(0) => MessageWindow::Last(1),
-            other => other,
+        let window = if existing.is_some() {
+            // The newest message is loaded even when the policy keeps no history: it tells
+            // whether a suspended run still waits for its tool results.
+            let load = match a.memory.store_window() {
+                MessageWindow::Last(0) => MessageWindow::Last(1),
+                other => other,
+            };
+            a.store.load_messages(tenant, &scope.session, load).await?
+        } else {
+            Vec::new()
         };
-        let window = a.store.load_messages(tenant, &scope.session, load).await?;
         if let Some(other) = window::unanswered_tail(&window)
             && let Some(r) = a.store.get_run(tenant, other).await?
             && r.status == RunStatus::Suspended
@@ -113,8 +125,13 @@ pub(crate) async fn run(
                 run: r.id.to_string(),
             });
         }
+        let new_session = existing.is_none().then(|| {
+            let mut record =
+                SessionRecord::new(tenant.clone(), scope.session.clone(), a.id.clone());
+            record.metadata.clone_from(&request.metadata);
+            record
+        });
         let run = RunRecord::new(&scope);
-        a.store.create_run(tenant, &run).await?;
         emit(
             &sink,
             AgentEvent::RunStarted {
@@ -122,17 +139,8 @@ pub(crate) async fn run(
             },
         );
 
-        let mut history = apply_memory_policy(&a.memory, window::repair(window, &scope.run, true));
+        let history = apply_memory_policy(&a.memory, window::repair(window, &scope.run, true));
         let user = Message::user(request.input.clone());
-        a.store
-            .append_messages(
-                tenant,
-                &scope.session,
-                Some(&scope.run),
-                std::slice::from_ref(&user),
-            )
-            .await?;
-        history.push(user);
 
         let mut ctx = RunCtx {
             a,
@@ -148,7 +156,13 @@ pub(crate) async fn run(
             answered_by: String::new(),
             output_retries: 0,
             admission: None,
+            step: Step::default(),
+            stored: Stored::New {
+                session: new_session,
+            },
         };
+        ctx.persist(std::slice::from_ref(&user));
+        ctx.history.push(user);
         let result = unwind_to_error(async {
             ctx.build_prefix(&request.input).await?;
             ctx.drive().await
@@ -158,23 +172,6 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await
-}
-
-/// A session belongs to the agent that created it: another agent of the tenant may not read or
-/// extend its history.
-async fn check_session_owner(a: &AgentInner, scope: &Scope) -> Result<()> {
-    let owner = a
-        .store
-        .get_session(&scope.tenant, &scope.session)
-        .await?
-        .map(|s| s.agent);
-    match owner {
-        Some(owner) if owner != a.id => Err(Error::PermissionDenied(format!(
-            "session `{}` belongs to agent `{owner}`, not `{}`",
-            scope.session, a.id
-        ))),
-        _ => Ok(()),
-    }
 }
 
 fn emit(sink: &Option<EventSink>, event: AgentEvent) {
@@ -204,6 +201,21 @@ struct RunCtx<'a> {
     output_retries: u32,
     /// The reservation of the model call whose usage is not recorded yet.
     admission: Option<Admission>,
+    /// What the current step has produced and not written yet ([`RunCtx::flush`]).
+    step: Step,
+    /// Whether the run is in the store yet.
+    stored: Stored,
+}
+
+/// A call of a turn: its pending state and, when it was decided or ran, its records.
+type CallDone = (PendingCall, Option<Step>);
+
+/// Whether a run's record is in the store.
+pub(crate) enum Stored {
+    /// Not yet: the first step inserts it, and creates the session when `session` is set.
+    New { session: Option<SessionRecord> },
+    /// Yes: each step updates it (compare-and-swap on its version).
+    Yes,
 }
 
 /// The output tokens a model call is assumed to spend at most when the agent sets no
@@ -224,7 +236,7 @@ impl RunCtx<'_> {
                 .await?;
             let mut event = self.usage_event(UsageKind::KnowledgeQuery, 1);
             event.resource = Some("retriever".into());
-            self.append_usage(vec![event]).await?;
+            self.append_usage(vec![event]).await;
             if !chunks.is_empty() {
                 self.prefix
                     .push(Message::system(format_context_block(&chunks)));
@@ -251,9 +263,9 @@ impl RunCtx<'_> {
             let response = self.call_model().await?;
             self.run.turns += 1;
             self.run.usage.add(&response.usage);
-            self.record_model_usage(&response).await?;
+            self.record_model_usage(&response).await;
             let assistant = response.to_message();
-            self.persist(std::slice::from_ref(&assistant)).await?;
+            self.persist(std::slice::from_ref(&assistant));
             self.history.push(assistant);
 
             if response.tool_calls.is_empty() {
@@ -265,7 +277,7 @@ impl RunCtx<'_> {
                             "Your answer does not match the required JSON schema:\n{problem}\n\
                              Reply again with only JSON that matches the schema."
                         ));
-                        self.persist(std::slice::from_ref(&correction)).await?;
+                        self.persist(std::slice::from_ref(&correction));
                         self.history.push(correction);
                         continue;
                     }
@@ -287,8 +299,10 @@ impl RunCtx<'_> {
                     PendingCall::AwaitingApproval { .. } => None,
                 })
                 .collect();
-            self.persist(&results).await?;
+            self.persist(&results);
             self.history.extend(results);
+            // The step's durable point: the answer, its calls' records and results, together.
+            self.flush().await?;
             self.check_error_budget()?;
         }
     }
@@ -330,11 +344,7 @@ impl RunCtx<'_> {
         let result = self.call_with_backup(request).await;
         match &result {
             Ok(_) => self.admission = Some(admission),
-            Err(_) => {
-                a.executor
-                    .append_settled_usage(&self.scope.tenant, admission, Vec::new())
-                    .await?;
-            }
+            Err(_) => a.executor.settle_usage(admission, &mut []).await,
         }
         result
     }
@@ -446,7 +456,7 @@ impl RunCtx<'_> {
         (result, delivered)
     }
 
-    async fn record_model_usage(&mut self, response: &CompletionResponse) -> Result<()> {
+    async fn record_model_usage(&mut self, response: &CompletionResponse) {
         let u = &response.usage;
         let mut events = Vec::with_capacity(3);
         for (kind, qty) in [
@@ -464,20 +474,15 @@ impl RunCtx<'_> {
             }
         }
         let admission = self.admission.take().unwrap_or_default();
-        self.a
-            .executor
-            .append_settled_usage(&self.scope.tenant, admission, events)
-            .await?;
+        self.a.executor.settle_usage(admission, &mut events).await;
+        self.step.usage.extend(events);
         emit(&self.sink, AgentEvent::Usage(response.usage));
-        Ok(())
     }
 
-    /// Prices (when the agent has a meter) and appends one step's usage events.
-    async fn append_usage(&self, events: Vec<UsageEvent>) -> Result<()> {
-        self.a
-            .executor
-            .append_usage(&self.scope.tenant, events)
-            .await
+    /// Prices (when the agent has a meter) usage events and adds them to the step.
+    async fn append_usage(&mut self, mut events: Vec<UsageEvent>) {
+        self.a.executor.price_usage(&mut events).await;
+        self.step.usage.extend(events);
     }
 
     fn usage_event(&self, kind: UsageKind, quantity: u64) -> UsageEvent {
@@ -495,20 +500,46 @@ impl RunCtx<'_> {
         Ok(Some(value))
     }
 
-    async fn persist(&self, messages: &[Message]) -> Result<()> {
+    /// Adds messages of this run to the step.
+    fn persist(&mut self, messages: &[Message]) {
         if messages.is_empty() {
-            return Ok(());
+            return;
         }
-        self.a
-            .store
-            .append_messages(
-                &self.scope.tenant,
-                &self.scope.session,
-                Some(&self.scope.run),
-                messages,
-            )
-            .await
-            .map(|_| ())
+        match &mut self.step.messages {
+            Some(m) => m.messages.extend_from_slice(messages),
+            None => {
+                self.step.messages = Some(StepMessages::new(&self.scope, messages.to_vec()));
+            }
+        }
+    }
+
+    /// Writes the step: everything it produced and the run's state, in one
+    /// [`commit_step`](crate::store::StepStore::commit_step). The run's first step inserts
+    /// it (and creates a new session); later ones update it.
+    async fn flush(&mut self) -> Result<()> {
+        let mut step = std::mem::take(&mut self.step);
+        let expected = self.run.version;
+        let first = matches!(self.stored, Stored::New { .. });
+        if let Stored::New { session } = &self.stored {
+            step.session.clone_from(session);
+            step.new_run = Some(self.run.clone());
+        } else {
+            self.run.version += 1;
+            self.run.updated_at = Utc::now();
+            step.run_update = Some((self.run.clone(), expected));
+        }
+        match self.a.store.commit_step(&self.scope.tenant, step).await {
+            Ok(_) => {
+                if first {
+                    self.stored = Stored::Yes;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.run.version = expected;
+                Err(e)
+            }
+        }
     }
 
     fn idempotency_key(&self, index: usize) -> Result<IdempotencyKey> {
@@ -552,16 +583,11 @@ impl RunCtx<'_> {
                 identical_calls_this_run: identical as u32,
             };
             let request = self.call_request(index, call, counters)?;
-            let gate = self.a.executor.decide(request).await?;
-            if let Gate::Done(CallOutcome::NeedsApproval(approval)) = &gate {
-                emit_with(&self.sink, || {
-                    AgentEvent::ApprovalRequired(approval.clone())
-                });
-            }
-            gates.push(gate);
+            let executor = &self.a.executor;
+            gates.push(executor.decide_staged(request, &mut self.step).await?);
         }
         let this = &*self;
-        let futures: Vec<BoxFuture<'_, Result<PendingCall>>> = gates
+        let futures: Vec<BoxFuture<'_, Result<CallDone>>> = gates
             .into_iter()
             .zip(calls)
             .map(|(gate, call)| {
@@ -575,30 +601,52 @@ impl RunCtx<'_> {
                                     arguments: permit.arguments().clone(),
                                 })
                             });
-                            this.a.executor.run(permit).await?
+                            this.a.executor.run_staged(permit).await?
                         }
                         Gate::Done(CallOutcome::NeedsApproval(approval)) => {
-                            return Ok(PendingCall::AwaitingApproval {
+                            let pending = PendingCall::AwaitingApproval {
                                 call: call.clone(),
                                 approval: approval.id,
                                 arguments_hash: approval.arguments_hash,
-                            });
+                            };
+                            return Ok((pending, None));
                         }
-                        Gate::Done(outcome) => outcome,
+                        Gate::Done(outcome) => (outcome, Step::default()),
                     };
-                    Ok(PendingCall::Resolved {
+                    let (outcome, records) = outcome;
+                    let pending = PendingCall::Resolved {
                         call: call.clone(),
                         result: this.message_for(call, outcome, ""),
-                    })
+                    };
+                    Ok((pending, Some(records)))
                 }
                 .boxed()
             })
             .collect();
-        let outcomes: Vec<Result<PendingCall>> = futures::stream::iter(futures)
+        let outcomes: Vec<Result<CallDone>> = futures::stream::iter(futures)
             .buffered(limits.tool_concurrency)
             .collect()
             .await;
-        let pending = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
+        // Every call that ran keeps its records even when another one failed: they are written
+        // with the step (also when the run fails, see `finish`).
+        let mut pending = Vec::with_capacity(outcomes.len());
+        let mut first_error = None;
+        for outcome in outcomes {
+            match outcome {
+                Ok((p, records)) => {
+                    if let Some(records) = records {
+                        self.step.merge(records)?;
+                    }
+                    pending.push(p);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         for p in &pending {
             if let PendingCall::Resolved { call, result } = p {
                 self.note_result(call, result);
@@ -663,18 +711,27 @@ impl RunCtx<'_> {
     }
 
     async fn suspend(&mut self, pending: Vec<PendingCall>) -> Result<RunOutcome> {
-        let a = self.a;
-        let mut approvals = Vec::new();
-        for p in &pending {
-            if let PendingCall::AwaitingApproval { approval, .. } = p
-                && let Some(r) = a.store.get_approval(&self.scope.tenant, approval).await?
-            {
-                approvals.push(r);
-            }
-        }
+        // The approval requests were staged by the policy gate; they are written with the
+        // suspension, so nobody is asked to decide a request that does not exist.
+        let approvals: Vec<ApprovalRequest> = self
+            .step
+            .approvals
+            .iter()
+            .filter(|r| {
+                pending.iter().any(|p| {
+                    matches!(p, PendingCall::AwaitingApproval { approval, .. } if *approval == r.id)
+                })
+            })
+            .cloned()
+            .collect();
         self.run.pending = pending;
         self.run.status = RunStatus::Suspended;
-        self.save_run().await?;
+        self.flush().await?;
+        for approval in &approvals {
+            emit_with(&self.sink, || {
+                AgentEvent::ApprovalRequired(approval.clone())
+            });
+        }
         tracing::info!(approvals = approvals.len(), "run suspended for approval");
         Ok(RunOutcome::Suspended(Suspension {
             run: self.run.id.clone(),
@@ -687,7 +744,7 @@ impl RunCtx<'_> {
     async fn complete(&mut self, reply: String, structured: Option<Value>) -> Result<RunOutcome> {
         self.run.status = RunStatus::Completed;
         self.run.reply = Some(reply.clone());
-        self.save_run().await?;
+        self.flush().await?;
         Ok(RunOutcome::Completed(RunReport {
             run: self.run.id.clone(),
             session: self.scope.session.clone(),
@@ -700,33 +757,26 @@ impl RunCtx<'_> {
         }))
     }
 
-    async fn save_run(&mut self) -> Result<()> {
-        let expected = self.run.version;
-        self.run.version += 1;
-        self.run.updated_at = Utc::now();
-        self.a
-            .store
-            .update_run(&self.scope.tenant, &self.run, expected)
-            .await
-    }
-
     /// Records a failure on the run (best effort) and passes the result through. A failed run's
-    /// messages are retracted first, so the session's conversation holds no half exchange.
+    /// messages are retracted (and the step's are not written), so the session's conversation
+    /// holds no half exchange; its usage, tool records and audit entries are written.
     async fn finish(&mut self, result: Result<RunOutcome>) -> Result<RunOutcome> {
         if let Err(e) = &result {
             tracing::warn!(error = %e, "run failed");
-            if let Err(retract) = self
-                .a
-                .store
-                .retract_messages(&self.scope.tenant, &self.scope.session, &self.run.id)
-                .await
+            if matches!(self.stored, Stored::Yes)
+                && let Err(retract) = self
+                    .a
+                    .store
+                    .retract_messages(&self.scope.tenant, &self.scope.session, &self.run.id)
+                    .await
             {
                 // Windows repair what is left (see `window.rs`).
                 tracing::warn!(error = %retract, "could not retract the failed run's messages");
             }
+            self.step.messages = None;
             self.run.status = RunStatus::Failed;
             self.run.error = Some(e.to_string());
-            if let Err(save) = self.save_run().await {
+            if let Err(save) = self.flush().await {
                 tracing::warn!(error = %save, "could not record the run failure");
             }
         }

@@ -6,14 +6,14 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{EventSink, RunCtx, truncate};
+use super::{EventSink, RunCtx, Stored, truncate};
 use crate::agent::{Agent, RunOutcome, Suspension, apply_memory_policy, window};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{RunId, TenantId};
 use crate::message::Message;
 use crate::policy::CallCounters;
 use crate::scope::Scope;
-use crate::store::{ApprovalRequest, ApprovalStatus, NewAuditEntry, PendingCall, RunStatus};
+use crate::store::{ApprovalRequest, ApprovalStatus, NewAuditEntry, PendingCall, RunStatus, Step};
 
 pub(crate) async fn resume(
     agent: &Agent,
@@ -127,11 +127,13 @@ pub(crate) async fn resume(
             answered_by: String::new(),
             output_retries: 0,
             admission: None,
+            step: Step::default(),
+            stored: Stored::Yes,
         };
         let result = super::unwind_to_error(async {
             ctx.build_prefix(&query).await?;
             let results = ctx.apply_decisions(pending_calls, &decided).await?;
-            ctx.persist(&results).await?;
+            ctx.persist(&results);
             ctx.history.extend(results);
             ctx.check_error_budget()?;
             ctx.drive().await
