@@ -32,7 +32,7 @@ use nix::unistd::Pid;
 const CHILD_DB: &str = "AGENTKIT_SQLITE_CRASH_CHILD_DB";
 const CHILD_ROUND: &str = "AGENTKIT_SQLITE_CRASH_CHILD_ROUND";
 const WRITERS: usize = 2;
-const ROUNDS: usize = 8;
+const ROUNDS: usize = 12;
 
 fn tenant() -> TenantId {
     TenantId::from_static("crash")
@@ -219,6 +219,8 @@ fn sigkill_mid_write_leaves_no_partial_records() {
                 seen += 1;
             }
         }
+        // A different delay each round, so the kill lands at different points of a step.
+        std::thread::sleep(Duration::from_micros((round as u64 * 173) % 500));
         kill(
             Pid::from_raw(i32::try_from(child.id()).unwrap()),
             Signal::SIGKILL,
