@@ -1,4 +1,4 @@
-//! Run with: `cargo bench --bench scale` (options: `-- --sessions 10000 --turns 3 --model-ms 100`).
+//! Run with: `cargo bench --bench scale` (options: `-- --sessions 10000 --turns 10 --model-ms 100 --no-memory`).
 //!
 //! Scale, not speed: what a host running many conversations at once sees.
 //!
@@ -54,7 +54,9 @@ impl LlmProvider for PacedModel {
     }
 
     async fn complete(&self, request: &CompletionRequest) -> agentkit::Result<CompletionResponse> {
-        tokio::time::sleep(self.delay).await;
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         let usage = Usage {
             input_tokens: 40,
             output_tokens: 12,
@@ -130,18 +132,75 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    memory_per_session(&rt);
+    if !std::env::args().any(|a| a == "--no-memory") {
+        memory_per_session(&rt);
+    }
     let sessions = arg("--sessions", 10_000);
-    let turns = arg("--turns", 3);
+    let turns = arg("--turns", 10);
     let model_ms = arg("--model-ms", 100) as u64;
     concurrent(&rt, sessions, turns, model_ms);
 }
 
 fn memory_per_session(rt: &tokio::runtime::Runtime) {
-    println!("## memory per idle session (in-memory store; one finished turn each)");
-    println!("| sessions | live bytes | bytes per session |");
-    println!("|---|---|---|");
+    println!("## memory per idle session (in-memory store)");
+    println!(
+        "`conversation`: the session and its 4 messages only (what a session is); `one turn`: \
+         everything one finished turn leaves (also the run record, execution record, 5 usage \
+         events, audit entry)."
+    );
+    println!("| sessions | what | live bytes | bytes per session |");
+    println!("|---|---|---|---|");
+    let turn_messages = |s: usize| {
+        vec![
+            Message::user(question(0)),
+            Message::Assistant {
+                content: String::new(),
+                tool_calls: vec![ToolCall::new(
+                    "call_1",
+                    "crm.lookup_lead",
+                    json!({"lead_id": 42}),
+                )],
+            },
+            Message::tool_result(
+                "call_1",
+                "crm.lookup_lead",
+                format!(r#"{{"lead_id":42,"name":"Ada","stage":"qualified","s":{s}}}"#),
+            ),
+            Message::assistant("Lead 42 is Ada, qualified."),
+        ]
+    };
     for n in [1_000usize, 10_000, 100_000] {
+        // The conversation alone, written straight through the store.
+        let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+        let before = live_bytes();
+        rt.block_on(async {
+            let tenant = TenantId::from_static("bench");
+            for s in 0..n {
+                let scope = agentkit::scope::Scope::new(
+                    tenant.clone(),
+                    AgentId::from_static("bench"),
+                    SessionId::new(format!("s{s}")).unwrap(),
+                    RunId::generate(),
+                );
+                let step = agentkit::store::Step {
+                    session: Some(agentkit::store::SessionRecord::new(
+                        tenant.clone(),
+                        scope.session.clone(),
+                        scope.agent.clone(),
+                    )),
+                    messages: Some(agentkit::store::StepMessages::new(&scope, turn_messages(s))),
+                    ..agentkit::store::Step::default()
+                };
+                store.commit_step(&tenant, step).await.unwrap();
+            }
+        });
+        let bytes = live_bytes() - before;
+        println!(
+            "| {n} | conversation | {bytes} | {} |",
+            bytes / isize::try_from(n).unwrap()
+        );
+        drop(store);
+
         let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
         let a = agent(store.clone(), Duration::ZERO);
         let before = live_bytes();
@@ -152,10 +211,9 @@ fn memory_per_session(rt: &tokio::runtime::Runtime) {
                     .unwrap();
             }
         });
-        let after = live_bytes();
-        let bytes = after - before;
+        let bytes = live_bytes() - before;
         println!(
-            "| {n} | {bytes} | {} |",
+            "| {n} | one turn | {bytes} | {} |",
             bytes / isize::try_from(n).unwrap()
         );
         drop(a);
@@ -168,28 +226,40 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// What one session's task reports: for each turn, when it finished and how long it took.
+type Turns = Vec<(Instant, Duration)>;
+
 fn concurrent(rt: &tokio::runtime::Runtime, sessions: usize, turns: usize, model_ms: u64) {
     let per_call = Duration::from_millis(model_ms) / 2;
-    let ideal = sessions as f64 / (model_ms as f64 / 1000.0);
+    let period = Duration::from_millis(model_ms);
+    let ideal = sessions as f64 / period.as_secs_f64();
     println!(
         "\n## {sessions} concurrent sessions × {turns} turns, model {model_ms} ms per turn \
          (2 calls), 2 worker threads; ideal {ideal:.0} turns/s"
     );
-    println!("| driver | turns/s | of ideal | p50 | p99 | max | wall |");
+    println!(
+        "Sessions start spread over the first {model_ms} ms (arrivals, not one synchronized \
+         burst) and then run their turns back to back. Throughput is counted in the steady \
+         state: turns finished between 2 model periods after the start and 2 before the end."
+    );
+    println!("| driver | turns/s (steady) | of ideal | p50 | p99 | max | wall |");
     println!("|---|---|---|---|---|---|---|");
+    // Session `s` starts at `s / sessions` of one model period.
+    let start_of = move |s: usize| period.mul_f64(s as f64 / sessions as f64);
 
     // Baseline: the hand loop.
     let model = Arc::new(PacedModel { delay: per_call });
     let tool = lookup_tool();
-    let (latencies, wall) = rt.block_on(async {
+    let (results, started) = rt.block_on(async {
         let started = Instant::now();
         let tasks: Vec<_> = (0..sessions)
             .map(|s| {
                 let (model, tool) = (model.clone(), tool.clone());
                 tokio::spawn(async move {
+                    tokio::time::sleep_until((started + start_of(s)).into()).await;
                     let specs: Arc<[ToolSpec]> = vec![tool.spec().clone()].into();
                     let mut history = vec![Message::system("You are a CRM assistant.")];
-                    let mut lat = Vec::with_capacity(turns);
+                    let mut done: Turns = Vec::with_capacity(turns);
                     for turn in 0..turns {
                         let t0 = Instant::now();
                         history.push(Message::user(question(turn)));
@@ -219,30 +289,31 @@ fn concurrent(rt: &tokio::runtime::Runtime, sessions: usize, turns: usize, model
                             CompletionRequest::new("m", history.clone()).with_tools(specs.clone());
                         let response = model.complete(&request).await.unwrap();
                         history.push(response.to_message());
-                        lat.push(t0.elapsed());
+                        done.push((Instant::now(), t0.elapsed()));
                     }
-                    lat
+                    done
                 })
             })
             .collect();
-        let mut all = Vec::with_capacity(sessions * turns);
+        let mut all = Vec::with_capacity(sessions);
         for t in tasks {
-            all.extend(t.await.unwrap());
+            all.push(t.await.unwrap());
         }
-        (all, started.elapsed())
+        (all, started)
     });
-    report("hand loop", latencies, wall, sessions * turns, ideal);
+    report("hand loop", &results, started, period, ideal);
 
     // agentkit: every turn governed and recorded in the in-memory store.
     let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
     let a = agent(store.clone(), per_call);
-    let (latencies, wall) = rt.block_on(async {
+    let (results, started) = rt.block_on(async {
         let started = Instant::now();
         let tasks: Vec<_> = (0..sessions)
             .map(|s| {
                 let a = a.clone();
                 tokio::spawn(async move {
-                    let mut lat = Vec::with_capacity(turns);
+                    tokio::time::sleep_until((started + start_of(s)).into()).await;
+                    let mut done: Turns = Vec::with_capacity(turns);
                     for turn in 0..turns {
                         let t0 = Instant::now();
                         let outcome = a
@@ -250,23 +321,23 @@ fn concurrent(rt: &tokio::runtime::Runtime, sessions: usize, turns: usize, model
                             .await
                             .unwrap();
                         assert!(matches!(outcome, RunOutcome::Completed(_)));
-                        lat.push(t0.elapsed());
+                        done.push((Instant::now(), t0.elapsed()));
                     }
-                    lat
+                    done
                 })
             })
             .collect();
-        let mut all = Vec::with_capacity(sessions * turns);
+        let mut all = Vec::with_capacity(sessions);
         for t in tasks {
-            all.extend(t.await.unwrap());
+            all.push(t.await.unwrap());
         }
-        (all, started.elapsed())
+        (all, started)
     });
     report(
         "agentkit (in-memory store)",
-        latencies,
-        wall,
-        sessions * turns,
+        &results,
+        started,
+        period,
         ideal,
     );
 
@@ -295,15 +366,36 @@ fn concurrent(rt: &tokio::runtime::Runtime, sessions: usize, turns: usize, model
     println!("every session holds its {turns} turns' messages, in order");
 }
 
-fn report(driver: &str, mut latencies: Vec<Duration>, wall: Duration, turns: usize, ideal: f64) {
+fn report(driver: &str, results: &[Turns], started: Instant, period: Duration, ideal: f64) {
+    let mut latencies: Vec<Duration> = results.iter().flatten().map(|(_, d)| *d).collect();
     latencies.sort();
-    let rate = turns as f64 / wall.as_secs_f64();
+    let end = results
+        .iter()
+        .flatten()
+        .map(|(at, _)| *at)
+        .max()
+        .unwrap_or(started);
+    let (from, to) = (
+        started + period * 2,
+        end.checked_sub(period * 2).unwrap_or(end),
+    );
+    let in_window = results
+        .iter()
+        .flatten()
+        .filter(|(at, _)| *at >= from && *at < to)
+        .count();
+    let window = to.saturating_duration_since(from).as_secs_f64();
+    let rate = if window > 0.0 {
+        in_window as f64 / window
+    } else {
+        f64::NAN
+    };
     println!(
         "| {driver} | {rate:.0} | {:.1} % | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s |",
         100.0 * rate / ideal,
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-        wall.as_secs_f64(),
+        (end - started).as_secs_f64(),
     );
 }

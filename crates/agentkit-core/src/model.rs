@@ -42,8 +42,9 @@ pub struct OutputSchema {
 pub struct CompletionRequest {
     /// Model name as the provider knows it.
     pub model: String,
-    /// The conversation, system prompt first.
-    pub messages: Vec<Message>,
+    /// The conversation, system prompt first. Shared: the agent hands each call its running
+    /// conversation without copying it (`Arc::make_mut` to change a request's own copy).
+    pub messages: Arc<Vec<Message>>,
     /// Tools the model may call (only the agent's allowed tools).
     pub tools: Arc<[ToolSpec]>,
     /// Tool choice.
@@ -60,10 +61,10 @@ pub struct CompletionRequest {
 
 impl CompletionRequest {
     /// A request for `model` over `messages`, with defaults for everything else.
-    pub fn new(model: impl Into<String>, messages: Vec<Message>) -> Self {
+    pub fn new(model: impl Into<String>, messages: impl Into<Arc<Vec<Message>>>) -> Self {
         Self {
             model: model.into(),
-            messages,
+            messages: messages.into(),
             ..Self::default()
         }
     }

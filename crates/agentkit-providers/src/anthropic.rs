@@ -92,7 +92,7 @@ impl AnthropicProvider {
         let model = model_name(request, &self.default_model)?;
         let mut system: Vec<Cow<'a, str>> = Vec::new();
         let mut messages: Vec<WireMessage<'a>> = Vec::new();
-        for m in &request.messages {
+        for m in request.messages.iter() {
             match m {
                 Message::System { content } => system.push(Cow::Borrowed(content)),
                 Message::User { content } => {

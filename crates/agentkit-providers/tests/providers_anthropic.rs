@@ -71,8 +71,7 @@ async fn sends_the_documented_request_and_parses_tool_use() {
 
     let mut request = full_request();
     // A retrieved-context system message after the prompt joins the top-level system.
-    request
-        .messages
+    std::sync::Arc::make_mut(&mut request.messages)
         .insert(1, Message::system("<retrieved_context/>"));
     let r = provider(&server).complete(&request).await.unwrap();
 

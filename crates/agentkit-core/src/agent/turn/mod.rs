@@ -4,6 +4,7 @@ pub(crate) mod resume;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::Utc;
 use futures::future::BoxFuture;
@@ -150,8 +151,7 @@ pub(crate) async fn run(
             confidence: request.confidence,
             metadata: request.metadata,
             sink,
-            prefix: Vec::new(),
-            history,
+            history: Arc::new(history),
             summaries: Vec::new(),
             answered_by: String::new(),
             output_retries: 0,
@@ -162,7 +162,7 @@ pub(crate) async fn run(
             },
         };
         ctx.persist(std::slice::from_ref(&user));
-        ctx.history.push(user);
+        ctx.remember(user);
         let result = unwind_to_error(async {
             ctx.build_prefix(&request.input).await?;
             ctx.drive().await
@@ -194,8 +194,10 @@ struct RunCtx<'a> {
     confidence: Option<f64>,
     metadata: BTreeMap<String, String>,
     sink: Option<EventSink>,
-    prefix: Vec<Message>,
-    history: Vec<Message>,
+    /// The conversation the model is sent: the prefix (system prompt, retrieved context),
+    /// the window and this run's messages. Shared with each request (no copy per model call);
+    /// appended through [`RunCtx::remember`].
+    history: Arc<Vec<Message>>,
     summaries: Vec<ToolCallSummary>,
     answered_by: String,
     output_retries: u32,
@@ -223,10 +225,12 @@ pub(crate) enum Stored {
 pub const OUTPUT_ESTIMATE_TOKENS: u64 = 4096;
 
 impl RunCtx<'_> {
+    /// Adds the prefix (system prompt, retrieved context) before the conversation.
     async fn build_prefix(&mut self, query: &str) -> Result<()> {
         let a = self.a;
+        let mut prefix = Vec::with_capacity(2);
         if !a.system_prompt.is_empty() {
-            self.prefix.push(Message::system(a.system_prompt.clone()));
+            prefix.push(Message::system(a.system_prompt.clone()));
         }
         if let Some((retriever, top_k)) = &a.retriever {
             let span = tracing::info_span!("agent.retrieve", tenant = %self.scope.tenant, agent = %a.id, top_k);
@@ -238,11 +242,19 @@ impl RunCtx<'_> {
             event.resource = Some("retriever".into());
             self.append_usage(vec![event]).await;
             if !chunks.is_empty() {
-                self.prefix
-                    .push(Message::system(format_context_block(&chunks)));
+                prefix.push(Message::system(format_context_block(&chunks)));
             }
         }
+        if !prefix.is_empty() {
+            Arc::make_mut(&mut self.history).splice(0..0, prefix);
+        }
         Ok(())
+    }
+
+    /// Appends a message to the conversation the model is sent (copy-free while no request
+    /// holds it).
+    fn remember(&mut self, message: Message) {
+        Arc::make_mut(&mut self.history).push(message);
     }
 
     async fn drive(&mut self) -> Result<RunOutcome> {
@@ -266,7 +278,7 @@ impl RunCtx<'_> {
             self.record_model_usage(&response).await;
             let assistant = response.to_message();
             self.persist(std::slice::from_ref(&assistant));
-            self.history.push(assistant);
+            self.remember(assistant);
 
             if response.tool_calls.is_empty() {
                 match self.check_output(&response.content) {
@@ -278,7 +290,7 @@ impl RunCtx<'_> {
                              Reply again with only JSON that matches the schema."
                         ));
                         self.persist(std::slice::from_ref(&correction));
-                        self.history.push(correction);
+                        self.remember(correction);
                         continue;
                     }
                     Err(problem) => return Err(Error::InvalidOutput(problem)),
@@ -300,7 +312,7 @@ impl RunCtx<'_> {
                 })
                 .collect();
             self.persist(&results);
-            self.history.extend(results);
+            Arc::make_mut(&mut self.history).extend(results);
             // The step's durable point: the answer, its calls' records and results, together.
             self.flush().await?;
             self.check_error_budget()?;
@@ -322,10 +334,7 @@ impl RunCtx<'_> {
 
     async fn call_model(&mut self) -> Result<CompletionResponse> {
         let a = self.a;
-        let mut messages = Vec::with_capacity(self.prefix.len() + self.history.len());
-        messages.extend(self.prefix.iter().cloned());
-        messages.extend(self.history.iter().cloned());
-        let mut request = CompletionRequest::new(a.model.model.clone(), messages)
+        let mut request = CompletionRequest::new(a.model.model.clone(), Arc::clone(&self.history))
             .with_tools(a.tool_specs.clone());
         request.temperature = a.model.temperature;
         request.max_tokens = a.model.max_tokens;

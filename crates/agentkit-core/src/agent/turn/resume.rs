@@ -121,8 +121,7 @@ pub(crate) async fn resume(
             confidence: None,
             metadata: BTreeMap::new(),
             sink,
-            prefix: Vec::new(),
-            history,
+            history: std::sync::Arc::new(history),
             summaries: Vec::new(),
             answered_by: String::new(),
             output_retries: 0,
@@ -134,7 +133,7 @@ pub(crate) async fn resume(
             ctx.build_prefix(&query).await?;
             let results = ctx.apply_decisions(pending_calls, &decided).await?;
             ctx.persist(&results);
-            ctx.history.extend(results);
+            std::sync::Arc::make_mut(&mut ctx.history).extend(results);
             ctx.check_error_budget()?;
             ctx.drive().await
         })

@@ -5,7 +5,7 @@
 //! its whole read-check-write step inside it (so each call is atomic) and releases it before
 //! returning, never across an `.await`. Every key includes the tenant.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -23,6 +23,11 @@ use crate::store::{
     StoredMessage, ToolClaim, ToolExecution, ToolExecutionStatus, UsageEvent, UsageQuery,
     approval_queue_order, orphaned_prefix_len,
 };
+
+/// The store's maps hash with `foldhash` (seeded per process): ids are hashed on every
+/// operation, and SipHash was a tenth of a turn's cost.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// A [`super::StateStore`] kept in process memory.
 ///
@@ -165,7 +170,7 @@ fn check_usage_batch(
     ledgers: &HashMap<TenantId, UsageLedger>,
     events: &[UsageEvent],
 ) -> Result<()> {
-    let mut batch: HashSet<(&TenantId, &UsageEventId)> = HashSet::new();
+    let mut batch: HashSet<(&TenantId, &UsageEventId)> = HashSet::default();
     for (i, e) in events.iter().enumerate() {
         let taken = ledgers
             .get(&e.tenant)
