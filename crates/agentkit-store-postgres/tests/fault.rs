@@ -1,7 +1,9 @@
 //! Connection loss: a private PostgreSQL server is stopped (immediate shutdown, i.e. a crash)
 //! and started again under write load. While it is down writes fail with retryable errors; the
 //! same `PostgresStore` works again once it is back; no write that returned `Ok` is lost,
-//! nothing is half-written, message sequence numbers have no gaps and the audit chains verify.
+//! nothing is half-written — in particular every turn step (`commit_step`: two messages, two
+//! usage events and an audit entry) is either whole or absent after the restart — message
+//! sequence numbers have no gaps and the audit chains verify.
 //!
 //! Needs the PostgreSQL server binaries (`pg_config --bindir`, or `/usr/lib/postgresql/*/bin`).
 //! `initdb` refuses to run as root, so as root the server runs as the `postgres` OS user
@@ -23,7 +25,8 @@ use agentkit_core::id::{AgentId, SessionId, TenantId};
 use agentkit_core::message::Message;
 use agentkit_core::store::{
     AuditEntry, AuditQuery, AuditStore, MessageWindow, NewAuditEntry, SessionRecord, SessionStore,
-    UsageEvent, UsageKind, UsageQuery, UsageStore, verify_audit_chain,
+    Step, StepMessages, StepStore, UsageEvent, UsageKind, UsageQuery, UsageStore,
+    verify_audit_chain,
 };
 use agentkit_core::{Error, ErrorKind};
 use agentkit_store_postgres::PostgresStore;
@@ -257,14 +260,16 @@ struct WriterLog {
     usage: Vec<Vec<String>>,
     /// Accepted audit entries as returned.
     audit: Vec<AuditEntry>,
+    /// Accepted steps: the write number.
+    steps: Vec<usize>,
     /// Failed writes: (phase when it started, phase when it ended, kind, retryable, text).
     errors: Vec<(u8, u8, ErrorKind, bool, String)>,
     /// Accepted writes that started after the restart.
     ok_after_restart: usize,
 }
 
-/// Writes until `stop`: a turn's two messages, a usage batch of two events, an audit entry, in
-/// turn, recording what was accepted.
+/// Writes until `stop`: a turn's two messages, a usage batch of two events, an audit entry, and
+/// a step holding all three, in turn, recording what was accepted.
 async fn writer(
     store: PostgresStore,
     w: usize,
@@ -292,7 +297,43 @@ async fn writer(
     let mut i = 0usize;
     while !stop.load(Ordering::SeqCst) {
         let started = phase.load(Ordering::SeqCst);
-        let result: Result<(), Error> = match i % 3 {
+        let result: Result<(), Error> = match i % 4 {
+            3 => {
+                let label = format!("w{w}-{i}");
+                let step = Step {
+                    messages: Some(StepMessages {
+                        session: session.id.clone(),
+                        run: None,
+                        messages: vec![
+                            Message::user(format!("{label}-a")),
+                            Message::assistant(format!("{label}-b")),
+                        ],
+                    }),
+                    usage: (0..2)
+                        .map(|k| {
+                            let mut e = UsageEvent::new(
+                                tenant.clone(),
+                                AgentId::from_static("support"),
+                                UsageKind::OutputTokens,
+                                20 + k,
+                            );
+                            e.resource = Some(label.clone());
+                            e
+                        })
+                        .collect(),
+                    audit: vec![NewAuditEntry::new(
+                        tenant.clone(),
+                        "fault.step",
+                        format!("writer:{w}"),
+                        label.clone(),
+                    )],
+                    ..Step::default()
+                };
+                store
+                    .commit_step(&tenant, step)
+                    .await
+                    .map(|_| log.steps.push(i))
+            }
             0 => {
                 let batch = [
                     Message::user(format!("w{w}-{i}-a")),
@@ -570,6 +611,50 @@ async fn survives_a_server_crash_and_restart_under_load() {
                 .all(|e| e.entry.at == e.entry.at.trunc_subsecs(6)),
             "stored audit times are microseconds"
         );
+        // Steps: whole or absent, and every accepted one whole.
+        let texts: BTreeSet<&str> = messages.iter().map(|m| m.message.text()).collect();
+        let stepped: BTreeSet<&str> = chain
+            .iter()
+            .filter(|e| e.entry.kind == "fault.step")
+            .map(|e| e.entry.action.as_str())
+            .collect();
+        let metered: BTreeSet<&str> = usage
+            .iter()
+            .filter(|e| e.kind == UsageKind::OutputTokens)
+            .filter_map(|e| e.resource.as_deref())
+            .collect();
+        assert_eq!(
+            stepped, metered,
+            "writer {w}: steps with an audit entry and steps with usage differ"
+        );
+        for label in &stepped {
+            assert!(
+                texts.contains(format!("{label}-a").as_str())
+                    && texts.contains(format!("{label}-b").as_str()),
+                "writer {w}: step {label} has its audit entry and usage but not its messages"
+            );
+        }
+        let step_messages = messages
+            .iter()
+            .filter(|m| {
+                let t = m.message.text();
+                let label = t.get(..t.len().saturating_sub(2)).unwrap_or("");
+                metered.contains(label)
+            })
+            .count();
+        assert_eq!(
+            step_messages,
+            2 * stepped.len(),
+            "writer {w}: messages of steps that have neither usage nor audit"
+        );
+        for i in &log.steps {
+            let label = format!("w{w}-{i}");
+            assert!(
+                stepped.contains(label.as_str()),
+                "writer {w}: accepted step {label} lost"
+            );
+        }
+        assert!(!log.steps.is_empty(), "writer {w}: no step was accepted");
     }
 
     store.pool().close().await;
