@@ -228,7 +228,8 @@ impl RunOutcome {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum AgentEvent {
-    /// The run began.
+    /// The run began. Its record is written with its first step (after the model's first
+    /// answer and that answer's tool calls), so `get_run` may not find it before then.
     RunStarted {
         /// The run.
         run: RunId,
