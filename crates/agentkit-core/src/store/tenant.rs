@@ -114,6 +114,12 @@ impl TenantStore {
         self.store.append_audit(&self.tenant, entry).await
     }
 
+    /// Commits a whole step atomically ([`crate::store::StepStore::commit_step`]; every record
+    /// must belong to this tenant).
+    pub async fn commit_step(&self, step: crate::store::Step) -> Result<crate::store::StepReceipt> {
+        self.store.commit_step(&self.tenant, step).await
+    }
+
     /// A counter's value.
     pub async fn counter(&self, key: &str) -> Result<i64> {
         self.store.counter_get(&self.tenant, key).await
