@@ -229,3 +229,68 @@ pub trait StepStore: Send + Sync {
     /// path).
     async fn commit_step(&self, tenant: &TenantId, step: Step) -> Result<StepReceipt>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::Scope;
+
+    fn scope(session: &str) -> Scope {
+        Scope::new(
+            TenantId::from_static("t"),
+            crate::id::AgentId::from_static("a"),
+            SessionId::new(session).expect("a valid session id"),
+            RunId::from_static("r"),
+        )
+    }
+
+    #[test]
+    fn merge_appends_records_and_messages_of_the_same_run() {
+        let s = scope("s1");
+        let mut step = Step {
+            messages: Some(StepMessages::new(&s, vec![Message::user("a")])),
+            ..Step::default()
+        };
+        assert!(!step.is_empty());
+        let other = Step {
+            messages: Some(StepMessages::new(&s, vec![Message::assistant("b")])),
+            usage: vec![crate::store::UsageEvent::scoped(
+                &s,
+                crate::store::UsageKind::ToolCall,
+                1,
+            )],
+            ..Step::default()
+        };
+        step.merge(other).expect("same session and run");
+        let texts: Vec<&str> = step
+            .messages
+            .as_ref()
+            .map(|m| m.messages.iter().map(Message::text).collect())
+            .unwrap_or_default();
+        assert_eq!(texts, ["a", "b"]);
+        assert_eq!(step.usage.len(), 1);
+    }
+
+    #[test]
+    fn merge_refuses_messages_of_another_session() {
+        let mut step = Step {
+            messages: Some(StepMessages::new(&scope("s1"), vec![Message::user("a")])),
+            ..Step::default()
+        };
+        let other = Step {
+            messages: Some(StepMessages::new(&scope("s2"), vec![Message::user("b")])),
+            ..Step::default()
+        };
+        let err = step.merge(other).expect_err("two sessions in one step");
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+        assert!(Step::default().is_empty());
+        assert!(
+            Step {
+                messages: Some(StepMessages::new(&scope("s1"), Vec::new())),
+                ..Step::default()
+            }
+            .is_empty(),
+            "an empty message list writes nothing"
+        );
+    }
+}
