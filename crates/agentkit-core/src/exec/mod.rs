@@ -14,7 +14,7 @@
 //! 5. **idempotency claim** — [`ToolExecutionStore::claim_tool_execution`] claims
 //!    `(tenant, key)` atomically, so two executions of one key never both run; a recorded
 //!    success is replayed (after checking the tool and argument hash match, else
-//!    [`Error::IdempotencyConflict`]); a `started` claim is [in doubt](CallOutcome::InDoubt);
+//!    [`Error::IdempotencyConflict`](crate::Error::IdempotencyConflict)); a `started` claim is [in doubt](CallOutcome::InDoubt);
 //! 6. **call** — with the executor's timeout and the request's cancellation;
 //! 7. **output check** — against the tool's output schema, if any;
 //! 8. **execution record** — redacted by the tool's rules;
@@ -149,7 +149,7 @@ impl ToolExecutorBuilder {
     }
 
     /// The per-call timeout (default [`DEFAULT_TOOL_TIMEOUT`]); a call that takes longer fails
-    /// with [`Error::Timeout`].
+    /// with [`Error::Timeout`](crate::Error::Timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.inner.timeout = timeout;
         self
