@@ -28,6 +28,7 @@ macro_rules! conformance_tests {
                 usage_append_only,
                 audit_chain,
                 counters_atomic,
+                counter_batches_all_or_nothing,
                 memory_round_trip,
                 tenant_isolation,
                 audit_chain_with_nanosecond_times,
@@ -85,4 +86,36 @@ fn debug_does_not_dump_records() {
     let store = InMemoryStore::new();
     let text = format!("{store:?}");
     assert!(text.starts_with("InMemoryStore"), "{text}");
+}
+
+/// Counters that keep `CounterStore`'s default `counter_add_many` (one `counter_add` at a time,
+/// undone on a refusal), as the SQLite and Postgres stores do.
+struct DefaultBatches(InMemoryStore);
+
+#[async_trait::async_trait]
+impl agentkit_core::store::CounterStore for DefaultBatches {
+    async fn counter_add(
+        &self,
+        tenant: &agentkit_core::id::TenantId,
+        key: &str,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> agentkit_core::Result<agentkit_core::store::CounterOutcome> {
+        self.0.counter_add(tenant, key, delta, limit).await
+    }
+
+    async fn counter_get(
+        &self,
+        tenant: &agentkit_core::id::TenantId,
+        key: &str,
+    ) -> agentkit_core::Result<i64> {
+        self.0.counter_get(tenant, key).await
+    }
+}
+
+/// The default `counter_add_many` is all or nothing too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_counter_batches_all_or_nothing() {
+    let store = DefaultBatches(InMemoryStore::new());
+    conformance::counter_batches_all_or_nothing(&store).await;
 }

@@ -245,6 +245,18 @@ pub trait UsageMeter: Send + Sync {
     }
 }
 
+/// One delta of a [`CounterStore::counter_add_many`] batch: the arguments of
+/// [`CounterStore::counter_add`] after the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterDelta<'a> {
+    /// The counter.
+    pub key: &'a str,
+    /// What to add; a negative delta (a release) is always applied.
+    pub delta: i64,
+    /// The value a positive delta may not take the counter past.
+    pub limit: Option<i64>,
+}
+
 /// Atomic counters for budgets and rate limits.
 #[async_trait]
 pub trait CounterStore: Send + Sync {
@@ -261,6 +273,65 @@ pub trait CounterStore: Send + Sync {
 
     /// The current value (0 when missing).
     async fn counter_get(&self, tenant: &TenantId, key: &str) -> Result<i64>;
+
+    /// Applies a batch of deltas in order, all or nothing: each is checked as by
+    /// [`counter_add`](Self::counter_add) against the value the earlier ones left (a key may
+    /// appear twice). Returns `None` when every delta applied, `Some(i)` when `deltas[i]` was
+    /// refused; then none of the batch stays applied. On an error none stays applied either,
+    /// as far as the store could undo it.
+    ///
+    /// The default applies the deltas one by one with `counter_add` and, on a refusal or an
+    /// error, releases those already applied (meanwhile a concurrent caller may see them, and
+    /// may be refused because of them). The in-memory store applies a batch under one lock.
+    async fn counter_add_many(
+        &self,
+        tenant: &TenantId,
+        deltas: &[CounterDelta<'_>],
+    ) -> Result<Option<usize>> {
+        let mut outcome = Ok(None);
+        let mut applied = 0;
+        for (i, d) in deltas.iter().enumerate() {
+            match self.counter_add(tenant, d.key, d.delta, d.limit).await {
+                Ok(o) if o.applied => applied = i + 1,
+                Ok(_) => {
+                    outcome = Ok(Some(i));
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        if !matches!(outcome, Ok(None)) {
+            for d in deltas[..applied].iter().rev() {
+                // `-i64::MIN` does not exist: undo it in two steps.
+                let undo = match d.delta.checked_neg() {
+                    Some(n) => vec![n],
+                    None => vec![i64::MAX, 1],
+                };
+                for n in undo {
+                    if let Err(e) = self.counter_add(tenant, d.key, n, None).await {
+                        tracing::warn!(error = %e, key = d.key, "could not undo a counter delta");
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// [`counter_add_many`](Self::counter_add_many) without waiting, for stores that answer
+    /// without I/O: `None` when the store cannot (the default), and the caller awaits
+    /// `counter_add_many` instead. The in-memory store answers here, so a hot path that tries
+    /// this first allocates no future.
+    fn counter_add_many_now(
+        &self,
+        tenant: &TenantId,
+        deltas: &[CounterDelta<'_>],
+    ) -> Option<Result<Option<usize>>> {
+        let _ = (tenant, deltas);
+        None
+    }
 }
 
 /// Long-term memory: JSON values by scope and key.

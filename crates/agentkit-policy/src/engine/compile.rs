@@ -2,31 +2,38 @@
 //! (exact names in a hash map, trailing-`*` patterns by prefix), with every path of a bad rule
 //! in its error. The engine (`mod.rs`) evaluates what this produces.
 
-use std::collections::{HashMap, HashSet};
+/// The compiled maps hash with `foldhash` (seeded per process): a decision looks up its agent,
+/// action, tenant settings and spend limits, several hashes of short strings per call.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use agentkit_core::error::{Error, Result};
 use agentkit_core::policy::Priority;
 use chrono::{NaiveTime, Weekday};
 use chrono_tz::Tz;
 
+use super::PolicyEngine;
+use super::hot::Pointer;
 use crate::config::{
     Condition, Constraint, CostSource, Effect, MissingConfidence, Mode, Op, Period, PolicyDocument,
-    Quotas, Scope, Tier, Window,
+    Quotas, Tier, Window,
 };
 
 #[derive(Debug, Clone)]
 pub(crate) enum Check {
     TenantScope(Vec<String>),
+    /// `prefix` is the counter key up to the period (`budget:agent:marketing:`).
     Budget {
         period: Period,
         limit_nanos: i64,
-        cost: CostSource,
-        scope: Scope,
+        cost: Cost,
+        prefix: Box<str>,
     },
+    /// `prefix` is the counter key up to the action (`rate:agent:marketing:`).
     RateLimit {
         max: i64,
         per: Window,
-        scope: Scope,
+        prefix: Box<str>,
     },
     TimeWindow {
         days: Vec<Weekday>,
@@ -34,7 +41,7 @@ pub(crate) enum Check {
         end: NaiveTime,
         tz: Option<Tz>,
     },
-    Argument(Condition),
+    Argument(Condition, Pointer),
     MaxCallsPerTurn(u32),
     RepeatedCalls(u32),
     Confidence {
@@ -46,6 +53,14 @@ pub(crate) enum Check {
         reason: String,
         priority: Priority,
     },
+}
+
+/// What a budgeted call costs, in nano-USD.
+#[derive(Debug, Clone)]
+pub(crate) enum Cost {
+    Fixed(i64),
+    /// A number of USD in the arguments: the pointer's text and the pointer.
+    Argument(String, Pointer),
 }
 
 #[derive(Debug)]
@@ -77,8 +92,8 @@ impl<T> Default for ActionIndex<T> {
     fn default() -> Self {
         Self {
             items: Vec::new(),
-            exact: HashMap::new(),
-            prefix: HashMap::new(),
+            exact: HashMap::default(),
+            prefix: HashMap::default(),
             max_prefix: 0,
         }
     }
@@ -99,8 +114,13 @@ impl<T> ActionIndex<T> {
 
     /// Items whose pattern matches `action`, in insertion order.
     pub(crate) fn matching(&self, action: &str) -> Vec<&T> {
-        let mut hits: Vec<usize> = self.exact.get(action).cloned().unwrap_or_default();
-        if !self.prefix.is_empty() {
+        let exact = self.exact.get(action).map_or(&[][..], Vec::as_slice);
+        if self.prefix.is_empty() {
+            // Indices of one list are increasing and distinct already.
+            return exact.iter().map(|&i| &self.items[i]).collect();
+        }
+        let mut hits: Vec<usize> = exact.to_vec();
+        {
             let longest = self.max_prefix.min(action.len());
             for end in (0..=longest).filter(|e| action.is_char_boundary(*e)) {
                 if let Some(v) = self.prefix.get(&action[..end]) {
@@ -191,7 +211,8 @@ pub(crate) fn usd_to_nanos(usd: f64, path: &str) -> Result<i64> {
     Ok((usd * 1e9).round() as i64)
 }
 
-pub(crate) fn compile_constraint(c: &Constraint, path: &str) -> Result<Check> {
+/// Compiles one constraint of a permission of `agent`.
+pub(crate) fn compile_constraint(c: &Constraint, agent: &str, path: &str) -> Result<Check> {
     Ok(match c {
         Constraint::TenantScope { fields } => {
             for (i, f) in fields.iter().enumerate() {
@@ -209,20 +230,21 @@ pub(crate) fn compile_constraint(c: &Constraint, path: &str) -> Result<Check> {
             cost,
             scope,
         } => {
-            if let CostSource::FixedUsd(v) = cost {
-                usd_to_nanos(*v, &format!("{path}.cost"))?;
-            }
+            let cost = match cost {
+                CostSource::FixedUsd(v) => Cost::Fixed(usd_to_nanos(*v, &format!("{path}.cost"))?),
+                CostSource::Argument(p) => Cost::Argument(p.clone(), Pointer::new(p)),
+            };
             Check::Budget {
                 period: *period,
                 limit_nanos: usd_to_nanos(*limit_usd, &format!("{path}.limit_usd"))?,
-                cost: cost.clone(),
-                scope: *scope,
+                cost,
+                prefix: PolicyEngine::owner_prefix("budget", *scope, agent).into(),
             }
         }
         Constraint::RateLimit { max, per, scope } => Check::RateLimit {
             max: i64::from(*max),
             per: *per,
-            scope: *scope,
+            prefix: PolicyEngine::owner_prefix("rate", *scope, agent).into(),
         },
         Constraint::TimeWindow {
             days,
@@ -242,7 +264,11 @@ pub(crate) fn compile_constraint(c: &Constraint, path: &str) -> Result<Check> {
                 .map(|t| parse_tz(t, &format!("{path}.timezone")))
                 .transpose()?,
         },
-        Constraint::Argument(cond) => Check::Argument(compile_condition(cond, path)?),
+        Constraint::Argument(cond) => {
+            let cond = compile_condition(cond, path)?;
+            let pointer = Pointer::new(&cond.pointer);
+            Check::Argument(cond, pointer)
+        }
         Constraint::MaxCallsPerTurn { max } => Check::MaxCallsPerTurn(*max),
         Constraint::RepeatedCalls { max_identical } => Check::RepeatedCalls(*max_identical),
         Constraint::Confidence {
@@ -318,10 +344,10 @@ pub(crate) fn compile(doc: &PolicyDocument) -> Result<Compiled> {
         .map(|t| parse_tz(t, "timezone"))
         .transpose()?
         .unwrap_or(Tz::UTC);
-    let mut tenant_tz = HashMap::new();
-    let mut tenant_quotas = HashMap::new();
-    let mut tenant_spend = HashMap::new();
-    let mut agent_spend = HashMap::new();
+    let mut tenant_tz = HashMap::default();
+    let mut tenant_quotas = HashMap::default();
+    let mut tenant_spend = HashMap::default();
+    let mut agent_spend = HashMap::default();
     for (tenant, s) in &doc.tenants {
         if let Some(tier) = s.tier {
             let quotas = doc
@@ -351,7 +377,7 @@ pub(crate) fn compile(doc: &PolicyDocument) -> Result<Compiled> {
             &mut Vec::new(),
         )?;
     }
-    let mut agents = HashMap::new();
+    let mut agents = HashMap::default();
     for (agent, grant) in &doc.agents {
         if let Some(limits) = compile_spend(&grant.spend, &format!("agents.{agent}"))? {
             agent_spend.insert(agent.clone(), limits);
@@ -380,7 +406,7 @@ pub(crate) fn compile(doc: &PolicyDocument) -> Result<Compiled> {
                 .constraints
                 .iter()
                 .enumerate()
-                .map(|(i, c)| compile_constraint(c, &format!("{path}.constraints[{i}]")))
+                .map(|(i, c)| compile_constraint(c, agent, &format!("{path}.constraints[{i}]")))
                 .collect::<Result<Vec<_>>>()?;
             index.insert(&p.action, CompiledPermission { source, checks });
         }

@@ -37,6 +37,9 @@ impl PolicyEngine {
         at: DateTime<Utc>,
     ) -> Vec<(String, i64, String)> {
         let c = &self.compiled;
+        if !c.agent_spend.contains_key(agent) && !c.tenant_spend.contains_key(tenant.as_str()) {
+            return Vec::new();
+        }
         let [agent_day, agent_month, tenant_day, tenant_month] =
             self.budget_keys(tenant, agent, at);
         let mut out = Vec::new();

@@ -1,9 +1,10 @@
 //! The compiled, indexed policy engine: evaluation, reservations and outcomes.
 
+mod book;
 mod compile;
+mod hot;
 mod keys;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use agentkit_core::error::{Error, Result};
@@ -11,15 +12,15 @@ use agentkit_core::id::TenantId;
 use agentkit_core::policy::{ActionOutcome, Decision, PolicyEvaluator, PolicyRequest};
 use agentkit_core::store::{AuditStore, CounterStore, NewAuditEntry};
 use async_trait::async_trait;
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
 
 use crate::config::{
-    Condition, CostSource, Effect, MissingConfidence, Mode, Op, Period, PolicyDocument, Scope,
-    Tier, Window,
+    Condition, Effect, MissingConfidence, Mode, Op, Period, PolicyDocument, Tier, Window,
 };
-use compile::{Check, Compiled, compile};
+use compile::{Check, Compiled, Cost, compile};
+use hot::{Buckets, Local, key};
 
 /// A clock (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -66,7 +67,7 @@ pub struct PolicyEngine {
     counters: Arc<dyn CounterStore>,
     audit: Option<Arc<dyn AuditStore>>,
     clock: Clock,
-    reservations: Arc<Mutex<HashMap<String, Vec<Reservation>>>>,
+    reservations: Arc<Mutex<book::Book>>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -173,37 +174,6 @@ impl Pending {
     }
 }
 
-/// Local calendar parts of "now" in the tenant's timezone, computed once per decision.
-#[derive(Debug, Clone, Copy)]
-struct LocalNow {
-    year: i32,
-    month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-}
-
-impl LocalNow {
-    fn new(now: DateTime<Utc>, tz: Tz) -> Self {
-        let l = now.with_timezone(&tz);
-        Self {
-            year: l.year(),
-            month: l.month(),
-            day: l.day(),
-            hour: l.hour(),
-            minute: l.minute(),
-        }
-    }
-
-    fn day_key(&self) -> String {
-        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
-    }
-
-    fn month_key(&self) -> String {
-        format!("{:04}-{:02}", self.year, self.month)
-    }
-}
-
 impl PolicyEngine {
     /// Compiles a policy document. Errors name the path of the bad rule
     /// (`agents.marketing.permissions[1].constraints[0].limit_usd: ...`).
@@ -213,7 +183,7 @@ impl PolicyEngine {
             counters,
             audit: None,
             clock: Arc::new(Utc::now),
-            reservations: Arc::new(Mutex::new(HashMap::new())),
+            reservations: Arc::default(),
         })
     }
 
@@ -321,13 +291,14 @@ impl PolicyEngine {
         }
         let now = (self.clock)();
         let tz = self.tz(&request.scope.tenant);
-        let local = LocalNow::new(now, tz);
+        let stamp = Buckets::at(now, tz);
+        let buckets = stamp.local();
         let mut decision = Decision::Allow;
         let mut pending = Vec::new();
         for perm in perms {
             let mut outcome = Decision::Allow;
             for check in &perm.checks {
-                let d = self.check(check, request, now, tz, local, &mut pending)?;
+                let d = self.check(check, request, now, tz, buckets, &mut pending)?;
                 outcome = combine(outcome, d);
             }
             if want_trace {
@@ -402,7 +373,7 @@ impl PolicyEngine {
                     .counters
                     .counter_get(
                         &request.scope.tenant,
-                        &format!("quota:tokens:{}", local.month_key()),
+                        &key(&["quota:tokens:", buckets.month()]),
                     )
                     .await?;
                 if used >= i64::try_from(max).unwrap_or(i64::MAX) {
@@ -420,7 +391,7 @@ impl PolicyEngine {
             }
             if let Some(max) = quotas.tool_calls_per_day {
                 pending.push(Pending {
-                    key: format!("quota:tool_calls:{}", local.day_key()),
+                    key: key(&["quota:tool_calls:", buckets.day()]),
                     amount: 1,
                     limit: i64::from(max),
                     kind: PendingKind::ToolCallQuota(*tier),
@@ -428,12 +399,7 @@ impl PolicyEngine {
             }
             if let Some(max) = quotas.actions_per_minute {
                 pending.push(Pending {
-                    key: format!(
-                        "rate:tier:{}T{:02}:{:02}",
-                        local.day_key(),
-                        local.hour,
-                        local.minute
-                    ),
+                    key: key(&["rate:tier:", buckets.minute()]),
                     amount: 1,
                     limit: i64::from(max),
                     kind: PendingKind::TierRate(*tier),
@@ -462,20 +428,13 @@ impl PolicyEngine {
         Ok((decision, trace, pending))
     }
 
-    fn counter_owner(scope: Scope, request: &PolicyRequest) -> String {
-        match scope {
-            Scope::Agent => format!("agent:{}", request.scope.agent),
-            Scope::Tenant => "tenant".into(),
-        }
-    }
-
     fn check(
         &self,
         check: &Check,
         request: &PolicyRequest,
         now: DateTime<Utc>,
         tz: Tz,
-        local: LocalNow,
+        buckets: Local<'_>,
         pending: &mut Vec<Pending>,
     ) -> Result<Decision> {
         Ok(match check {
@@ -492,7 +451,7 @@ impl PolicyEngine {
                 }
                 Decision::Allow
             }
-            Check::Argument(cond) => match request.arguments.pointer(&cond.pointer) {
+            Check::Argument(cond, pointer) => match pointer.get(&request.arguments) {
                 Some(v) if compare(v, cond.op, &cond.value) => Decision::Allow,
                 Some(v) => Decision::deny(format!(
                     "argument constraint {} does not hold (got {v})",
@@ -573,19 +532,14 @@ impl PolicyEngine {
                     ))
                 }
             }
-            Check::RateLimit { max, per, scope } => {
-                let l = local;
+            Check::RateLimit { max, per, prefix } => {
                 let window = match per {
-                    Window::Minute => format!("{}T{:02}:{:02}", l.day_key(), l.hour, l.minute),
-                    Window::Hour => format!("{}T{:02}", l.day_key(), l.hour),
-                    Window::Day => l.day_key(),
+                    Window::Minute => buckets.minute(),
+                    Window::Hour => buckets.hour(),
+                    Window::Day => buckets.day(),
                 };
                 pending.push(Pending {
-                    key: format!(
-                        "rate:{}:{}:{window}",
-                        Self::counter_owner(*scope, request),
-                        request.action
-                    ),
+                    key: key(&[prefix, &request.action, ":", window]),
                     amount: 1,
                     limit: *max,
                     kind: PendingKind::Rate(*per),
@@ -596,12 +550,12 @@ impl PolicyEngine {
                 period,
                 limit_nanos,
                 cost,
-                scope,
+                prefix,
             } => {
                 let amount = match cost {
-                    CostSource::FixedUsd(v) => (v * 1e9).round() as i64,
-                    CostSource::Argument(ptr) => {
-                        match request.arguments.pointer(ptr).and_then(Value::as_f64) {
+                    Cost::Fixed(nanos) => *nanos,
+                    Cost::Argument(ptr, pointer) => {
+                        match pointer.get(&request.arguments).and_then(Value::as_f64) {
                             Some(v) if v.is_finite() && v >= 0.0 => (v * 1e9).round() as i64,
                             _ => {
                                 return Ok(Decision::deny(format!(
@@ -611,15 +565,12 @@ impl PolicyEngine {
                         }
                     }
                 };
-                let key_period = match period {
-                    Period::Day => local.day_key(),
-                    Period::Month => local.month_key(),
+                let period_key = match period {
+                    Period::Day => buckets.day(),
+                    Period::Month => buckets.month(),
                 };
                 pending.push(Pending {
-                    key: format!(
-                        "budget:{}:{key_period}",
-                        Self::counter_owner(*scope, request)
-                    ),
+                    key: key(&[prefix, period_key]),
                     amount,
                     limit: *limit_nanos,
                     kind: PendingKind::Budget(*period),
@@ -627,65 +578,6 @@ impl PolicyEngine {
                 Decision::Allow
             }
         })
-    }
-
-    /// Reserves every pending counter atomically one by one; on the first refusal, releases what
-    /// was reserved and returns the reason.
-    async fn reserve(
-        &self,
-        request: &PolicyRequest,
-        pending: &[Pending],
-    ) -> Result<std::result::Result<Vec<Reservation>, String>> {
-        let tenant = &request.scope.tenant;
-        let mut done: Vec<Reservation> = Vec::new();
-        for p in pending {
-            let outcome = match self
-                .counters
-                .counter_add(tenant, &p.key, p.amount, Some(p.limit))
-                .await
-            {
-                Ok(o) => o,
-                Err(e) => {
-                    self.release(&done).await;
-                    return Err(e);
-                }
-            };
-            if !outcome.applied {
-                self.release(&done).await;
-                return Ok(Err(format!("{} exhausted", p.describe(&request.action))));
-            }
-            done.push(Reservation {
-                tenant: tenant.clone(),
-                key: p.key.clone(),
-                amount: p.amount,
-            });
-        }
-        Ok(Ok(done))
-    }
-
-    async fn release(&self, reservations: &[Reservation]) {
-        for r in reservations {
-            if let Err(e) = self
-                .counters
-                .counter_add(&r.tenant, &r.key, -r.amount, None)
-                .await
-            {
-                tracing::warn!(error = %e, key = %r.key, "could not release a reservation");
-            }
-        }
-    }
-
-    /// Identifies one action instance between `evaluate` and `record_outcome` (the executor
-    /// passes the same request to both): the call's idempotency key when there is one, so two
-    /// identical calls of one turn keep separate reservations.
-    fn reservation_key(request: &PolicyRequest) -> String {
-        match &request.idempotency_key {
-            Some(key) => format!("{}\u{1f}{}", request.scope.tenant, key),
-            None => format!(
-                "{}\u{1f}{}\u{1f}{}\u{1f}{}",
-                request.scope.tenant, request.scope.run, request.action, request.arguments
-            ),
-        }
     }
 
     async fn record(&self, request: &PolicyRequest, explanation: &Explanation) {
@@ -723,19 +615,13 @@ impl PolicyEngine {
         let want_trace = want_trace || self.audit.is_some();
         let (mut decision, mut trace, pending) = self.decide(request, enforce, want_trace).await?;
         if enforce && matches!(decision, Decision::Allow) && !pending.is_empty() {
-            match self.reserve(request, &pending).await? {
-                Ok(reserved) => {
-                    // Only budgets are released on failure; rate-limit slots stay used.
-                    let budgets: Vec<Reservation> = reserved
-                        .into_iter()
-                        .filter(|r| r.key.starts_with("budget:"))
-                        .collect();
+            match self.reserve(request, pending).await? {
+                // Only budgets are released on failure; rate-limit slots stay used.
+                Ok(budgets) => {
                     if !budgets.is_empty()
                         && let Ok(mut map) = self.reservations.lock()
                     {
-                        map.entry(Self::reservation_key(request))
-                            .or_default()
-                            .extend(budgets);
+                        map.add(request, budgets);
                     }
                 }
                 Err(reason) => {
@@ -768,8 +654,7 @@ impl PolicyEvaluator for PolicyEngine {
             .reservations
             .lock()
             .map_err(|_| Error::Internal("policy reservation lock poisoned".into()))?
-            .remove(&Self::reservation_key(request))
-            .unwrap_or_default();
+            .take(request);
         if matches!(outcome, ActionOutcome::NotRun) {
             self.release(&reserved).await;
         }

@@ -11,9 +11,10 @@ use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId}
 use crate::message::Message;
 use crate::store::{
     AgentConfigStore, ApprovalDecision, ApprovalRequest, ApprovalStore, AuditEntry, AuditQuery,
-    AuditStore, CounterOutcome, CounterStore, MemoryScope, MemoryStore, MessageWindow,
-    NewAuditEntry, RunRecord, RunStore, SessionRecord, SessionStore, StoredMessage, ToolClaim,
-    ToolExecution, ToolExecutionStore, UsageEvent, UsageQuery, UsageStore, ensure_tenant,
+    AuditStore, CounterDelta, CounterOutcome, CounterStore, MemoryScope, MemoryStore,
+    MessageWindow, NewAuditEntry, RunRecord, RunStore, SessionRecord, SessionStore, StoredMessage,
+    ToolClaim, ToolExecution, ToolExecutionStore, UsageEvent, UsageQuery, UsageStore,
+    ensure_tenant,
 };
 
 #[async_trait]
@@ -212,6 +213,22 @@ impl CounterStore for InMemoryStore {
 
     async fn counter_get(&self, tenant: &TenantId, key: &str) -> Result<i64> {
         self.counter_get_sync(tenant, key)
+    }
+
+    async fn counter_add_many(
+        &self,
+        tenant: &TenantId,
+        deltas: &[CounterDelta<'_>],
+    ) -> Result<Option<usize>> {
+        self.counter_add_many_sync(tenant, deltas)
+    }
+
+    fn counter_add_many_now(
+        &self,
+        tenant: &TenantId,
+        deltas: &[CounterDelta<'_>],
+    ) -> Option<Result<Option<usize>>> {
+        Some(self.counter_add_many_sync(tenant, deltas))
     }
 }
 

@@ -19,9 +19,9 @@ use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId,
 use crate::message::Message;
 use crate::store::{
     AUDIT_GENESIS_HASH, ApprovalDecision, ApprovalRequest, ApprovalStatus, AuditEntry, AuditQuery,
-    CounterOutcome, MemoryScope, MessageWindow, NewAuditEntry, RunRecord, SessionRecord,
-    StoredMessage, ToolClaim, ToolExecution, ToolExecutionStatus, UsageEvent, UsageQuery,
-    approval_queue_order, orphaned_prefix_len,
+    MemoryScope, MessageWindow, NewAuditEntry, RunRecord, SessionRecord, StoredMessage, ToolClaim,
+    ToolExecution, ToolExecutionStatus, UsageEvent, UsageQuery, approval_queue_order,
+    orphaned_prefix_len,
 };
 
 /// The store's maps hash with `foldhash` (seeded per process): ids are hashed on every
@@ -78,7 +78,8 @@ struct Inner {
     tool_executions: Mutex<HashMap<TenantId, ToolExecutions>>,
     usage: Mutex<HashMap<TenantId, UsageLedger>>,
     audit: Mutex<HashMap<TenantId, Vec<AuditEntry>>>,
-    counters: Mutex<HashMap<(TenantId, String), i64>>,
+    /// Per tenant, then by key (looked up by `&str`, no key is allocated to read one).
+    counters: Mutex<HashMap<TenantId, HashMap<Box<str>, i64>>>,
     memory: Mutex<HashMap<(TenantId, MemoryScope), BTreeMap<String, Value>>>,
 }
 
@@ -586,52 +587,6 @@ impl InMemoryStore {
             .unwrap_or_default())
     }
 
-    fn counter_add_sync(
-        &self,
-        tenant: &TenantId,
-        key: &str,
-        delta: i64,
-        limit: Option<i64>,
-    ) -> Result<CounterOutcome> {
-        let mut counters = lock(&self.inner.counters, "counters")?;
-        let slot = (tenant.clone(), key.to_string());
-        let current = counters.get(&slot).copied().unwrap_or(0);
-        let Some(next) = current.checked_add(delta) else {
-            if delta > 0 && limit.is_some() {
-                // Past i64::MAX is certainly past the limit.
-                return Ok(CounterOutcome {
-                    applied: false,
-                    value: current,
-                });
-            }
-            return Err(Error::InvalidInput(format!(
-                "counter {key}: {current} + {delta} overflows"
-            )));
-        };
-        if delta > 0
-            && let Some(limit) = limit
-            && next > limit
-        {
-            return Ok(CounterOutcome {
-                applied: false,
-                value: current,
-            });
-        }
-        counters.insert(slot, next);
-        Ok(CounterOutcome {
-            applied: true,
-            value: next,
-        })
-    }
-
-    fn counter_get_sync(&self, tenant: &TenantId, key: &str) -> Result<i64> {
-        let counters = lock(&self.inner.counters, "counters")?;
-        Ok(counters
-            .get(&(tenant.clone(), key.to_string()))
-            .copied()
-            .unwrap_or(0))
-    }
-
     fn put_memory_sync(
         &self,
         tenant: &TenantId,
@@ -692,6 +647,7 @@ impl InMemoryStore {
 }
 
 mod contracts;
+mod counters;
 mod step;
 
 #[cfg(test)]

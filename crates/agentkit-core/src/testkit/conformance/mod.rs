@@ -26,6 +26,7 @@
 
 mod claims;
 mod configs;
+mod counter_batches;
 mod isolation;
 mod ledger;
 mod runs;
@@ -40,6 +41,7 @@ pub use claims::{
     writes_never_span_tenants,
 };
 pub use configs::agent_config_versions;
+pub use counter_batches::counter_batches_all_or_nothing;
 pub use isolation::{invalid_tenants_never_reach_a_store, tenant_isolation};
 pub use ledger::{audit_chain, audit_chain_with_nanosecond_times, usage_append_only};
 pub use runs::{
@@ -71,6 +73,7 @@ pub async fn run_all(store: &dyn StateStore) {
     usage_append_only(store).await;
     audit_chain(store).await;
     counters_atomic(store).await;
+    counter_batches_all_or_nothing(store).await;
     memory_round_trip(store).await;
     tenant_isolation(store).await;
     audit_chain_with_nanosecond_times(store).await;
