@@ -256,6 +256,12 @@ string_id!(
     MAX_ID_LEN
 );
 string_id!(
+    /// A workflow definition (its versions are published separately; see `agentkit-workflow`).
+    WorkflowId,
+    "workflow id",
+    MAX_ID_LEN
+);
+string_id!(
     /// The key that makes a tool execution happen at most once; derived from (run, step, call).
     IdempotencyKey,
     "idempotency key",
