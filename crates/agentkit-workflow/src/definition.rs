@@ -178,7 +178,8 @@ pub struct Node {
     /// Retries of a failing node.
     #[serde(default, skip_serializing_if = "RetryPolicy::is_default")]
     pub retry: RetryPolicy,
-    /// How long one attempt may take (tool and agent nodes).
+    /// How long one attempt may take (tool and agent nodes), or how long a `wait_event` node
+    /// waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Overrides the workflow's failure strategy for this node.
@@ -361,17 +362,14 @@ pub enum NodeKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         on_reject: Option<String>,
     },
-    /// Waits for an event with this name and correlation key. Output: the event's payload, or
-    /// `null` on timeout when `timeout_ms` is set (the node then fails unless `on_timeout`
-    /// names a node).
+    /// Waits for an event with this name and correlation key. Output: the event's payload.
+    /// The node's `timeout_ms` bounds the wait: then the node fails, or continues at
+    /// `on_timeout` with a `null` output.
     WaitEvent {
         /// The event name.
         event: String,
         /// The correlation key, a template (`"${lead_id}"`).
         correlation: String,
-        /// How long to wait.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        timeout_ms: Option<u64>,
         /// A node to continue at on timeout, instead of failing.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         on_timeout: Option<String>,

@@ -270,10 +270,7 @@ impl Workflows {
                 )
             }
             NodeKind::WaitEvent {
-                event,
-                timeout_ms,
-                on_timeout,
-                ..
+                event, on_timeout, ..
             } => {
                 if let Some(r) = &resumed {
                     if let Some(payload) = &r.input {
@@ -323,7 +320,9 @@ impl Workflows {
                         name: event.clone(),
                         correlation,
                     },
-                    wake_at: timeout_ms.map(|ms| now + lease_delta(Duration::from_millis(ms))),
+                    wake_at: node
+                        .timeout_ms
+                        .map(|ms| now + lease_delta(Duration::from_millis(ms))),
                 }
             }
             NodeKind::Timer { delay_ms } => {
