@@ -74,14 +74,21 @@ impl Expr {
                 vars.push(v.to_owned());
             }
         }
-        if tree
-            .iter()
-            .any(|n| matches!(n.operator(), evalexpr::Operator::Assign { .. }))
-            || source.contains("+=")
-            || source.contains("-=")
-            || source.contains("*=")
-            || source.contains("/=")
-        {
+        if tree.iter().any(|n| {
+            use evalexpr::Operator::*;
+            matches!(
+                n.operator(),
+                Assign
+                    | AddAssign
+                    | SubAssign
+                    | MulAssign
+                    | DivAssign
+                    | ModAssign
+                    | ExpAssign
+                    | AndAssign
+                    | OrAssign
+            )
+        }) {
             return Err(ExprError::new(source, "assignments are not allowed"));
         }
         let trimmed = source.trim();

@@ -1,0 +1,175 @@
+//! Workers: several share one store, each run is driven by one of them, every effect happens
+//! once, and shutdown releases what is in flight.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentkit_core::exec::{ToolExecutor, ToolSet};
+use agentkit_core::policy::AllowListPolicy;
+use agentkit_core::store::{InMemoryStore, StateStore};
+use agentkit_core::tool::{FnTool, SideEffect, Tool, ToolSpec};
+use agentkit_workflow::{
+    InMemoryWorkflowStore, RunQuery, RunState, StartRequest, Worker, WorkerConfig,
+    WorkflowDefinition, WorkflowStore, Workflows,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn counting_tool(seen: Arc<Mutex<Vec<String>>>, delay: Duration) -> Arc<dyn Tool> {
+    Arc::new(FnTool::new(
+        ToolSpec::new("count.add", "counts", json!({"type": "object"}))
+            .with_side_effect(SideEffect::External),
+        move |ctx, _args| {
+            let seen = seen.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                seen.lock().unwrap().push(ctx.idempotency_key.to_string());
+                Ok(json!({"ok": true}))
+            }
+        },
+    ))
+}
+
+fn engine(
+    store: Arc<dyn WorkflowStore>,
+    state: Arc<dyn StateStore>,
+    tool: Arc<dyn Tool>,
+) -> Workflows {
+    let executor = ToolExecutor::builder(ToolSet::new([tool]).unwrap(), state)
+        .policy(AllowListPolicy::allow_all().into_arc())
+        .build();
+    Workflows::builder(store)
+        .executor(executor)
+        .lease(Duration::from_secs(5))
+        .build()
+}
+
+fn five_steps() -> WorkflowDefinition {
+    serde_json::from_value(json!({
+        "id": "five", "version": 1, "start": "s1",
+        "nodes": (1..=5).map(|i| json!({"id": format!("s{i}"), "kind": "tool", "tool": "count.add", "args": {"step": i}})).collect::<Vec<_>>(),
+        "edges": (1..5).map(|i| json!({"from": format!("s{i}"), "to": format!("s{}", i + 1)})).collect::<Vec<_>>(),
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_share_the_runs_and_every_effect_happens_once() {
+    let store: Arc<dyn WorkflowStore> = Arc::new(InMemoryWorkflowStore::new());
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let engines: Vec<Workflows> = (0..3)
+        .map(|_| {
+            engine(
+                store.clone(),
+                state.clone(),
+                counting_tool(seen.clone(), Duration::from_millis(1)),
+            )
+        })
+        .collect();
+    engines[0].publish("acme", &five_steps()).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let req = StartRequest::new("five", json!({}))
+            .unwrap()
+            .trigger_key(format!("k{i}"));
+        ids.push(
+            engines[i % 3]
+                .start("acme", req)
+                .await
+                .unwrap()
+                .run()
+                .id
+                .clone(),
+        );
+    }
+    let shutdown = CancellationToken::new();
+    let handles: Vec<_> = engines
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let config = WorkerConfig::new(format!("worker-{i}"))
+                .concurrency(4)
+                .poll(Duration::from_millis(20));
+            tokio::spawn(Worker::new(e.clone(), config).run(shutdown.clone()))
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = engines[0]
+            .list_runs("acme", &RunQuery::all().states([RunState::Done]))
+            .await
+            .unwrap()
+            .len();
+        if done == ids.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} runs finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    let mut steps = 0;
+    let mut workers_used = 0;
+    for h in handles {
+        let stats = h.await.unwrap().unwrap();
+        steps += stats.steps;
+        workers_used += usize::from(stats.steps > 0);
+        assert_eq!(stats.errors, 0);
+    }
+    assert_eq!(steps, 60 * 5);
+    assert!(workers_used >= 2, "the runs were shared between workers");
+    let seen = seen.lock().unwrap();
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(seen.len(), 300, "every step's effect happened exactly once");
+    assert_eq!(unique.len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_current_step_and_releases_the_run() {
+    let store: Arc<dyn WorkflowStore> = Arc::new(InMemoryWorkflowStore::new());
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let slow = engine(
+        store.clone(),
+        state.clone(),
+        counting_tool(seen.clone(), Duration::from_millis(300)),
+    );
+    slow.publish("acme", &five_steps()).await.unwrap();
+    let run = slow
+        .start("acme", StartRequest::new("five", json!({})).unwrap())
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(
+        Worker::new(
+            slow.clone(),
+            WorkerConfig::new("w").poll(Duration::from_millis(10)),
+        )
+        .run(shutdown.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    shutdown.cancel();
+    let stats = worker.await.unwrap().unwrap();
+    assert!(stats.steps >= 1 && stats.steps < 5, "{stats:?}");
+    let released = slow.get_run("acme", &run.run().id).await.unwrap().unwrap();
+    assert_eq!(released.state, RunState::Running);
+    assert!(
+        released.lease.is_none(),
+        "shutdown gives the run back at once"
+    );
+    assert_eq!(
+        seen.lock().unwrap().len() as u64,
+        stats.steps,
+        "no step was cut off mid-effect"
+    );
+    // Another worker finishes it.
+    slow.run_due("w2").await.unwrap();
+    let done = slow.get_run("acme", &run.run().id).await.unwrap().unwrap();
+    assert_eq!(done.state, RunState::Done);
+    assert_eq!(seen.lock().unwrap().len(), 5);
+}
