@@ -1,7 +1,7 @@
 //! # agentkit-store-sqlite
 //!
-//! [`SqliteStore`]: every agentkit store contract ([`agentkit_core::store::StateStore`]) in one
-//! SQLite file — the embedded, durable default. It passes the same conformance suite as the
+//! [`SqliteStore`]: every agentkit store contract ([`agentkit_core::store::StateStore`], and
+//! `agentkit_workflow::WorkflowStore`) in one SQLite file — the embedded, durable default. It passes the same conformance suite as the
 //! in-memory and Postgres stores (`agentkit_core::testkit::conformance`).
 //!
 //! ```
@@ -97,6 +97,7 @@ mod sql;
 mod step;
 mod tools;
 mod usage;
+mod workflow;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

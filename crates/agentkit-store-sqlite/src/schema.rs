@@ -19,7 +19,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const STATEMENT_CACHE: usize = 64;
 
 /// The schema, one migration per version.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Version 1: every table of the store contracts.
 ///
@@ -247,6 +247,74 @@ pub(crate) fn configure_writer(conn: &Connection, file: bool) -> Result<(), Open
 /// Version 2: retracted messages (a failed run's messages stay stored, windows skip them).
 const V2: &str = r#"
 ALTER TABLE messages ADD COLUMN retracted INTEGER NOT NULL DEFAULT 0 CHECK (retracted IN (0, 1));
+"#;
+
+/// Version 3: the workflow store (`agentkit-workflow`): definitions, runs, step logs, events.
+///
+/// A run row keeps the whole run as JSON (`body`) plus the columns claims, event deliveries and
+/// queries use: `due_at` is when the run becomes claimable (NULL: only a resume or an event
+/// wakes it; never before a live lease expires), `event_key` is set while it waits for an
+/// event.
+const V3: &str = r#"
+CREATE TABLE workflow_definitions (
+    tenant   TEXT    NOT NULL,
+    id       TEXT    NOT NULL,
+    version  INTEGER NOT NULL,
+    body     TEXT    NOT NULL,
+    PRIMARY KEY (tenant, id, version)
+) STRICT;
+
+CREATE TRIGGER workflow_definitions_immutable BEFORE UPDATE ON workflow_definitions
+BEGIN
+    SELECT RAISE(ABORT, 'agentkit: published workflow versions are immutable');
+END;
+
+CREATE TABLE workflow_runs (
+    tenant       TEXT    NOT NULL,
+    id           TEXT    NOT NULL,
+    workflow     TEXT    NOT NULL,
+    state        TEXT    NOT NULL,
+    version      INTEGER NOT NULL,
+    due_at       INTEGER,
+    wake_at      INTEGER,
+    event_key    TEXT,
+    trigger_key  TEXT,
+    created_at   INTEGER NOT NULL,
+    body         TEXT    NOT NULL,
+    PRIMARY KEY (tenant, id)
+) STRICT;
+
+CREATE UNIQUE INDEX workflow_runs_by_trigger ON workflow_runs (tenant, workflow, trigger_key)
+    WHERE trigger_key IS NOT NULL;
+CREATE INDEX workflow_runs_due ON workflow_runs (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX workflow_runs_waiting ON workflow_runs (tenant, event_key) WHERE event_key IS NOT NULL;
+CREATE INDEX workflow_runs_by_time ON workflow_runs (tenant, created_at, id);
+
+CREATE TABLE workflow_steps (
+    tenant  TEXT    NOT NULL,
+    run     TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    body    TEXT    NOT NULL,
+    PRIMARY KEY (tenant, run, seq),
+    FOREIGN KEY (tenant, run) REFERENCES workflow_runs (tenant, id)
+) STRICT;
+
+CREATE TRIGGER workflow_steps_no_update BEFORE UPDATE ON workflow_steps
+BEGIN
+    SELECT RAISE(ABORT, 'agentkit: workflow steps are append-only');
+END;
+
+CREATE TABLE workflow_events (
+    tenant     TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    event_key  TEXT    NOT NULL,
+    body       TEXT    NOT NULL,
+    at         INTEGER NOT NULL,
+    consumed   INTEGER NOT NULL CHECK (consumed IN (0, 1)),
+    PRIMARY KEY (tenant, id)
+) STRICT;
+
+CREATE INDEX workflow_events_kept ON workflow_events (tenant, event_key, at) WHERE consumed = 0;
 "#;
 
 /// Settings of a reader connection: it refuses writes.

@@ -260,6 +260,21 @@ impl WorkflowRun {
         }
     }
 
+    /// When the run becomes claimable, `None` when it never does by itself: pending and
+    /// running runs at their `wake_at` (or at once), waiting runs at their `wake_at` (a timer
+    /// or a timeout) if they have one; never before a live lease expires. Stores index this.
+    pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        let base = match self.state {
+            RunState::Pending | RunState::Running => self.wake_at.unwrap_or(self.created_at),
+            RunState::Waiting => self.wake_at?,
+            RunState::Done | RunState::Failed | RunState::Cancelled => return None,
+        };
+        Some(match &self.lease {
+            Some(l) => base.max(l.until),
+            None => base,
+        })
+    }
+
     /// The event lookup key while waiting for an event.
     pub fn event_key(&self) -> Option<String> {
         match (self.state, &self.wait) {
@@ -486,14 +501,7 @@ impl ClaimRequest {
     /// Whether the store may hand `run` to this worker now: pending or running and due, or
     /// waiting with a due `wake_at` (a timer or a timeout), and not leased by a live lease.
     pub fn is_claimable(&self, run: &WorkflowRun) -> bool {
-        let due = run.wake_at.is_none_or(|t| t <= self.now);
-        let free = run.lease.as_ref().is_none_or(|l| l.until <= self.now);
-        let runnable = match run.state {
-            RunState::Pending | RunState::Running => due,
-            RunState::Waiting => run.wake_at.is_some() && due,
-            _ => false,
-        };
-        runnable && free
+        run.due_at().is_some_and(|t| t <= self.now)
     }
 }
 
