@@ -101,6 +101,7 @@ mod sessions;
 mod step;
 mod tools;
 mod usage;
+mod workflow;
 
 use std::fmt;
 use std::str::FromStr;
@@ -145,6 +146,8 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The `LISTEN` connection workers wait on (opened on first use).
+    listener: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>>,
 }
 
 impl PostgresStore {
@@ -180,7 +183,10 @@ impl PostgresStore {
     /// Wraps a pool whose database already has the schema ([`PostgresStore::migrate`] ran
     /// elsewhere, for example as a separate owner role). Runs nothing.
     pub fn from_pool_unmigrated(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            listener: Default::default(),
+        }
     }
 
     /// Runs the embedded migrations ([`MIGRATOR`]) on `pool`: creates or upgrades the schema in

@@ -136,17 +136,23 @@ impl Worker {
             if claimed_any && tasks.len() < self.config.concurrency {
                 continue;
             }
-            let sleep = match inner.store.next_workflow_wake().await {
-                Ok(Some(t)) => (t - inner.clock.now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .clamp(Duration::from_millis(1), self.config.poll),
-                _ => self.config.poll,
+            // Full: wait for a slot. Otherwise until the next timer, a notification, or the
+            // poll interval.
+            let sleep = if tasks.len() >= self.config.concurrency {
+                self.config.poll
+            } else {
+                match inner.store.next_workflow_wake().await {
+                    Ok(Some(t)) => (t - inner.clock.now())
+                        .to_std()
+                        .unwrap_or(Duration::ZERO)
+                        .clamp(Duration::from_millis(1), self.config.poll),
+                    _ => self.config.poll,
+                }
             };
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = &mut notified => {}
-                _ = tokio::time::sleep(sleep) => {}
+                _ = inner.store.wait_for_work(sleep) => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     note(&mut stats, &mut first_error, done);
                 }

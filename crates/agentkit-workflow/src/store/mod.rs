@@ -101,4 +101,12 @@ pub trait WorkflowStore: Send + Sync {
     /// The earliest `wake_at` of any run that waits for a time (any tenant), so a worker can
     /// sleep until then.
     async fn next_workflow_wake(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// Waits until work may have become claimable elsewhere (another process created or woke a
+    /// run) or `max` passed, whichever is first. Workers also wake on their own process's
+    /// changes without this. The default sleeps `max`; the Postgres store listens
+    /// (`LISTEN`/`NOTIFY`), so many workers wake on new work without polling the table.
+    async fn wait_for_work(&self, max: std::time::Duration) {
+        tokio::time::sleep(max).await;
+    }
 }
