@@ -8,6 +8,9 @@
 //!   approvals, cancel, query runs and their step logs.
 //! - [`Worker`]: claims runnable runs with a lease and a heartbeat, drives a bounded number at
 //!   a time, shuts down gracefully.
+//! - [`Scheduler`]: cron (in a time zone) and every-N-days triggers, one run per slot, with a
+//!   catch-up policy for missed slots; events ([`Workflows::send_event`]) and host endpoints
+//!   ([`Workflows::start`] with a trigger key) are the other triggers.
 //! - [`WorkflowStore`]: the store contract ([`InMemoryWorkflowStore`] here; SQLite and
 //!   Postgres in their crates), with one conformance suite (feature `testkit`).
 //!
@@ -21,6 +24,7 @@ pub mod definition;
 mod engine;
 pub mod expr;
 pub mod record;
+pub mod schedule;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -35,6 +39,7 @@ pub use record::{
     ApprovalPurpose, Created, Delivery, RunQuery, RunState, StepRecord, StepStatus, Wait,
     WorkflowEvent, WorkflowRun,
 };
+pub use schedule::{CatchUp, Schedule, ScheduledWorkflow, Scheduler};
 pub use store::{InMemoryWorkflowStore, WorkflowStore};
 pub use validate::{
     Catalog, CompiledWorkflow, MAX_NODE_ID_LEN, Problem, ValidationError, validate,
