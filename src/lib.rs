@@ -62,3 +62,8 @@ pub use agentkit_store_sqlite as sqlite;
 /// The Postgres store (feature `postgres`; `agentkit-store-postgres`).
 #[cfg(feature = "postgres")]
 pub use agentkit_store_postgres as postgres;
+
+/// Durable workflows: graphs of agent, tool, approval, event and timer nodes that survive any
+/// crash, with schedules and leased workers (`agentkit-workflow`).
+#[cfg(feature = "workflow")]
+pub use agentkit_workflow as workflow;

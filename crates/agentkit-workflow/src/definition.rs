@@ -402,6 +402,13 @@ pub enum NodeKind {
         #[serde(default = "empty_object")]
         input: Value,
     },
+    /// An immutable snapshot of the run so far (its context and step log) for the archive:
+    /// written once as a hash-chained audit entry (`workflow.snapshot`) and never changed.
+    /// Output: `{"label": .., "sha256": .., "audit_seq": ..}`.
+    Snapshot {
+        /// What the snapshot is (`"campaign closed"`).
+        label: String,
+    },
     /// A pure mapping of the context: each key is set to its template's value. Output: the
     /// object of those keys (also merged into the context at the top level).
     Transform {
@@ -424,6 +431,7 @@ impl NodeKind {
             NodeKind::Join {} => "join",
             NodeKind::SubWorkflow { .. } => "sub_workflow",
             NodeKind::Transform { .. } => "transform",
+            NodeKind::Snapshot { .. } => "snapshot",
         }
     }
 }

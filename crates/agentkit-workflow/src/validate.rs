@@ -302,7 +302,10 @@ pub fn validate(
                     }
                 }
             }
-            NodeKind::Timer { .. } | NodeKind::Branch {} | NodeKind::Join {} => {}
+            NodeKind::Timer { .. }
+            | NodeKind::Branch {}
+            | NodeKind::Join {}
+            | NodeKind::Snapshot { .. } => {}
         }
         if let Some(c) = &n.compensate {
             if catalog.tools.as_ref().is_some_and(|t| !t.contains(&c.tool)) {

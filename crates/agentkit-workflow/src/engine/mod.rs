@@ -457,6 +457,20 @@ impl Workflows {
             .await
     }
 
+    /// The archived snapshots of a run (its `snapshot` nodes' audit entries), oldest first.
+    /// Each entry's `output` holds `{"sha256": .., "snapshot": {context, steps, ..}}`; the
+    /// audit chain makes them tamper-evident.
+    pub async fn snapshots(
+        &self,
+        tenant: impl IntoId<TenantId>,
+        run: &RunId,
+    ) -> Result<Vec<agentkit_core::store::AuditEntry>> {
+        let query = agentkit_core::store::AuditQuery::all()
+            .kind("workflow.snapshot")
+            .run(run.clone());
+        self.state().list_audit(&tenant.into_id()?, &query).await
+    }
+
     /// Delivers an event to the runs waiting for it (or keeps it for the first that waits).
     pub async fn send_event(
         &self,

@@ -6,9 +6,9 @@ use agentkit_core::agent::{RunOutcome, RunRequest};
 use agentkit_core::exec::{CallOutcome, CallRequest};
 use agentkit_core::id::{ApprovalId, IdempotencyKey, RunId};
 use agentkit_core::message::ToolCall;
-use agentkit_core::redact::redact;
+use agentkit_core::redact::{hash_json, redact};
 use agentkit_core::scope::Scope;
-use agentkit_core::store::{ApprovalRequest, ApprovalStatus, RunStatus};
+use agentkit_core::store::{ApprovalRequest, ApprovalStatus, AuditQuery, NewAuditEntry, RunStatus};
 use agentkit_core::{Error, Result};
 use serde_json::{Map, Value, json};
 
@@ -467,10 +467,65 @@ impl Workflows {
                     Err(e) => NodeResult::fail(shown, e.to_string(), e.is_retryable()),
                 }
             }
+            NodeKind::Snapshot { label } => {
+                return self.snapshot(wf, scope, run, label, seq).await;
+            }
             NodeKind::Parallel { .. } | NodeKind::Join {} => {
                 NodeResult::fail(Value::Null, "structural node run as a step", false)
             }
         })
+    }
+
+    /// Writes (once) the audit entry holding the run's snapshot at step `seq`.
+    async fn snapshot(
+        &self,
+        wf: &CompiledWorkflow,
+        scope: &Scope,
+        run: &WorkflowRun,
+        label: &str,
+        seq: u64,
+    ) -> Result<NodeResult> {
+        const KIND: &str = "workflow.snapshot";
+        let state = self.state();
+        let earlier = state
+            .list_audit(
+                &run.tenant,
+                &AuditQuery::all().kind(KIND).run(run.id.clone()),
+            )
+            .await?;
+        if let Some(e) = earlier.iter().find(|e| e.entry.input["seq"] == json!(seq)) {
+            // Written before a crash lost this step's commit.
+            return Ok(NodeResult::done(
+                e.entry.input.clone(),
+                json!({"label": label, "sha256": e.entry.output["sha256"], "audit_seq": e.seq}),
+            ));
+        }
+        let steps = self
+            .inner
+            .store
+            .list_workflow_steps(&run.tenant, &run.id)
+            .await?;
+        let content = json!({
+            "workflow": wf.def.id,
+            "version": wf.def.version,
+            "run": run.id,
+            "context": run.context,
+            "steps": steps.iter().map(|s| json!({
+                "seq": s.seq, "node": s.node, "kind": s.kind, "attempt": s.attempt,
+                "status": s.status.as_str(), "output": s.output, "error": s.error,
+                "finished_at": s.finished_at,
+            })).collect::<Vec<_>>(),
+        });
+        let sha256 = hash_json(&content);
+        let input = json!({"seq": seq, "label": label});
+        let mut entry = NewAuditEntry::scoped(scope, KIND, "workflow", label);
+        entry.input = input.clone();
+        entry.output = json!({"sha256": sha256, "snapshot": content});
+        let stored = state.append_audit(&run.tenant, entry).await?;
+        Ok(NodeResult::done(
+            input,
+            json!({"label": label, "sha256": sha256, "audit_seq": stored.seq}),
+        ))
     }
 
     async fn approval(&self, run: &WorkflowRun, id: &ApprovalId) -> Result<ApprovalRequest> {
