@@ -95,15 +95,15 @@ impl Workflows {
     ) -> Result<NodeResult> {
         let compiled = wf.nodes.get(&node.id);
         let main = compiled.and_then(|c| c.main.as_ref());
-        let render = |what: &str| -> std::result::Result<Value, NodeResult> {
+        let render = |what: &str| -> std::result::Result<Value, Box<NodeResult>> {
             match main.map(|t| t.render(&run.context)) {
                 None => Ok(Value::Null),
                 Some(Ok(v)) => Ok(v),
-                Some(Err(e)) => Err(NodeResult::fail(
+                Some(Err(e)) => Err(Box::new(NodeResult::fail(
                     Value::Null,
                     format!("its {what}: {e}"),
                     false,
-                )),
+                ))),
             }
         };
         let now = self.inner.clock.now();
@@ -111,7 +111,7 @@ impl Workflows {
             NodeKind::Tool { tool, .. } => {
                 let args = match render("arguments") {
                     Ok(a) => a,
-                    Err(r) => return Ok(r),
+                    Err(r) => return Ok(*r),
                 };
                 let shown = match self.inner.executor.tools().get(tool) {
                     Some(entry) => redact(&args, &entry.spec().redact),
@@ -254,7 +254,7 @@ impl Workflows {
                 }
                 let payload = match render("payload") {
                     Ok(p) => p,
-                    Err(r) => return Ok(r),
+                    Err(r) => return Ok(*r),
                 };
                 let id = ApprovalId::new(format!("wfa-{}-{seq}", run.id))?;
                 let call = ToolCall::new(node.id.clone(), "workflow.approval", payload.clone());
@@ -390,7 +390,7 @@ impl Workflows {
                 }
                 let input = match render("input") {
                     Ok(i) => i,
-                    Err(r) => return Ok(r),
+                    Err(r) => return Ok(*r),
                 };
                 let mut start = StartRequest::new(workflow, input.clone())?
                     .trigger_key(format!("sub:{}:{seq}", run.id));
@@ -422,7 +422,7 @@ impl Workflows {
                 let input = match render("input") {
                     Ok(Value::String(s)) => s,
                     Ok(other) => other.to_string(),
-                    Err(r) => return Ok(r),
+                    Err(r) => return Ok(*r),
                 };
                 let agent_run: RunId = match &resumed {
                     Some(Resumed {
