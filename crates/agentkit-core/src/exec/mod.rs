@@ -196,6 +196,12 @@ impl ToolExecutor {
         }
     }
 
+    /// How old a `started` claim of an idempotent tool must be before the executor retries it
+    /// (see [`CallOutcome::InDoubt`]).
+    pub fn in_doubt_after(&self) -> Duration {
+        self.inner.in_doubt_after
+    }
+
     /// The tools it may run.
     pub fn tools(&self) -> &Arc<ToolSet> {
         &self.inner.tools

@@ -189,7 +189,21 @@ impl Workflows {
                             purpose: ApprovalPurpose::Tool,
                         },
                     ),
-                    CallOutcome::InDoubt { .. } => NodeResult::wait(shown, Wait::InDoubt { key }),
+                    CallOutcome::InDoubt { .. } => {
+                        // An idempotent tool is retried by the executor once the claim is old
+                        // enough: look again then, under the same key. Others wait for a human
+                        // (`ToolExecutor::resolve_in_doubt`, then `Workflows::resume`).
+                        let retried = self.inner.executor.tools().get(tool).is_some_and(|e| {
+                            e.spec().idempotent
+                                || e.spec().side_effect == agentkit_core::tool::SideEffect::Read
+                        });
+                        NodeResult::Wait {
+                            input: shown,
+                            wait: Wait::InDoubt { key },
+                            wake_at: retried
+                                .then(|| now + lease_delta(self.inner.executor.in_doubt_after())),
+                        }
+                    }
                     other => NodeResult::fail(
                         shown,
                         format!("unexpected outcome `{}`", other.label()),
