@@ -37,6 +37,8 @@ struct Args {
     runs: usize,
     steps: usize,
     wakes: usize,
+    /// `--only sqlite` (or `memory`, `postgres`): one part only, for profiling.
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -44,6 +46,7 @@ fn args() -> Args {
         runs: 2_000,
         steps: 10,
         wakes: 200,
+        only: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let num = |flag: &str| {
@@ -61,6 +64,11 @@ fn args() -> Args {
     if let Some(v) = num("--wakes") {
         a.wakes = v;
     }
+    a.only = argv
+        .iter()
+        .position(|x| x == "--only")
+        .and_then(|i| argv.get(i + 1))
+        .cloned();
     a
 }
 
@@ -108,28 +116,38 @@ async fn steps_per_second_one_loop(engine: &Workflows, runs: usize) -> f64 {
 }
 
 /// Steps/s of `workers` workers (tasks in this process) until every run is done.
-async fn steps_per_second_workers(engine: &Workflows, runs: usize, workers: usize) -> f64 {
+async fn steps_per_second_workers(
+    engine: &Workflows,
+    runs: usize,
+    workers: usize,
+    concurrency: usize,
+) -> f64 {
     start_runs(engine, runs).await;
     let shutdown = CancellationToken::new();
     let t = Instant::now();
     let handles: Vec<_> = (0..workers)
         .map(|i| {
             let config = WorkerConfig::new(format!("bench-{i}"))
-                .concurrency(4)
+                .concurrency(concurrency)
                 .poll(Duration::from_millis(5));
             tokio::spawn(Worker::new(engine.clone(), config).run(shutdown.clone()))
         })
         .collect();
+    // Done when no run is left pending or running (a cheap query: at most one row).
     loop {
-        let done = engine
-            .list_runs("bench", &RunQuery::all().states([RunState::Done]))
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let left = engine
+            .list_runs(
+                "bench",
+                &RunQuery::all()
+                    .states([RunState::Pending, RunState::Running])
+                    .limit(1),
+            )
             .await
-            .unwrap()
-            .len();
-        if done == runs {
+            .unwrap();
+        if left.is_empty() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = t.elapsed().as_secs_f64();
     shutdown.cancel();
@@ -139,6 +157,44 @@ async fn steps_per_second_workers(engine: &Workflows, runs: usize, workers: usiz
     }
     assert_eq!(steps as usize, runs * args().steps);
     steps as f64 / secs
+}
+
+async fn store_commits_per_second(store: &dyn WorkflowStore, n: usize) -> f64 {
+    use agentkit::id::{RunId, TenantId, WorkflowId};
+    use agentkit_workflow::record::{StepCommit, StepRecord};
+    let tenant = TenantId::new("bench").unwrap();
+    let mut run = agentkit_workflow::WorkflowRun::new(
+        tenant.clone(),
+        RunId::generate(),
+        WorkflowId::new("chain").unwrap(),
+        1,
+        "n1",
+        json!({"params": {}}),
+        chrono::Utc::now(),
+    );
+    store.create_workflow_run(&tenant, &run).await.unwrap();
+    let t = Instant::now();
+    for seq in 1..=n as u64 {
+        let mut next = run.clone();
+        next.version += 1;
+        next.next_seq = seq + 1;
+        let step: StepRecord = serde_json::from_value(json!({
+            "tenant": "bench", "run": run.id, "seq": seq, "node": "n1", "kind": "transform",
+            "attempt": 1, "visit": 1, "status": "succeeded", "input": null, "output": {"k": seq},
+            "error": null, "worker": "bench", "started_at": chrono::Utc::now(),
+            "finished_at": chrono::Utc::now()
+        }))
+        .unwrap();
+        store
+            .commit_workflow_step(
+                &tenant,
+                &StepCommit::new(next.clone(), run.version, Some(step)),
+            )
+            .await
+            .unwrap();
+        run = next;
+    }
+    n as f64 / t.elapsed().as_secs_f64()
 }
 
 fn bare_sqlite_commits(path: &std::path::Path, n: usize) -> f64 {
@@ -260,6 +316,26 @@ async fn main() {
         a.runs, a.steps, a.wakes
     );
 
+    let part = |name: &str| a.only.as_deref().is_none_or(|o| o == name);
+    if part("memory") {
+        memory_parts(&a).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    if part("sqlite") {
+        sqlite_parts(&a, dir.path()).await;
+    }
+    if !part("postgres") {
+        return;
+    }
+    // 3. Postgres.
+    let Ok(url) = std::env::var("AGENTKIT_TEST_POSTGRES_URL") else {
+        println!("postgres: skipped (AGENTKIT_TEST_POSTGRES_URL is not set)");
+        return;
+    };
+    postgres(&url, &a).await;
+}
+
+async fn memory_parts(a: &Args) {
     // 1. In memory.
     let mem = engine(
         Arc::new(InMemoryWorkflowStore::new()),
@@ -268,19 +344,7 @@ async fn main() {
     );
     let rate = steps_per_second_one_loop(&mem, a.runs).await;
     println!("in-memory            {rate:>10.0} steps/s");
-
-    // 2. SQLite.
-    let dir = tempfile::tempdir().unwrap();
-    let db = SqliteStore::open(dir.path().join("wf.db")).await.unwrap();
-    let sqlite = engine(Arc::new(db.clone()), Arc::new(db.clone()), vec![]);
-    let rate = steps_per_second_one_loop(&sqlite, a.runs).await;
-    let bare = bare_sqlite_commits(&dir.path().join("bare.db"), a.runs * a.steps);
-    println!(
-        "sqlite               {rate:>10.0} steps/s   bare INSERT+commit {bare:>8.0}/s   ratio {:.2}",
-        rate / bare
-    );
-
-    // 4a. Wake-up latency, in memory and SQLite (same process: the engine's own notification).
+    // 4a. Wake-up latency in memory (same process: the engine's own notification).
     let stamps = Arc::new(Mutex::new(Vec::new()));
     let mem = engine(
         Arc::new(InMemoryWorkflowStore::new()),
@@ -289,7 +353,34 @@ async fn main() {
     );
     let (p50, p99) = wake_latency(&mem, &mem, stamps.clone(), a.wakes).await;
     println!("wake-up in-memory    p50 {p50:>9.2?}  p99 {p99:>9.2?}");
-    let db = SqliteStore::open(dir.path().join("wake.db")).await.unwrap();
+}
+
+async fn sqlite_parts(a: &Args, dir: &std::path::Path) {
+    // 2. SQLite.
+    let db = SqliteStore::open(dir.join("wf.db")).await.unwrap();
+    let sqlite = engine(Arc::new(db.clone()), Arc::new(db.clone()), vec![]);
+    let rate = steps_per_second_one_loop(&sqlite, a.runs).await;
+    let bare = bare_sqlite_commits(&dir.join("bare.db"), a.runs * a.steps);
+    println!(
+        "sqlite, one loop     {rate:>10.0} steps/s   bare INSERT+commit {bare:>8.0}/s   ratio {:.2}",
+        rate / bare
+    );
+    // A worker driving 16 runs at once: their steps share transactions (group commit).
+    let db = SqliteStore::open(dir.join("wf-worker.db")).await.unwrap();
+    let sqlite = engine(Arc::new(db.clone()), Arc::new(db.clone()), vec![]);
+    let rate = steps_per_second_workers(&sqlite, a.runs, 1, 16).await;
+    println!(
+        "sqlite, worker x16   {rate:>10.0} steps/s   bare INSERT+commit {bare:>8.0}/s   ratio {:.2}",
+        rate / bare
+    );
+
+    // The store alone: step commits of one run in a loop (no engine).
+    let db = SqliteStore::open(dir.join("store.db")).await.unwrap();
+    let rate = store_commits_per_second(&db, a.runs * a.steps).await;
+    println!(
+        "sqlite store alone   {rate:>10.0} commits/s (commit_workflow_step, one run, no engine)"
+    );
+    let db = SqliteStore::open(dir.join("wake.db")).await.unwrap();
     let stamps = Arc::new(Mutex::new(Vec::new()));
     let sq = engine(
         Arc::new(db.clone()),
@@ -298,13 +389,6 @@ async fn main() {
     );
     let (p50, p99) = wake_latency(&sq, &sq, stamps.clone(), a.wakes).await;
     println!("wake-up sqlite       p50 {p50:>9.2?}  p99 {p99:>9.2?}");
-
-    // 3. Postgres.
-    let Ok(url) = std::env::var("AGENTKIT_TEST_POSTGRES_URL") else {
-        println!("postgres: skipped (AGENTKIT_TEST_POSTGRES_URL is not set)");
-        return;
-    };
-    postgres(&url, &a).await;
 }
 
 async fn postgres(url: &str, a: &Args) {
@@ -335,7 +419,7 @@ async fn postgres(url: &str, a: &Args) {
             .unwrap();
         let pg = engine(Arc::new(store.clone()), Arc::new(store.clone()), vec![]);
         let runs = a.runs / 2;
-        let rate = steps_per_second_workers(&pg, runs, workers).await;
+        let rate = steps_per_second_workers(&pg, runs, workers, 4).await;
         let bare = bare_pg_commits(&pool, runs * a.steps / 2, workers).await;
         println!(
             "postgres {workers} worker(s)  {rate:>8.0} steps/s   bare INSERT+commit x{workers} {bare:>8.0}/s   ratio {:.2}",

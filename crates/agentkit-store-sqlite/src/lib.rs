@@ -126,6 +126,8 @@ struct Inner {
     db: Db,
     /// `None` for an in-memory database.
     path: Option<PathBuf>,
+    /// Workflow step commits waiting to be written together (group commit).
+    steps: workflow::CommitQueue,
 }
 
 impl SqliteStore {
@@ -169,6 +171,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 db: Db::new(writer, path.as_deref()),
                 path,
+                steps: workflow::CommitQueue::default(),
             }),
         })
     }
@@ -180,6 +183,10 @@ impl SqliteStore {
 
     pub(crate) fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    pub(crate) fn step_queue(&self) -> &workflow::CommitQueue {
+        &self.inner.steps
     }
 }
 

@@ -297,7 +297,7 @@ CREATE TABLE workflow_steps (
     body    TEXT    NOT NULL,
     PRIMARY KEY (tenant, run, seq),
     FOREIGN KEY (tenant, run) REFERENCES workflow_runs (tenant, id)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 CREATE TRIGGER workflow_steps_no_update BEFORE UPDATE ON workflow_steps
 BEGIN

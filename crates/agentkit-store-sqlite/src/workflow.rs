@@ -110,10 +110,26 @@ impl WorkflowStore for SqliteStore {
             .as_ref()
             .map(|s| Ok::<_, Error>((int(s.seq, "step seq")?, to_json(s)?)))
             .transpose()?;
-        let commit = commit.clone();
-        self.db()
-            .write(move |c| commit_step(c, &commit, step))
-            .await
+        // Group commit: queue the step, then take the writer; whoever gets it first writes
+        // every queued step in one transaction (each in its own savepoint, so one step's
+        // conflict refuses that step only). A caller whose step was written by another finds
+        // the queue empty and only collects its answer.
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let drains = self.step_queue().push(Queued {
+            commit: commit.clone(),
+            step,
+            reply,
+        });
+        if drains {
+            // Drain here; should this caller stop waiting (its future dropped) before the
+            // drain ran, the guard hands the drain to a task, so the queue is never stranded.
+            let mut guard = DrainGuard(Some(self.clone()));
+            drain_queue(self).await;
+            guard.0 = None;
+        }
+        answer.await.map_err(|_| {
+            Error::Internal("sqlite store: a queued workflow step was dropped".into())
+        })?
     }
 
     async fn deliver_workflow_event(
@@ -352,6 +368,29 @@ fn list_steps(c: &Connection, tenant: &TenantId, run: &RunId) -> Result<Vec<Step
     Ok(out)
 }
 
+/// Writes a run's row if the stored version is `expected`; the rows changed (0 or 1).
+fn write_run_if(tx: &Connection, run: &WorkflowRun, expected: i64) -> Result<usize> {
+    let row = RunRow::of(run)?;
+    tx.prepare_cached(
+        "UPDATE workflow_runs SET state = ?3, version = ?4, due_at = ?5, wake_at = ?6, \
+         event_key = ?7, body = ?8 WHERE tenant = ?1 AND id = ?2 AND version = ?9",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            run.tenant.as_str(),
+            run.id.as_str(),
+            run.state.as_str(),
+            row.version,
+            row.due_at,
+            row.wake_at,
+            row.event_key,
+            row.body,
+            expected,
+        ])
+    })
+    .map_err(db_err)
+}
+
 /// Writes a run's row (the run exists).
 fn write_run(tx: &Connection, run: &WorkflowRun) -> Result<()> {
     let row = RunRow::of(run)?;
@@ -467,40 +506,153 @@ fn wake_with(run: &mut WorkflowRun, payload: serde_json::Value, at: DateTime<Utc
     run.updated_at = at.max(run.updated_at);
 }
 
-fn commit_step(
-    c: &mut Connection,
+/// Writes what is queued (the caller is the drainer).
+async fn drain_queue(store: &SqliteStore) {
+    let queue = store.step_queue().clone();
+    if let Err(e) = store.db().write(move |c| Ok(queue.drain(c))).await {
+        // The drain did not finish (a panic): fail what is still queued.
+        store.step_queue().fail_all(&e);
+    }
+}
+
+/// Hands an unfinished drain to a task when the draining caller's future is dropped.
+struct DrainGuard(Option<SqliteStore>);
+
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move { drain_queue(&store).await });
+                }
+                Err(_) => store.step_queue().fail_all(&Error::Internal(
+                    "sqlite store: a workflow step commit was abandoned outside a runtime".into(),
+                )),
+            }
+        }
+    }
+}
+
+/// A queued step commit and where its answer goes.
+pub(crate) struct Queued {
+    commit: StepCommit,
+    step: Option<(i64, String)>,
+    reply: tokio::sync::oneshot::Sender<Result<CommitOutcome>>,
+}
+
+/// Step commits waiting for the writer, and whether a caller is writing them.
+#[derive(Default)]
+struct Pending {
+    queued: Vec<Queued>,
+    draining: bool,
+}
+
+/// Step commits waiting for the writer. One caller at a time drains it: it writes batches
+/// until the queue is empty; the others only wait for their answers.
+#[derive(Default, Clone)]
+pub(crate) struct CommitQueue(std::sync::Arc<std::sync::Mutex<Pending>>);
+
+impl CommitQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a step; `true` when the caller must drain (nobody else is).
+    fn push(&self, q: Queued) -> bool {
+        let mut p = self.lock();
+        p.queued.push(q);
+        !std::mem::replace(&mut p.draining, true)
+    }
+
+    /// The next batch, or `None` (and draining ends) when the queue is empty, atomically
+    /// with [`CommitQueue::push`], so no queued step is left without a drainer.
+    fn next_batch(&self) -> Option<Vec<Queued>> {
+        let mut p = self.lock();
+        if p.queued.is_empty() {
+            p.draining = false;
+            None
+        } else {
+            Some(std::mem::take(&mut p.queued))
+        }
+    }
+
+    fn fail_all(&self, e: &Error) {
+        let mut p = self.lock();
+        p.draining = false;
+        for q in p.queued.drain(..) {
+            let _ = q.reply.send(Err(e.clone_for_each()));
+        }
+    }
+
+    /// Writes batches until the queue is empty.
+    fn drain(&self, c: &mut Connection) {
+        while let Some(batch) = self.next_batch() {
+            write_batch(c, batch);
+        }
+    }
+}
+
+/// Writes queued steps in one transaction, each in a savepoint, and answers each.
+fn write_batch(c: &mut Connection, batch: Vec<Queued>) {
+    {
+        let tx = match immediate(c) {
+            Ok(tx) => tx,
+            Err(e) => {
+                for q in batch {
+                    let _ = q.reply.send(Err(e.clone_for_each()));
+                }
+                return;
+            }
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        for q in &batch {
+            let result = tx
+                .execute_batch("SAVEPOINT step")
+                .map_err(db_err)
+                .and_then(|()| commit_step_in(&tx, &q.commit, q.step.clone()));
+            let end = if result.is_ok() {
+                "RELEASE step"
+            } else {
+                "ROLLBACK TO step; RELEASE step"
+            };
+            results.push(tx.execute_batch(end).map_err(db_err).and(result));
+        }
+        let committed = tx.commit().map_err(db_err);
+        for (q, result) in batch.into_iter().zip(results) {
+            let answer = match (&committed, result) {
+                (Ok(()), r) => r,
+                (Err(e), _) => Err(e.clone_for_each()),
+            };
+            let _ = q.reply.send(answer);
+        }
+    }
+}
+
+/// An error to give to each of several callers.
+trait CloneForEach {
+    fn clone_for_each(&self) -> Error;
+}
+
+impl CloneForEach for Error {
+    fn clone_for_each(&self) -> Error {
+        Error::Storage {
+            message: self.to_string(),
+            retryable: self.is_retryable(),
+            source: None,
+        }
+    }
+}
+
+/// A step commit inside the caller's transaction: the run's compare-and-swap (one statement),
+/// the step row, and a kept event when the run starts waiting for one.
+fn commit_step_in(
+    tx: &Connection,
     commit: &StepCommit,
     step: Option<(i64, String)>,
 ) -> Result<CommitOutcome> {
     let run_id = &commit.run.id;
     let tenant = &commit.run.tenant;
-    let tx = immediate(c)?;
-    match stored_version(&tx, tenant, run_id)? {
-        None => return Err(Error::NotFound(format!("workflow run `{run_id}`"))),
-        Some(v) if v != commit.expected_version => {
-            return Err(Error::Conflict(format!(
-                "workflow run `{run_id}` is at version {v}, not {}",
-                commit.expected_version
-            )));
-        }
-        Some(_) => {}
-    }
-    if let Some((seq, body)) = &step {
-        let inserted = tx
-            .prepare_cached(
-                "INSERT INTO workflow_steps (tenant, run, seq, body) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut st| st.execute(params![tenant.as_str(), run_id.as_str(), seq, body]));
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_duplicate(&e) => {
-                return Err(Error::Conflict(format!(
-                    "step {seq} of workflow run `{run_id}` exists"
-                )));
-            }
-            Err(e) => return Err(db_err(e)),
-        }
-    }
+    let expected = int(commit.expected_version, "run version")?;
     let mut run = commit.run.clone();
     let mut outcome = CommitOutcome::default();
     if let Some(key) = run.event_key() {
@@ -528,8 +680,31 @@ fn commit_step(
             outcome.woken = Some(run.clone());
         }
     }
-    write_run(&tx, &run)?;
-    tx.commit().map_err(db_err)?;
+    if write_run_if(tx, &run, expected)? == 0 {
+        return Err(match stored_version(tx, tenant, run_id)? {
+            None => Error::NotFound(format!("workflow run `{run_id}`")),
+            Some(v) => Error::Conflict(format!(
+                "workflow run `{run_id}` is at version {v}, not {}",
+                commit.expected_version
+            )),
+        });
+    }
+    if let Some((seq, body)) = &step {
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO workflow_steps (tenant, run, seq, body) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| st.execute(params![tenant.as_str(), run_id.as_str(), seq, body]));
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_duplicate(&e) => {
+                return Err(Error::Conflict(format!(
+                    "step {seq} of workflow run `{run_id}` exists"
+                )));
+            }
+            Err(e) => return Err(db_err(e)),
+        }
+    }
     Ok(outcome)
 }
 
