@@ -509,7 +509,14 @@ fn wake_with(run: &mut WorkflowRun, payload: serde_json::Value, at: DateTime<Utc
 /// Writes what is queued (the caller is the drainer).
 async fn drain_queue(store: &SqliteStore) {
     let queue = store.step_queue().clone();
-    if let Err(e) = store.db().write(move |c| Ok(queue.drain(c))).await {
+    if let Err(e) = store
+        .db()
+        .write(move |c| {
+            queue.drain(c);
+            Ok(())
+        })
+        .await
+    {
         // The drain did not finish (a panic): fail what is still queued.
         store.step_queue().fail_all(&e);
     }
