@@ -65,7 +65,6 @@ async fn concurrent_step_commits_stay_separate_steps() {
     let mut tasks = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let (store, t, run) = (store.clone(), t.clone(), run.clone());
-        let step = step.clone();
         tasks.push(tokio::spawn(async move {
             let mut next = run.clone();
             next.version += 1;
