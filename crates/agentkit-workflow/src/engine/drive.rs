@@ -105,7 +105,15 @@ impl Workflows {
                 return Ok(steps);
             }
             let expected = run.version;
-            let span = tracing::info_span!("workflow.step", run = %run.id, seq = run.next_seq);
+            let span = tracing::info_span!(
+                "workflow.step",
+                tenant = %run.tenant,
+                run = %run.id,
+                workflow = %run.workflow,
+                seq = run.next_seq,
+                node = tracing::field::Empty,
+                attempt = tracing::field::Empty,
+            );
             let planned = match self
                 .with_heartbeat(&run, worker, self.advance(&wf, &scope, &run, worker))
                 .instrument(span)
@@ -258,6 +266,9 @@ impl Workflows {
             worker,
             started: now,
         };
+        let span = tracing::Span::current();
+        span.record("node", node.id.as_str());
+        span.record("attempt", token.attempt);
         let resumed = (run.cursor.waiting == Some(token.id)).then(|| Resumed {
             wait: run.wait.clone(),
             input: run.resume_input.clone(),
