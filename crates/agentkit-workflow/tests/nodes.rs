@@ -402,3 +402,52 @@ async fn publishing_validates_against_the_engines_tools_and_keeps_versions_immut
     changed.name = "renamed".into();
     assert!(h.engine.publish(&h.tenant, &changed).await.is_err());
 }
+
+#[tokio::test]
+async fn a_long_loop_keeps_the_run_record_flat() {
+    let h = Harness::new(|_, _| vec![]);
+    h.publish(json!({
+        "id": "loop", "version": 1, "start": "count", "inputs": ["i", "n"],
+        "nodes": [
+            {"id": "count", "kind": "transform", "set": {"i": "${i + 1}"}, "max_visits": 1000},
+            {"id": "check", "kind": "branch", "max_visits": 1000},
+            {"id": "done", "kind": "branch"}
+        ],
+        "edges": [
+            {"from": "count", "to": "check"},
+            {"from": "check", "to": "count", "when": "i < n"},
+            {"from": "check", "to": "done"}
+        ]
+    }))
+    .await;
+    let size = |run: &agentkit_workflow::WorkflowRun| serde_json::to_vec(run).unwrap().len();
+    let short = h.start("loop", json!({"i": 0, "n": 10})).await;
+    let long = h.start("loop", json!({"i": 0, "n": 500})).await;
+    h.settle().await;
+    let (short, long) = (h.run(&short).await, h.run(&long).await);
+    assert_eq!(
+        (short.state, long.state),
+        (RunState::Done, RunState::Done),
+        "{:?}",
+        short.error
+    );
+    assert_eq!(long.context["i"], 500);
+    assert_eq!(
+        h.engine.steps(&h.tenant, &long.id).await.unwrap().len(),
+        1001
+    );
+    // What each step rewrites (the run) does not grow with the steps taken: only the step log
+    // (append-only rows) does.
+    assert!(
+        size(&long) <= size(&short) + 16,
+        "run record: {} bytes after 21 steps, {} after 1,001",
+        size(&short),
+        size(&long)
+    );
+    // A loop past its bound fails the run instead of spinning.
+    let runaway = h.start("loop", json!({"i": 0, "n": 5000})).await;
+    h.settle().await;
+    let failed = h.run(&runaway).await;
+    assert_eq!(failed.state, RunState::Failed);
+    assert!(failed.error.unwrap().contains("more than 1000 times"));
+}
