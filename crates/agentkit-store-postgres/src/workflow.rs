@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row, Transaction};
 
-use crate::codec::{from_json, json, micros, to_i64, to_u64};
+use crate::codec::{from_json, json, micros, to_i64};
 use crate::error::{acquire_error, query_error};
 use crate::{PostgresStore, commit};
 
@@ -387,8 +387,8 @@ impl WorkflowStore for PostgresStore {
         tenant: &TenantId,
         commit_req: &StepCommit,
     ) -> Result<CommitOutcome> {
-        const OP: &str = "commit_workflow_step";
         ensure_tenant(tenant, &commit_req.run.tenant, "workflow run")?;
+        crate::codec::check_tenant(tenant)?;
         if let Some(step) = &commit_req.step {
             ensure_tenant(tenant, &step.tenant, "workflow step")?;
             if step.run != commit_req.run.id {
@@ -403,81 +403,22 @@ impl WorkflowStore for PostgresStore {
             .as_ref()
             .map(|s| Ok::<_, Error>((to_i64(s.seq, "step seq")?, json(s)?)))
             .transpose()?;
-        let run_id = &commit_req.run.id;
-        let mut tx = self.begin(OP, tenant).await?;
-        let stored: Option<i64> = sqlx::query_scalar(
-            "SELECT version FROM workflow_runs WHERE tenant = $1 AND id = $2 FOR UPDATE",
-        )
-        .bind(tenant.as_str())
-        .bind(run_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| query_error(OP, e))?;
-        match stored.map(|v| to_u64(v, "run version")).transpose()? {
-            None => return Err(Error::NotFound(format!("workflow run `{run_id}`"))),
-            Some(v) if v != commit_req.expected_version => {
-                return Err(Error::Conflict(format!(
-                    "workflow run `{run_id}` is at version {v}, not {}",
-                    commit_req.expected_version
-                )));
-            }
-            Some(_) => {}
+        // Group commit: queue the step; one drainer task at a time writes the queue, many
+        // steps per transaction (each in a savepoint, under its own tenant), so concurrent
+        // runs share a commit (and its fsync) instead of queueing for one each.
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = Queued {
+            commit: commit_req.clone(),
+            step,
+            reply,
+        };
+        if self.step_queue().push(queued) {
+            let store = self.clone();
+            tokio::spawn(async move { store.drain_steps().await });
         }
-        if let Some((seq, body)) = &step {
-            let inserted = sqlx::query(
-                "INSERT INTO workflow_steps (tenant, run, seq, body) VALUES ($1, $2, $3, $4::json) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(tenant.as_str())
-            .bind(run_id.as_str())
-            .bind(seq)
-            .bind(body)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| query_error(OP, e))?
-            .rows_affected();
-            if inserted == 0 {
-                return Err(Error::Conflict(format!(
-                    "step {seq} of workflow run `{run_id}` exists"
-                )));
-            }
-        }
-        let mut run = commit_req.run.clone();
-        let mut outcome = CommitOutcome::default();
-        if let Some(key) = run.event_key() {
-            let kept = sqlx::query(
-                "SELECT id, body::text FROM workflow_events \
-                 WHERE tenant = $1 AND event_key = $2 AND NOT consumed \
-                 ORDER BY at, id LIMIT 1 FOR UPDATE",
-            )
-            .bind(tenant.as_str())
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| query_error(OP, e))?;
-            if let Some(row) = kept {
-                let id: String = row.try_get(0).map_err(|e| query_error(OP, e))?;
-                let body: String = row.try_get(1).map_err(|e| query_error(OP, e))?;
-                let event: WorkflowEvent = from_json(&body, "workflow event")?;
-                sqlx::query(
-                    "UPDATE workflow_events SET consumed = true WHERE tenant = $1 AND id = $2",
-                )
-                .bind(tenant.as_str())
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| query_error(OP, e))?;
-                let at = run.updated_at;
-                wake_with(&mut run, event.payload, at);
-                outcome.woken = Some(run.clone());
-            }
-        }
-        write_run(&mut tx, OP, &run).await?;
-        if run.lease.is_none() && run.due_at().is_some() {
-            notify(&mut tx, OP).await?;
-        }
-        commit(tx, OP).await?;
-        Ok(outcome)
+        answer.await.map_err(|_| {
+            Error::Internal("postgres store: a queued workflow step was dropped".into())
+        })?
     }
 
     async fn deliver_workflow_event(
@@ -589,4 +530,227 @@ impl WorkflowStore for PostgresStore {
             tokio::time::sleep_until(start + max).await;
         }
     }
+}
+
+/// A queued step commit and where its answer goes.
+pub(crate) struct Queued {
+    commit: StepCommit,
+    step: Option<(i64, String)>,
+    reply: tokio::sync::oneshot::Sender<Result<CommitOutcome>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    queued: Vec<Queued>,
+    draining: bool,
+}
+
+/// Step commits waiting to be written, and whether a drainer task is writing them.
+#[derive(Default, Clone)]
+pub(crate) struct CommitQueue(std::sync::Arc<std::sync::Mutex<Pending>>);
+
+/// The most steps one transaction writes.
+const MAX_BATCH: usize = 64;
+
+impl CommitQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a step; `true` when the caller must start a drainer (none is running).
+    fn push(&self, q: Queued) -> bool {
+        let mut p = self.lock();
+        p.queued.push(q);
+        !std::mem::replace(&mut p.draining, true)
+    }
+
+    /// The next batch, or `None` (and draining ends) when the queue is empty, atomically with
+    /// [`CommitQueue::push`].
+    fn next_batch(&self) -> Option<Vec<Queued>> {
+        let mut p = self.lock();
+        if p.queued.is_empty() {
+            p.draining = false;
+            return None;
+        }
+        let n = p.queued.len().min(MAX_BATCH);
+        Some(p.queued.drain(..n).collect())
+    }
+}
+
+/// An error for each of several callers.
+fn each(e: &Error) -> Error {
+    Error::Storage {
+        message: e.to_string(),
+        retryable: e.is_retryable(),
+        source: None,
+    }
+}
+
+impl PostgresStore {
+    /// Writes queued steps until the queue is empty.
+    async fn drain_steps(&self) {
+        const OP: &str = "commit_workflow_step";
+        while let Some(batch) = self.step_queue().next_batch() {
+            let mut tx = match self.pool.begin().await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let e = acquire_error(OP, e);
+                    for q in batch {
+                        let _ = q.reply.send(Err(each(&e)));
+                    }
+                    continue;
+                }
+            };
+            let alone = batch.len() == 1;
+            let mut results = Vec::with_capacity(batch.len());
+            for q in &batch {
+                results.push(commit_one(&mut tx, OP, q, alone).await);
+            }
+            // A step alone has no savepoint: refused, its transaction is rolled back whole.
+            let committed = if alone && results[0].is_err() {
+                drop(tx);
+                Ok(())
+            } else {
+                commit(tx, OP).await
+            };
+            for (q, result) in batch.into_iter().zip(results) {
+                let answer = match &committed {
+                    Ok(()) => result,
+                    Err(e) => Err(each(e)),
+                };
+                let _ = q.reply.send(answer);
+            }
+        }
+    }
+}
+
+/// One queued step inside the batch's transaction: under its tenant, in a savepoint unless it
+/// is alone (a refused step then rolls back only itself).
+async fn commit_one(
+    tx: &mut Transaction<'static, Postgres>,
+    op: &'static str,
+    q: &Queued,
+    alone: bool,
+) -> Result<CommitOutcome> {
+    let tenant = &q.commit.run.tenant;
+    sqlx::query("SELECT set_config('agentkit.tenant', $1, true)")
+        .bind(tenant.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| query_error(op, e))?;
+    if alone {
+        return commit_step_in(tx, op, &q.commit, q.step.as_ref()).await;
+    }
+    sqlx::query("SAVEPOINT step")
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| query_error(op, e))?;
+    let result = commit_step_in(tx, op, &q.commit, q.step.as_ref()).await;
+    let end = if result.is_ok() {
+        "RELEASE SAVEPOINT step"
+    } else {
+        "ROLLBACK TO SAVEPOINT step"
+    };
+    sqlx::query(end)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| query_error(op, e))?;
+    result
+}
+
+/// A step commit in the caller's transaction (scoped to the run's tenant): the run's
+/// compare-and-swap, the step row, and a kept event when the run starts waiting for one.
+async fn commit_step_in(
+    tx: &mut PgConnection,
+    op: &'static str,
+    commit_req: &StepCommit,
+    step: Option<&(i64, String)>,
+) -> Result<CommitOutcome> {
+    let tenant = &commit_req.run.tenant;
+    let run_id = &commit_req.run.id;
+    let mut run = commit_req.run.clone();
+    let mut outcome = CommitOutcome::default();
+    if let Some(key) = run.event_key() {
+        let kept = sqlx::query(
+            "SELECT id, body::text FROM workflow_events \
+             WHERE tenant = $1 AND event_key = $2 AND NOT consumed \
+             ORDER BY at, id LIMIT 1 FOR UPDATE",
+        )
+        .bind(tenant.as_str())
+        .bind(&key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| query_error(op, e))?;
+        if let Some(row) = kept {
+            let id: String = row.try_get(0).map_err(|e| query_error(op, e))?;
+            let body: String = row.try_get(1).map_err(|e| query_error(op, e))?;
+            let event: WorkflowEvent = from_json(&body, "workflow event")?;
+            sqlx::query("UPDATE workflow_events SET consumed = true WHERE tenant = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| query_error(op, e))?;
+            let at = run.updated_at;
+            wake_with(&mut run, event.payload, at);
+            outcome.woken = Some(run.clone());
+        }
+    }
+    let row = RunRow::of(&run)?;
+    let updated = sqlx::query(
+        "UPDATE workflow_runs SET state = $3, version = $4, due_at = $5, wake_at = $6, \
+         event_key = $7, body = $8::json WHERE tenant = $1 AND id = $2 AND version = $9",
+    )
+    .bind(tenant.as_str())
+    .bind(run_id.as_str())
+    .bind(run.state.as_str())
+    .bind(row.version)
+    .bind(run.due_at().map(micros))
+    .bind(run.wake_at.map(micros))
+    .bind(run.event_key())
+    .bind(&row.body)
+    .bind(to_i64(commit_req.expected_version, "run version")?)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| query_error(op, e))?
+    .rows_affected();
+    if updated == 0 {
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM workflow_runs WHERE tenant = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(run_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| query_error(op, e))?;
+        return Err(match stored {
+            None => Error::NotFound(format!("workflow run `{run_id}`")),
+            Some(v) => Error::Conflict(format!(
+                "workflow run `{run_id}` is at version {v}, not {}",
+                commit_req.expected_version
+            )),
+        });
+    }
+    if let Some((seq, body)) = step {
+        let inserted = sqlx::query(
+            "INSERT INTO workflow_steps (tenant, run, seq, body) VALUES ($1, $2, $3, $4::json) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(run_id.as_str())
+        .bind(seq)
+        .bind(body)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| query_error(op, e))?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(Error::Conflict(format!(
+                "step {seq} of workflow run `{run_id}` exists"
+            )));
+        }
+    }
+    if run.lease.is_none() && run.due_at().is_some() {
+        notify(tx, op).await?;
+    }
+    Ok(outcome)
 }

@@ -108,6 +108,7 @@ where
     tenants_are_isolated(fresh().await).await;
     queries_filter_runs(fresh().await).await;
     claims_respect_the_tenant_cap(fresh().await).await;
+    concurrent_steps_stay_separate(fresh().await).await;
 }
 
 /// Publishing is idempotent for the same content and refused for other content.
@@ -685,4 +686,58 @@ pub async fn claims_respect_the_tenant_cap(store: Arc<dyn WorkflowStore>) {
     let busy_n = got.iter().filter(|r| r.tenant == busy).count();
     let quiet_n = got.iter().filter(|r| r.tenant == quiet).count();
     assert_eq!((busy_n, quiet_n), (2, 1), "claimed {got:?}");
+}
+
+/// Concurrent step commits (which a store may write together, as group commits do) stay
+/// separate steps: a stale one, or one whose step row is taken after its run update, is
+/// refused alone and changes nothing; the others land.
+pub async fn concurrent_steps_stay_separate(store: Arc<dyn WorkflowStore>) {
+    let t = tenant("acme");
+    let mut runs = Vec::new();
+    for i in 0..40 {
+        let mut run = new_run(&t, t0());
+        store.create_workflow_run(&t, &run).await.unwrap();
+        if i % 4 == 1 {
+            // Step 1 is taken already: a second step 1 must be refused whole.
+            let mut next = bumped(&run);
+            next.next_seq = 2;
+            let commit = StepCommit::new(next.clone(), run.version, Some(step(&run, 1)));
+            store.commit_workflow_step(&t, &commit).await.unwrap();
+            run = next;
+        }
+        runs.push(run);
+    }
+    let mut tasks = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let (store, t, run) = (store.clone(), t.clone(), run.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut next = bumped(&run);
+            next.context = json!({"i": i});
+            // Every fourth commit names a version the store does not hold.
+            let expected = if i % 4 == 0 {
+                run.version + 7
+            } else {
+                run.version
+            };
+            let row = (i % 4 == 1).then(|| step(&run, 1));
+            store
+                .commit_workflow_step(&t, &StepCommit::new(next, expected, row))
+                .await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        let stored = store
+            .get_workflow_run(&t, &runs[i].id)
+            .await
+            .unwrap()
+            .unwrap();
+        if i % 4 <= 1 {
+            assert!(matches!(result, Err(Error::Conflict(_))), "{i}: {result:?}");
+            assert_eq!(stored, runs[i], "a refused step changes nothing");
+        } else {
+            result.unwrap();
+            assert_eq!(stored.context, json!({"i": i}));
+        }
+    }
 }
