@@ -391,3 +391,39 @@ async fn a_step_whose_commit_was_lost_does_not_repeat_its_effect() {
     let executions = h.state.list_tool_executions(&h.tenant, &run).await.unwrap();
     assert_eq!(executions.len(), 2, "one execution record per tool step");
 }
+
+#[tokio::test]
+async fn a_run_whose_agentkit_record_was_lost_in_a_crash_still_gets_its_approvals() {
+    let policy = AllowListPolicy::allow_all()
+        .require_approval_for(["ads.launch"])
+        .into_arc();
+    let h = Harness::with_policy(|_, _| vec![], policy);
+    let def = h
+        .publish(json!({
+            "id": "two", "version": 1, "start": "ok",
+            "nodes": [
+                {"id": "ok", "kind": "approval", "reason": "go?"},
+                {"id": "launch", "kind": "tool", "tool": "ads.launch", "args": {}}
+            ],
+            "edges": [{"from": "ok", "to": "launch"}]
+        }))
+        .await;
+    // As if the process died between storing the run and its agentkit record: the run exists
+    // only in the workflow store.
+    for start in ["ok", "launch"] {
+        let run = WorkflowRun::new(
+            h.tenant.clone(),
+            RunId::generate(),
+            def.id.clone(),
+            1,
+            start,
+            json!({"params": {}}),
+            h.clock_now(),
+        );
+        h.store.create_workflow_run(&h.tenant, &run).await.unwrap();
+        h.settle().await;
+        let waiting = h.run(&run.id).await;
+        assert_eq!(waiting.state, RunState::Waiting, "{start}: {waiting:?}");
+        assert!(matches!(waiting.wait, Some(Wait::Approval { .. })));
+    }
+}

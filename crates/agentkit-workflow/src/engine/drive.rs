@@ -95,9 +95,6 @@ impl Workflows {
             }
         };
         let scope = self.scope(&run, &wf)?;
-        if run.state == RunState::Pending {
-            self.ensure_core_run(&scope).await?;
-        }
         let mut steps = 0;
         loop {
             if stop.is_cancelled() {
@@ -464,7 +461,7 @@ impl Workflows {
                             Priority::High,
                         );
                         request.id = id.clone();
-                        self.create_approval(request).await?;
+                        self.create_approval(scope, request).await?;
                         next.state = RunState::Waiting;
                         next.wait = Some(Wait::Approval {
                             approval: id,
@@ -574,12 +571,18 @@ impl Workflows {
         }
     }
 
-    pub(crate) async fn create_approval(&self, request: ApprovalRequest) -> Result<()> {
-        match self
-            .state()
-            .create_approval(&request.tenant.clone(), &request)
-            .await
-        {
+    pub(crate) async fn create_approval(
+        &self,
+        scope: &Scope,
+        request: ApprovalRequest,
+    ) -> Result<()> {
+        let mut created = self.state().create_approval(&scope.tenant, &request).await;
+        if matches!(created, Err(Error::NotFound(_))) {
+            // The run's agentkit record is missing (a crash right after the run started).
+            self.ensure_core_run(scope).await?;
+            created = self.state().create_approval(&scope.tenant, &request).await;
+        }
+        match created {
             // Made before a crash, by this same step: it is the one.
             Ok(()) | Err(Error::Conflict(_)) => Ok(()),
             Err(e) => Err(e),

@@ -384,6 +384,9 @@ impl Workflows {
         run.parent = request.parent;
         let created = self.inner.store.create_workflow_run(&tenant, &run).await?;
         if created.is_new() {
+            // The agentkit run its approvals, executions and audit entries belong to. (A crash
+            // right here leaves it missing; the steps that need it create it then.)
+            self.ensure_core_run(&self.scope(&run, &wf)?).await?;
             tracing::debug!(tenant = %tenant, run = %run.id, workflow = %def.id, "workflow run started");
             self.inner.wake.notify_waiters();
         }

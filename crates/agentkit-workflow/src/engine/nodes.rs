@@ -151,9 +151,20 @@ impl Workflows {
                 }
                 let executor = &self.inner.executor;
                 let call = async {
-                    match &approval {
-                        Some(a) => executor.execute_approved(request, a).await,
-                        None => executor.execute(request).await,
+                    let attempt = |request: CallRequest| async {
+                        match &approval {
+                            Some(a) => executor.execute_approved(request, a).await,
+                            None => executor.execute(request).await,
+                        }
+                    };
+                    match attempt(request.clone()).await {
+                        // The run's agentkit record is missing (a crash right after the run
+                        // started): create it and call again under the same key.
+                        Err(Error::NotFound(_)) => {
+                            self.ensure_core_run(scope).await?;
+                            attempt(request).await
+                        }
+                        other => other,
                     }
                 };
                 let outcome = match node.timeout_ms {
@@ -274,7 +285,7 @@ impl Workflows {
                 let call = ToolCall::new(node.id.clone(), "workflow.approval", payload.clone());
                 let mut request = ApprovalRequest::new(scope, call, reason.clone(), *priority);
                 request.id = id.clone();
-                self.create_approval(request).await?;
+                self.create_approval(scope, request).await?;
                 NodeResult::wait(
                     payload,
                     Wait::Approval {
