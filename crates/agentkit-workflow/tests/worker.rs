@@ -173,3 +173,59 @@ async fn shutdown_finishes_the_current_step_and_releases_the_run() {
     assert_eq!(done.state, RunState::Done);
     assert_eq!(seen.lock().unwrap().len(), 5);
 }
+
+/// A run of many short steps outlives its lease: the heartbeat keeps it with the worker that
+/// drives it, so a second worker never takes it over mid-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_run_of_short_steps_keeps_its_lease() {
+    let store: Arc<dyn WorkflowStore> = Arc::new(InMemoryWorkflowStore::new());
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let tool = counting_tool(seen.clone(), Duration::from_millis(60));
+    let executor = ToolExecutor::builder(ToolSet::new([tool]).unwrap(), state)
+        .policy(AllowListPolicy::allow_all().into_arc())
+        .build();
+    let engine = Workflows::builder(store)
+        .executor(executor)
+        .lease(Duration::from_millis(300))
+        .build();
+    let def: WorkflowDefinition = serde_json::from_value(json!({
+        "id": "long", "version": 1, "start": "s1",
+        "nodes": (1..=12).map(|i| json!({"id": format!("s{i}"), "kind": "tool", "tool": "count.add", "args": {}})).collect::<Vec<_>>(),
+        "edges": (1..12).map(|i| json!({"from": format!("s{i}"), "to": format!("s{}", i + 1)})).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    engine.publish("acme", &def).await.unwrap();
+    let run = engine
+        .start("acme", StartRequest::new("long", json!({})).unwrap())
+        .await
+        .unwrap()
+        .run()
+        .id
+        .clone();
+    let shutdown = CancellationToken::new();
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            let config = WorkerConfig::new(format!("w{i}")).poll(Duration::from_millis(10));
+            tokio::spawn(Worker::new(engine.clone(), config).run(shutdown.clone()))
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while engine.get_run("acme", &run).await.unwrap().unwrap().state != RunState::Done {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    for w in workers {
+        w.await.unwrap().unwrap();
+    }
+    let steps = engine.steps("acme", &run).await.unwrap();
+    let by: HashSet<&str> = steps.iter().map(|s| s.worker.as_str()).collect();
+    assert_eq!(steps.len(), 12);
+    assert_eq!(
+        by.len(),
+        1,
+        "one worker drove the whole run (~720 ms > the 300 ms lease): {by:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 12, "no step ran twice");
+}

@@ -96,6 +96,11 @@ impl Workflows {
         };
         let scope = self.scope(&run, &wf)?;
         let mut steps = 0;
+        // One heartbeat for the whole drive: it renews the lease every third of its length,
+        // during a step or at the start of the next one, however short each step is.
+        let every = self.inner.lease / 3;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if stop.is_cancelled() {
                 self.release(run, None).await;
@@ -111,11 +116,19 @@ impl Workflows {
                 node = tracing::field::Empty,
                 attempt = tracing::field::Empty,
             );
-            let planned = match self
-                .with_heartbeat(&run, worker, self.advance(&wf, &scope, &run, worker))
+            let (planned, renewed) = self
+                .with_heartbeat(
+                    &run,
+                    worker,
+                    &mut ticker,
+                    self.advance(&wf, &scope, &run, worker),
+                )
                 .instrument(span)
-                .await
-            {
+                .await;
+            if let Some(lease) = renewed {
+                run.lease = Some(lease);
+            }
+            let planned = match planned {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(run = %run.id, error = %e, "workflow step failed to run; retrying later");
@@ -126,6 +139,10 @@ impl Workflows {
             };
             let now = self.inner.clock.now();
             let mut next = planned.run;
+            // Keep a lease renewed during the step (the step started from the older one).
+            if next.lease.is_some() {
+                next.lease.clone_from(&run.lease);
+            }
             next.version = expected + 1;
             next.updated_at = now;
             let keep = next.state == RunState::Running && next.wake_at.is_none_or(|t| t <= now);
@@ -197,30 +214,32 @@ impl Workflows {
         }
     }
 
-    /// Runs `fut` while renewing the run's lease at a third of its length.
+    /// Runs `fut` while renewing the run's lease when `ticker` ticks; also returns the lease
+    /// as last renewed, if it was.
     async fn with_heartbeat<T>(
         &self,
         run: &WorkflowRun,
         worker: &str,
+        ticker: &mut tokio::time::Interval,
         fut: impl std::future::Future<Output = T>,
-    ) -> T {
-        let every = self.inner.lease / 3;
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ) -> (T, Option<Lease>) {
         tokio::pin!(fut);
+        let mut renewed = None;
         loop {
             tokio::select! {
-                out = &mut fut => return out,
+                biased;
                 _ = ticker.tick() => {
                     let lease = Lease {
                         owner: worker.to_owned(),
                         until: self.inner.clock.now() + lease_delta(self.inner.lease),
                     };
                     match self.inner.store.renew_workflow_lease(&run.tenant, &run.id, run.version, &lease).await {
-                        Ok(true) => {}
+                        Ok(true) => renewed = Some(lease),
                         Ok(false) => tracing::warn!(run = %run.id, "lease lost while a step runs; its commit will be refused"),
                         Err(e) => tracing::warn!(run = %run.id, error = %e, "could not renew the lease"),
                     }
                 }
+                out = &mut fut => return (out, renewed),
             }
         }
     }
