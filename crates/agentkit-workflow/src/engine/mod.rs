@@ -182,8 +182,9 @@ impl WorkflowsBuilder {
         self
     }
 
-    /// How long a worker's claim on a run lasts without a heartbeat (default 30 s). Workers
-    /// renew it at a third of this while a step runs.
+    /// How long a worker's claim on a run lasts without a heartbeat (default 30 s). A worker
+    /// renews it every third of this for as long as it drives the run; a worker that stops
+    /// (a crash) loses it after this long, and another worker continues the run.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(10));
         self
