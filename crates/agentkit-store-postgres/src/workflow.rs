@@ -333,7 +333,9 @@ impl WorkflowStore for PostgresStore {
             if !request.is_claimable(&run) {
                 continue;
             }
-            let n = per_tenant.entry(run.tenant.clone()).or_default();
+            let n = per_tenant
+                .entry(run.tenant.clone())
+                .or_insert_with(|| request.busy_for(&run.tenant));
             if request.per_tenant.is_some_and(|cap| *n >= cap) {
                 continue;
             }

@@ -471,8 +471,10 @@ pub struct ClaimRequest {
     pub lease_until: DateTime<Utc>,
     /// At most this many runs.
     pub limit: usize,
-    /// At most this many runs of one tenant.
+    /// At most this many runs of one tenant held by the worker, counting [`ClaimRequest::busy`].
     pub per_tenant: Option<usize>,
+    /// Runs of each tenant the worker holds already (for `per_tenant`).
+    pub busy: std::collections::HashMap<TenantId, usize>,
 }
 
 impl ClaimRequest {
@@ -489,6 +491,7 @@ impl ClaimRequest {
             lease_until,
             limit,
             per_tenant: None,
+            busy: std::collections::HashMap::new(),
         }
     }
 
@@ -496,6 +499,11 @@ impl ClaimRequest {
     pub fn per_tenant(mut self, n: usize) -> Self {
         self.per_tenant = Some(n);
         self
+    }
+
+    /// How many runs of `tenant` the worker holds before this claim.
+    pub fn busy_for(&self, tenant: &TenantId) -> usize {
+        self.busy.get(tenant).copied().unwrap_or(0)
     }
 
     /// Whether the store may hand `run` to this worker now: pending or running and due, or

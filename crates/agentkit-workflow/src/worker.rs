@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use agentkit_core::Result;
+use agentkit_core::id::TenantId;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +19,8 @@ pub struct WorkerConfig {
     pub id: String,
     /// Runs driven at once (back-pressure: no more are claimed while this many are in flight).
     pub concurrency: usize,
-    /// At most this many runs of one tenant per claim.
+    /// At most this many runs of one tenant in flight on this worker (back-pressure: one
+    /// tenant's burst cannot take every slot).
     pub per_tenant: Option<usize>,
     /// The longest sleep between claims when nothing wakes the worker.
     pub poll: Duration,
@@ -41,7 +43,7 @@ impl WorkerConfig {
         self
     }
 
-    /// Caps the runs of one tenant per claim.
+    /// Caps the runs of one tenant in flight on this worker.
     pub fn per_tenant(mut self, n: usize) -> Self {
         self.per_tenant = Some(n.max(1));
         self
@@ -99,6 +101,7 @@ impl Worker {
         let inner = &self.engine.inner;
         let stop_steps = CancellationToken::new();
         let mut tasks: JoinSet<Result<usize>> = JoinSet::new();
+        let mut busy = Busy::default();
         let mut stats = WorkerStats::default();
         let mut first_error = None;
         while !shutdown.is_cancelled() {
@@ -116,15 +119,19 @@ impl Worker {
                     free,
                 );
                 request.per_tenant = self.config.per_tenant;
+                request.busy = busy.per_tenant.clone();
                 match inner.store.claim_workflow_runs(&request).await {
                     Ok(runs) => {
                         claimed_any = !runs.is_empty();
                         for run in runs {
                             stats.claimed += 1;
+                            let tenant = run.tenant.clone();
                             let engine = self.engine.clone();
                             let id = self.config.id.clone();
                             let stop = stop_steps.clone();
-                            tasks.spawn(async move { engine.drive(run, &id, &stop).await });
+                            let task =
+                                tasks.spawn(async move { engine.drive(run, &id, &stop).await });
+                            busy.start(task.id(), tenant);
                         }
                     }
                     Err(e) => {
@@ -153,17 +160,17 @@ impl Worker {
                 _ = shutdown.cancelled() => {}
                 _ = &mut notified => {}
                 _ = inner.store.wait_for_work(sleep) => {}
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    note(&mut stats, &mut first_error, done);
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    note(&mut stats, &mut first_error, &mut busy, done);
                 }
             }
-            while let Some(done) = tasks.try_join_next() {
-                note(&mut stats, &mut first_error, done);
+            while let Some(done) = tasks.try_join_next_with_id() {
+                note(&mut stats, &mut first_error, &mut busy, done);
             }
         }
         stop_steps.cancel();
-        while let Some(done) = tasks.join_next().await {
-            note(&mut stats, &mut first_error, done);
+        while let Some(done) = tasks.join_next_with_id().await {
+            note(&mut stats, &mut first_error, &mut busy, done);
         }
         if let Some(e) = first_error {
             tracing::debug!(worker = %self.config.id, error = %e, "first drive error of this worker");
@@ -172,18 +179,49 @@ impl Worker {
     }
 }
 
+/// The runs a worker drives, by task and by tenant.
+#[derive(Default)]
+struct Busy {
+    owners: std::collections::HashMap<tokio::task::Id, TenantId>,
+    per_tenant: std::collections::HashMap<TenantId, usize>,
+}
+
+impl Busy {
+    fn start(&mut self, task: tokio::task::Id, tenant: TenantId) {
+        *self.per_tenant.entry(tenant.clone()).or_default() += 1;
+        self.owners.insert(task, tenant);
+    }
+
+    fn end(&mut self, task: tokio::task::Id) {
+        if let Some(tenant) = self.owners.remove(&task)
+            && let Some(n) = self.per_tenant.get_mut(&tenant)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_tenant.remove(&tenant);
+            }
+        }
+    }
+}
+
 fn note(
     stats: &mut WorkerStats,
     first_error: &mut Option<String>,
-    done: std::result::Result<Result<usize>, tokio::task::JoinError>,
+    busy: &mut Busy,
+    done: std::result::Result<(tokio::task::Id, Result<usize>), tokio::task::JoinError>,
 ) {
     match done {
-        Ok(Ok(steps)) => stats.steps += steps as u64,
-        Ok(Err(e)) => {
+        Ok((task, Ok(steps))) => {
+            busy.end(task);
+            stats.steps += steps as u64;
+        }
+        Ok((task, Err(e))) => {
+            busy.end(task);
             stats.errors += 1;
             first_error.get_or_insert_with(|| e.to_string());
         }
         Err(e) => {
+            busy.end(e.id());
             stats.errors += 1;
             first_error.get_or_insert_with(|| e.to_string());
         }

@@ -229,3 +229,81 @@ async fn a_long_run_of_short_steps_keeps_its_lease() {
     );
     assert_eq!(seen.lock().unwrap().len(), 12, "no step ran twice");
 }
+
+/// A tenant's burst takes at most its share of a worker: with `per_tenant(1)`, one busy
+/// tenant's runs go one at a time and another tenant's run is not stuck behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_cannot_take_every_slot() {
+    use std::collections::HashMap;
+    let store: Arc<dyn WorkflowStore> = Arc::new(InMemoryWorkflowStore::new());
+    let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
+    // Per tenant: (running now, most at once); and when each tenant last finished a call.
+    let running: Arc<Mutex<HashMap<String, (usize, usize)>>> = Arc::default();
+    let finished: Arc<Mutex<Vec<(String, tokio::time::Instant)>>> = Arc::default();
+    let (r, f) = (running.clone(), finished.clone());
+    let tool: Arc<dyn Tool> = Arc::new(FnTool::new(
+        ToolSpec::new("slow.work", "takes 100 ms", json!({"type": "object"})),
+        move |ctx, _args| {
+            let (running, finished) = (r.clone(), f.clone());
+            async move {
+                let tenant = ctx.scope.tenant.to_string();
+                {
+                    let mut m = running.lock().unwrap();
+                    let e = m.entry(tenant.clone()).or_default();
+                    e.0 += 1;
+                    e.1 = e.1.max(e.0);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                running.lock().unwrap().get_mut(&tenant).unwrap().0 -= 1;
+                finished
+                    .lock()
+                    .unwrap()
+                    .push((tenant, tokio::time::Instant::now()));
+                Ok(json!({}))
+            }
+        },
+    ));
+    let executor = ToolExecutor::builder(ToolSet::new([tool]).unwrap(), state)
+        .policy(AllowListPolicy::allow_all().into_arc())
+        .build();
+    let engine = Workflows::builder(store).executor(executor).build();
+    let def: WorkflowDefinition = serde_json::from_value(json!({
+        "id": "one", "version": 1, "start": "w",
+        "nodes": [{"id": "w", "kind": "tool", "tool": "slow.work", "args": {}}]
+    }))
+    .unwrap();
+    for t in ["busy", "quiet"] {
+        engine.publish(t, &def).await.unwrap();
+    }
+    for _ in 0..6 {
+        engine
+            .start("busy", StartRequest::new("one", json!({})).unwrap())
+            .await
+            .unwrap();
+    }
+    engine
+        .start("quiet", StartRequest::new("one", json!({})).unwrap())
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let config = WorkerConfig::new("w")
+        .concurrency(4)
+        .per_tenant(1)
+        .poll(Duration::from_millis(10));
+    let worker = tokio::spawn(Worker::new(engine.clone(), config).run(shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while finished.lock().unwrap().len() < 7 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+    let most = running.lock().unwrap().get("busy").unwrap().1;
+    assert_eq!(most, 1, "the busy tenant ran one call at a time");
+    let done = finished.lock().unwrap();
+    let quiet = done.iter().position(|(t, _)| t == "quiet").unwrap();
+    assert!(
+        quiet <= 1,
+        "the quiet tenant's run went right away, not after the burst: {quiet}"
+    );
+}

@@ -233,7 +233,9 @@ impl WorkflowStore for InMemoryWorkflowStore {
             if !request.is_claimable(run) {
                 continue;
             }
-            let n = per_tenant.entry(tenant).or_default();
+            let n = per_tenant
+                .entry(tenant.clone())
+                .or_insert_with(|| request.busy_for(&tenant));
             if request.per_tenant.is_some_and(|cap| *n >= cap) {
                 continue;
             }
