@@ -613,6 +613,18 @@ fn write_batch(c: &mut Connection, batch: Vec<Queued>) {
                 return;
             }
         };
+        if let [q] = batch.as_slice() {
+            // Alone: no savepoint; a refused step rolls its transaction back whole.
+            let result = commit_step_in(&tx, &q.commit, q.step.clone());
+            let answer = match result {
+                Ok(outcome) => tx.commit().map_err(db_err).map(|()| outcome),
+                Err(e) => Err(e),
+            };
+            if let Some(q) = batch.into_iter().next() {
+                let _ = q.reply.send(answer);
+            }
+            return;
+        }
         let mut results = Vec::with_capacity(batch.len());
         for q in &batch {
             let result = tx
