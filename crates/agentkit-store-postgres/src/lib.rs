@@ -148,8 +148,6 @@ pub struct PostgresStore {
     pool: PgPool,
     /// The `LISTEN` connection workers wait on (opened on first use).
     listener: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>>,
-    /// Workflow step commits waiting to be written together (group commit).
-    steps: workflow::CommitQueue,
 }
 
 impl PostgresStore {
@@ -188,7 +186,6 @@ impl PostgresStore {
         Self {
             pool,
             listener: Default::default(),
-            steps: Default::default(),
         }
     }
 
@@ -216,10 +213,6 @@ impl PostgresStore {
             .test_before_acquire(true)
             .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
             .idle_timeout(Some(Duration::from_secs(300)))
-    }
-
-    pub(crate) fn step_queue(&self) -> &workflow::CommitQueue {
-        &self.steps
     }
 
     /// The connection pool (for health checks, metrics or closing it).

@@ -405,22 +405,14 @@ impl WorkflowStore for PostgresStore {
             .as_ref()
             .map(|s| Ok::<_, Error>((to_i64(s.seq, "step seq")?, json(s)?)))
             .transpose()?;
-        // Group commit: queue the step; one drainer task at a time writes the queue, many
-        // steps per transaction (each in a savepoint, under its own tenant), so concurrent
-        // runs share a commit (and its fsync) instead of queueing for one each.
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let queued = Queued {
-            commit: commit_req.clone(),
-            step,
-            reply,
-        };
-        if self.step_queue().push(queued) {
-            let store = self.clone();
-            tokio::spawn(async move { store.drain_steps().await });
-        }
-        answer.await.map_err(|_| {
-            Error::Internal("postgres store: a queued workflow step was dropped".into())
-        })?
+        // One transaction per step: Postgres already shares WAL flushes between concurrent
+        // commits, and a step is round-trip bound, so steps of concurrent runs go through the
+        // pool's connections side by side (a single drainer writing batches was slower here).
+        const OP: &str = "commit_workflow_step";
+        let mut tx = self.begin(OP, tenant).await?;
+        let outcome = commit_step_in(&mut tx, OP, commit_req, step.as_ref()).await?;
+        commit(tx, OP).await?;
+        Ok(outcome)
     }
 
     async fn deliver_workflow_event(
@@ -532,132 +524,6 @@ impl WorkflowStore for PostgresStore {
             tokio::time::sleep_until(start + max).await;
         }
     }
-}
-
-/// A queued step commit and where its answer goes.
-pub(crate) struct Queued {
-    commit: StepCommit,
-    step: Option<(i64, String)>,
-    reply: tokio::sync::oneshot::Sender<Result<CommitOutcome>>,
-}
-
-#[derive(Default)]
-struct Pending {
-    queued: Vec<Queued>,
-    draining: bool,
-}
-
-/// Step commits waiting to be written, and whether a drainer task is writing them.
-#[derive(Default, Clone)]
-pub(crate) struct CommitQueue(std::sync::Arc<std::sync::Mutex<Pending>>);
-
-/// The most steps one transaction writes.
-const MAX_BATCH: usize = 64;
-
-impl CommitQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Queues a step; `true` when the caller must start a drainer (none is running).
-    fn push(&self, q: Queued) -> bool {
-        let mut p = self.lock();
-        p.queued.push(q);
-        !std::mem::replace(&mut p.draining, true)
-    }
-
-    /// The next batch, or `None` (and draining ends) when the queue is empty, atomically with
-    /// [`CommitQueue::push`].
-    fn next_batch(&self) -> Option<Vec<Queued>> {
-        let mut p = self.lock();
-        if p.queued.is_empty() {
-            p.draining = false;
-            return None;
-        }
-        let n = p.queued.len().min(MAX_BATCH);
-        Some(p.queued.drain(..n).collect())
-    }
-}
-
-/// An error for each of several callers.
-fn each(e: &Error) -> Error {
-    Error::Storage {
-        message: e.to_string(),
-        retryable: e.is_retryable(),
-        source: None,
-    }
-}
-
-impl PostgresStore {
-    /// Writes queued steps until the queue is empty.
-    async fn drain_steps(&self) {
-        const OP: &str = "commit_workflow_step";
-        while let Some(batch) = self.step_queue().next_batch() {
-            let mut tx = match self.pool.begin().await {
-                Ok(tx) => tx,
-                Err(e) => {
-                    let e = acquire_error(OP, e);
-                    for q in batch {
-                        let _ = q.reply.send(Err(each(&e)));
-                    }
-                    continue;
-                }
-            };
-            let alone = batch.len() == 1;
-            let mut results = Vec::with_capacity(batch.len());
-            for q in &batch {
-                results.push(commit_one(&mut tx, OP, q, alone).await);
-            }
-            // A step alone has no savepoint: refused, its transaction is rolled back whole.
-            let committed = if alone && results[0].is_err() {
-                drop(tx);
-                Ok(())
-            } else {
-                commit(tx, OP).await
-            };
-            for (q, result) in batch.into_iter().zip(results) {
-                let answer = match &committed {
-                    Ok(()) => result,
-                    Err(e) => Err(each(e)),
-                };
-                let _ = q.reply.send(answer);
-            }
-        }
-    }
-}
-
-/// One queued step inside the batch's transaction: under its tenant, in a savepoint unless it
-/// is alone (a refused step then rolls back only itself).
-async fn commit_one(
-    tx: &mut Transaction<'static, Postgres>,
-    op: &'static str,
-    q: &Queued,
-    alone: bool,
-) -> Result<CommitOutcome> {
-    let tenant = &q.commit.run.tenant;
-    sqlx::query("SELECT set_config('agentkit.tenant', $1, true)")
-        .bind(tenant.as_str())
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| query_error(op, e))?;
-    if alone {
-        return commit_step_in(tx, op, &q.commit, q.step.as_ref()).await;
-    }
-    sqlx::query("SAVEPOINT step")
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| query_error(op, e))?;
-    let result = commit_step_in(tx, op, &q.commit, q.step.as_ref()).await;
-    let end = if result.is_ok() {
-        "RELEASE SAVEPOINT step"
-    } else {
-        "ROLLBACK TO SAVEPOINT step"
-    };
-    sqlx::query(end)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| query_error(op, e))?;
-    result
 }
 
 /// A step commit in the caller's transaction (scoped to the run's tenant): the run's
