@@ -309,44 +309,19 @@ impl WorkflowStore for PostgresStore {
 
     async fn claim_workflow_runs(&self, request: &ClaimRequest) -> Result<Vec<WorkflowRun>> {
         const OP: &str = "claim_workflow_runs";
-        let window = match request.per_tenant {
-            Some(_) => request.limit.saturating_mul(8),
-            None => request.limit,
-        };
         let mut tx = self.begin_claim(OP).await?;
         let rows = sqlx::query(
             "SELECT body::text FROM workflow_runs WHERE due_at IS NOT NULL AND due_at <= $1 \
              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(micros(request.now))
-        .bind(i64::try_from(window).unwrap_or(i64::MAX))
+        .bind(i64::try_from(request.window()).unwrap_or(i64::MAX))
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| query_error(OP, e))?;
-        let candidates: Vec<WorkflowRun> = bodies(rows, OP, "workflow run")?;
-        let mut per_tenant: std::collections::HashMap<TenantId, usize> = Default::default();
-        let mut claimed = Vec::new();
-        for mut run in candidates {
-            if claimed.len() >= request.limit {
-                break;
-            }
-            if !request.is_claimable(&run) {
-                continue;
-            }
-            let n = per_tenant
-                .entry(run.tenant.clone())
-                .or_insert_with(|| request.busy_for(&run.tenant));
-            if request.per_tenant.is_some_and(|cap| *n >= cap) {
-                continue;
-            }
-            *n += 1;
-            run.lease = Some(Lease {
-                owner: request.worker.clone(),
-                until: request.lease_until,
-            });
-            run.version += 1;
-            write_run(&mut tx, OP, &run).await?;
-            claimed.push(run);
+        let claimed = request.take(bodies::<WorkflowRun>(rows, OP, "workflow run")?);
+        for run in &claimed {
+            write_run(&mut tx, OP, run).await?;
         }
         commit(tx, OP).await?;
         Ok(claimed)

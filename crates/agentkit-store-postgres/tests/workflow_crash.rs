@@ -14,10 +14,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use agentkit_core::store::ToolExecutionStore;
 use agentkit_store_postgres::PostgresStore;
 use agentkit_workflow::testkit::crash;
-use agentkit_workflow::{RunQuery, RunState, StartRequest, StepStatus, WorkflowStore};
+use agentkit_workflow::{RunQuery, RunState, StartRequest};
 use common::TestDb;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -200,39 +199,14 @@ async fn killed_workers_repeat_no_effect() {
         kills >= 3,
         "workers were killed while they worked ({kills} kills)"
     );
-    assert_eq!(
-        effects,
-        i64::try_from(RUNS * crash::STEPS).unwrap(),
-        "every step's effect, once"
-    );
-    let runs = engine.list_runs("crash", &RunQuery::all()).await.unwrap();
-    assert_eq!(runs.len(), RUNS);
-    let mut workers = std::collections::HashSet::new();
-    for run in runs.iter().take(200) {
-        let steps = store
-            .list_workflow_steps(&run.tenant, &run.id)
-            .await
-            .unwrap();
-        let ok: Vec<&str> = steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Succeeded)
-            .map(|s| s.node.as_str())
-            .collect();
-        assert_eq!(
-            ok,
-            ["s1", "s2", "s3", "s4", "s5"],
-            "each step completed once: {steps:?}"
-        );
-        workers.extend(steps.iter().map(|s| s.worker.clone()));
-        assert_eq!(
-            store
-                .list_tool_executions(&run.tenant, &run.id)
-                .await
-                .unwrap()
-                .len(),
-            crash::STEPS
-        );
-    }
+    let workers = crash::check_every_effect_once(
+        &engine,
+        &store,
+        "crash",
+        RUNS,
+        usize::try_from(effects).unwrap(),
+    )
+    .await;
     assert!(
         workers.len() >= WORKERS,
         "the runs were shared by the workers: {workers:?}"

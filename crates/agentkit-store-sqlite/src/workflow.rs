@@ -416,11 +416,6 @@ fn write_run(tx: &Connection, run: &WorkflowRun) -> Result<()> {
 
 fn claim(c: &mut Connection, request: &ClaimRequest) -> Result<Vec<WorkflowRun>> {
     let tx = immediate(c)?;
-    // With a per-tenant cap, look further down the queue so other tenants' runs are reached.
-    let window = match request.per_tenant {
-        Some(_) => request.limit.saturating_mul(8),
-        None => request.limit,
-    };
     let candidates: Vec<String> = {
         let mut st = tx
             .prepare_cached(
@@ -428,41 +423,19 @@ fn claim(c: &mut Connection, request: &ClaimRequest) -> Result<Vec<WorkflowRun>>
                  ORDER BY due_at LIMIT ?2",
             )
             .map_err(db_err)?;
+        let window = i64::try_from(request.window()).unwrap_or(i64::MAX);
         let rows = st
-            .query_map(
-                params![
-                    micros(request.now),
-                    i64::try_from(window).unwrap_or(i64::MAX)
-                ],
-                |r| r.get(0),
-            )
+            .query_map(params![micros(request.now), window], |r| r.get(0))
             .map_err(db_err)?;
         rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
     };
-    let mut per_tenant: std::collections::HashMap<TenantId, usize> = Default::default();
-    let mut claimed = Vec::new();
-    for body in candidates {
-        if claimed.len() >= request.limit {
-            break;
-        }
-        let mut run: WorkflowRun = from_json(&body, "workflow run")?;
-        if !request.is_claimable(&run) {
-            continue;
-        }
-        let n = per_tenant
-            .entry(run.tenant.clone())
-            .or_insert_with(|| request.busy_for(&run.tenant));
-        if request.per_tenant.is_some_and(|cap| *n >= cap) {
-            continue;
-        }
-        *n += 1;
-        run.lease = Some(Lease {
-            owner: request.worker.clone(),
-            until: request.lease_until,
-        });
-        run.version += 1;
-        write_run(&tx, &run)?;
-        claimed.push(run);
+    let candidates = candidates
+        .iter()
+        .map(|body| from_json::<WorkflowRun>(body, "workflow run"))
+        .collect::<Result<Vec<_>>>()?;
+    let claimed = request.take(candidates);
+    for run in &claimed {
+        write_run(&tx, run)?;
     }
     tx.commit().map_err(db_err)?;
     Ok(claimed)

@@ -12,10 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use agentkit_core::store::{StateStore, ToolExecutionStore};
 use agentkit_store_sqlite::SqliteStore;
 use agentkit_workflow::testkit::crash;
-use agentkit_workflow::{RunQuery, RunState, StartRequest, StepStatus, WorkflowStore};
+use agentkit_workflow::{RunQuery, RunState, StartRequest};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rusqlite::Connection;
@@ -165,33 +164,12 @@ async fn a_killed_worker_repeats_no_effect() {
         kills >= 3,
         "the worker was killed while it worked ({kills} kills)"
     );
-    assert_eq!(
-        effects,
-        i64::try_from(RUNS * crash::STEPS).unwrap(),
-        "every step's effect, once"
-    );
-    let runs = engine.list_runs("crash", &RunQuery::all()).await.unwrap();
-    assert_eq!(runs.len(), RUNS);
-    for run in runs.iter().take(200) {
-        let steps = store
-            .list_workflow_steps(&run.tenant, &run.id)
-            .await
-            .unwrap();
-        let ok: Vec<&str> = steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Succeeded)
-            .map(|s| s.node.as_str())
-            .collect();
-        assert_eq!(
-            ok,
-            ["s1", "s2", "s3", "s4", "s5"],
-            "each step completed once: {steps:?}"
-        );
-        let executions = store
-            .list_tool_executions(&run.tenant, &run.id)
-            .await
-            .unwrap();
-        assert_eq!(executions.len(), crash::STEPS);
-    }
-    let _: &dyn StateStore = &store;
+    crash::check_every_effect_once(
+        &engine,
+        &store,
+        "crash",
+        RUNS,
+        usize::try_from(effects).unwrap(),
+    )
+    .await;
 }

@@ -501,6 +501,46 @@ impl ClaimRequest {
         self
     }
 
+    /// What a claim takes from `candidates` (due runs, oldest due first): those that are
+    /// [claimable](ClaimRequest::is_claimable), within `limit` and the tenant caps, each with
+    /// this worker's lease and its version incremented — ready for the store to write.
+    pub fn take(&self, candidates: impl IntoIterator<Item = WorkflowRun>) -> Vec<WorkflowRun> {
+        let mut per_tenant: std::collections::HashMap<TenantId, usize> = Default::default();
+        let mut claimed = Vec::new();
+        for mut run in candidates {
+            if claimed.len() >= self.limit {
+                break;
+            }
+            if !self.is_claimable(&run) {
+                continue;
+            }
+            let n = per_tenant
+                .entry(run.tenant.clone())
+                .or_insert_with(|| self.busy_for(&run.tenant));
+            if self.per_tenant.is_some_and(|cap| *n >= cap) {
+                continue;
+            }
+            *n += 1;
+            run.lease = Some(Lease {
+                owner: self.worker.clone(),
+                until: self.lease_until,
+            });
+            run.version += 1;
+            claimed.push(run);
+        }
+        claimed
+    }
+
+    /// How many due runs a store should look at to fill a claim: more than `limit` when tenant
+    /// caps may pass some over.
+    pub fn window(&self) -> usize {
+        if self.per_tenant.is_some() {
+            self.limit.saturating_mul(8)
+        } else {
+            self.limit
+        }
+    }
+
     /// How many runs of `tenant` the worker holds before this claim.
     pub fn busy_for(&self, tenant: &TenantId) -> usize {
         self.busy.get(tenant).copied().unwrap_or(0)

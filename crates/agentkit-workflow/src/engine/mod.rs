@@ -11,6 +11,7 @@
 
 mod drive;
 mod nodes;
+mod recover;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

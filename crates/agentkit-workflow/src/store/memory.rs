@@ -220,34 +220,16 @@ impl WorkflowStore for InMemoryWorkflowStore {
             .collect();
         candidates.extend(st.ready.iter().cloned());
         candidates.sort();
-        let mut per_tenant: HashMap<TenantId, usize> = HashMap::new();
-        let mut claimed = Vec::new();
-        for (_, tenant, id) in candidates {
-            if claimed.len() >= request.limit {
-                break;
-            }
-            let key = (tenant.clone(), id);
-            let Some(run) = st.runs.get(&key) else {
-                continue;
-            };
-            if !request.is_claimable(run) {
-                continue;
-            }
-            let n = per_tenant
-                .entry(tenant.clone())
-                .or_insert_with(|| request.busy_for(&tenant));
-            if request.per_tenant.is_some_and(|cap| *n >= cap) {
-                continue;
-            }
-            *n += 1;
-            let mut run = run.clone();
-            run.lease = Some(Lease {
-                owner: request.worker.clone(),
-                until: request.lease_until,
-            });
-            run.version += 1;
+        let due: Vec<WorkflowRun> = candidates
+            .into_iter()
+            .filter_map(|(_, tenant, id)| st.runs.get(&(tenant, id)))
+            .filter(|run| request.is_claimable(run))
+            .take(request.window())
+            .cloned()
+            .collect();
+        let claimed = request.take(due);
+        for run in &claimed {
             st.put_run(run.clone());
-            claimed.push(run);
         }
         Ok(claimed)
     }

@@ -104,3 +104,49 @@ pub async fn work_until_killed(engine: Workflows, id: &str, shutdown: Cancellati
         eprintln!("worker {id} stopped: {e}");
     }
 }
+
+/// After a crash test: `runs` runs exist and every one is done, `effects` (distinct effects the
+/// tool applied) is one per step, and in each run every step completed once and was executed
+/// once (one execution record per step). Returns the workers that wrote the steps. Panics with
+/// what broke.
+pub async fn check_every_effect_once(
+    engine: &Workflows,
+    state: &dyn StateStore,
+    tenant: &str,
+    runs: usize,
+    effects: usize,
+) -> std::collections::HashSet<String> {
+    use crate::record::{RunQuery, RunState, StepStatus};
+    assert_eq!(effects, runs * STEPS, "every step's effect, once");
+    let all = engine
+        .list_runs(tenant, &RunQuery::all())
+        .await
+        .expect("list runs");
+    assert_eq!(all.len(), runs);
+    assert!(
+        all.iter().all(|r| r.state == RunState::Done),
+        "every run done"
+    );
+    let mut workers = std::collections::HashSet::new();
+    let names: Vec<String> = (1..=STEPS).map(|i| format!("s{i}")).collect();
+    for run in &all {
+        let steps = engine.steps(tenant, &run.id).await.expect("steps");
+        let ok: Vec<&String> = steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Succeeded)
+            .map(|s| &s.node)
+            .collect();
+        assert_eq!(
+            ok,
+            names.iter().collect::<Vec<_>>(),
+            "each step completed once: {steps:?}"
+        );
+        workers.extend(steps.iter().map(|s| s.worker.clone()));
+        let executions = state
+            .list_tool_executions(&run.tenant, &run.id)
+            .await
+            .expect("executions");
+        assert_eq!(executions.len(), STEPS, "one execution per step");
+    }
+    workers
+}
