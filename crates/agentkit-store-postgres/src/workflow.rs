@@ -66,10 +66,22 @@ impl RunRow {
 }
 
 async fn write_run(tx: &mut PgConnection, op: &'static str, run: &WorkflowRun) -> Result<()> {
+    write_run_if(tx, op, run, None).await.map(|_| ())
+}
+
+/// Writes a run's row, if the stored version is `expected` when one is given; the rows
+/// changed (0 or 1).
+async fn write_run_if(
+    tx: &mut PgConnection,
+    op: &'static str,
+    run: &WorkflowRun,
+    expected: Option<i64>,
+) -> Result<u64> {
     let row = RunRow::of(run)?;
-    sqlx::query(
+    Ok(sqlx::query(
         "UPDATE workflow_runs SET state = $3, version = $4, due_at = $5, wake_at = $6, \
-         event_key = $7, body = $8::json WHERE tenant = $1 AND id = $2",
+         event_key = $7, body = $8::json \
+         WHERE tenant = $1 AND id = $2 AND ($9::bigint IS NULL OR version = $9)",
     )
     .bind(run.tenant.as_str())
     .bind(run.id.as_str())
@@ -79,18 +91,30 @@ async fn write_run(tx: &mut PgConnection, op: &'static str, run: &WorkflowRun) -
     .bind(run.wake_at.map(micros))
     .bind(run.event_key())
     .bind(&row.body)
+    .bind(expected)
     .execute(tx)
     .await
-    .map_err(|e| query_error(op, e))?;
-    Ok(())
+    .map_err(|e| query_error(op, e))?
+    .rows_affected())
 }
 
-fn wake_with(run: &mut WorkflowRun, payload: serde_json::Value, at: DateTime<Utc>) {
-    run.state = RunState::Running;
-    run.resume_input = Some(payload);
-    run.wake_at = None;
-    run.version += 1;
-    run.updated_at = at.max(run.updated_at);
+/// The run a trigger key started (its body), in the caller's transaction.
+async fn run_by_trigger(
+    tx: &mut PgConnection,
+    op: &'static str,
+    run: &WorkflowRun,
+    key: &str,
+) -> Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT body::text FROM workflow_runs \
+         WHERE tenant = $1 AND workflow = $2 AND trigger_key = $3",
+    )
+    .bind(run.tenant.as_str())
+    .bind(run.workflow.as_str())
+    .bind(key)
+    .fetch_optional(tx)
+    .await
+    .map_err(|e| query_error(op, e))
 }
 
 fn bodies<T: serde::de::DeserializeOwned>(
@@ -176,16 +200,7 @@ impl WorkflowStore for PostgresStore {
         let row = RunRow::of(run)?;
         let mut tx = self.begin(OP, tenant).await?;
         if let Some(key) = &run.trigger_key {
-            let existing: Option<String> = sqlx::query_scalar(
-                "SELECT body::text FROM workflow_runs \
-                 WHERE tenant = $1 AND workflow = $2 AND trigger_key = $3",
-            )
-            .bind(tenant.as_str())
-            .bind(run.workflow.as_str())
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| query_error(OP, e))?;
+            let existing = run_by_trigger(&mut tx, OP, run, key).await?;
             if let Some(body) = existing {
                 commit(tx, OP).await?;
                 return Ok(Created::Existing(from_json(&body, "workflow run")?));
@@ -216,16 +231,7 @@ impl WorkflowStore for PostgresStore {
             drop(tx);
             if let Some(key) = &run.trigger_key {
                 let mut tx = self.begin(OP, tenant).await?;
-                let existing: Option<String> = sqlx::query_scalar(
-                    "SELECT body::text FROM workflow_runs \
-                     WHERE tenant = $1 AND workflow = $2 AND trigger_key = $3",
-                )
-                .bind(tenant.as_str())
-                .bind(run.workflow.as_str())
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| query_error(OP, e))?;
+                let existing = run_by_trigger(&mut tx, OP, run, key).await?;
                 commit(tx, OP).await?;
                 if let Some(body) = existing {
                     return Ok(Created::Existing(from_json(&body, "workflow run")?));
@@ -350,7 +356,7 @@ impl WorkflowStore for PostgresStore {
             return Ok(false);
         };
         let mut stored: WorkflowRun = from_json(&body, "workflow run")?;
-        if stored.lease.as_ref().is_none_or(|l| l.owner != lease.owner) {
+        if !stored.held_by(version, &lease.owner) {
             return Ok(false);
         }
         stored.lease = Some(lease.clone());
@@ -364,17 +370,8 @@ impl WorkflowStore for PostgresStore {
         tenant: &TenantId,
         commit_req: &StepCommit,
     ) -> Result<CommitOutcome> {
-        ensure_tenant(tenant, &commit_req.run.tenant, "workflow run")?;
+        commit_req.check(tenant)?;
         crate::codec::check_tenant(tenant)?;
-        if let Some(step) = &commit_req.step {
-            ensure_tenant(tenant, &step.tenant, "workflow step")?;
-            if step.run != commit_req.run.id {
-                return Err(Error::InvalidInput(format!(
-                    "step of run `{}` committed with run `{}`",
-                    step.run, commit_req.run.id
-                )));
-            }
-        }
         let step = commit_req
             .step
             .as_ref()
@@ -432,7 +429,7 @@ impl WorkflowStore for PostgresStore {
         }
         let mut woke = Vec::with_capacity(waiting.len());
         for mut run in waiting {
-            wake_with(&mut run, event.payload.clone(), event.at);
+            run.wake(event.payload.clone(), event.at);
             write_run(&mut tx, OP, &run).await?;
             woke.push(run.id);
         }
@@ -535,28 +532,12 @@ async fn commit_step_in(
                 .await
                 .map_err(|e| query_error(op, e))?;
             let at = run.updated_at;
-            wake_with(&mut run, event.payload, at);
+            run.wake(event.payload, at);
             outcome.woken = Some(run.clone());
         }
     }
-    let row = RunRow::of(&run)?;
-    let updated = sqlx::query(
-        "UPDATE workflow_runs SET state = $3, version = $4, due_at = $5, wake_at = $6, \
-         event_key = $7, body = $8::json WHERE tenant = $1 AND id = $2 AND version = $9",
-    )
-    .bind(tenant.as_str())
-    .bind(run_id.as_str())
-    .bind(run.state.as_str())
-    .bind(row.version)
-    .bind(run.due_at().map(micros))
-    .bind(run.wake_at.map(micros))
-    .bind(run.event_key())
-    .bind(&row.body)
-    .bind(to_i64(commit_req.expected_version, "run version")?)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| query_error(op, e))?
-    .rows_affected();
+    let expected = to_i64(commit_req.expected_version, "run version")?;
+    let updated = write_run_if(tx, op, &run, Some(expected)).await?;
     if updated == 0 {
         let stored: Option<i64> =
             sqlx::query_scalar("SELECT version FROM workflow_runs WHERE tenant = $1 AND id = $2")

@@ -12,7 +12,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use agentkit_store_postgres::PostgresStore;
 use agentkit_workflow::testkit::crash;
@@ -103,14 +103,6 @@ fn spawn_worker(url: &str, schema: &str) -> Child {
         .unwrap()
 }
 
-fn jitter(range: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    u64::from(nanos) % range
-}
-
 fn sigkill(child: &mut Child) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).ok();
@@ -163,7 +155,7 @@ async fn killed_workers_repeat_no_effect() {
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut kills = 0;
     let done = loop {
-        tokio::time::sleep(Duration::from_millis(150 + jitter(450))).await;
+        tokio::time::sleep(Duration::from_millis(150 + crash::jitter(450))).await;
         let done = engine
             .list_runs("crash", &RunQuery::all().states([RunState::Done]))
             .await
@@ -176,7 +168,7 @@ async fn killed_workers_repeat_no_effect() {
             Instant::now() < deadline,
             "only {done} of {RUNS} runs finished in time ({kills} kills)"
         );
-        let victim = usize::try_from(jitter(WORKERS as u64)).unwrap();
+        let victim = usize::try_from(crash::jitter(WORKERS as u64)).unwrap();
         sigkill(&mut children[victim]);
         kills += 1;
         children[victim] = spawn_worker(&url, &db.schema);

@@ -13,7 +13,7 @@ use agentkit_workflow::record::{
     ClaimRequest, CommitOutcome, Created, Delivery, Lease, RunQuery, StepCommit, StepRecord,
     WorkflowEvent, WorkflowRun, event_key,
 };
-use agentkit_workflow::{RunState, WorkflowDefinition, WorkflowStore};
+use agentkit_workflow::{WorkflowDefinition, WorkflowStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
@@ -95,16 +95,7 @@ impl WorkflowStore for SqliteStore {
         tenant: &TenantId,
         commit: &StepCommit,
     ) -> Result<CommitOutcome> {
-        ensure_tenant(tenant, &commit.run.tenant, "workflow run")?;
-        if let Some(step) = &commit.step {
-            ensure_tenant(tenant, &step.tenant, "workflow step")?;
-            if step.run != commit.run.id {
-                return Err(Error::InvalidInput(format!(
-                    "step of run `{}` committed with run `{}`",
-                    step.run, commit.run.id
-                )));
-            }
-        }
+        commit.check(tenant)?;
         let step = commit
             .step
             .as_ref()
@@ -368,12 +359,13 @@ fn list_steps(c: &Connection, tenant: &TenantId, run: &RunId) -> Result<Vec<Step
     Ok(out)
 }
 
-/// Writes a run's row if the stored version is `expected`; the rows changed (0 or 1).
-fn write_run_if(tx: &Connection, run: &WorkflowRun, expected: i64) -> Result<usize> {
+/// Writes a run's row, if the stored version is `expected` when one is given; the rows
+/// changed (0 or 1).
+fn write_run_if(tx: &Connection, run: &WorkflowRun, expected: Option<i64>) -> Result<usize> {
     let row = RunRow::of(run)?;
     tx.prepare_cached(
         "UPDATE workflow_runs SET state = ?3, version = ?4, due_at = ?5, wake_at = ?6, \
-         event_key = ?7, body = ?8 WHERE tenant = ?1 AND id = ?2 AND version = ?9",
+         event_key = ?7, body = ?8 WHERE tenant = ?1 AND id = ?2 AND (?9 IS NULL OR version = ?9)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -391,27 +383,9 @@ fn write_run_if(tx: &Connection, run: &WorkflowRun, expected: i64) -> Result<usi
     .map_err(db_err)
 }
 
-/// Writes a run's row (the run exists).
+/// Writes a run's row (the run exists; the caller holds the transaction that read it).
 fn write_run(tx: &Connection, run: &WorkflowRun) -> Result<()> {
-    let row = RunRow::of(run)?;
-    tx.prepare_cached(
-        "UPDATE workflow_runs SET state = ?3, version = ?4, due_at = ?5, wake_at = ?6, \
-         event_key = ?7, body = ?8 WHERE tenant = ?1 AND id = ?2",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            run.tenant.as_str(),
-            run.id.as_str(),
-            run.state.as_str(),
-            row.version,
-            row.due_at,
-            row.wake_at,
-            row.event_key,
-            row.body,
-        ])
-    })
-    .map_err(db_err)?;
-    Ok(())
+    write_run_if(tx, run, None).map(|_| ())
 }
 
 fn claim(c: &mut Connection, request: &ClaimRequest) -> Result<Vec<WorkflowRun>> {
@@ -452,8 +426,7 @@ fn renew(
     let Some(mut run) = get_run(&tx, tenant, id)? else {
         return Ok(false);
     };
-    let holds =
-        run.version == version && run.lease.as_ref().is_some_and(|l| l.owner == lease.owner);
+    let holds = run.held_by(version, &lease.owner);
     if holds {
         run.lease = Some(lease.clone());
         write_run(&tx, &run)?;
@@ -471,14 +444,6 @@ fn stored_version(tx: &Connection, tenant: &TenantId, id: &RunId) -> Result<Opti
         })
         .map_err(db_err)?;
     v.map(|v| uint(v, "run version")).transpose()
-}
-
-fn wake_with(run: &mut WorkflowRun, payload: serde_json::Value, at: DateTime<Utc>) {
-    run.state = RunState::Running;
-    run.resume_input = Some(payload);
-    run.wake_at = None;
-    run.version += 1;
-    run.updated_at = at.max(run.updated_at);
 }
 
 /// Writes what is queued (the caller is the drainer).
@@ -670,11 +635,11 @@ fn commit_step_in(
             .and_then(|mut st| st.execute(params![tenant.as_str(), id]))
             .map_err(db_err)?;
             let at = run.updated_at;
-            wake_with(&mut run, event.payload, at);
+            run.wake(event.payload, at);
             outcome.woken = Some(run.clone());
         }
     }
-    if write_run_if(tx, &run, expected)? == 0 {
+    if write_run_if(tx, &run, Some(expected))? == 0 {
         return Err(match stored_version(tx, tenant, run_id)? {
             None => Error::NotFound(format!("workflow run `{run_id}`")),
             Some(v) => Error::Conflict(format!(
@@ -747,7 +712,7 @@ fn deliver(
     let mut woke = Vec::with_capacity(waiting.len());
     for body in waiting {
         let mut run: WorkflowRun = from_json(&body, "workflow run")?;
-        wake_with(&mut run, event.payload.clone(), event.at);
+        run.wake(event.payload.clone(), event.at);
         write_run(&tx, &run)?;
         woke.push(run.id);
     }

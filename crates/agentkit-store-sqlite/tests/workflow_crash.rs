@@ -10,7 +10,7 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use agentkit_store_sqlite::SqliteStore;
 use agentkit_workflow::testkit::crash;
@@ -91,15 +91,6 @@ fn spawn_worker(path: &str) -> Child {
         .unwrap()
 }
 
-/// A pseudo-random number from the clock (no dependency needed for jitter).
-fn jitter(range: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    u64::from(nanos) % range
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_repeats_no_effect() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,7 +114,7 @@ async fn a_killed_worker_repeats_no_effect() {
     let mut kills = 0;
     let mut child = spawn_worker(&path);
     let done = loop {
-        tokio::time::sleep(Duration::from_millis(150 + jitter(450))).await;
+        tokio::time::sleep(Duration::from_millis(150 + crash::jitter(450))).await;
         let done = engine
             .list_runs("crash", &RunQuery::all().states([RunState::Done]))
             .await

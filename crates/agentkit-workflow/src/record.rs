@@ -275,6 +275,22 @@ impl WorkflowRun {
         })
     }
 
+    /// Makes a waiting run runnable with `input` for its waiting node to take (an event's
+    /// payload, a resume, a decision), as of `at`; increments the version. Its `wait` stays,
+    /// so the node knows what woke it.
+    pub fn wake(&mut self, input: Value, at: DateTime<Utc>) {
+        self.state = RunState::Running;
+        self.resume_input = Some(input);
+        self.wake_at = None;
+        self.version += 1;
+        self.updated_at = at.max(self.updated_at);
+    }
+
+    /// Whether `owner` still holds the run at `version` (what a lease renewal requires).
+    pub fn held_by(&self, version: u64, owner: &str) -> bool {
+        self.version == version && self.lease.as_ref().is_some_and(|l| l.owner == owner)
+    }
+
     /// The event lookup key while waiting for an event.
     pub fn event_key(&self) -> Option<String> {
         match (self.state, &self.wait) {
@@ -573,6 +589,22 @@ impl StepCommit {
             expected_version,
             step,
         }
+    }
+
+    /// What every store checks before writing: the run and the step belong to `tenant`, and
+    /// the step to the run. [`agentkit_core::Error::InvalidInput`] otherwise.
+    pub fn check(&self, tenant: &TenantId) -> agentkit_core::Result<()> {
+        agentkit_core::store::ensure_tenant(tenant, &self.run.tenant, "workflow run")?;
+        if let Some(step) = &self.step {
+            agentkit_core::store::ensure_tenant(tenant, &step.tenant, "workflow step")?;
+            if step.run != self.run.id {
+                return Err(agentkit_core::Error::InvalidInput(format!(
+                    "step of run `{}` committed with run `{}`",
+                    step.run, self.run.id
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

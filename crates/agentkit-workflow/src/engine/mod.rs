@@ -617,12 +617,8 @@ impl Workflows {
                 return Ok(false);
             }
             let mut next = stored.clone();
-            next.state = RunState::Running;
-            next.resume_input = Some(input.clone());
-            next.wake_at = None;
+            next.wake(input.clone(), self.inner.clock.now());
             next.lease = None;
-            next.version += 1;
-            next.updated_at = self.inner.clock.now();
             let commit = StepCommit::new(next, stored.version, None);
             match self.inner.store.commit_workflow_step(tenant, &commit).await {
                 Ok(_) => {

@@ -104,14 +104,6 @@ impl InMemoryWorkflowStore {
     }
 }
 
-fn wake_with(run: &mut WorkflowRun, event: &WorkflowEvent, now: DateTime<Utc>) {
-    run.state = RunState::Running;
-    run.resume_input = Some(event.payload.clone());
-    run.wake_at = None;
-    run.version += 1;
-    run.updated_at = now.max(run.updated_at);
-}
-
 #[async_trait]
 impl WorkflowStore for InMemoryWorkflowStore {
     async fn put_workflow(&self, tenant: &TenantId, definition: &WorkflowDefinition) -> Result<()> {
@@ -245,11 +237,7 @@ impl WorkflowStore for InMemoryWorkflowStore {
         let Some(stored) = st.runs.get_mut(&(tenant.clone(), run.clone())) else {
             return Ok(false);
         };
-        let holds = stored.version == version
-            && stored
-                .lease
-                .as_ref()
-                .is_some_and(|l| l.owner == lease.owner);
+        let holds = stored.held_by(version, &lease.owner);
         if holds {
             stored.lease = Some(lease.clone());
         }
@@ -261,16 +249,7 @@ impl WorkflowStore for InMemoryWorkflowStore {
         tenant: &TenantId,
         commit: &StepCommit,
     ) -> Result<CommitOutcome> {
-        ensure_tenant(tenant, &commit.run.tenant, "workflow run")?;
-        if let Some(step) = &commit.step {
-            ensure_tenant(tenant, &step.tenant, "workflow step")?;
-            if step.run != commit.run.id {
-                return Err(Error::InvalidInput(format!(
-                    "step of run `{}` committed with run `{}`",
-                    step.run, commit.run.id
-                )));
-            }
-        }
+        commit.check(tenant)?;
         let mut st = self.lock();
         let key = (tenant.clone(), commit.run.id.clone());
         match st.runs.get(&key) {
@@ -304,7 +283,7 @@ impl WorkflowStore for InMemoryWorkflowStore {
                     st.inbox.remove(&inbox_key);
                 }
                 let at = run.updated_at;
-                wake_with(&mut run, &event, at);
+                run.wake(event.payload, at);
                 outcome.woken = Some(run.clone());
             }
         }
@@ -337,7 +316,7 @@ impl WorkflowStore for InMemoryWorkflowStore {
         for id in &waiting {
             if let Some(run) = st.runs.get(&(tenant.clone(), id.clone())) {
                 let mut run = run.clone();
-                wake_with(&mut run, event, event.at);
+                run.wake(event.payload.clone(), event.at);
                 st.put_run(run);
             }
         }

@@ -105,6 +105,15 @@ pub async fn work_until_killed(engine: Workflows, id: &str, shutdown: Cancellati
     }
 }
 
+/// A number in `0..range` from the clock's nanoseconds: jitter for kill timing, no
+/// dependency needed.
+pub fn jitter(range: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    u64::from(nanos) % range.max(1)
+}
+
 /// After a crash test: `runs` runs exist and every one is done, `effects` (distinct effects the
 /// tool applied) is one per step, and in each run every step completed once and was executed
 /// once (one execution record per step). Returns the workers that wrote the steps. Panics with
