@@ -128,6 +128,14 @@ pub enum Error {
         /// The suspended run (a `RunId`).
         run: String,
     },
+    /// A vector's length is not the store's or embedder's (`expected`).
+    #[error("vector dimension mismatch: expected {expected}, got {got}")]
+    DimensionMismatch {
+        /// The length the store or embedder works with.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
     /// A bug or broken invariant inside agentkit or a plug-in.
     #[error("internal error: {0}")]
     Internal(String),
@@ -159,6 +167,7 @@ pub enum ErrorKind {
     NotExecuted,
     IdempotencyConflict,
     SessionSuspended,
+    DimensionMismatch,
     Internal,
 }
 
@@ -187,6 +196,7 @@ impl Error {
             Error::NotExecuted(_) => ErrorKind::NotExecuted,
             Error::IdempotencyConflict { .. } => ErrorKind::IdempotencyConflict,
             Error::SessionSuspended { .. } => ErrorKind::SessionSuspended,
+            Error::DimensionMismatch { .. } => ErrorKind::DimensionMismatch,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -2,7 +2,9 @@
 //!
 //! Tenant and agent are required arguments of every vector operation, not optional filters: a
 //! search cannot be written that forgets them (Architecture Invariant: tenant isolation).
-//! Implementations (in-memory exact and ANN, Qdrant) come with `agentkit-rag`.
+//! Implementations (in-memory exact and ANN, Qdrant) come with `agentkit-rag`, SQLite and
+//! Postgres ones with their stores; `agentkit-rag`'s `testkit` runs one conformance suite
+//! against each.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,10 +32,16 @@ pub struct SourceRef {
     pub document_id: String,
     /// Title or file name.
     pub title: Option<String>,
-    /// Page, when the document has pages.
+    /// Page (1-based), when the document has pages.
     pub page: Option<u32>,
-    /// Byte offset in the extracted text.
+    /// Byte offset of the chunk in the document's extracted text.
     pub offset: Option<u64>,
+    /// The chunk's length in bytes of the extracted text.
+    #[serde(default)]
+    pub length: Option<u64>,
+    /// The section the chunk sits in (headings joined by ` > `), when the document has them.
+    #[serde(default)]
+    pub section: Option<String>,
 }
 
 /// A stored chunk with its vector.
@@ -89,18 +97,46 @@ impl SearchRequest {
 pub struct ScoredChunk {
     /// Chunk id.
     pub id: String,
-    /// Similarity (higher is closer).
+    /// Similarity (higher is closer): the cosine of the two vectors for normalised ones.
     pub score: f32,
     /// Text.
     pub text: String,
     /// Citation data.
     pub source: SourceRef,
+    /// The record's metadata.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What a vector store knows of one ingested document: enough to skip an unchanged one and to
+/// remove a deleted one's vectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentEntry {
+    /// Document id (unique within tenant and agent).
+    pub id: String,
+    /// Title or file name.
+    pub title: Option<String>,
+    /// Hash of the document's bytes (and of the chunking settings that made its chunks).
+    pub content_hash: String,
+    /// How many chunks it has in the store.
+    pub chunks: usize,
+    /// The document's metadata.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Stores vectors per tenant and agent.
+///
+/// Every method takes the tenant and the agent; a store keeps each pair's records apart so that
+/// no call made for one pair can read, change or delete another's, even when another's vector is
+/// the nearest. Every store has one dimension ([`VectorStore::dimensions`]); a record or query of
+/// another length is refused with [`Error::DimensionMismatch`].
 #[async_trait]
 pub trait VectorStore: Send + Sync {
-    /// Inserts or replaces records.
+    /// The length of every vector this store holds.
+    fn dimensions(&self) -> usize;
+
+    /// Inserts or replaces records (by id).
     async fn upsert(
         &self,
         tenant: &TenantId,
@@ -108,11 +144,83 @@ pub trait VectorStore: Send + Sync {
         records: &[VectorRecord],
     ) -> Result<()>;
 
-    /// Nearest records, best first.
+    /// Up to `top_k` nearest records that match every metadata filter, best first; ties are
+    /// ordered by id. Filters apply inside the search: a filtered query returns `top_k` hits
+    /// whenever that many records match.
     async fn search(&self, request: &SearchRequest) -> Result<Vec<ScoredChunk>>;
 
     /// Removes records by id; returns how many existed.
     async fn delete(&self, tenant: &TenantId, agent: &AgentId, ids: &[String]) -> Result<usize>;
+
+    /// Replaces a document's chunks atomically: the records whose `source.document_id` is
+    /// `document.id` are removed, `records` are written and the entry is stored, all or nothing.
+    /// Every record must belong to the document ([`Error::InvalidInput`] otherwise).
+    async fn replace_document(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        document: &DocumentEntry,
+        records: &[VectorRecord],
+    ) -> Result<()>;
+
+    /// The entry of a document, if it was stored.
+    async fn document(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        id: &str,
+    ) -> Result<Option<DocumentEntry>>;
+
+    /// Every document entry of this tenant and agent, by id.
+    async fn documents(&self, tenant: &TenantId, agent: &AgentId) -> Result<Vec<DocumentEntry>>;
+
+    /// Removes a document's entry and all its records atomically; returns the entry it removed.
+    async fn delete_document(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        id: &str,
+    ) -> Result<Option<DocumentEntry>>;
+}
+
+/// Checks what every store checks before a write: each vector has the store's length and, for a
+/// document's records, belongs to the document.
+pub fn check_records(
+    dimensions: usize,
+    document: Option<&str>,
+    records: &[VectorRecord],
+) -> Result<()> {
+    for r in records {
+        check_vector(dimensions, &r.vector)?;
+        if r.id.is_empty() {
+            return Err(Error::InvalidInput("a vector record needs an id".into()));
+        }
+        if let Some(doc) = document
+            && r.source.document_id != doc
+        {
+            return Err(Error::InvalidInput(format!(
+                "record `{}` belongs to document `{}`, not `{doc}`",
+                r.id, r.source.document_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a vector's length against the store's, and that it holds only finite numbers.
+pub fn check_vector(dimensions: usize, vector: &[f32]) -> Result<()> {
+    if vector.len() != dimensions {
+        return Err(Error::DimensionMismatch {
+            expected: dimensions,
+            got: vector.len(),
+        });
+    }
+    if vector.iter().any(|x| !x.is_finite()) {
+        return Err(Error::InvalidInput(
+            "a vector holds a NaN or infinite value".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Finds context for a query. The agent calls this before the model when it has knowledge.
@@ -172,6 +280,54 @@ impl Retriever for VectorRetriever {
     }
 }
 
+/// A retrieved chunk that an answer cites by its `[n]` marker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Citation {
+    /// The marker's number: the chunk's position (1-based) in the context block.
+    pub marker: usize,
+    /// The chunk.
+    pub chunk_id: String,
+    /// Its search score.
+    pub score: f32,
+    /// Where it came from (document, page, offsets, section).
+    pub source: SourceRef,
+}
+
+/// The chunks `reply` cites, in marker order, each once: markers are `[n]`, `[n, m]` or
+/// `[n][m]` with `n` a position in the context block [`format_context_block`] built from
+/// `chunks`. Numbers outside the block are ignored.
+pub fn citations(reply: &str, chunks: &[ScoredChunk]) -> Vec<Citation> {
+    let mut markers = Vec::new();
+    let mut rest = reply;
+    while let Some(open) = rest.find('[') {
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find(']') else { break };
+        let inside = &rest[..close];
+        let numbers: Option<Vec<usize>> = inside
+            .split(',')
+            .map(|n| n.trim().parse::<usize>().ok())
+            .collect();
+        if let Some(numbers) = numbers {
+            markers.extend(numbers);
+            rest = &rest[close + 1..];
+        }
+    }
+    markers.sort_unstable();
+    markers.dedup();
+    markers
+        .into_iter()
+        .filter_map(|n| {
+            let c = chunks.get(n.checked_sub(1)?)?;
+            Some(Citation {
+                marker: n,
+                chunk_id: c.id.clone(),
+                score: c.score,
+                source: c.source.clone(),
+            })
+        })
+        .collect()
+}
+
 /// Formats retrieved chunks as the delimited, untrusted block the agent puts before the
 /// conversation. Delimiter look-alikes inside chunk text are neutralised so a document cannot
 /// close the block early.
@@ -223,7 +379,29 @@ fn neutralise_delimiters(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::neutralise_delimiters;
+    use super::{ScoredChunk, SourceRef, citations, neutralise_delimiters};
+
+    #[test]
+    fn citations_follow_the_markers_of_the_reply() {
+        let chunk = |id: &str| ScoredChunk {
+            id: id.into(),
+            score: 0.5,
+            text: String::new(),
+            source: SourceRef {
+                document_id: format!("doc-{id}"),
+                page: Some(2),
+                ..SourceRef::default()
+            },
+            metadata: Default::default(),
+        };
+        let chunks = [chunk("a"), chunk("b"), chunk("c")];
+        let cited = citations("Refunds take 5 days [2], or 10 [3][2]; see [1, 3] and [9].", &chunks);
+        let ids: Vec<_> = cited.iter().map(|c| (c.marker, c.chunk_id.as_str())).collect();
+        assert_eq!(ids, [(1, "a"), (2, "b"), (3, "c")]);
+        assert_eq!(cited[0].source.document_id, "doc-a");
+        assert!(citations("no markers [x] [0] [", &chunks).is_empty());
+        assert!(citations("[1]", &[]).is_empty());
+    }
 
     #[test]
     fn no_spelling_of_the_tag_survives() {

@@ -1112,8 +1112,10 @@ async fn retrieved_context_is_a_delimited_untrusted_block() {
                 source: SourceRef {
                     document_id: "doc1".into(),
                     title: Some("Refund policy".into()),
+                    page: Some(3),
                     ..Default::default()
                 },
+                metadata: Default::default(),
             }])
         }
     }
@@ -1127,10 +1129,15 @@ async fn retrieved_context_is_a_delimited_untrusted_block() {
         .retriever(Arc::new(Fixed), 3)
         .build()
         .unwrap();
-    agent
+    let out = agent
         .run(RunRequest::new("acme", "s1", "refund time?"))
         .await
         .unwrap();
+    let report = out.report().unwrap();
+    assert_eq!(report.sources.len(), 1);
+    assert_eq!(report.citations.len(), 1, "the reply cites [1]");
+    assert_eq!(report.citations[0].chunk_id, "doc1#0");
+    assert_eq!(report.citations[0].source.page, Some(3));
     let msgs = &scripted.requests()[0].messages;
     let ctx = msgs[1].text();
     assert!(matches!(msgs[1], Message::System { .. }));

@@ -8,7 +8,7 @@ use agentkit_core::model::{CompletionRequest, StreamAccumulator};
 use agentkit_core::policy::{AllowListPolicy, PolicyRequest};
 use agentkit_core::prelude::*;
 use agentkit_core::retrieval::{
-    Embedder, Retriever, ScoredChunk, SearchRequest, VectorRecord, VectorRetriever, VectorStore,
+    DocumentEntry, Embedder, Retriever, ScoredChunk, SearchRequest, VectorRecord, VectorRetriever, VectorStore,
 };
 use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
 use async_trait::async_trait;
@@ -90,6 +90,32 @@ struct RecordingVectors(Mutex<Vec<SearchRequest>>);
 
 #[async_trait]
 impl VectorStore for RecordingVectors {
+    fn dimensions(&self) -> usize {
+        2
+    }
+    async fn replace_document(
+        &self,
+        _t: &TenantId,
+        _a: &AgentId,
+        _d: &DocumentEntry,
+        _r: &[VectorRecord],
+    ) -> Result<()> {
+        Ok(())
+    }
+    async fn document(&self, _t: &TenantId, _a: &AgentId, _id: &str) -> Result<Option<DocumentEntry>> {
+        Ok(None)
+    }
+    async fn documents(&self, _t: &TenantId, _a: &AgentId) -> Result<Vec<DocumentEntry>> {
+        Ok(Vec::new())
+    }
+    async fn delete_document(
+        &self,
+        _t: &TenantId,
+        _a: &AgentId,
+        _id: &str,
+    ) -> Result<Option<DocumentEntry>> {
+        Ok(None)
+    }
     async fn upsert(&self, _t: &TenantId, _a: &AgentId, _r: &[VectorRecord]) -> Result<()> {
         Ok(())
     }

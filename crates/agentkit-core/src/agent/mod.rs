@@ -40,7 +40,7 @@ use crate::id::{AgentId, ApprovalId, IntoId, RunId, SessionId, TenantId};
 use crate::message::{ToolCall, Usage};
 use crate::model::{LlmProvider, OutputSchema};
 use crate::policy::{AllowListPolicy, PolicyEvaluator};
-use crate::retrieval::Retriever;
+use crate::retrieval::{Citation, Retriever, ScoredChunk};
 use crate::store::{ApprovalRequest, InMemoryStore, RunStatus, StateStore, UsageMeter};
 use crate::tool::{Tool, ToolSpec};
 use crate::validation::CompiledSchema;
@@ -152,6 +152,11 @@ pub struct RunReport {
     pub tool_calls: Vec<ToolCallSummary>,
     /// The model that gave the final answer (`provider/model`); a backup shows here.
     pub answered_by: String,
+    /// The knowledge the agent retrieved for this run, in the order of the context block's
+    /// `[n]` markers (empty without a retriever).
+    pub sources: Vec<ScoredChunk>,
+    /// The sources the reply cites by marker (document, chunk, page).
+    pub citations: Vec<Citation>,
 }
 
 /// A run waiting for humans.

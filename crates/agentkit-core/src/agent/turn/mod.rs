@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::RunId;
 use crate::message::Message;
 use crate::model::{CompletionRequest, CompletionResponse, StreamAccumulator, StreamEvent};
-use crate::retrieval::format_context_block;
+use crate::retrieval::{ScoredChunk, citations, format_context_block};
 use crate::scope::Scope;
 use crate::store::{
     Admission, ApprovalRequest, MessageWindow, PendingCall, RunRecord, RunStatus, SessionRecord,
@@ -151,6 +151,7 @@ pub(crate) async fn run(
             history: Arc::new(history),
             summaries: Vec::new(),
             answered_by: String::new(),
+            sources: Vec::new(),
             output_retries: 0,
             admission: None,
             step: Step::default(),
@@ -197,6 +198,8 @@ struct RunCtx<'a> {
     history: Arc<Vec<Message>>,
     summaries: Vec<ToolCallSummary>,
     answered_by: String,
+    /// The chunks the retriever gave this run (the context block's order).
+    sources: Vec<ScoredChunk>,
     output_retries: u32,
     /// The reservation of the model call whose usage is not recorded yet.
     admission: Option<Admission>,
@@ -241,6 +244,7 @@ impl RunCtx<'_> {
             if !chunks.is_empty() {
                 prefix.push(Message::system(format_context_block(&chunks)));
             }
+            self.sources = chunks;
         }
         if !prefix.is_empty() {
             Arc::make_mut(&mut self.history).splice(0..0, prefix);
@@ -583,6 +587,7 @@ impl RunCtx<'_> {
         self.run.status = RunStatus::Completed;
         self.run.reply = Some(reply.clone());
         self.flush().await?;
+        let cited = citations(&reply, &self.sources);
         Ok(RunOutcome::Completed(RunReport {
             run: self.run.id.clone(),
             session: self.scope.session.clone(),
@@ -592,6 +597,8 @@ impl RunCtx<'_> {
             turns: self.run.turns,
             tool_calls: std::mem::take(&mut self.summaries),
             answered_by: std::mem::take(&mut self.answered_by),
+            citations: cited,
+            sources: std::mem::take(&mut self.sources),
         }))
     }
 

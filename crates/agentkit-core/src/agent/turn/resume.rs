@@ -124,6 +124,7 @@ pub(crate) async fn resume(
             history: std::sync::Arc::new(history),
             summaries: Vec::new(),
             answered_by: String::new(),
+            sources: Vec::new(),
             output_retries: 0,
             admission: None,
             step: Step::default(),

@@ -1,0 +1,3 @@
+//! Knowledge for agentkit agents.
+
+pub mod loaders;
