@@ -207,6 +207,100 @@ pub fn check_records(
     Ok(())
 }
 
+/// The dot product of two vectors of one length (eight lanes at a time, which the compiler
+/// turns into SIMD). Extra elements of the longer one are ignored.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    let mut sum: f32 = lanes.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// A vector's Euclidean length.
+#[inline]
+pub fn norm(v: &[f32]) -> f32 {
+    dot(v, v).sqrt()
+}
+
+/// Cosine similarity, the score every vector store reports (0 when either vector is zero).
+#[inline]
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let d = norm(a) * norm(b);
+    if d == 0.0 { 0.0 } else { dot(a, b) / d }
+}
+
+/// Keeps the `k` best `(score, id, item)` seen, for stores that scan: best score first, ties
+/// by ascending id (the order [`VectorStore::search`] promises).
+#[derive(Debug)]
+pub struct TopK<T> {
+    k: usize,
+    items: Vec<(f32, String, T)>,
+}
+
+impl<T> TopK<T> {
+    /// Room for `k` items.
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            items: Vec::with_capacity(k.min(1024) + 1),
+        }
+    }
+
+    /// Whether `score` (with `id`) would enter: cheaper to ask than to build the item.
+    #[inline]
+    pub fn admits(&self, score: f32, id: &str) -> bool {
+        if self.k == 0 {
+            return false;
+        }
+        if self.items.len() < self.k {
+            return true;
+        }
+        match self.items.last() {
+            Some((s, i, _)) => score > *s || (score == *s && id < i.as_str()),
+            None => true,
+        }
+    }
+
+    /// The score an item must at least reach to enter once `k` are kept (`None` until then).
+    #[inline]
+    pub fn threshold(&self) -> Option<f32> {
+        if self.items.len() < self.k {
+            None
+        } else {
+            self.items.last().map(|(s, _, _)| *s)
+        }
+    }
+
+    /// Offers an item; kept when among the best `k`.
+    pub fn push(&mut self, score: f32, id: String, item: T) {
+        if !self.admits(score, &id) {
+            return;
+        }
+        let at = self
+            .items
+            .partition_point(|(s, i, _)| *s > score || (*s == score && *i < id));
+        self.items.insert(at, (score, id, item));
+        self.items.truncate(self.k);
+    }
+
+    /// The kept items, best first.
+    pub fn into_sorted(self) -> Vec<(f32, String, T)> {
+        self.items
+    }
+}
+
 /// Checks a vector's length against the store's, and that it holds only finite numbers.
 pub fn check_vector(dimensions: usize, vector: &[f32]) -> Result<()> {
     if vector.len() != dimensions {
@@ -379,7 +473,26 @@ fn neutralise_delimiters(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{ScoredChunk, SourceRef, citations, neutralise_delimiters};
+    use super::{ScoredChunk, SourceRef, TopK, citations, cosine, dot, neutralise_delimiters};
+
+    #[test]
+    fn scores_and_top_k() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
+        let naive: f32 = a.iter().map(|x| x * x).sum();
+        assert_eq!(dot(&a, &a), naive);
+        assert!((cosine(&[1.0, 0.0], &[0.0, 2.0])).abs() < 1e-6);
+        assert!((cosine(&[3.0, 4.0], &[6.0, 8.0]) - 1.0).abs() < 1e-6);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
+        let mut top = TopK::new(3);
+        for (s, id) in [(0.1, "e"), (0.9, "b"), (0.5, "c"), (0.9, "a"), (0.2, "d"), (0.5, "a2")] {
+            top.push(s, id.to_string(), ());
+        }
+        let ids: Vec<_> = top.into_sorted().into_iter().map(|(_, i, _)| i).collect();
+        assert_eq!(ids, ["a", "b", "a2"]);
+        let mut none = TopK::new(0);
+        none.push(1.0, "x".into(), ());
+        assert!(none.into_sorted().is_empty());
+    }
 
     #[test]
     fn citations_follow_the_markers_of_the_reply() {

@@ -1,3 +1,16 @@
 //! Knowledge for agentkit agents.
 
+pub mod cache;
+pub mod chunk;
+mod document;
 pub mod loaders;
+pub mod memory;
+pub mod pipeline;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use cache::CachedEmbedder;
+pub use chunk::{Chunk, Chunker, ChunkingConfig};
+pub use document::Document;
+pub use loaders::{Format, LoadError, LoadLimits};
+pub use pipeline::{IngestError, IngestReport, Ingestor, IngestorBuilder, Progress};
