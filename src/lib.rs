@@ -67,3 +67,9 @@ pub use agentkit_store_postgres as postgres;
 /// crash, with schedules and leased workers (`agentkit-workflow`).
 #[cfg(feature = "workflow")]
 pub use agentkit_workflow as workflow;
+
+/// Knowledge: loaders, chunking, incremental ingestion with progress, vector stores (exact and
+/// HNSW in memory; SQLite and Postgres in their stores), retrieval with citations, golden paths
+/// (`agentkit-rag`).
+#[cfg(feature = "rag")]
+pub use agentkit_rag as rag;

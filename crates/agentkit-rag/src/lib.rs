@@ -3,9 +3,11 @@
 pub mod cache;
 pub mod chunk;
 mod document;
+pub mod golden;
 pub mod loaders;
 pub mod memory;
 pub mod pipeline;
+mod retriever;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -14,3 +16,5 @@ pub use chunk::{Chunk, Chunker, ChunkingConfig};
 pub use document::Document;
 pub use loaders::{Format, LoadError, LoadLimits};
 pub use pipeline::{IngestError, IngestReport, Ingestor, IngestorBuilder, Progress};
+pub use golden::{GoldenPath, GoldenPaths};
+pub use retriever::KnowledgeRetriever;

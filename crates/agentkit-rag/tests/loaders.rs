@@ -34,16 +34,27 @@ fn ok(format: Format, bytes: &[u8]) -> Extracted {
 fn check_invariants(e: &Extracted) {
     assert!(!e.text.trim().is_empty(), "a loaded document has text");
     for w in e.pages.windows(2) {
-        assert!(w[0].offset < w[1].offset, "page offsets ascend: {:?}", e.pages);
+        assert!(
+            w[0].offset < w[1].offset,
+            "page offsets ascend: {:?}",
+            e.pages
+        );
         assert!(w[0].page < w[1].page, "page numbers ascend: {:?}", e.pages);
     }
     for w in e.sections.windows(2) {
-        assert!(w[0].offset < w[1].offset, "section offsets ascend: {:?}", e.sections);
+        assert!(
+            w[0].offset < w[1].offset,
+            "section offsets ascend: {:?}",
+            e.sections
+        );
     }
     let offsets = e.pages.iter().map(|p| p.offset);
     for offset in offsets.chain(e.sections.iter().map(|s| s.offset)) {
         assert!(offset < e.text.len(), "offset {offset} inside the text");
-        assert!(e.text.is_char_boundary(offset), "offset {offset} on a char boundary");
+        assert!(
+            e.text.is_char_boundary(offset),
+            "offset {offset} on a char boundary"
+        );
     }
 }
 
@@ -115,7 +126,10 @@ fn format_serializes_in_snake_case() {
         let back: Format = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, format);
     }
-    assert_eq!(serde_json::to_string(&Format::Markdown).expect("serialize"), "\"markdown\"");
+    assert_eq!(
+        serde_json::to_string(&Format::Markdown).expect("serialize"),
+        "\"markdown\""
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -124,7 +138,11 @@ fn format_serializes_in_snake_case() {
 #[test]
 fn too_large_is_checked_before_anything_else() {
     let limits = LoadLimits { max_bytes: 10 };
-    let inputs: [&[u8]; 3] = [b"%PDF-1.4 garbage!", b"\xff\xfe not utf-8 at all", b"{\"a\": [1, 2, 3]}"];
+    let inputs: [&[u8]; 3] = [
+        b"%PDF-1.4 garbage!",
+        b"\xff\xfe not utf-8 at all",
+        b"{\"a\": [1, 2, 3]}",
+    ];
     for format in Format::ALL {
         for bytes in inputs {
             match extract(format, bytes, &limits) {
@@ -161,7 +179,10 @@ fn invalid_utf8_reports_where_it_stops() {
 #[test]
 fn empty_and_whitespace_only_documents_are_empty() {
     for format in Format::ALL {
-        assert!(matches!(load(format, b""), Err(LoadError::Empty)), "{format}: no bytes");
+        assert!(
+            matches!(load(format, b""), Err(LoadError::Empty)),
+            "{format}: no bytes"
+        );
     }
     for format in TEXT_FORMATS {
         for bytes in [&b"   \n\t\r\n  "[..], b"\xEF\xBB\xBF", b"\xEF\xBB\xBF \n"] {
@@ -176,9 +197,16 @@ fn empty_and_whitespace_only_documents_are_empty() {
 #[test]
 fn errors_display_what_went_wrong() {
     let e = extract(Format::Text, b"abcdef", &LoadLimits { max_bytes: 3 }).expect_err("too large");
-    assert_eq!(e.to_string(), "the document is 6 bytes, over the limit of 3");
+    assert_eq!(
+        e.to_string(),
+        "the document is 6 bytes, over the limit of 3"
+    );
     let e = load(Format::Json, b"{\"a\": ").expect_err("malformed");
-    assert!(e.to_string().starts_with("could not parse the json document: "), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("could not parse the json document: "),
+        "{e}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -186,7 +214,10 @@ fn errors_display_what_went_wrong() {
 
 #[test]
 fn text_strips_the_bom_and_normalises_line_endings() {
-    let e = ok(Format::Text, b"\xEF\xBB\xBFline one\r\nline two\r\n\r\nline \xC3\xA9 three\n");
+    let e = ok(
+        Format::Text,
+        b"\xEF\xBB\xBFline one\r\nline two\r\n\r\nline \xC3\xA9 three\n",
+    );
     assert_eq!(e.text, "line one\nline two\n\nline \u{e9} three\n");
     assert!(e.pages.is_empty());
     assert!(e.sections.is_empty());
@@ -235,7 +266,13 @@ fn markdown_sections_follow_the_heading_stack() {
             "Appendix"
         ]
     );
-    let headings = ["# Guide", "## Refunds", "### Timing", "## Shipping", "# Appendix"];
+    let headings = [
+        "# Guide",
+        "## Refunds",
+        "### Timing",
+        "## Shipping",
+        "# Appendix",
+    ];
     for (section, heading) in e.sections.iter().zip(headings) {
         assert!(
             e.text[section.offset..].starts_with(heading),
@@ -246,12 +283,18 @@ fn markdown_sections_follow_the_heading_stack() {
     }
     assert_eq!(e.section_at(0), None, "text before the first heading");
     assert_eq!(e.section_at(offset_of(&e, "Welcome")), Some("Guide"));
-    assert_eq!(e.section_at(offset_of(&e, "original card")), Some("Guide > Refunds"));
+    assert_eq!(
+        e.section_at(offset_of(&e, "original card")),
+        Some("Guide > Refunds")
+    );
     assert_eq!(
         e.section_at(offset_of(&e, "five business")),
         Some("Guide > Refunds > Timing")
     );
-    assert_eq!(e.section_at(offset_of(&e, "worldwide")), Some("Guide > Shipping"));
+    assert_eq!(
+        e.section_at(offset_of(&e, "worldwide")),
+        Some("Guide > Shipping")
+    );
     assert_eq!(e.section_at(offset_of(&e, "Glossary")), Some("Appendix"));
     // The heading's own first byte is in its section; the byte before is not.
     let timing = e.sections[2].offset;
@@ -271,7 +314,8 @@ fn markdown_headings_setext_inline_and_skipped_levels() {
             "Title with code and emphasis",
             "Title with code and emphasis > Deep first",
             "Title with code and emphasis > Middle",
-            "Title with code and emphasis > Middle > Sub",
+            // A setext `---` heading is a level 2: it closes "Middle".
+            "Title with code and emphasis > Sub",
         ]
     );
     assert!(e.text[e.sections[0].offset..].starts_with("Title with"));
@@ -328,7 +372,15 @@ const GUIDE_HTML: &str = r#"<!DOCTYPE html>
 fn html_text_without_tags_scripts_or_link_noise() {
     let e = ok(Format::Html, GUIDE_HTML.as_bytes());
     let text = &e.text;
-    for gone in ["<", "secretToken", "color: red", "alert", "injected", "https://docs.example", "[1]"] {
+    for gone in [
+        "<",
+        "secretToken",
+        "color: red",
+        "alert",
+        "injected",
+        "https://docs.example",
+        "[1]",
+    ] {
         assert!(!text.contains(gone), "{gone:?} left in {text:?}");
     }
     for kept in [
@@ -357,7 +409,12 @@ fn html_headings_become_sections() {
             "Guide > Shipping"
         ]
     );
-    let headings = ["# Guide", "## Refunds", "### Timing & limits", "## Shipping"];
+    let headings = [
+        "# Guide",
+        "## Refunds",
+        "### Timing & limits",
+        "## Shipping",
+    ];
     for (section, heading) in e.sections.iter().zip(headings) {
         assert!(
             e.text[section.offset..].starts_with(heading),
@@ -367,13 +424,23 @@ fn html_headings_become_sections() {
             &e.text[section.offset..]
         );
     }
-    assert_eq!(e.section_at(offset_of(&e, "Home")), None, "before the first heading");
-    assert_eq!(e.section_at(offset_of(&e, "five business")), Some("Guide > Refunds"));
+    assert_eq!(
+        e.section_at(offset_of(&e, "Home")),
+        None,
+        "before the first heading"
+    );
+    assert_eq!(
+        e.section_at(offset_of(&e, "five business")),
+        Some("Guide > Refunds")
+    );
     assert_eq!(
         e.section_at(offset_of(&e, "Within 30")),
         Some("Guide > Refunds > Timing & limits")
     );
-    assert_eq!(e.section_at(offset_of(&e, "Region")), Some("Guide > Shipping"));
+    assert_eq!(
+        e.section_at(offset_of(&e, "Region")),
+        Some("Guide > Shipping")
+    );
 }
 
 #[test]
@@ -394,18 +461,52 @@ fn html_adjacent_headings_and_markdown_lookalikes() {
 }
 
 #[test]
+fn html_headings_in_quotes_lists_over_lines_or_empty() {
+    let html = "<blockquote><h2>Quoted<br>heading</h2><p>q</p></blockquote>\
+                <h3> </h3><p>after empty</p><ol><li><h3>In list</h3>item</li></ol>";
+    let e = ok(Format::Html, html.as_bytes());
+    assert_eq!(paths(&e), ["Quoted heading", "Quoted heading > In list"]);
+    assert!(
+        e.text.contains("> ## Quoted\n> ## heading\n"),
+        "{:?}",
+        e.text
+    );
+    assert!(
+        !e.text.lines().any(|l| l.trim_end() == "###"),
+        "{:?}",
+        e.text
+    );
+    assert_eq!(
+        e.section_at(offset_of(&e, "after empty")),
+        Some("Quoted heading")
+    );
+    assert_eq!(
+        e.section_at(offset_of(&e, "item")),
+        Some("Quoted heading > In list")
+    );
+}
+
+#[test]
 fn html_malformed_or_scriptonly() {
     let e = ok(Format::Html, b"<div><p>unclosed <b>bold <i>both</div> tail");
     assert!(e.text.contains("unclosed bold both"), "{:?}", e.text);
     assert!(e.text.contains("tail"));
-    let only_script = b"<html><head><script>alert(1)</script><style>p{}</style></head><body> </body></html>";
-    assert!(matches!(load(Format::Html, only_script), Err(LoadError::Empty)));
+    let only_script =
+        b"<html><head><script>alert(1)</script><style>p{}</style></head><body> </body></html>";
+    assert!(matches!(
+        load(Format::Html, only_script),
+        Err(LoadError::Empty)
+    ));
 }
 
 #[test]
 fn html_deep_nesting_does_not_crash() {
     let depth = 5_000;
-    let html = format!("{}deep text{}", "<div>".repeat(depth), "</div>".repeat(depth));
+    let html = format!(
+        "{}deep text{}",
+        "<div>".repeat(depth),
+        "</div>".repeat(depth)
+    );
     match load(Format::Html, html.as_bytes()) {
         Ok(e) => assert!(e.text.contains("deep text")),
         Err(LoadError::Parse { format, .. }) => assert_eq!(format, Format::Html),
@@ -416,64 +517,118 @@ fn html_deep_nesting_does_not_crash() {
 // ---------------------------------------------------------------------------------------
 // PDF
 
-/// Builds a PDF with one page per entry, each page showing its lines in Helvetica.
-fn pdf(pages: &[&[&str]]) -> Vec<u8> {
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let font_id = doc.add_object(dictionary! {
-        "Type" => "Font",
-        "Subtype" => "Type1",
-        "BaseFont" => "Helvetica",
-    });
-    let resources_id = doc.add_object(dictionary! {
-        "Font" => dictionary! { "F1" => font_id },
-    });
-    let mut kids = Vec::new();
-    for lines in pages {
-        let mut operations = vec![
-            Operation::new("BT", vec![]),
-            Operation::new("Tf", vec!["F1".into(), 12.into()]),
-            Operation::new("Td", vec![72.into(), 720.into()]),
-        ];
-        for (i, line) in lines.iter().enumerate() {
-            if i > 0 {
-                operations.push(Operation::new("Td", vec![0.into(), (-20).into()]));
-            }
-            operations.push(Operation::new("Tj", vec![Object::string_literal(*line)]));
-        }
-        operations.push(Operation::new("ET", vec![]));
-        let content = Content { operations }.encode().expect("encode content");
-        let content_id = doc.add_object(Stream::new(dictionary! {}, content));
-        let page_id = doc.add_object(dictionary! {
-            "Type" => "Page",
-            "Parent" => pages_id,
-            "Contents" => content_id,
-        });
-        kids.push(page_id.into());
-    }
-    let count = i64::try_from(kids.len()).expect("page count");
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages",
-            "Kids" => kids,
-            "Count" => count,
-            "Resources" => resources_id,
-            "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
-        }),
-    );
-    finish(doc, pages_id)
+/// Builds PDFs page by page; every page shares the tree's resources (font `F1` =
+/// Helvetica, plus any XObjects added) and media box unless it sets its own.
+struct PdfBuilder {
+    doc: Document,
+    pages_id: ObjectId,
+    resources_id: ObjectId,
+    xobjects: lopdf::Dictionary,
+    kids: Vec<Object>,
 }
 
-fn finish(mut doc: Document, pages_id: ObjectId) -> Vec<u8> {
-    let catalog_id = doc.add_object(dictionary! {
-        "Type" => "Catalog",
-        "Pages" => pages_id,
-    });
-    doc.trailer.set("Root", catalog_id);
-    let mut bytes = Vec::new();
-    doc.save_to(&mut bytes).expect("save the PDF");
-    bytes
+impl PdfBuilder {
+    fn new() -> Self {
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let resources_id = doc.new_object_id();
+        PdfBuilder {
+            doc,
+            pages_id,
+            resources_id,
+            xobjects: lopdf::Dictionary::new(),
+            kids: Vec::new(),
+        }
+    }
+
+    /// Adds a page drawing `operations`, with `extra` entries in its dictionary.
+    fn page(&mut self, operations: Vec<Operation>, extra: lopdf::Dictionary) -> ObjectId {
+        let content = Content { operations }.encode().expect("encode content");
+        let content_id = self.doc.add_object(Stream::new(dictionary! {}, content));
+        let mut page = dictionary! {
+            "Type" => "Page",
+            "Parent" => self.pages_id,
+            "Contents" => content_id,
+        };
+        page.extend(&extra);
+        let id = self.doc.add_object(page);
+        self.kids.push(id.into());
+        id
+    }
+
+    /// Adds XObject `name` to the shared resources.
+    fn xobject(&mut self, name: &str, dict: lopdf::Dictionary, content: Vec<u8>) {
+        let id = self.doc.add_object(Stream::new(dict, content));
+        self.xobjects.set(name, id);
+    }
+
+    /// The PDF's bytes; `inherit` puts the resources and media box on the page tree.
+    fn finish(mut self, inherit: bool) -> Vec<u8> {
+        let font_id = self.doc.add_object(dictionary! {
+            "Type" => "Font",
+            "Subtype" => "Type1",
+            "BaseFont" => "Helvetica",
+        });
+        let resources = dictionary! {
+            "Font" => dictionary! { "F1" => font_id },
+            "XObject" => self.xobjects,
+        };
+        self.doc
+            .objects
+            .insert(self.resources_id, Object::Dictionary(resources));
+        let count = i64::try_from(self.kids.len()).expect("page count");
+        let mut pages = dictionary! { "Type" => "Pages", "Kids" => self.kids, "Count" => count };
+        if inherit {
+            pages.set("Resources", self.resources_id);
+            pages.set("MediaBox", media_box());
+        }
+        self.doc
+            .objects
+            .insert(self.pages_id, Object::Dictionary(pages));
+        let catalog_id = self.doc.add_object(dictionary! {
+            "Type" => "Catalog",
+            "Pages" => self.pages_id,
+        });
+        self.doc.trailer.set("Root", catalog_id);
+        let mut bytes = Vec::new();
+        self.doc.save_to(&mut bytes).expect("save the PDF");
+        bytes
+    }
+}
+
+fn media_box() -> Vec<Object> {
+    vec![0.into(), 0.into(), 612.into(), 792.into()]
+}
+
+/// Text operations: `lines` in Helvetica 12, one under the other, from (72, y).
+fn text_ops(y: i64, lines: &[&str]) -> Vec<Operation> {
+    let mut ops = vec![
+        Operation::new("BT", vec![]),
+        Operation::new("Tf", vec!["F1".into(), 12.into()]),
+        Operation::new("Td", vec![72.into(), y.into()]),
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            ops.push(Operation::new("Td", vec![0.into(), (-20).into()]));
+        }
+        ops.push(Operation::new("Tj", vec![Object::string_literal(*line)]));
+    }
+    ops.push(Operation::new("ET", vec![]));
+    ops
+}
+
+/// A PDF with one page per entry, each showing its lines.
+fn pdf(pages: &[&[&str]]) -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    for lines in pages {
+        let ops = if lines.is_empty() {
+            Vec::new()
+        } else {
+            text_ops(720, lines)
+        };
+        b.page(ops, dictionary! {});
+    }
+    b.finish(true)
 }
 
 fn expect_corrupt(bytes: &[u8], what: &str) -> String {
@@ -495,20 +650,28 @@ fn pdf_text_comes_back_with_its_pages() {
     assert_eq!(numbers, [1, 2, 3]);
     assert_eq!(e.pages[0].offset, 0);
     assert!(e.text.starts_with("Page one alpha."), "{:?}", e.text);
-    assert!(e.text[e.pages[1].offset..].starts_with("Second page beta."), "{:?}", e.text);
-    assert!(e.text[e.pages[2].offset..].starts_with("Third page gamma."), "{:?}", e.text);
-    assert_eq!(&e.text[e.pages[1].offset - 2..e.pages[1].offset], "\n\n", "pages joined by a blank line");
+    assert!(
+        e.text[e.pages[1].offset..].starts_with("Second page beta."),
+        "{:?}",
+        e.text
+    );
+    assert!(
+        e.text[e.pages[2].offset..].starts_with("Third page gamma."),
+        "{:?}",
+        e.text
+    );
+    let joint = &e.text[e.pages[1].offset - 2..e.pages[1].offset];
+    assert_eq!(joint, "\n\n", "pages joined by a blank line");
     assert_eq!(e.page_at(offset_of(&e, "alpha")), Some(1));
     assert_eq!(e.page_at(offset_of(&e, "beta")), Some(2));
     assert_eq!(e.page_at(offset_of(&e, "More beta")), Some(2));
     assert_eq!(e.page_at(offset_of(&e, "gamma")), Some(3));
     assert_eq!(e.page_at(e.text.len() - 1), Some(3));
+    let (alpha, gamma) = (offset_of(&e, "alpha"), offset_of(&e, "gamma"));
+    assert_eq!(e.pages_in(alpha, gamma), Some((1, 3)));
+    let beta = offset_of(&e, "beta");
     assert_eq!(
-        e.pages_in(offset_of(&e, "alpha"), offset_of(&e, "gamma")),
-        Some((1, 3))
-    );
-    assert_eq!(
-        e.pages_in(offset_of(&e, "beta"), offset_of(&e, "More beta") + 4),
+        e.pages_in(beta, offset_of(&e, "More beta") + 4),
         Some((2, 2))
     );
     assert!(e.sections.is_empty());
@@ -535,7 +698,10 @@ fn pdf_without_text_is_empty() {
 fn pdf_truncated_or_garbage_is_corrupt() {
     let good = pdf(&[&["Some text on a page."], &["And more on another."]]);
     for cut in [good.len() / 2, good.len() / 3, 40, 9] {
-        expect_corrupt(&good[..cut], &format!("truncated to {cut} of {}", good.len()));
+        expect_corrupt(
+            &good[..cut],
+            &format!("truncated to {cut} of {}", good.len()),
+        );
     }
     expect_corrupt(b"not a pdf at all", "plain text");
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -554,31 +720,15 @@ fn pdf_truncated_or_garbage_is_corrupt() {
 #[test]
 fn pdf_reader_panics_become_corrupt_pdf() {
     // Text shown before any font is chosen: pdf-extract unwraps the missing font.
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let content = Content {
-        operations: vec![
-            Operation::new("BT", vec![]),
-            Operation::new("Tj", vec![Object::string_literal("no font")]),
-            Operation::new("ET", vec![]),
-        ],
-    };
-    let content_id = doc.add_object(Stream::new(dictionary! {}, content.encode().expect("encode")));
-    let page_id = doc.add_object(dictionary! {
-        "Type" => "Page",
-        "Parent" => pages_id,
-        "Contents" => content_id,
-        "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
-    });
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages",
-            "Kids" => vec![page_id.into()],
-            "Count" => 1,
-        }),
-    );
-    let message = expect_corrupt(&finish(doc, pages_id), "Tj without Tf");
+    let mut b = PdfBuilder::new();
+    let show = Operation::new("Tj", vec![Object::string_literal("no font")]);
+    let ops = vec![
+        Operation::new("BT", vec![]),
+        show,
+        Operation::new("ET", vec![]),
+    ];
+    b.page(ops, dictionary! { "MediaBox" => media_box() });
+    let message = expect_corrupt(&b.finish(false), "Tj without Tf");
     assert!(message.contains("panicked"), "{message}");
     assert!(message.contains("page 1"), "{message}");
 }
@@ -586,98 +736,39 @@ fn pdf_reader_panics_become_corrupt_pdf() {
 #[test]
 fn pdf_page_tree_loop_is_rejected_not_a_stack_overflow() {
     // A page without /Resources or /MediaBox whose /Parent is itself: pdf-extract would
-    // look the attributes up the /Parent chain forever.
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let page_id = doc.new_object_id();
-    let content_id = doc.add_object(Stream::new(dictionary! {}, b"BT ET".to_vec()));
-    doc.objects.insert(
-        page_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Page",
-            "Parent" => page_id,
-            "Contents" => content_id,
-        }),
-    );
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages",
-            "Kids" => vec![page_id.into()],
-            "Count" => 1,
-        }),
-    );
-    let message = expect_corrupt(&finish(doc, pages_id), "parent loop");
+    // look them up the /Parent chain until the stack overflows (an abort, not a panic).
+    let mut b = PdfBuilder::new();
+    let page_id = b.page(text_ops(700, &["Looping."]), dictionary! {});
+    let page = b.doc.get_object_mut(page_id).and_then(Object::as_dict_mut);
+    page.expect("the page").set("Parent", page_id);
+    let message = expect_corrupt(&b.finish(false), "parent loop");
     assert!(message.contains("loops"), "{message}");
 }
 
-/// A one-page PDF whose page draws the form XObject `/X1`; the form's content is
-/// `form_ops`, and it has no resources of its own (it inherits the page's, which hold X1).
-fn pdf_with_form(form_ops: Vec<Operation>) -> Vec<u8> {
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let resources_id = doc.new_object_id();
-    let font_id = doc.add_object(dictionary! {
-        "Type" => "Font",
-        "Subtype" => "Type1",
-        "BaseFont" => "Helvetica",
-    });
-    let form = Content { operations: form_ops }.encode().expect("encode form");
-    let form_id = doc.add_object(Stream::new(
-        dictionary! {
-            "Type" => "XObject",
-            "Subtype" => "Form",
-            "BBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
-        },
-        form,
-    ));
-    doc.objects.insert(
-        resources_id,
-        Object::Dictionary(dictionary! {
-            "Font" => dictionary! { "F1" => font_id },
-            "XObject" => dictionary! { "X1" => form_id },
-        }),
-    );
-    let page = Content {
-        operations: vec![
-            Operation::new("BT", vec![]),
-            Operation::new("Tf", vec!["F1".into(), 12.into()]),
-            Operation::new("Td", vec![72.into(), 720.into()]),
-            Operation::new("Tj", vec![Object::string_literal("Page text.")]),
-            Operation::new("ET", vec![]),
-            Operation::new("Do", vec!["X1".into()]),
-        ],
+/// A one-page PDF whose page shows text and then draws the form XObject `/X1`, whose
+/// content is `form` and which inherits the page's resources (which hold X1 itself).
+fn pdf_with_form(form: Vec<Operation>) -> Vec<u8> {
+    let mut b = PdfBuilder::new();
+    let form_dict = dictionary! {
+        "Type" => "XObject",
+        "Subtype" => "Form",
+        "BBox" => media_box(),
     };
-    let content_id = doc.add_object(Stream::new(dictionary! {}, page.encode().expect("encode")));
-    let page_id = doc.add_object(dictionary! {
-        "Type" => "Page",
-        "Parent" => pages_id,
-        "Contents" => content_id,
-        "Resources" => resources_id,
-        "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
-    });
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages",
-            "Kids" => vec![page_id.into()],
-            "Count" => 1,
-        }),
+    b.xobject(
+        "X1",
+        form_dict,
+        Content { operations: form }.encode().expect("encode"),
     );
-    finish(doc, pages_id)
+    let mut ops = text_ops(720, &["Page text."]);
+    ops.push(Operation::new("Do", vec!["X1".into()]));
+    b.page(ops, dictionary! {});
+    b.finish(true)
 }
 
 #[test]
 fn pdf_form_xobjects_are_read() {
-    // The form inherits resources that hold itself, but does not draw itself: fine.
-    let bytes = pdf_with_form(vec![
-        Operation::new("BT", vec![]),
-        Operation::new("Tf", vec!["F1".into(), 12.into()]),
-        Operation::new("Td", vec![72.into(), 600.into()]),
-        Operation::new("Tj", vec![Object::string_literal("Form text.")]),
-        Operation::new("ET", vec![]),
-    ]);
-    let e = ok(Format::Pdf, &bytes);
+    // The form's resources hold the form itself, but it does not draw itself: fine.
+    let e = ok(Format::Pdf, &pdf_with_form(text_ops(600, &["Form text."])));
     assert!(e.text.contains("Page text."), "{:?}", e.text);
     assert!(e.text.contains("Form text."), "{:?}", e.text);
 }
@@ -687,6 +778,35 @@ fn pdf_form_drawing_itself_is_rejected_not_a_stack_overflow() {
     let bytes = pdf_with_form(vec![Operation::new("Do", vec!["X1".into()])]);
     let message = expect_corrupt(&bytes, "self-drawing form");
     assert!(message.contains("draws itself"), "{message}");
+}
+
+#[test]
+fn pdf_with_an_image_keeps_its_text() {
+    let mut b = PdfBuilder::new();
+    let image = dictionary! {
+        "Type" => "XObject",
+        "Subtype" => "Image",
+        "Width" => 4,
+        "Height" => 4,
+        "ColorSpace" => "DeviceRGB",
+        "BitsPerComponent" => 8,
+    };
+    let pixels = (0..48u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(200))
+        .collect();
+    b.xobject("Im1", image, pixels);
+    let scale = [100, 0, 0, 100, 100, 100].map(Object::from).to_vec();
+    let mut ops = vec![
+        Operation::new("q", vec![]),
+        Operation::new("cm", scale),
+        Operation::new("Do", vec!["Im1".into()]),
+        Operation::new("Q", vec![]),
+    ];
+    ops.extend(text_ops(720, &["Text next to an image."]));
+    b.page(ops, dictionary! {});
+    let e = ok(Format::Pdf, &b.finish(true));
+    assert_eq!(e.text, "Text next to an image.");
+    assert_eq!(e.page_at(0), Some(1));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -714,13 +834,26 @@ fn json_array_of_objects_is_one_row_each() {
 
 #[test]
 fn json_object_is_one_row_and_scalars_render_plainly() {
-    let e = ok(Format::Json, br#"{"title": "Refund policy", "body": "Line one.\nLine two.", "n": 1.5}"#);
-    assert_eq!(e.text, "title: Refund policy\nbody: Line one.\nLine two.\nn: 1.5");
+    let e = ok(
+        Format::Json,
+        br#"{"title": "Refund policy", "body": "Line one.\nLine two.", "n": 1.5}"#,
+    );
+    assert_eq!(
+        e.text,
+        "title: Refund policy\nbody: Line one.\nLine two.\nn: 1.5"
+    );
     assert_eq!(paths(&e), ["row 1"]);
 
-    let e = ok(Format::Json, br#"[1, "two", [3, {"b": 2, "a": 1}], {}, "", {"k": "v"}]"#);
+    let e = ok(
+        Format::Json,
+        br#"[1, "two", [3, {"b": 2, "a": 1}], {}, "", {"k": "v"}]"#,
+    );
     assert_eq!(e.text, "1\n\ntwo\n\n[3,{\"b\":2,\"a\":1}]\n\nk: v");
-    assert_eq!(paths(&e), ["row 1", "row 2", "row 3", "row 6"], "rows keep their numbers");
+    assert_eq!(
+        paths(&e),
+        ["row 1", "row 2", "row 3", "row 6"],
+        "rows keep their numbers"
+    );
 
     let e = ok(Format::Json, br#""just a string""#);
     assert_eq!(e.text, "just a string");
@@ -737,12 +870,24 @@ fn json_lines_are_one_row_each() {
 
 #[test]
 fn json_malformed_is_a_parse_error() {
-    for bad in [&b"{\"a\": "[..], b"[1, 2,", b"{oops}", b"nul", b"{\"a\":1}\n{\"a\":2}\n{broken\n"] {
+    for bad in [
+        &b"{\"a\": "[..],
+        b"[1, 2,",
+        b"{oops}",
+        b"nul",
+        b"{\"a\":1}\n{\"a\":2}\n{broken\n",
+    ] {
         match load(Format::Json, bad) {
-            Err(LoadError::Parse { format: Format::Json, message }) => {
+            Err(LoadError::Parse {
+                format: Format::Json,
+                message,
+            }) => {
                 assert!(!message.is_empty());
             }
-            other => panic!("{:?}: expected a JSON parse error, got {other:?}", String::from_utf8_lossy(bad)),
+            other => panic!(
+                "{:?}: expected a JSON parse error, got {other:?}",
+                String::from_utf8_lossy(bad)
+            ),
         }
     }
     // A JSON Lines error names its line.
@@ -754,7 +899,10 @@ fn json_malformed_is_a_parse_error() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     assert!(matches!(
         load(Format::Json, deep.as_bytes()),
-        Err(LoadError::Parse { format: Format::Json, .. })
+        Err(LoadError::Parse {
+            format: Format::Json,
+            ..
+        })
     ));
 }
 
@@ -792,29 +940,21 @@ fn csv_rows_use_the_header_keys() {
 #[test]
 fn csv_blank_headers_and_blank_rows() {
     let e = ok(Format::Csv, b"id,,note\n1,x,hello\n,,\n2,,bye\n");
-    assert_eq!(e.text, "id: 1\ncolumn 2: x\nnote: hello\n\nid: 2\nnote: bye");
+    assert_eq!(
+        e.text,
+        "id: 1\ncolumn 2: x\nnote: hello\n\nid: 2\nnote: bye"
+    );
     assert_eq!(paths(&e), ["row 1", "row 3"]);
 }
 
 #[test]
 fn csv_header_only_is_empty_and_bad_bytes_are_invalid_utf8() {
-    assert!(matches!(load(Format::Csv, b"a,b,c\n"), Err(LoadError::Empty)));
+    assert!(matches!(
+        load(Format::Csv, b"a,b,c\n"),
+        Err(LoadError::Empty)
+    ));
     match load(Format::Csv, b"a,b\n1,caf\xe9\n") {
         Err(LoadError::InvalidUtf8 { valid_up_to }) => assert_eq!(valid_up_to, 9),
         other => panic!("expected InvalidUtf8, got {other:?}"),
     }
-}
-
-// SCRATCH
-#[test]
-fn scratch_parent_raw() {
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let page_id = doc.new_object_id();
-    let content_id = doc.add_object(Stream::new(dictionary! {}, b"BT ET".to_vec()));
-    doc.objects.insert(page_id, Object::Dictionary(dictionary! {"Type" => "Page", "Parent" => page_id, "Contents" => content_id}));
-    doc.objects.insert(pages_id, Object::Dictionary(dictionary! {"Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1}));
-    let bytes = finish(doc, pages_id);
-    let r = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(&bytes));
-    eprintln!("parent raw: {:?}", r.map(|r| r.map_err(|e| e.to_string())));
 }

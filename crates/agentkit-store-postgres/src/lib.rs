@@ -13,6 +13,9 @@
 //!   n index entries backwards) and never start with orphaned tool results.
 //! - Usage events and audit entries are append-only in the database too: the schema revokes
 //!   `UPDATE`, `DELETE` and `TRUNCATE` on them and statement triggers refuse those commands.
+//! - Retrieval: [`PostgresStore::vectors`] gives a [`PgVectorStore`], the core `VectorStore`
+//!   contract in the same database (exact cosine scan in SQL; pgvector is detected but not used
+//!   yet).
 //! - The schema is created by embedded migrations ([`MIGRATOR`]) when the store connects.
 //!
 //! ## Example
@@ -101,6 +104,7 @@ mod sessions;
 mod step;
 mod tools;
 mod usage;
+mod vectors;
 mod workflow;
 
 use std::fmt;
@@ -125,6 +129,8 @@ pub use sqlx::PgPool;
 use agentkit_core::store::ApprovalDecision;
 
 use crate::error::{acquire_error, commit_error, query_error};
+
+pub use vectors::{PgVectorExtension, PgVectorStore, VectorBackend};
 
 /// The embedded schema migrations (the `migrations/` directory of this crate).
 ///
@@ -213,6 +219,17 @@ impl PostgresStore {
             .test_before_acquire(true)
             .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
             .idle_timeout(Some(Duration::from_secs(300)))
+    }
+
+    /// The core `VectorStore` contract (retrieval) for `dimensions`-long vectors, in this
+    /// store's database and over its pool: chunks in `rag_vectors`, document entries in
+    /// `rag_documents`, with the same row-level security as every other table.
+    ///
+    /// Checks once whether the database has the `pgvector` extension and logs what it found,
+    /// but searches are an exact scan in SQL either way ([`PgVectorStore`] explains why).
+    /// Fails with [`Error::InvalidConfig`] when `dimensions` is 0 or above `i32::MAX`.
+    pub async fn vectors(&self, dimensions: usize) -> Result<PgVectorStore> {
+        PgVectorStore::new(self.clone(), dimensions).await
     }
 
     /// The connection pool (for health checks, metrics or closing it).

@@ -81,6 +81,15 @@
 //! - Final agent config versions and succeeded tool executions are immutable (triggers too).
 //! - Timestamps are integer microseconds since the Unix epoch; finer digits are cut when
 //!   written (audit entries are cut before they are hashed, so the chain verifies).
+//!
+//! ## Knowledge vectors
+//!
+//! [`SqliteStore::vectors`] gives a [`SqliteVectorStore`], the core
+//! [`agentkit_core::retrieval::VectorStore`] on the same file (`rag_vectors`, `rag_vector_meta`,
+//! `rag_documents`, keyed by tenant and agent): vectors as little-endian `f32` BLOBs beside
+//! their norms, searched by an exact scan of the tenant and agent's vectors (metadata filters
+//! narrow it in SQL) scored with the cosine; every write, a document replacement included, is
+//! one transaction. It passes `agentkit_rag::testkit::vectors`, like every vector store.
 
 mod approvals;
 mod audit;
@@ -97,6 +106,7 @@ mod sql;
 mod step;
 mod tools;
 mod usage;
+mod vectors;
 mod workflow;
 
 use std::fmt;
@@ -106,6 +116,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 pub use error::OpenError;
+pub use vectors::SqliteVectorStore;
 
 use pool::{Db, open_flags};
 
@@ -174,6 +185,14 @@ impl SqliteStore {
                 steps: workflow::CommitQueue::default(),
             }),
         })
+    }
+
+    /// The knowledge vectors of `dimensions`-long embeddings kept in this database: the core
+    /// [`agentkit_core::retrieval::VectorStore`] contract, sharing this store's connections.
+    /// Vectors of another length are refused with
+    /// [`agentkit_core::Error::DimensionMismatch`].
+    pub fn vectors(&self, dimensions: usize) -> SqliteVectorStore {
+        SqliteVectorStore::new(self.clone(), dimensions)
     }
 
     /// The database file (`None` for an in-memory database).

@@ -19,7 +19,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const STATEMENT_CACHE: usize = 64;
 
 /// The schema, one migration per version.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1: every table of the store contracts.
 ///
@@ -315,6 +315,52 @@ CREATE TABLE workflow_events (
 ) STRICT;
 
 CREATE INDEX workflow_events_kept ON workflow_events (tenant, event_key, at) WHERE consumed = 0;
+"#;
+
+/// Version 4: knowledge vectors (the core `VectorStore`, `crate::SqliteVectorStore`).
+///
+/// A chunk is one `rag_vectors` row keyed by `(tenant, agent, id)`: its vector as a BLOB of
+/// little-endian `f32`s with its Euclidean norm beside it (the scan reads those two columns
+/// first; text, citation data and metadata, JSON, are read only for the winners). Each metadata
+/// pair is also a `rag_vector_meta` row, indexed by `(tenant, agent, key, value)`, so a filtered
+/// search narrows the scan in SQL. `rag_documents` holds the ingested documents' entries.
+const V4: &str = r#"
+CREATE TABLE rag_vectors (
+    tenant       TEXT    NOT NULL,
+    agent        TEXT    NOT NULL,
+    id           TEXT    NOT NULL,
+    document_id  TEXT    NOT NULL,
+    norm         REAL    NOT NULL,
+    vector       BLOB    NOT NULL,
+    text         TEXT    NOT NULL,
+    source       TEXT    NOT NULL,
+    metadata     TEXT    NOT NULL,
+    PRIMARY KEY (tenant, agent, id)
+) STRICT;
+
+CREATE INDEX rag_vectors_by_document ON rag_vectors (tenant, agent, document_id);
+
+CREATE TABLE rag_vector_meta (
+    tenant  TEXT    NOT NULL,
+    agent   TEXT    NOT NULL,
+    id      TEXT    NOT NULL,
+    key     TEXT    NOT NULL,
+    value   TEXT    NOT NULL,
+    PRIMARY KEY (tenant, agent, id, key)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX rag_vector_meta_by_pair ON rag_vector_meta (tenant, agent, key, value);
+
+CREATE TABLE rag_documents (
+    tenant        TEXT    NOT NULL,
+    agent         TEXT    NOT NULL,
+    id            TEXT    NOT NULL,
+    title         TEXT,
+    content_hash  TEXT    NOT NULL,
+    chunks        INTEGER NOT NULL CHECK (chunks >= 0),
+    metadata      TEXT    NOT NULL,
+    PRIMARY KEY (tenant, agent, id)
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// Settings of a reader connection: it refuses writes.

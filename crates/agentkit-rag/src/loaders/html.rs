@@ -1,6 +1,7 @@
 //! HTML: rendered to text with html2text (scripts, styles and tags dropped, no hard wrap);
 //! each heading becomes a `#` line that starts a section.
 
+use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use html2text::render::TextDecorator;
@@ -37,7 +38,10 @@ pub(super) fn extract(html: &str) -> Result<Extracted, LoadError> {
         Err(payload) => {
             return Err(LoadError::Parse {
                 format: Format::Html,
-                message: format!("the HTML renderer panicked: {}", panic_message(payload.as_ref())),
+                message: format!(
+                    "the HTML renderer panicked: {}",
+                    panic_message(payload.as_ref())
+                ),
             });
         }
     };
@@ -50,11 +54,23 @@ fn assemble(rendered: &str) -> Extracted {
     let mut text = String::with_capacity(rendered.len());
     let mut sections: Vec<SectionStart> = Vec::new();
     let mut path = HeadingPath::default();
-    // The level of the heading on the previous line, if it was a heading line.
+    // The level of the heading on the previous line, if it was a heading's line.
     let mut previous_heading: Option<u8> = None;
     let mut blank_pending = false;
-    for line in rendered.lines() {
-        let line = line.trim_end();
+    for raw in rendered.lines() {
+        let raw = raw.trim_end();
+        let (line, heading) = match split_marker(raw) {
+            Some((before, level, heading)) if !heading.is_empty() => {
+                let hashes = "#".repeat(usize::from(level));
+                (
+                    Cow::Owned(format!("{before}{hashes} {heading}")),
+                    Some((level, heading)),
+                )
+            }
+            // A heading without text (`<h2> </h2>`): nothing to show.
+            Some((before, _, _)) => (Cow::Borrowed(before.trim_end()), None),
+            None => (Cow::Borrowed(raw), None),
+        };
         if line.is_empty() {
             blank_pending = !text.is_empty();
             previous_heading = None;
@@ -65,36 +81,27 @@ fn assemble(rendered: &str) -> Extracted {
             blank_pending = false;
         }
         let offset = text.len();
-        match split_marker(line) {
-            Some((before, level, heading)) => {
-                text.push_str(before);
-                for _ in 0..level {
-                    text.push('#');
-                }
-                text.push(' ');
-                text.push_str(heading);
-                let heading = super::squash_whitespace(heading);
-                if previous_heading == Some(level) {
-                    // html2text prefixes every line of a heading: this one goes on.
-                    let joined = path.extend_last(&heading);
-                    if let Some(last) = sections.last_mut() {
-                        last.path = joined;
-                    }
-                } else if !heading.is_empty() {
-                    let joined = path.enter(level, heading);
-                    sections.push(SectionStart {
-                        offset,
-                        path: joined,
-                    });
-                }
-                previous_heading = Some(level);
-            }
-            None => {
-                text.push_str(line);
-                previous_heading = None;
-            }
-        }
+        text.push_str(&line);
         text.push('\n');
+        let Some((level, heading)) = heading else {
+            previous_heading = None;
+            continue;
+        };
+        let heading = super::squash_whitespace(heading);
+        if previous_heading == Some(level) {
+            // html2text prefixes every line of a heading (`<br>` inside): this one goes on.
+            let joined = path.extend_last(&heading);
+            if let Some(last) = sections.last_mut() {
+                last.path = joined;
+            }
+        } else {
+            let joined = path.enter(level, heading);
+            sections.push(SectionStart {
+                offset,
+                path: joined,
+            });
+        }
+        previous_heading = Some(level);
     }
     Extracted {
         text,

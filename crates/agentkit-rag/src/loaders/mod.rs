@@ -89,8 +89,11 @@ impl Format {
             "text/markdown" | "text/x-markdown" => Format::Markdown,
             "text/html" | "application/xhtml+xml" => Format::Html,
             "application/pdf" => Format::Pdf,
-            "application/json" | "application/x-ndjson" | "application/ndjson"
-            | "application/jsonl" | "application/x-jsonlines" => Format::Json,
+            "application/json"
+            | "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines" => Format::Json,
             "text/csv" | "application/csv" => Format::Csv,
             _ => return None,
         })
@@ -232,16 +235,23 @@ pub fn extract(format: Format, bytes: &[u8], limits: &LoadLimits) -> Result<Extr
     if bytes.is_empty() {
         return Err(LoadError::Empty);
     }
-    let extracted = match format {
-        Format::Pdf => pdf::extract(bytes)?,
-        Format::Text => Extracted {
-            text: decode_text(bytes)?,
-            ..Extracted::default()
-        },
-        Format::Markdown => markdown::extract(decode_text(bytes)?),
-        Format::Html => html::extract(&decode_text(bytes)?)?,
-        Format::Json => rows::extract_json(&decode_text(bytes)?)?,
-        Format::Csv => rows::extract_csv(&decode_text(bytes)?)?,
+    let extracted = if format == Format::Pdf {
+        pdf::extract(bytes)?
+    } else {
+        let text = decode_text(bytes)?;
+        if text.trim().is_empty() {
+            return Err(LoadError::Empty);
+        }
+        match format {
+            Format::Markdown => markdown::extract(text),
+            Format::Html => html::extract(&text)?,
+            Format::Json => rows::extract_json(&text)?,
+            Format::Csv => rows::extract_csv(&text)?,
+            Format::Text | Format::Pdf => Extracted {
+                text,
+                ..Extracted::default()
+            },
+        }
     };
     if extracted.text.trim().is_empty() {
         return Err(LoadError::Empty);

@@ -99,7 +99,10 @@ fn check_parents(doc: &Document, page: ObjectId) -> Result<(), String> {
     let mut node = doc.get_dictionary(page).map_err(|e| e.to_string())?;
     while let Ok(parent) = node.get(b"Parent").and_then(Object::as_reference) {
         if !seen.insert(parent) || seen.len() > MAX_PARENT_DEPTH {
-            return Err(format!("the page tree loops at object {} {}", parent.0, parent.1));
+            return Err(format!(
+                "the page tree loops at object {} {}",
+                parent.0, parent.1
+            ));
         }
         match doc.get_dictionary(parent) {
             Ok(dict) => node = dict,
@@ -153,13 +156,13 @@ impl<'a> FormWalk<'a> {
                 continue;
             };
             if self.on_path.contains(&id) {
-                return Err(format!("form XObject {} {} draws itself", id.0, id.1));
+                return Err(format!("XObject {} {} draws itself", id.0, id.1));
             }
             if self.done.contains(&id) {
                 continue;
             }
             if self.on_path.len() >= MAX_FORM_DEPTH {
-                return Err(format!("form XObjects nest deeper than {MAX_FORM_DEPTH}"));
+                return Err(format!("XObjects nest deeper than {MAX_FORM_DEPTH}"));
             }
             let inner = form
                 .dict

@@ -18,12 +18,15 @@ use agentkit_core::{Error, Result};
 
 use crate::chunk::{Chunk, Chunker, ChunkingConfig, sha256_hex};
 use crate::document::Document;
+use crate::golden::KIND_KEY;
 use crate::loaders::{LoadLimits, extract};
 
 pub use report::{DocumentFailure, IngestError, IngestReport, Progress};
 
 /// The metadata key every chunk carries with its document's id (filterable in searches).
 pub const DOCUMENT_ID_KEY: &str = "document_id";
+/// The value of [`crate::golden::KIND_KEY`] on every document chunk.
+pub const KIND_DOCUMENT: &str = "document";
 
 type ProgressFn<'a> = dyn Fn(&Progress) + Send + Sync + 'a;
 
@@ -446,6 +449,7 @@ impl Ingestor {
             .map(|(c, vector)| {
                 let mut metadata = doc.metadata.clone();
                 metadata.insert(DOCUMENT_ID_KEY.to_string(), doc.id.clone());
+                metadata.insert(KIND_KEY.to_string(), KIND_DOCUMENT.to_string());
                 VectorRecord {
                     id: format!("{}#{}", doc.id, c.index),
                     vector,

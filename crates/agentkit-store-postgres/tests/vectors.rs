@@ -1,0 +1,356 @@
+//! `PgVectorStore` passes the vector store conformance suite (`agentkit_rag::testkit::vectors`),
+//! connected as an application role subject to row-level security, each check in a schema of
+//! its own; and the database itself keeps tenants' vectors and documents apart.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use agentkit_core::ErrorKind;
+use agentkit_core::id::{AgentId, TenantId};
+use agentkit_core::retrieval::{DocumentEntry, SearchRequest, VectorStore};
+use agentkit_rag::testkit::vectors::{self as suite, DIMENSIONS, record};
+use agentkit_store_postgres::{
+    PgVectorExtension, PgVectorStore, PostgresStore, TENANT_SETTING, VectorBackend,
+};
+use common::TestDb;
+use sqlx::{Connection, Postgres, Transaction};
+
+/// A transaction of the application role scoped to `tenant`, as the store scopes its own.
+async fn tenant_tx(store: &PostgresStore, tenant: &TenantId) -> Transaction<'static, Postgres> {
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT set_config($1, $2, true)")
+        .bind(TENANT_SETTING)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
+fn sqlstate(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> String {
+    match result {
+        Ok(done) => panic!("expected an error, the statement succeeded: {done:?}"),
+        Err(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()).unwrap_or_default(),
+        Err(e) => panic!("expected a database error, got: {e}"),
+    }
+}
+
+fn entry(id: &str, hash: &str, chunks: usize) -> DocumentEntry {
+    DocumentEntry {
+        id: id.into(),
+        title: None,
+        content_hash: hash.into(),
+        chunks,
+        metadata: BTreeMap::new(),
+    }
+}
+
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vector_store_conforms() {
+    // Probe once: skip (or fail in CI) without a server.
+    let Some(probe) = TestDb::from_env("vectors::vector_store_conforms").await else {
+        return;
+    };
+    probe.cleanup().await;
+    let dbs: Arc<Mutex<Vec<TestDb>>> = Arc::default();
+    let stores: Arc<Mutex<Vec<PostgresStore>>> = Arc::default();
+    suite::run_all(|| {
+        let (dbs, stores) = (dbs.clone(), stores.clone());
+        async move {
+            let db = TestDb::from_env("vectors::vector_store_conforms")
+                .await
+                .unwrap();
+            let store = db.app_store().await;
+            assert!(
+                store.enforces_row_level_security().await.unwrap(),
+                "the tests must run as a role subject to row-level security"
+            );
+            let vectors = store.vectors(DIMENSIONS).await.unwrap();
+            dbs.lock().unwrap().push(db);
+            stores.lock().unwrap().push(store);
+            Arc::new(vectors) as Arc<dyn VectorStore>
+        }
+    })
+    .await;
+    let stores: Vec<_> = std::mem::take(&mut *stores.lock().unwrap());
+    for s in stores {
+        s.pool().close().await;
+    }
+    let dbs: Vec<_> = std::mem::take(&mut *dbs.lock().unwrap());
+    for db in dbs {
+        db.cleanup().await;
+    }
+}
+
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_level_security_keeps_vectors_and_documents_apart() {
+    let Some(db) = TestDb::from_env("vectors::row_level_security").await else {
+        return;
+    };
+    let store = db.app_store().await;
+    assert!(store.enforces_row_level_security().await.unwrap());
+    let vectors = store.vectors(DIMENSIONS).await.unwrap();
+    let (a, b) = (TenantId::generate(), TenantId::generate());
+    let agent = AgentId::from_static("support");
+    // The same chunk and document ids in both tenants.
+    for (tenant, seed) in [(&a, 1), (&b, 2)] {
+        vectors
+            .replace_document(
+                tenant,
+                &agent,
+                &entry("doc", tenant.as_str(), 2),
+                &[
+                    record("doc#0", "doc", seed),
+                    record("doc#1", "doc", seed + 10),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    vectors
+        .upsert(&b, &agent, &[record("b-only", "loose", 3)])
+        .await
+        .unwrap();
+
+    // As tenant A, queries without any tenant filter see only A's rows.
+    let mut tx = tenant_tx(&store, &a).await;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT tenant, id FROM rag_vectors ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (a.to_string(), "doc#0".to_string()),
+            (a.to_string(), "doc#1".to_string())
+        ],
+        "A sees exactly its own chunks"
+    );
+    let docs: Vec<(String, String)> =
+        sqlx::query_as("SELECT tenant, content_hash FROM rag_documents")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(
+        docs,
+        [(a.to_string(), a.to_string())],
+        "A sees only its entry"
+    );
+    let filtered: i64 = sqlx::query_scalar("SELECT count(*) FROM rag_vectors WHERE tenant = $1")
+        .bind(b.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(filtered, 0, "asking for B's rows by name finds none");
+
+    // Writing a row of tenant B as tenant A is refused by the policy's WITH CHECK.
+    let insert = sqlx::query(
+        "INSERT INTO rag_vectors (tenant, agent, id, document_id, vector, norm, text, source) \
+         VALUES ($1, 'support', 'forged', 'doc', '{1,0,0,0,0,0,0,0}', 1, 'forged', '{}')",
+    )
+    .bind(b.as_str())
+    .execute(&mut *tx)
+    .await;
+    assert_eq!(
+        sqlstate(insert),
+        "42501",
+        "inserting a row of another tenant must violate the row-level security policy"
+    );
+    tx.rollback().await.unwrap();
+
+    // Changing B's rows as A finds nothing to change.
+    let mut tx = tenant_tx(&store, &a).await;
+    let updated = sqlx::query("UPDATE rag_vectors SET text = 'hijacked' WHERE tenant = $1")
+        .bind(b.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    let deleted = sqlx::query("DELETE FROM rag_documents WHERE tenant = $1")
+        .bind(b.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    tx.commit().await.unwrap();
+    assert_eq!((updated, deleted), (0, 0), "A cannot touch B's rows");
+    let b_hits = vectors
+        .search(&SearchRequest::new(
+            b.clone(),
+            agent.clone(),
+            suite::vector(2),
+            10,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(b_hits.len(), 3);
+    assert!(b_hits.iter().all(|h| h.text.starts_with("text of")));
+    assert!(vectors.document(&b, &agent, "doc").await.unwrap().is_some());
+
+    // Without the setting, nothing at all is visible.
+    let mut conn = store.pool().acquire().await.unwrap();
+    let visible: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM rag_vectors) + (SELECT count(*) FROM rag_documents)",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(visible, 0, "no tenant set: no rows");
+    drop(conn);
+
+    // Both tables have row-level security enabled and forced, with a policy.
+    let mut admin = db.admin_conn().await;
+    let tables: Vec<(String, bool, bool, i64)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity, \
+         (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname LIKE 'rag\\_%' ORDER BY 1",
+    )
+    .bind(&db.schema)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        [
+            ("rag_documents".to_string(), true, true, 1),
+            ("rag_vectors".to_string(), true, true, 1)
+        ]
+    );
+    admin.close().await.ok();
+
+    store.pool().close().await;
+    db.cleanup().await;
+}
+
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exact_scan_is_used_and_pgvector_is_reported_as_found() {
+    let Some(db) = TestDb::from_env("vectors::backend").await else {
+        return;
+    };
+    let store = db.app_store().await;
+    let vectors: PgVectorStore = store.vectors(DIMENSIONS).await.unwrap();
+    assert_eq!(vectors.backend(), VectorBackend::Exact);
+    let (installed, available): (Option<String>, bool) = sqlx::query_as(
+        "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector'), \
+         EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    let expected = match (installed, available) {
+        (Some(version), _) => PgVectorExtension::Installed { version },
+        (None, true) => PgVectorExtension::Available,
+        (None, false) => PgVectorExtension::Absent,
+    };
+    assert_eq!(vectors.pgvector(), &expected);
+    eprintln!(
+        "pgvector on this server: {expected:?}; backend: {:?}",
+        vectors.backend()
+    );
+
+    for bad in [0, usize::MAX] {
+        let err = store
+            .vectors(bad)
+            .await
+            .expect_err("an impossible dimension");
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{bad}: {err}");
+    }
+
+    // Zero vectors score 0 (on either side), never NULL or NaN.
+    let (t, a) = (TenantId::generate(), AgentId::from_static("support"));
+    let mut zero = record("zero", "d", 1);
+    zero.vector = vec![0.0; DIMENSIONS];
+    vectors
+        .upsert(&t, &a, &[zero, record("one", "d", 1)])
+        .await
+        .unwrap();
+    let hits = vectors
+        .search(&SearchRequest::new(
+            t.clone(),
+            a.clone(),
+            suite::vector(1),
+            5,
+        ))
+        .await
+        .unwrap();
+    let scores: Vec<_> = hits.iter().map(|h| (h.id.as_str(), h.score)).collect();
+    assert_eq!(scores.len(), 2);
+    assert_eq!(scores[0].0, "one");
+    assert!((scores[0].1 - 1.0).abs() < 1e-4, "{scores:?}");
+    assert_eq!(scores[1], ("zero", 0.0));
+    let hits = vectors
+        .search(&SearchRequest::new(
+            t.clone(),
+            a.clone(),
+            vec![0.0; DIMENSIONS],
+            5,
+        ))
+        .await
+        .unwrap();
+    assert!(hits.iter().all(|h| h.score == 0.0), "{hits:?}");
+    assert_eq!(hits.len(), 2);
+
+    // A store of another dimension over the same tables never returns these records.
+    let other = store.vectors(DIMENSIONS + 1).await.unwrap();
+    let hits = other
+        .search(&SearchRequest::new(
+            t.clone(),
+            a.clone(),
+            vec![1.0; DIMENSIONS + 1],
+            5,
+        ))
+        .await
+        .unwrap();
+    assert!(hits.is_empty(), "{hits:?}");
+
+    // A batch holding one id twice keeps the last (what upserting in order leaves).
+    let mut first = record("dup", "d", 5);
+    first.text = "first".into();
+    let mut second = record("dup", "d", 6);
+    second.text = "second".into();
+    vectors.upsert(&t, &a, &[first, second]).await.unwrap();
+    let hit = vectors
+        .search(&SearchRequest::new(
+            t.clone(),
+            a.clone(),
+            suite::vector(6),
+            1,
+        ))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((hit.id.as_str(), hit.text.as_str()), ("dup", "second"));
+
+    // Text Postgres cannot store (a NUL byte) is a typed error, and writes nothing.
+    let mut nul = record("nul", "d", 7);
+    nul.text = "a\0b".into();
+    let err = vectors
+        .upsert(&t, &a, &[record("ok", "d", 8), nul])
+        .await
+        .expect_err("a NUL byte");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let hits = vectors
+        .search(&SearchRequest::new(
+            t.clone(),
+            a.clone(),
+            suite::vector(8),
+            10,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        !hits.iter().any(|h| h.id == "ok"),
+        "the batch wrote nothing"
+    );
+
+    store.pool().close().await;
+    db.cleanup().await;
+}
