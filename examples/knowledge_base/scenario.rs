@@ -51,7 +51,7 @@ pub fn embedder() -> Arc<dyn Embedder> {
 /// An ingestor over a vector store.
 pub fn ingestor(vectors: Arc<dyn VectorStore>) -> agentkit::Result<Ingestor> {
     Ingestor::builder(embedder(), vectors)
-        .chunking(ChunkingConfig::characters(400, 60))
+        .chunking(ChunkingConfig::characters(200, 30))
         .build()
 }
 

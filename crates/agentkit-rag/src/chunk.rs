@@ -186,7 +186,8 @@ impl Chunker {
         &self.config
     }
 
-    /// The chunks of a document's extracted text (Markdown is split on its structure first).
+    /// The chunks of a document's extracted text (Markdown and HTML are split on their
+    /// structure first).
     pub fn chunk(&self, format: Format, doc: &Extracted) -> Result<Vec<Chunk>> {
         let max = self.config.size.max();
         let spans: Vec<(usize, &str)> = match &self.config.size {
@@ -229,9 +230,11 @@ impl Chunker {
     }
 }
 
-fn split<'t, S: ChunkSizer>(format: Format, text: &'t str, cfg: ChunkConfig<S>) -> Vec<(usize, &'t str)> {
+/// Markdown, and HTML (which the loader renders with Markdown headings and lists), is split on
+/// its structure; the rest on blank lines, lines, sentences and words.
+fn split<S: ChunkSizer>(format: Format, text: &str, cfg: ChunkConfig<S>) -> Vec<(usize, &str)> {
     match format {
-        Format::Markdown => MarkdownSplitter::new(cfg).chunk_indices(text).collect(),
+        Format::Markdown | Format::Html => MarkdownSplitter::new(cfg).chunk_indices(text).collect(),
         _ => TextSplitter::new(cfg).chunk_indices(text).collect(),
     }
 }

@@ -167,7 +167,7 @@ async fn row_level_security_hides_and_protects_other_tenants_rows() {
     .fetch_all(&mut admin)
     .await
     .unwrap();
-    assert_eq!(tables.len(), 14, "{tables:?}");
+    assert_eq!(tables.len(), 16, "{tables:?}");
     for (table, enabled, forced, policies) in &tables {
         assert!(
             *enabled && *forced && *policies >= 1,

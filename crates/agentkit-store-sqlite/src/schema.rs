@@ -16,7 +16,7 @@ use crate::error::OpenError;
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Prepared statements kept per connection (every statement the store issues fits).
-pub(crate) const STATEMENT_CACHE: usize = 64;
+pub(crate) const STATEMENT_CACHE: usize = 128;
 
 /// The schema, one migration per version.
 pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];

@@ -527,7 +527,9 @@ fn search(c: &Connection, q: &Scan<'_>) -> Result<Vec<ScoredChunk>> {
             .map_err(db_err)?;
         // Same snapshot as the scan: every winner is still there.
         let Some((text, source, metadata)) = found else {
-            continue;
+            return Err(Error::Internal(format!(
+                "sqlite vector store: chunk `{id}` vanished between its scan and its load"
+            )));
         };
         let source: SourceRef = from_json(&source, "vector source")?;
         let metadata: BTreeMap<String, String> = from_json(&metadata, "vector metadata")?;
