@@ -95,8 +95,24 @@ fn runtime() -> tokio::runtime::Runtime {
 fn markdown(bytes: usize) -> String {
     let mut rng = Rng(7);
     let words = [
-        "refund", "policy", "customer", "order", "shipping", "the", "a", "within", "days",
-        "warehouse", "invoice", "payment", "support", "agent", "ticket", "and", "of", "to",
+        "refund",
+        "policy",
+        "customer",
+        "order",
+        "shipping",
+        "the",
+        "a",
+        "within",
+        "days",
+        "warehouse",
+        "invoice",
+        "payment",
+        "support",
+        "agent",
+        "ticket",
+        "and",
+        "of",
+        "to",
     ];
     let mut out = String::with_capacity(bytes + 1024);
     let mut section = 0;

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use agentkit::agent::RunRequest;
 use agentkit::id::{AgentId, TenantId};
-use agentkit::retrieval::{SearchRequest, VectorStore};
 use agentkit::rag::Progress;
 use agentkit::rag::testkit::NOTHING_FOUND;
+use agentkit::retrieval::{SearchRequest, VectorStore};
 use agentkit::sqlite::SqliteStore;
 use agentkit::store::{UsageKind, UsageQuery, UsageStore};
 
@@ -21,7 +21,10 @@ async fn tenant_a_gets_cited_answers_and_tenant_b_finds_nothing_of_a() {
     let dir = tempfile::tempdir().unwrap();
     let db = SqliteStore::open(dir.path().join("kb.db")).await.unwrap();
     let vectors = Arc::new(db.vectors(scenario::DIMENSIONS));
-    let (acme, globex) = (TenantId::new("acme").unwrap(), TenantId::new("globex").unwrap());
+    let (acme, globex) = (
+        TenantId::new("acme").unwrap(),
+        TenantId::new("globex").unwrap(),
+    );
     let support = AgentId::new("support").unwrap();
 
     // Upload → indexing with progress.
@@ -51,8 +54,16 @@ async fn tenant_a_gets_cited_answers_and_tenant_b_finds_nothing_of_a() {
     let cited = &a.citations[0].source;
     assert_eq!(cited.document_id, "refund-policy.md");
     assert_eq!(cited.title.as_deref(), Some("Refund policy"));
-    assert!(cited.section.as_deref().is_some_and(|s| s.starts_with("Refund policy")));
-    let (offset, length) = (cited.offset.unwrap() as usize, cited.length.unwrap() as usize);
+    assert!(
+        cited
+            .section
+            .as_deref()
+            .is_some_and(|s| s.starts_with("Refund policy"))
+    );
+    let (offset, length) = (
+        cited.offset.unwrap() as usize,
+        cited.length.unwrap() as usize,
+    );
     let source = String::from_utf8(scenario::documents()[0].bytes.clone()).unwrap();
     assert!(source[offset..offset + length].contains("five business days"));
 
@@ -65,12 +76,23 @@ async fn tenant_a_gets_cited_answers_and_tenant_b_finds_nothing_of_a() {
     assert_eq!(b.reply, NOTHING_FOUND);
     assert!(b.sources.is_empty() && b.citations.is_empty());
     // Even with the exact text of A's chunk as the query, B's search is empty.
-    let probe = scenario::embedder().embed(&[a.sources[0].text.clone()]).await.unwrap();
-    let hits = vectors
-        .search(&SearchRequest::new(globex.clone(), support.clone(), probe[0].clone(), 10))
+    let probe = scenario::embedder()
+        .embed(&[a.sources[0].text.clone()])
         .await
         .unwrap();
-    assert!(hits.is_empty(), "tenant B's search never returns tenant A's vectors");
+    let hits = vectors
+        .search(&SearchRequest::new(
+            globex.clone(),
+            support.clone(),
+            probe[0].clone(),
+            10,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        hits.is_empty(),
+        "tenant B's search never returns tenant A's vectors"
+    );
 
     // Every knowledge query is a usage event of its own tenant.
     for tenant in [&acme, &globex] {

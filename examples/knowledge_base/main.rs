@@ -19,10 +19,15 @@ async fn main() -> agentkit::Result<()> {
     let vectors = Arc::new(db.vectors(scenario::DIMENSIONS));
     let (acme, support) = (TenantId::new("acme")?, AgentId::new("support")?);
 
-    println!("indexing {} documents for tenant acme", scenario::documents().len());
+    println!(
+        "indexing {} documents for tenant acme",
+        scenario::documents().len()
+    );
     let ingestor = scenario::ingestor(vectors.clone())?;
     let report = ingestor
-        .ingest_with_progress(&acme, &support, scenario::documents(), |p| println!("  {p}"))
+        .ingest_with_progress(&acme, &support, scenario::documents(), |p| {
+            println!("  {p}")
+        })
         .await;
     for failure in &report.failed {
         println!("  failed: {} ({})", failure.document_id, failure.error);
@@ -34,7 +39,9 @@ async fn main() -> agentkit::Result<()> {
         let out = agent
             .run(RunRequest::new(tenant, "s1", "How long do refunds take?"))
             .await?;
-        let report = out.report().ok_or_else(|| agentkit::Error::Internal("no report".into()))?;
+        let report = out
+            .report()
+            .ok_or_else(|| agentkit::Error::Internal("no report".into()))?;
         println!("\n[{tenant}] {}", report.reply);
         for c in &report.citations {
             println!(
@@ -48,8 +55,13 @@ async fn main() -> agentkit::Result<()> {
             );
         }
     }
-    let again = ingestor.ingest(&acme, &support, scenario::documents()).await;
-    println!("\nre-indexing the same documents: {} unchanged", again.unchanged.len());
+    let again = ingestor
+        .ingest(&acme, &support, scenario::documents())
+        .await;
+    println!(
+        "\nre-indexing the same documents: {} unchanged",
+        again.unchanged.len()
+    );
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use agentkit::agent::Agent;
-use agentkit::retrieval::{Embedder, VectorStore};
-use agentkit::store::StateStore;
 use agentkit::rag::testkit::{ExtractiveModel, HashEmbedder};
 use agentkit::rag::{ChunkingConfig, Document, Format, Ingestor, KnowledgeRetriever};
+use agentkit::retrieval::{Embedder, VectorStore};
+use agentkit::store::StateStore;
 
 /// The embedding length of the offline embedder.
 pub const DIMENSIONS: usize = 256;

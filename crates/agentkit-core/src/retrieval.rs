@@ -484,7 +484,14 @@ mod tests {
         assert!((cosine(&[3.0, 4.0], &[6.0, 8.0]) - 1.0).abs() < 1e-6);
         assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
         let mut top = TopK::new(3);
-        for (s, id) in [(0.1, "e"), (0.9, "b"), (0.5, "c"), (0.9, "a"), (0.2, "d"), (0.5, "a2")] {
+        for (s, id) in [
+            (0.1, "e"),
+            (0.9, "b"),
+            (0.5, "c"),
+            (0.9, "a"),
+            (0.2, "d"),
+            (0.5, "a2"),
+        ] {
             top.push(s, id.to_string(), ());
         }
         let ids: Vec<_> = top.into_sorted().into_iter().map(|(_, i, _)| i).collect();
@@ -508,8 +515,14 @@ mod tests {
             metadata: Default::default(),
         };
         let chunks = [chunk("a"), chunk("b"), chunk("c")];
-        let cited = citations("Refunds take 5 days [2], or 10 [3][2]; see [1, 3] and [9].", &chunks);
-        let ids: Vec<_> = cited.iter().map(|c| (c.marker, c.chunk_id.as_str())).collect();
+        let cited = citations(
+            "Refunds take 5 days [2], or 10 [3][2]; see [1, 3] and [9].",
+            &chunks,
+        );
+        let ids: Vec<_> = cited
+            .iter()
+            .map(|c| (c.marker, c.chunk_id.as_str()))
+            .collect();
         assert_eq!(ids, [(1, "a"), (2, "b"), (3, "c")]);
         assert_eq!(cited[0].source.document_id, "doc-a");
         assert!(citations("no markers [x] [0] [", &chunks).is_empty());

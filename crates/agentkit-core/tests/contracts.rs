@@ -8,7 +8,8 @@ use agentkit_core::model::{CompletionRequest, StreamAccumulator};
 use agentkit_core::policy::{AllowListPolicy, PolicyRequest};
 use agentkit_core::prelude::*;
 use agentkit_core::retrieval::{
-    DocumentEntry, Embedder, Retriever, ScoredChunk, SearchRequest, VectorRecord, VectorRetriever, VectorStore,
+    DocumentEntry, Embedder, Retriever, ScoredChunk, SearchRequest, VectorRecord, VectorRetriever,
+    VectorStore,
 };
 use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
 use async_trait::async_trait;
@@ -102,7 +103,12 @@ impl VectorStore for RecordingVectors {
     ) -> Result<()> {
         Ok(())
     }
-    async fn document(&self, _t: &TenantId, _a: &AgentId, _id: &str) -> Result<Option<DocumentEntry>> {
+    async fn document(
+        &self,
+        _t: &TenantId,
+        _a: &AgentId,
+        _id: &str,
+    ) -> Result<Option<DocumentEntry>> {
         Ok(None)
     }
     async fn documents(&self, _t: &TenantId, _a: &AgentId) -> Result<Vec<DocumentEntry>> {

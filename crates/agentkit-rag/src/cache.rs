@@ -84,7 +84,8 @@ impl Embedder for CachedEmbedder {
         self.hits
             .fetch_add((texts.len() - missing.len()) as u64, Ordering::Relaxed);
         if !missing.is_empty() {
-            self.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+            self.misses
+                .fetch_add(missing.len() as u64, Ordering::Relaxed);
             let batch: Vec<String> = missing.iter().map(|i| texts[*i].clone()).collect();
             let vectors = self.inner.embed(&batch).await?;
             if vectors.len() != batch.len() {

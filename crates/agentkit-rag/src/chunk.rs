@@ -157,7 +157,9 @@ pub struct Chunker {
 
 impl std::fmt::Debug for Chunker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chunker").field("config", &self.config).finish()
+        f.debug_struct("Chunker")
+            .field("config", &self.config)
+            .finish()
     }
 }
 

@@ -106,7 +106,12 @@ impl GoldenPaths {
     }
 
     /// Stores a golden path (again with the same id: replaced).
-    pub async fn record(&self, tenant: &TenantId, agent: &AgentId, path: &GoldenPath) -> Result<()> {
+    pub async fn record(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        path: &GoldenPath,
+    ) -> Result<()> {
         let vector = self
             .embedder
             .embed(std::slice::from_ref(&path.request))

@@ -13,14 +13,17 @@ use agentkit_core::retrieval::{Embedder, SearchRequest, VectorStore};
 use agentkit_rag::memory::InMemoryVectorStore;
 use agentkit_rag::testkit::HashEmbedder;
 use agentkit_rag::{
-    CachedEmbedder, ChunkingConfig, Document, Format, IngestError, Ingestor, LoadError,
-    LoadLimits, Progress,
+    CachedEmbedder, ChunkingConfig, Document, Format, IngestError, Ingestor, LoadError, LoadLimits,
+    Progress,
 };
 
 const DIMS: usize = 64;
 
 fn ids() -> (TenantId, AgentId) {
-    (TenantId::from_static("acme"), AgentId::from_static("support"))
+    (
+        TenantId::from_static("acme"),
+        AgentId::from_static("support"),
+    )
 }
 
 fn guide(extra: &str) -> Document {
@@ -44,7 +47,12 @@ fn setup(embedder: Arc<dyn Embedder>) -> (Arc<InMemoryVectorStore>, Ingestor) {
     (store, ingestor)
 }
 
-async fn search(store: &InMemoryVectorStore, embedder: &HashEmbedder, q: &str, k: usize) -> Vec<agentkit_core::retrieval::ScoredChunk> {
+async fn search(
+    store: &InMemoryVectorStore,
+    embedder: &HashEmbedder,
+    q: &str,
+    k: usize,
+) -> Vec<agentkit_core::retrieval::ScoredChunk> {
     let (t, a) = ids();
     store
         .search(&SearchRequest::new(t, a, embedder.vector(q), k))
@@ -60,7 +68,10 @@ async fn unchanged_documents_are_skipped_and_changed_ones_replaced() {
     let report = ingestor.ingest(&t, &a, vec![guide("")]).await;
     assert!(report.is_complete(), "{:?}", report.failed);
     let (_, chunks) = report.indexed[0].clone();
-    assert!(chunks >= 3, "small chunks split the guide by sections: {chunks}");
+    assert!(
+        chunks >= 3,
+        "small chunks split the guide by sections: {chunks}"
+    );
     let embedded = embedder.texts();
 
     let hits = search(&store, &embedder, "how long do refunds take", 1).await;
@@ -70,22 +81,39 @@ async fn unchanged_documents_are_skipped_and_changed_ones_replaced() {
     let offset = hits[0].source.offset.expect("offset") as usize;
     let len = hits[0].source.length.expect("length") as usize;
     let text = String::from_utf8(guide("").bytes).expect("utf-8");
-    assert_eq!(&text[offset..offset + len], hits[0].text, "offsets point into the source");
+    assert_eq!(
+        &text[offset..offset + len],
+        hits[0].text,
+        "offsets point into the source"
+    );
 
     let again = ingestor.ingest(&t, &a, vec![guide("")]).await;
     assert_eq!(again.unchanged, ["guide.md"]);
     assert!(again.indexed.is_empty());
-    assert_eq!(embedder.texts(), embedded, "an unchanged document is not embedded again");
+    assert_eq!(
+        embedder.texts(),
+        embedded,
+        "an unchanged document is not embedded again"
+    );
 
-    let changed = ingestor.ingest(&t, &a, vec![guide("Store credit is instant.")]).await;
+    let changed = ingestor
+        .ingest(&t, &a, vec![guide("Store credit is instant.")])
+        .await;
     assert_eq!(changed.indexed.len(), 1);
     let all = search(&store, &embedder, "refunds", 100).await;
-    assert_eq!(all.len(), changed.indexed[0].1, "the old chunks were replaced, not added to");
+    assert_eq!(
+        all.len(),
+        changed.indexed[0].1,
+        "the old chunks were replaced, not added to"
+    );
     assert!(all.iter().any(|h| h.text.contains("Store credit")));
 
     let entry = ingestor.delete(&t, &a, "guide.md").await.expect("delete");
     assert!(entry.is_some());
-    assert!(search(&store, &embedder, "refunds", 100).await.is_empty(), "deleting removes vectors");
+    assert!(
+        search(&store, &embedder, "refunds", 100).await.is_empty(),
+        "deleting removes vectors"
+    );
     assert!(store.documents(&t, &a).await.expect("documents").is_empty());
 }
 
@@ -99,8 +127,16 @@ async fn bad_documents_get_typed_errors_and_the_batch_goes_on() {
         .expect("ingestor");
     let (t, a) = ids();
     let docs = vec![
-        Document::new("corrupt.pdf", Format::Pdf, b"%PDF-1.4\n1 0 obj << /Type /Catalog".to_vec()),
-        Document::new("latin1.txt", Format::Text, vec![b'c', b'a', b'f', 0xE9, b'!']),
+        Document::new(
+            "corrupt.pdf",
+            Format::Pdf,
+            b"%PDF-1.4\n1 0 obj << /Type /Catalog".to_vec(),
+        ),
+        Document::new(
+            "latin1.txt",
+            Format::Text,
+            vec![b'c', b'a', b'f', 0xE9, b'!'],
+        ),
         Document::text("empty.txt", ""),
         Document::text("blank.txt", "  \n\t "),
         Document::text("huge.txt", "x".repeat(5000)),
@@ -110,21 +146,44 @@ async fn bad_documents_get_typed_errors_and_the_batch_goes_on() {
     ];
     let report = ingestor.ingest(&t, &a, docs).await;
     assert_eq!(report.indexed, [("good.txt".to_string(), 1)]);
-    let kind = |id: &str| report.failure(id).unwrap_or_else(|| panic!("{id} should fail"));
-    assert!(matches!(kind("corrupt.pdf"), IngestError::Load(LoadError::CorruptPdf(_))));
+    let kind = |id: &str| {
+        report
+            .failure(id)
+            .unwrap_or_else(|| panic!("{id} should fail"))
+    };
+    assert!(matches!(
+        kind("corrupt.pdf"),
+        IngestError::Load(LoadError::CorruptPdf(_))
+    ));
     assert!(matches!(
         kind("latin1.txt"),
         IngestError::Load(LoadError::InvalidUtf8 { valid_up_to: 3 })
     ));
-    assert!(matches!(kind("empty.txt"), IngestError::Load(LoadError::Empty)));
-    assert!(matches!(kind("blank.txt"), IngestError::Load(LoadError::Empty)));
+    assert!(matches!(
+        kind("empty.txt"),
+        IngestError::Load(LoadError::Empty)
+    ));
+    assert!(matches!(
+        kind("blank.txt"),
+        IngestError::Load(LoadError::Empty)
+    ));
     assert!(matches!(
         kind("huge.txt"),
-        IngestError::Load(LoadError::TooLarge { size: 5000, limit: 4096 })
+        IngestError::Load(LoadError::TooLarge {
+            size: 5000,
+            limit: 4096
+        })
     ));
-    assert!(matches!(kind("broken.json"), IngestError::Load(LoadError::Parse { .. })));
+    assert!(matches!(
+        kind("broken.json"),
+        IngestError::Load(LoadError::Parse { .. })
+    ));
     assert_eq!(
-        report.failed.iter().filter(|f| matches!(f.error, IngestError::DuplicateId)).count(),
+        report
+            .failed
+            .iter()
+            .filter(|f| matches!(f.error, IngestError::DuplicateId))
+            .count(),
         1
     );
     assert_eq!(store.documents(&t, &a).await.expect("documents").len(), 1);
@@ -147,7 +206,12 @@ async fn retryable_embedder_errors_are_retried_and_others_fail_one_document() {
             ],
         )
         .await;
-    assert_eq!(report.indexed, [("a.txt".to_string(), 1)], "{:?}", report.failed);
+    assert_eq!(
+        report.indexed,
+        [("a.txt".to_string(), 1)],
+        "{:?}",
+        report.failed
+    );
     match report.failure("b.txt") {
         Some(IngestError::Embed(e)) => assert_eq!(e.kind(), ErrorKind::InvalidInput),
         other => panic!("b.txt: {other:?}"),
@@ -226,22 +290,43 @@ async fn concurrency_and_batches_are_bounded_and_progress_is_reported() {
     let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
     let sink = seen.clone();
     let report = ingestor
-        .ingest_with_progress(&t, &a, docs, move |p| sink.lock().expect("lock").push(p.clone()))
+        .ingest_with_progress(&t, &a, docs, move |p| {
+            sink.lock().expect("lock").push(p.clone())
+        })
         .await;
     assert!(report.is_complete());
     assert_eq!(report.indexed.len(), 12);
-    assert!(gauge.peak.load(Ordering::SeqCst) <= 2, "at most `concurrency` calls in flight");
-    assert!(gauge.peak.load(Ordering::SeqCst) >= 2, "and they did overlap");
-    assert!(gauge.inner.calls() >= report.chunks.div_ceil(3), "batches of at most 3");
+    assert!(
+        gauge.peak.load(Ordering::SeqCst) <= 2,
+        "at most `concurrency` calls in flight"
+    );
+    assert!(
+        gauge.peak.load(Ordering::SeqCst) >= 2,
+        "and they did overlap"
+    );
+    assert!(
+        gauge.inner.calls() >= report.chunks.div_ceil(3),
+        "batches of at most 3"
+    );
     let seen = seen.lock().expect("lock");
     let last = seen.last().expect("progress was reported");
     assert_eq!(last.documents_done, 12);
     assert_eq!(last.chunks_done, report.chunks);
     assert_eq!(last.chunks_total, report.chunks);
-    assert!(seen.iter().any(|p| p.eta.is_some() && p.chunks_done < p.chunks_total));
     assert!(
-        seen.windows(2).all(|w| w[1].chunks_done >= w[0].chunks_done),
+        seen.iter()
+            .any(|p| p.eta.is_some() && p.chunks_done < p.chunks_total)
+    );
+    assert!(
+        seen.windows(2)
+            .all(|w| w[1].chunks_done >= w[0].chunks_done
+                && w[1].documents_done >= w[0].documents_done),
         "progress only moves forward"
+    );
+    assert!(
+        seen.iter()
+            .any(|p| p.documents_done > 0 && p.chunks_done < p.chunks_total),
+        "documents are counted as each one finishes, not all at the end"
     );
     assert!(last.to_string().contains("12/12 documents"), "{last}");
 }
@@ -256,9 +341,16 @@ async fn the_cache_embeds_each_text_once() {
     ingestor.ingest(&t, &a, vec![doc("one")]).await;
     let first = inner.texts();
     ingestor.ingest(&t, &a, vec![doc("two")]).await;
-    assert_eq!(inner.texts(), first, "the second document's chunks came from the cache");
+    assert_eq!(
+        inner.texts(),
+        first,
+        "the second document's chunks came from the cache"
+    );
     assert!(cached.hits() >= 1);
-    let direct = cached.embed(&["Same words".to_string()]).await.expect("embed");
+    let direct = cached
+        .embed(&["Same words".to_string()])
+        .await
+        .expect("embed");
     assert_eq!(direct[0], inner.vector("Same words"));
 }
 

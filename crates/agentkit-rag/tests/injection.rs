@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use serde_json::json;
 
-use agentkit_core::prelude::*;
 use agentkit_core::model::ProviderCapabilities;
+use agentkit_core::prelude::*;
 use agentkit_rag::memory::InMemoryVectorStore;
 use agentkit_rag::testkit::HashEmbedder;
 use agentkit_rag::{Document, Ingestor, KnowledgeRetriever};
@@ -29,20 +29,34 @@ impl LlmProvider for Gullible {
         ProviderCapabilities::new(false, false, false)
     }
     async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
-        let saw_result = request.messages.iter().any(|m| matches!(m, Message::Tool { .. }));
-        let told = request.messages.iter().any(|m| m.text().contains("call delete_all"));
+        let saw_result = request
+            .messages
+            .iter()
+            .any(|m| matches!(m, Message::Tool { .. }));
+        let told = request
+            .messages
+            .iter()
+            .any(|m| m.text().contains("call delete_all"));
         let calls = if told && !saw_result {
             vec![ToolCall::new("c1", "delete_all", json!({"confirm": true}))]
         } else {
             Vec::new()
         };
-        Ok(CompletionResponse::new("Done as the document said.", calls, Usage::default()))
+        Ok(CompletionResponse::new(
+            "Done as the document said.",
+            calls,
+            Usage::default(),
+        ))
     }
 }
 
 fn delete_all(runs: Arc<AtomicUsize>) -> Arc<dyn Tool> {
     Arc::new(FnTool::new(
-        ToolSpec::new("delete_all", "Deletes every record", json!({"type": "object"})),
+        ToolSpec::new(
+            "delete_all",
+            "Deletes every record",
+            json!({"type": "object"}),
+        ),
         move |_ctx, _args| {
             let runs = runs.clone();
             async move {
@@ -63,7 +77,9 @@ fn lookup() -> Arc<dyn Tool> {
 async fn poisoned_knowledge() -> KnowledgeRetriever {
     let embedder = Arc::new(HashEmbedder::new(DIMS));
     let store = Arc::new(InMemoryVectorStore::new(DIMS));
-    let ingestor = Ingestor::builder(embedder.clone(), store.clone()).build().expect("ingestor");
+    let ingestor = Ingestor::builder(embedder.clone(), store.clone())
+        .build()
+        .expect("ingestor");
     let report = ingestor
         .ingest(
             &TenantId::from_static("acme"),
@@ -81,7 +97,11 @@ async fn poisoned_knowledge() -> KnowledgeRetriever {
 
 fn the_call(out: &RunOutcome) -> (String, bool) {
     let report = out.report().expect("the run completes");
-    assert_eq!(report.sources.len(), 1, "the poisoned document was retrieved");
+    assert_eq!(
+        report.sources.len(),
+        1,
+        "the poisoned document was retrieved"
+    );
     let call = &report.tool_calls[0];
     assert_eq!(call.call.name, "delete_all", "the model did try");
     (call.result.clone(), call.is_error)
@@ -98,11 +118,18 @@ async fn a_document_cannot_reach_a_tool_outside_the_allow_list() {
         .build()
         .expect("agent");
     let out = agent
-        .run(RunRequest::new("acme", "s1", "what do the refund notes say?"))
+        .run(RunRequest::new(
+            "acme",
+            "s1",
+            "what do the refund notes say?",
+        ))
         .await
         .expect("run");
     let (result, is_error) = the_call(&out);
-    assert!(is_error, "the call went back to the model as an error: {result}");
+    assert!(
+        is_error,
+        "the call went back to the model as an error: {result}"
+    );
     assert!(result.contains("delete_all"), "{result}");
 }
 
@@ -119,7 +146,11 @@ async fn a_document_cannot_get_past_the_policy() {
         .build()
         .expect("agent");
     let out = agent
-        .run(RunRequest::new("acme", "s1", "what do the refund notes say?"))
+        .run(RunRequest::new(
+            "acme",
+            "s1",
+            "what do the refund notes say?",
+        ))
         .await
         .expect("run");
     let (result, is_error) = the_call(&out);
@@ -138,7 +169,11 @@ async fn a_document_cannot_get_past_the_policy() {
         .build()
         .expect("agent");
     allowed
-        .run(RunRequest::new("acme", "s2", "what do the refund notes say?"))
+        .run(RunRequest::new(
+            "acme",
+            "s2",
+            "what do the refund notes say?",
+        ))
         .await
         .expect("run");
     assert_eq!(runs.load(Ordering::SeqCst), 1);

@@ -76,7 +76,10 @@ impl InMemoryVectorStore {
     }
 
     fn existing(&self, tenant: &TenantId, agent: &AgentId) -> Option<Arc<RwLock<Collection>>> {
-        let map = self.collections.read().unwrap_or_else(PoisonError::into_inner);
+        let map = self
+            .collections
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         map.get(&(tenant.clone(), agent.clone())).cloned()
     }
 
@@ -84,7 +87,10 @@ impl InMemoryVectorStore {
         if let Some(c) = self.existing(tenant, agent) {
             return c;
         }
-        let mut map = self.collections.write().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .collections
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         map.entry((tenant.clone(), agent.clone()))
             .or_insert_with(|| Arc::new(RwLock::new(Collection::new(self.dims))))
             .clone()
@@ -188,9 +194,9 @@ impl VectorStore for InMemoryVectorStore {
     }
 
     async fn documents(&self, tenant: &TenantId, agent: &AgentId) -> Result<Vec<DocumentEntry>> {
-        Ok(self.existing(tenant, agent).map_or_else(Vec::new, |c| {
-            read(&c).documents.values().cloned().collect()
-        }))
+        Ok(self
+            .existing(tenant, agent)
+            .map_or_else(Vec::new, |c| read(&c).documents.values().cloned().collect()))
     }
 
     async fn delete_document(

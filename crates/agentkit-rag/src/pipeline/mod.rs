@@ -315,34 +315,32 @@ impl Ingestor {
         let total: usize = ready.iter().map(|p| p.chunks.len()).sum();
         shared.update(|p| p.chunks_total = total);
 
-        let outcomes: Vec<(String, std::result::Result<usize, IngestError>)> =
-            stream::iter(ready)
-                .map(|p| async {
-                    let id = p.doc.id.clone();
-                    let result = self.index(tenant, agent, p, &shared).await;
-                    (id, result)
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
+        let outcomes: Vec<(String, std::result::Result<usize, IngestError>)> = stream::iter(ready)
+            .map(|p| async {
+                let id = p.doc.id.clone();
+                let result = self.index(tenant, agent, p, &shared).await;
+                if let Err(error) = &result {
+                    tracing::warn!(document = %id, error = %error, "rag.ingest.document_failed");
+                }
+                shared.update(|pr| {
+                    pr.documents_done += 1;
+                    pr.documents_failed += usize::from(result.is_err());
+                });
+                (id, result)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
         for (id, result) in outcomes {
             match result {
                 Ok(chunks) => {
                     report.chunks += chunks;
                     report.indexed.push((id, chunks));
-                    shared.update(|p| p.documents_done += 1);
                 }
-                Err(error) => {
-                    tracing::warn!(document = %id, error = %error, "rag.ingest.document_failed");
-                    report.failed.push(DocumentFailure {
-                        document_id: id,
-                        error,
-                    });
-                    shared.update(|p| {
-                        p.documents_done += 1;
-                        p.documents_failed += 1;
-                    });
-                }
+                Err(error) => report.failed.push(DocumentFailure {
+                    document_id: id,
+                    error,
+                }),
             }
         }
         report.indexed.sort();
@@ -402,11 +400,7 @@ impl Ingestor {
         let work = tokio::task::spawn_blocking(move || {
             let chunks = extract(doc.format, &doc.bytes, &limits)
                 .map_err(IngestError::from)
-                .and_then(|text| {
-                    chunker
-                        .chunk(doc.format, &text)
-                        .map_err(IngestError::Chunk)
-                });
+                .and_then(|text| chunker.chunk(doc.format, &text).map_err(IngestError::Chunk));
             (doc, chunks)
         });
         match work.await {

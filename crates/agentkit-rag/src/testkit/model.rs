@@ -4,7 +4,9 @@ use async_trait::async_trait;
 
 use agentkit_core::Result;
 use agentkit_core::message::{Message, Usage};
-use agentkit_core::model::{CompletionRequest, CompletionResponse, LlmProvider, ProviderCapabilities};
+use agentkit_core::model::{
+    CompletionRequest, CompletionResponse, LlmProvider, ProviderCapabilities,
+};
 
 /// Answers with the first sentence of the first excerpt of the `<retrieved_context>` block and
 /// cites it as `[1]`; says it found nothing when there is no block. Token usage is the words

@@ -98,26 +98,53 @@ fn ids(hits: &[ScoredChunk]) -> Vec<&str> {
 
 /// An empty store finds nothing and deletes nothing.
 pub async fn empty_store(store: Arc<dyn VectorStore>) {
-    assert_eq!(store.dimensions(), DIMENSIONS, "the store reports its dimension");
+    assert_eq!(
+        store.dimensions(),
+        DIMENSIONS,
+        "the store reports its dimension"
+    );
     assert!(search(&*store, "t1", "a1", vector(1), 5).await.is_empty());
     let (t, a) = (tenant("t1"), agent("a1"));
-    assert_eq!(store.delete(&t, &a, &["x".into()]).await.expect("delete"), 0);
+    assert_eq!(
+        store.delete(&t, &a, &["x".into()]).await.expect("delete"),
+        0
+    );
     assert!(store.documents(&t, &a).await.expect("documents").is_empty());
-    assert!(store.document(&t, &a, "d").await.expect("document").is_none());
-    assert!(store.delete_document(&t, &a, "d").await.expect("delete_document").is_none());
-    store.upsert(&t, &a, &[]).await.expect("an empty upsert is a no-op");
+    assert!(
+        store
+            .document(&t, &a, "d")
+            .await
+            .expect("document")
+            .is_none()
+    );
+    assert!(
+        store
+            .delete_document(&t, &a, "d")
+            .await
+            .expect("delete_document")
+            .is_none()
+    );
+    store
+        .upsert(&t, &a, &[])
+        .await
+        .expect("an empty upsert is a no-op");
 }
 
 /// Hits come best first with cosine scores, ties by id, cut at `top_k` and `min_score`.
 pub async fn ordering_and_scores(store: Arc<dyn VectorStore>) {
     let (t, a) = (tenant("t1"), agent("a1"));
-    let records: Vec<_> = (0..40).map(|i| record(&format!("c{i:02}"), "d", i)).collect();
+    let records: Vec<_> = (0..40)
+        .map(|i| record(&format!("c{i:02}"), "d", i))
+        .collect();
     store.upsert(&t, &a, &records).await.expect("upsert");
     let query = vector(7);
     let hits = search(&*store, "t1", "a1", query.clone(), 10).await;
     assert_eq!(hits.len(), 10, "top_k hits when the store has more");
     assert_eq!(hits[0].id, "c07", "the identical vector is first");
-    assert!((hits[0].score - 1.0).abs() < 1e-4, "cosine of a vector with itself is 1");
+    assert!(
+        (hits[0].score - 1.0).abs() < 1e-4,
+        "cosine of a vector with itself is 1"
+    );
     let mut expected: Vec<(f32, &str)> = records
         .iter()
         .map(|r| (cosine(&query, &r.vector), r.id.as_str()))
@@ -125,19 +152,38 @@ pub async fn ordering_and_scores(store: Arc<dyn VectorStore>) {
     expected.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(y.1)));
     for (hit, (score, id)) in hits.iter().zip(&expected) {
         assert_eq!(hit.id, *id, "exact order by cosine");
-        assert!((hit.score - score).abs() < 1e-4, "{}: score {} vs cosine {score}", hit.id, hit.score);
+        assert!(
+            (hit.score - score).abs() < 1e-4,
+            "{}: score {} vs cosine {score}",
+            hit.id,
+            hit.score
+        );
     }
     // A scaled query has the same cosine scores.
     let scaled: Vec<f32> = query.iter().map(|x| x * 3.0).collect();
-    assert_eq!(ids(&search(&*store, "t1", "a1", scaled, 10).await), ids(&hits));
-    assert!(search(&*store, "t1", "a1", query.clone(), 0).await.is_empty(), "top_k 0");
+    assert_eq!(
+        ids(&search(&*store, "t1", "a1", scaled, 10).await),
+        ids(&hits)
+    );
+    assert!(
+        search(&*store, "t1", "a1", query.clone(), 0)
+            .await
+            .is_empty(),
+        "top_k 0"
+    );
     let all = search(&*store, "t1", "a1", query.clone(), 1000).await;
     assert_eq!(all.len(), 40, "top_k above the count gives every record");
     let mut request = SearchRequest::new(t.clone(), a.clone(), query, 40);
     request.min_score = Some(0.5);
     let kept = store.search(&request).await.expect("search");
-    assert!(kept.iter().all(|h| h.score >= 0.5), "min_score drops the rest");
-    assert_eq!(kept.len(), expected.iter().filter(|(s, _)| *s >= 0.5).count());
+    assert!(
+        kept.iter().all(|h| h.score >= 0.5),
+        "min_score drops the rest"
+    );
+    assert_eq!(
+        kept.len(),
+        expected.iter().filter(|(s, _)| *s >= 0.5).count()
+    );
     // Ties are ordered by id.
     let twin = |id: &str| VectorRecord {
         id: id.into(),
@@ -158,7 +204,10 @@ pub async fn records_round_trip(store: Arc<dyn VectorStore>) {
     r.text = "Refunds take 5 days — ünïcode, \"quotes\", 'single', \\ back\nslash".into();
     r.metadata.insert("lang".into(), "en".into());
     r.source.title = None;
-    store.upsert(&t, &a, std::slice::from_ref(&r)).await.expect("upsert");
+    store
+        .upsert(&t, &a, std::slice::from_ref(&r))
+        .await
+        .expect("upsert");
     let hit = search(&*store, "t1", "a1", vector(3), 1).await.remove(0);
     assert_eq!(hit.id, r.id);
     assert_eq!(hit.text, r.text);
@@ -180,7 +229,10 @@ pub async fn upsert_replaces(store: Arc<dyn VectorStore>) {
     assert_eq!(all.len(), 2, "no duplicate after a re-upsert");
     assert_eq!(all[0].id, "x");
     assert_eq!(all[0].text, "second version");
-    assert!((all[0].score - 1.0).abs() < 1e-4, "the new vector is searched");
+    assert!(
+        (all[0].score - 1.0).abs() < 1e-4,
+        "the new vector is searched"
+    );
 }
 
 /// Metadata filters apply inside the search: `top_k` hits when that many match, even when
@@ -189,7 +241,9 @@ pub async fn filters_still_return_k(store: Arc<dyn VectorStore>) {
     let (t, a) = (tenant("t1"), agent("a1"));
     let query = vector(1);
     // 300 records; the 6 "rare" ones are the farthest from the query.
-    let mut records: Vec<_> = (0..300).map(|i| record(&format!("r{i:03}"), "d", i + 10)).collect();
+    let mut records: Vec<_> = (0..300)
+        .map(|i| record(&format!("r{i:03}"), "d", i + 10))
+        .collect();
     records.sort_by(|x, y| cosine(&query, &y.vector).total_cmp(&cosine(&query, &x.vector)));
     for r in records.iter_mut().rev().take(6) {
         r.metadata.insert("tag".into(), "rare".into());
@@ -199,13 +253,26 @@ pub async fn filters_still_return_k(store: Arc<dyn VectorStore>) {
     request.metadata.insert("tag".into(), "rare".into());
     let hits = store.search(&request).await.expect("search");
     assert_eq!(hits.len(), 5, "a filtered search still returns k hits");
-    assert!(hits.iter().all(|h| h.metadata.get("tag").map(String::as_str) == Some("rare")));
+    assert!(
+        hits.iter()
+            .all(|h| h.metadata.get("tag").map(String::as_str) == Some("rare"))
+    );
     request.top_k = 50;
-    assert_eq!(store.search(&request).await.expect("search").len(), 6, "all matches");
+    assert_eq!(
+        store.search(&request).await.expect("search").len(),
+        6,
+        "all matches"
+    );
     request.metadata.insert("parity".into(), "0".into());
     let both = store.search(&request).await.expect("search");
-    assert!(!both.is_empty() && both.len() < 6, "every filter must match");
-    assert!(both.iter().all(|h| h.metadata["parity"] == "0" && h.metadata["tag"] == "rare"));
+    assert!(
+        !both.is_empty() && both.len() < 6,
+        "every filter must match"
+    );
+    assert!(
+        both.iter()
+            .all(|h| h.metadata["parity"] == "0" && h.metadata["tag"] == "rare")
+    );
     request.metadata.insert("tag".into(), "absent".into());
     assert!(store.search(&request).await.expect("search").is_empty());
 }
@@ -223,25 +290,41 @@ pub async fn deletion(store: Arc<dyn VectorStore>) {
     let left = search(&*store, "t1", "a1", vector(1), 100).await;
     assert_eq!(left.len(), 8);
     assert!(!ids(&left).contains(&"c1") && !ids(&left).contains(&"c3"));
-    assert_eq!(store.delete(&t, &a, &["c1".into()]).await.expect("delete"), 0);
+    assert_eq!(
+        store.delete(&t, &a, &["c1".into()]).await.expect("delete"),
+        0
+    );
 }
 
 /// A document's chunks are replaced and deleted as a whole, and a bad batch changes nothing.
 pub async fn documents_are_atomic(store: Arc<dyn VectorStore>) {
     let (t, a) = (tenant("t1"), agent("a1"));
-    let v1: Vec<_> = (0..3).map(|i| record(&format!("guide#{i}"), "guide", i)).collect();
+    let v1: Vec<_> = (0..3)
+        .map(|i| record(&format!("guide#{i}"), "guide", i))
+        .collect();
     store
         .replace_document(&t, &a, &entry("guide", "h1", 3), &v1)
         .await
         .expect("replace");
     store
-        .replace_document(&t, &a, &entry("other", "h9", 1), &[record("other#0", "other", 9)])
+        .replace_document(
+            &t,
+            &a,
+            &entry("other", "h9", 1),
+            &[record("other#0", "other", 9)],
+        )
         .await
         .expect("replace");
     let got = store.document(&t, &a, "guide").await.expect("document");
-    assert_eq!(got, Some(entry("guide", "h1", 3)), "the entry is stored as given");
+    assert_eq!(
+        got,
+        Some(entry("guide", "h1", 3)),
+        "the entry is stored as given"
+    );
 
-    let v2: Vec<_> = (0..2).map(|i| record(&format!("guide#v2-{i}"), "guide", 20 + i)).collect();
+    let v2: Vec<_> = (0..2)
+        .map(|i| record(&format!("guide#v2-{i}"), "guide", 20 + i))
+        .collect();
     store
         .replace_document(&t, &a, &entry("guide", "h2", 2), &v2)
         .await
@@ -249,14 +332,25 @@ pub async fn documents_are_atomic(store: Arc<dyn VectorStore>) {
     let all = search(&*store, "t1", "a1", vector(0), 100).await;
     let mut found: Vec<_> = ids(&all);
     found.sort_unstable();
-    assert_eq!(found, ["guide#v2-0", "guide#v2-1", "other#0"], "old chunks are gone");
     assert_eq!(
-        store.document(&t, &a, "guide").await.expect("document").map(|d| d.content_hash),
+        found,
+        ["guide#v2-0", "guide#v2-1", "other#0"],
+        "old chunks are gone"
+    );
+    assert_eq!(
+        store
+            .document(&t, &a, "guide")
+            .await
+            .expect("document")
+            .map(|d| d.content_hash),
         Some("h2".to_string())
     );
 
     // A record of another document in the batch: refused, nothing changes.
-    let bad = vec![record("guide#v3", "guide", 30), record("stray", "elsewhere", 31)];
+    let bad = vec![
+        record("guide#v3", "guide", 30),
+        record("stray", "elsewhere", 31),
+    ];
     let err = store
         .replace_document(&t, &a, &entry("guide", "h3", 2), &bad)
         .await
@@ -269,9 +363,17 @@ pub async fn documents_are_atomic(store: Arc<dyn VectorStore>) {
         .await
         .expect_err("a vector of the wrong length is refused");
     assert_eq!(err.kind(), ErrorKind::DimensionMismatch);
-    assert_eq!(search(&*store, "t1", "a1", vector(0), 100).await.len(), 3, "nothing changed");
     assert_eq!(
-        store.document(&t, &a, "guide").await.expect("document").map(|d| d.content_hash),
+        search(&*store, "t1", "a1", vector(0), 100).await.len(),
+        3,
+        "nothing changed"
+    );
+    assert_eq!(
+        store
+            .document(&t, &a, "guide")
+            .await
+            .expect("document")
+            .map(|d| d.content_hash),
         Some("h2".to_string()),
         "the entry did not change"
     );
@@ -285,17 +387,42 @@ pub async fn documents_are_atomic(store: Arc<dyn VectorStore>) {
         .collect();
     assert_eq!(listed, ["guide", "other"], "documents by id");
 
-    let removed = store.delete_document(&t, &a, "guide").await.expect("delete_document");
+    let removed = store
+        .delete_document(&t, &a, "guide")
+        .await
+        .expect("delete_document");
     assert_eq!(removed.map(|d| d.content_hash), Some("h2".to_string()));
-    assert_eq!(ids(&search(&*store, "t1", "a1", vector(0), 100).await), ["other#0"]);
-    assert!(store.document(&t, &a, "guide").await.expect("document").is_none());
-    assert!(store.delete_document(&t, &a, "guide").await.expect("again").is_none());
+    assert_eq!(
+        ids(&search(&*store, "t1", "a1", vector(0), 100).await),
+        ["other#0"]
+    );
+    assert!(
+        store
+            .document(&t, &a, "guide")
+            .await
+            .expect("document")
+            .is_none()
+    );
+    assert!(
+        store
+            .delete_document(&t, &a, "guide")
+            .await
+            .expect("again")
+            .is_none()
+    );
     // An empty document (no chunks) is a valid entry.
     store
         .replace_document(&t, &a, &entry("blank", "h0", 0), &[])
         .await
         .expect("replace");
-    assert_eq!(store.document(&t, &a, "blank").await.expect("document").map(|d| d.chunks), Some(0));
+    assert_eq!(
+        store
+            .document(&t, &a, "blank")
+            .await
+            .expect("document")
+            .map(|d| d.chunks),
+        Some(0)
+    );
 }
 
 /// A vector of another length is a typed error, and a batch holding one writes nothing.
@@ -311,15 +438,26 @@ pub async fn dimension_mismatch(store: Arc<dyn VectorStore>) {
         matches!(err, agentkit_core::Error::DimensionMismatch { expected: DIMENSIONS, got } if got == DIMENSIONS - 1),
         "{err}"
     );
-    assert!(search(&*store, "t1", "a1", vector(1), 10).await.is_empty(), "the batch wrote nothing");
+    assert!(
+        search(&*store, "t1", "a1", vector(1), 10).await.is_empty(),
+        "the batch wrote nothing"
+    );
     let err = store
-        .search(&SearchRequest::new(t.clone(), a.clone(), vec![1.0; DIMENSIONS + 1], 3))
+        .search(&SearchRequest::new(
+            t.clone(),
+            a.clone(),
+            vec![1.0; DIMENSIONS + 1],
+            3,
+        ))
         .await
         .expect_err("a long query is refused");
     assert_eq!(err.kind(), ErrorKind::DimensionMismatch);
     let mut nan = record("nan", "d", 3);
     nan.vector[0] = f32::NAN;
-    let err = store.upsert(&t, &a, &[nan]).await.expect_err("NaN is refused");
+    let err = store
+        .upsert(&t, &a, &[nan])
+        .await
+        .expect_err("NaN is refused");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
@@ -329,7 +467,10 @@ pub async fn tenant_isolation(store: Arc<dyn VectorStore>) {
     let (ta, tb) = (tenant("tenant-a"), tenant("tenant-b"));
     let (support, sales) = (agent("support"), agent("sales"));
     let secret = record("shared-id", "secret", 42);
-    store.upsert(&tb, &support, std::slice::from_ref(&secret)).await.expect("upsert");
+    store
+        .upsert(&tb, &support, std::slice::from_ref(&secret))
+        .await
+        .expect("upsert");
     store
         .upsert(&ta, &support, &[record("mine", "own", 1)])
         .await
@@ -340,29 +481,71 @@ pub async fn tenant_isolation(store: Arc<dyn VectorStore>) {
         .expect("upsert");
     // Tenant A queries with B's exact vector.
     let hits = search(&*store, "tenant-a", "support", vector(42), 10).await;
-    assert_eq!(ids(&hits), ["mine"], "tenant A never sees tenant B's nearest vector");
+    assert_eq!(
+        ids(&hits),
+        ["mine"],
+        "tenant A never sees tenant B's nearest vector"
+    );
     // Same id in both tenants: independent records.
     let mut own = record("shared-id", "own", 2);
     own.text = "tenant A's text".into();
     store.upsert(&ta, &support, &[own]).await.expect("upsert");
     let b_hit = search(&*store, "tenant-b", "support", vector(42), 10).await;
     assert_eq!(b_hit.len(), 1);
-    assert_eq!(b_hit[0].text, secret.text, "A's upsert of the same id left B's record");
+    assert_eq!(
+        b_hit[0].text, secret.text,
+        "A's upsert of the same id left B's record"
+    );
     // Deleting from A does not touch B.
-    assert_eq!(store.delete(&ta, &support, &["shared-id".into()]).await.expect("delete"), 1);
-    assert_eq!(search(&*store, "tenant-b", "support", vector(42), 10).await.len(), 1);
+    assert_eq!(
+        store
+            .delete(&ta, &support, &["shared-id".into()])
+            .await
+            .expect("delete"),
+        1
+    );
+    assert_eq!(
+        search(&*store, "tenant-b", "support", vector(42), 10)
+            .await
+            .len(),
+        1
+    );
     // Agents are apart too.
     let hits = search(&*store, "tenant-a", "support", vector(42), 10).await;
-    assert!(!ids(&hits).contains(&"sales-only"), "agent support never sees agent sales");
+    assert!(
+        !ids(&hits).contains(&"sales-only"),
+        "agent support never sees agent sales"
+    );
     // Documents.
     store
-        .replace_document(&tb, &support, &entry("secret", "hb", 1), std::slice::from_ref(&secret))
+        .replace_document(
+            &tb,
+            &support,
+            &entry("secret", "hb", 1),
+            std::slice::from_ref(&secret),
+        )
         .await
         .expect("replace");
-    assert!(store.document(&ta, &support, "secret").await.expect("document").is_none());
-    assert!(store.documents(&ta, &support).await.expect("documents").is_empty());
     assert!(
-        store.delete_document(&ta, &support, "secret").await.expect("delete").is_none(),
+        store
+            .document(&ta, &support, "secret")
+            .await
+            .expect("document")
+            .is_none()
+    );
+    assert!(
+        store
+            .documents(&ta, &support)
+            .await
+            .expect("documents")
+            .is_empty()
+    );
+    assert!(
+        store
+            .delete_document(&ta, &support, "secret")
+            .await
+            .expect("delete")
+            .is_none(),
         "tenant A cannot delete B's document"
     );
     store
@@ -370,11 +553,20 @@ pub async fn tenant_isolation(store: Arc<dyn VectorStore>) {
         .await
         .expect("replace");
     assert_eq!(
-        store.document(&tb, &support, "secret").await.expect("document").map(|d| d.content_hash),
+        store
+            .document(&tb, &support, "secret")
+            .await
+            .expect("document")
+            .map(|d| d.content_hash),
         Some("hb".to_string()),
         "A's document of the same id left B's"
     );
-    assert_eq!(search(&*store, "tenant-b", "support", vector(42), 10).await.len(), 1);
+    assert_eq!(
+        search(&*store, "tenant-b", "support", vector(42), 10)
+            .await
+            .len(),
+        1
+    );
 }
 
 /// Concurrent writers of different documents all land.
@@ -386,8 +578,9 @@ pub async fn concurrent_writers(store: Arc<dyn VectorStore>) {
         let (store, t, a) = (store.clone(), t.clone(), a.clone());
         tasks.push(tokio::spawn(async move {
             let doc = format!("doc{d}");
-            let records: Vec<_> =
-                (0..5).map(|i| record(&format!("{doc}#{i}"), &doc, d * 10 + i)).collect();
+            let records: Vec<_> = (0..5)
+                .map(|i| record(&format!("{doc}#{i}"), &doc, d * 10 + i))
+                .collect();
             store
                 .replace_document(&t, &a, &entry(&doc, "h", 5), &records)
                 .await
