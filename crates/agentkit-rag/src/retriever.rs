@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bm25::{Language, SearchEngineBuilder};
 
 use agentkit_core::id::{AgentId, TenantId};
 use agentkit_core::retrieval::{Embedder, Retriever, ScoredChunk, SearchRequest, VectorStore};
@@ -27,6 +28,7 @@ pub struct KnowledgeRetriever {
     min_score: Option<f32>,
     filters: BTreeMap<String, String>,
     golden: Option<(GoldenPaths, usize)>,
+    hybrid: Option<f32>,
 }
 
 impl std::fmt::Debug for KnowledgeRetriever {
@@ -54,6 +56,7 @@ impl KnowledgeRetriever {
             min_score: None,
             filters: BTreeMap::new(),
             golden: None,
+            hybrid: None,
         })
     }
 
@@ -67,6 +70,19 @@ impl KnowledgeRetriever {
     /// onto their chunks).
     pub fn filter(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.filters.insert(key.into(), value.into());
+        self
+    }
+
+    /// Hybrid scoring: the vector search fetches a pool of `max(4 × top_k, 20)` candidates,
+    /// BM25 (the `bm25` crate: English stemming and stop words, fitted on the pool) scores
+    /// them against the query's words, and each hit's score becomes
+    /// `(1 - lexical_weight) × cosine + lexical_weight × bm25 / max bm25` before the best
+    /// `top_k` are kept. Exact words — product codes, names, error numbers — then outrank
+    /// chunks that are only about the same topic. `lexical_weight` is clamped to 0..=1. The
+    /// lexical pass re-ranks what the vector search found; it does not find chunks the vector
+    /// search missed.
+    pub fn hybrid(mut self, lexical_weight: f32) -> Self {
+        self.hybrid = Some(lexical_weight.clamp(0.0, 1.0));
         self
     }
 
@@ -92,13 +108,20 @@ impl Retriever for KnowledgeRetriever {
             .await?
             .pop()
             .ok_or_else(|| Error::MalformedResponse("the embedder returned no vector".into()))?;
-        let mut request = SearchRequest::new(tenant.clone(), agent.clone(), vector, top_k);
+        let pool = match self.hybrid {
+            Some(_) => top_k.saturating_mul(4).max(20),
+            None => top_k,
+        };
+        let mut request = SearchRequest::new(tenant.clone(), agent.clone(), vector, pool);
         request.min_score = self.min_score;
         request.metadata = self.filters.clone();
         request
             .metadata
             .insert(KIND_KEY.to_string(), KIND_DOCUMENT.to_string());
         let mut chunks = self.store.search(&request).await?;
+        if let Some(weight) = self.hybrid {
+            chunks = rerank(chunks, query, weight, top_k);
+        }
         if let Some((golden, k)) = &self.golden {
             let mut examples = golden.retrieve(tenant, agent, query, *k).await?;
             if let Some(min) = self.min_score {
@@ -108,4 +131,35 @@ impl Retriever for KnowledgeRetriever {
         }
         Ok(chunks)
     }
+}
+
+/// Re-scores vector hits with BM25 over their texts and keeps the best `top_k`.
+fn rerank(chunks: Vec<ScoredChunk>, query: &str, weight: f32, top_k: usize) -> Vec<ScoredChunk> {
+    if chunks.is_empty() {
+        return chunks;
+    }
+    let engine = SearchEngineBuilder::<u32>::with_corpus(
+        Language::English,
+        chunks.iter().map(|c| c.text.clone()),
+    )
+    .build();
+    let mut lexical = vec![0.0f32; chunks.len()];
+    for hit in engine.search(query, chunks.len()) {
+        if let Some(slot) = lexical.get_mut(hit.document.id as usize) {
+            *slot = hit.score;
+        }
+    }
+    let max = lexical.iter().copied().fold(0.0f32, f32::max);
+    let mut scored: Vec<ScoredChunk> = chunks
+        .into_iter()
+        .zip(lexical)
+        .map(|(mut c, l)| {
+            let l = if max > 0.0 { l / max } else { 0.0 };
+            c.score = (1.0 - weight) * c.score + weight * l;
+            c
+        })
+        .collect();
+    scored.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    scored.truncate(top_k);
+    scored
 }

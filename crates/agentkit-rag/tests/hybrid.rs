@@ -1,0 +1,57 @@
+//! Hybrid scoring: BM25 re-ranks the vector search's pool so a chunk holding the query's rare
+//! exact word (an error code) outranks chunks that only share its common words.
+
+use std::sync::Arc;
+
+use agentkit_core::id::{AgentId, TenantId};
+use agentkit_core::retrieval::Retriever;
+use agentkit_rag::memory::InMemoryVectorStore;
+use agentkit_rag::testkit::HashEmbedder;
+use agentkit_rag::{ChunkingConfig, Document, Ingestor, KnowledgeRetriever};
+
+const DIMS: usize = 256;
+
+#[tokio::test]
+async fn a_rare_exact_word_outranks_shared_common_words() {
+    let embedder = Arc::new(HashEmbedder::new(DIMS));
+    let store = Arc::new(InMemoryVectorStore::new(DIMS));
+    let (t, a) = (TenantId::from_static("acme"), AgentId::from_static("support"));
+    let mut docs: Vec<Document> = (0..6)
+        .map(|i| {
+            Document::text(
+                format!("general-{i}"),
+                format!("Printer error code help. The printer shows an error code when the printer needs care, note {i}."),
+            )
+        })
+        .collect();
+    docs.push(Document::text(
+        "toner.txt",
+        "E4471 means the toner cartridge is empty: open the front cover and replace the cartridge.",
+    ));
+    let report = Ingestor::builder(embedder.clone(), store.clone())
+        .chunking(ChunkingConfig::characters(400, 0))
+        .build()
+        .expect("ingestor")
+        .ingest(&t, &a, docs)
+        .await;
+    assert!(report.is_complete());
+    let query = "printer error code E4471";
+
+    let vector_only = KnowledgeRetriever::new(embedder.clone(), store.clone()).expect("retriever");
+    let plain = vector_only.retrieve(&t, &a, query, 3).await.expect("retrieve");
+    assert_ne!(
+        plain[0].source.document_id, "toner.txt",
+        "without the lexical pass the common words win: {plain:?}"
+    );
+
+    let hybrid = vector_only.clone().hybrid(0.6);
+    let hits = hybrid.retrieve(&t, &a, query, 3).await.expect("retrieve");
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[0].source.document_id, "toner.txt", "{hits:?}");
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+
+    // Weight 0 is the vector order.
+    let zero = vector_only.hybrid(0.0).retrieve(&t, &a, query, 3).await.expect("retrieve");
+    let ids = |h: &[agentkit_core::retrieval::ScoredChunk]| h.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&zero), ids(&plain));
+}
