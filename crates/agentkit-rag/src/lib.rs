@@ -47,8 +47,12 @@ pub mod chunk;
 mod document;
 pub mod golden;
 pub mod loaders;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod memory;
 pub mod pipeline;
+#[cfg(feature = "qdrant")]
+pub mod qdrant;
 mod retriever;
 #[cfg(feature = "testkit")]
 pub mod testkit;
