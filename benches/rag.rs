@@ -11,7 +11,10 @@
 //! - `filtered_search`: a filter matching 1 % of the collection (posting list then exact scan
 //!   of the matches), with and without the HNSW index; every query returns k hits.
 //! - `ingestion`: documents per second through the pipeline into the in-memory store with the
-//!   offline `HashEmbedder` (the pipeline's own cost; a model's cost is on top).
+//!   offline `HashEmbedder` (the pipeline's own cost; a model's cost is on top), against
+//!   embedding the same chunks in one call.
+//! - `ingestion_local` (with `--features rag-local` and `AGENTKIT_MINILM_DIR`): documents per
+//!   second with all-MiniLM-L6-v2 on the CPU, against the embedder alone on the same chunks.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -23,7 +26,7 @@ use agentkit::id::{AgentId, TenantId};
 use agentkit::rag::memory::{AnnConfig, InMemoryVectorStore};
 use agentkit::rag::testkit::HashEmbedder;
 use agentkit::rag::{Chunker, ChunkingConfig, Document, Format, Ingestor};
-use agentkit::retrieval::{SearchRequest, SourceRef, VectorRecord, VectorStore, dot};
+use agentkit::retrieval::{Embedder, SearchRequest, SourceRef, VectorRecord, VectorStore, dot};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const N: usize = 100_000;
@@ -260,6 +263,25 @@ fn ingestion(c: &mut Criterion) {
     let mut group = c.benchmark_group("ingestion");
     group.throughput(Throughput::Elements(docs.len() as u64));
     group.sample_size(10);
+    // Baseline: the same documents chunked and embedded in one call, no pipeline, no store.
+    let chunker = Chunker::new(ChunkingConfig::default()).unwrap();
+    let limits = agentkit::rag::LoadLimits::default();
+    let texts: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            let extracted =
+                agentkit::rag::loaders::extract(Format::Markdown, &d.bytes, &limits).unwrap();
+            chunker.chunk(Format::Markdown, &extracted).unwrap()
+        })
+        .flat_map(|chunks| chunks.into_iter().map(|c| c.embedding_text))
+        .collect();
+    let embedder = HashEmbedder::new(256);
+    group.bench_function("baseline_chunk_and_embed_200_docs", |b| {
+        b.iter(|| {
+            let vectors = rt.block_on(embedder.embed(&texts)).unwrap();
+            black_box(vectors.len())
+        })
+    });
     group.bench_function("hash_embedder_200_docs", |b| {
         b.iter(|| {
             let store = Arc::new(InMemoryVectorStore::new(256));
@@ -275,5 +297,66 @@ fn ingestion(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chunking, search_groups, ingestion);
+/// Ingestion with all-MiniLM-L6-v2 on the CPU (feature `rag-local`, model directory in
+/// `AGENTKIT_MINILM_DIR`), against the embedder alone over the same chunk texts: the model is
+/// the cost, the pipeline's share is the ratio's excess over 1.
+#[cfg(feature = "rag-local")]
+fn ingestion_local(c: &mut Criterion) {
+    use agentkit::rag::local::LocalEmbedder;
+    let Ok(embedder) = LocalEmbedder::from_env() else {
+        eprintln!("ingestion_local: skipped (AGENTKIT_MINILM_DIR is not set)");
+        return;
+    };
+    let rt = runtime();
+    // Support-article-sized documents: two ~250-token chunks each.
+    let docs: Vec<Document> = (0..16)
+        .map(|i| Document::markdown(format!("doc-{i}"), markdown(1_600)))
+        .collect();
+    let chunker = Chunker::new(ChunkingConfig::tokens(
+        250,
+        30,
+        Arc::new(agentkit::rag::chunk::EstimatedTokens),
+    ))
+    .unwrap();
+    let limits = agentkit::rag::LoadLimits::default();
+    let texts: Vec<String> = docs
+        .iter()
+        .flat_map(|d| {
+            let extracted =
+                agentkit::rag::loaders::extract(Format::Markdown, &d.bytes, &limits).unwrap();
+            chunker.chunk(Format::Markdown, &extracted).unwrap()
+        })
+        .map(|c| c.embedding_text)
+        .collect();
+    eprintln!(
+        "ingestion_local: {} docs, {} chunks",
+        docs.len(),
+        texts.len()
+    );
+    let mut group = c.benchmark_group("ingestion_local");
+    group.throughput(Throughput::Elements(docs.len() as u64));
+    group.sample_size(10);
+    group.bench_function("baseline_embed_chunks_alone", |b| {
+        b.iter(|| black_box(rt.block_on(embedder.embed(&texts)).unwrap().len()))
+    });
+    group.bench_function("pipeline_minilm", |b| {
+        b.iter(|| {
+            let store = Arc::new(InMemoryVectorStore::new(384));
+            let ingestor = Ingestor::builder(Arc::new(embedder.clone()), store)
+                .chunking(chunker.config().clone())
+                .build()
+                .unwrap();
+            let (t, a) = ids();
+            let report = rt.block_on(ingestor.ingest(&t, &a, docs.clone()));
+            assert!(report.is_complete());
+            black_box(report.chunks)
+        })
+    });
+    group.finish();
+}
+
+#[cfg(not(feature = "rag-local"))]
+fn ingestion_local(_: &mut Criterion) {}
+
+criterion_group!(benches, chunking, search_groups, ingestion, ingestion_local);
 criterion_main!(benches);

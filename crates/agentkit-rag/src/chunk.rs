@@ -171,6 +171,16 @@ impl ChunkSizer for Counter<'_> {
     }
 }
 
+/// Counts the characters of text known to be ASCII: its length in bytes.
+struct AsciiChars;
+
+impl ChunkSizer for AsciiChars {
+    fn size(&self, chunk: &str) -> usize {
+        debug_assert!(chunk.is_ascii());
+        chunk.len()
+    }
+}
+
 /// The hex SHA-256 of some bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -193,6 +203,15 @@ impl Chunker {
     pub fn chunk(&self, format: Format, doc: &Extracted) -> Result<Vec<Chunk>> {
         let max = self.config.size.max();
         let spans: Vec<(usize, &str)> = match &self.config.size {
+            // In ASCII text a character is a byte: the length is the count, in constant time
+            // (the splitter sizes many candidate spans per chunk).
+            ChunkSize::Characters(_) if doc.text.is_ascii() => {
+                let cfg = ChunkConfig::new(max)
+                    .with_sizer(AsciiChars)
+                    .with_overlap(self.config.overlap)
+                    .map_err(|e| Error::InvalidConfig(e.to_string()))?;
+                split(format, &doc.text, cfg)
+            }
             ChunkSize::Characters(_) => {
                 let cfg = ChunkConfig::new(max)
                     .with_overlap(self.config.overlap)
@@ -238,5 +257,53 @@ fn split<S: ChunkSizer>(format: Format, text: &str, cfg: ChunkConfig<S>) -> Vec<
     match format {
         Format::Markdown | Format::Html => MarkdownSplitter::new(cfg).chunk_indices(text).collect(),
         _ => TextSplitter::new(cfg).chunk_indices(text).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extracted(text: &str) -> Extracted {
+        Extracted {
+            text: text.to_string(),
+            ..Extracted::default()
+        }
+    }
+
+    #[test]
+    fn ascii_text_is_split_exactly_as_by_characters() {
+        let text = "The refund policy applies within thirty days. ".repeat(200)
+            + "\n\nShipping is free above fifty euros.\n\n"
+            + &"Invoices are sent monthly to the billing contact. ".repeat(150);
+        let chunker = Chunker::new(ChunkingConfig::characters(300, 40)).expect("chunks");
+        let ours: Vec<(usize, String)> = chunker
+            .chunk(Format::Text, &extracted(&text))
+            .expect("chunks")
+            .into_iter()
+            .map(|c| (c.offset, c.text))
+            .collect();
+        let reference: Vec<(usize, String)> =
+            TextSplitter::new(ChunkConfig::new(300).with_overlap(40).expect("chunks"))
+                .chunk_indices(&text)
+                .map(|(o, t)| (o, t.to_string()))
+                .collect();
+        assert!(ours.len() > 10);
+        assert_eq!(ours, reference);
+    }
+
+    #[test]
+    fn non_ascii_text_is_sized_in_characters_not_bytes() {
+        // Two bytes per character: a byte-sized chunk of 300 would hold only 150 characters.
+        let text = "élève à Noël, façade où ça bâille. ".repeat(300);
+        let chunker = Chunker::new(ChunkingConfig::characters(300, 0)).expect("chunks");
+        let chunks = chunker
+            .chunk(Format::Text, &extracted(&text))
+            .expect("chunks");
+        assert!(chunks.iter().all(|c| c.text.chars().count() <= 300));
+        assert!(
+            chunks.iter().any(|c| c.text.len() > 300),
+            "chunks are sized in characters"
+        );
     }
 }
