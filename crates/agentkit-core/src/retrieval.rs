@@ -92,6 +92,36 @@ impl SearchRequest {
     }
 }
 
+/// A keyword (full-text) search, for stores that keep a text index
+/// ([`VectorStore::search_text`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextSearchRequest {
+    /// Tenant (required).
+    pub tenant: TenantId,
+    /// Agent whose knowledge is searched (required).
+    pub agent: AgentId,
+    /// The words to look for, as a user typed them: stores read it as plain words (any
+    /// operator syntax of their query language is neutralised), never as a query program.
+    pub query: String,
+    /// How many results.
+    pub top_k: usize,
+    /// Metadata that must match exactly.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl TextSearchRequest {
+    /// A text search; tenant and agent cannot be left out.
+    pub fn new(tenant: TenantId, agent: AgentId, query: impl Into<String>, top_k: usize) -> Self {
+        Self {
+            tenant,
+            agent,
+            query: query.into(),
+            top_k,
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
 /// A search hit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredChunk {
@@ -151,6 +181,20 @@ pub trait VectorStore: Send + Sync {
 
     /// Removes records by id; returns how many existed.
     async fn delete(&self, tenant: &TenantId, agent: &AgentId, ids: &[String]) -> Result<usize>;
+
+    /// Keyword search over the records' texts: up to `top_k` records holding at least one of
+    /// the query's words (after the store's normalisation: case, stemming, stop words) that
+    /// match every metadata filter, best first by the store's relevance (BM25 or the closest
+    /// ranking the backend has; scores compare within one result list only), ties by id.
+    /// Filters apply inside the search, as in [`VectorStore::search`]. A query with no
+    /// searchable word returns no hits, never an error.
+    ///
+    /// `Ok(None)` when the store keeps no text index (the default); hybrid retrieval then
+    /// re-ranks vector hits instead.
+    async fn search_text(&self, request: &TextSearchRequest) -> Result<Option<Vec<ScoredChunk>>> {
+        let _ = request;
+        Ok(None)
+    }
 
     /// Replaces a document's chunks atomically: the records whose `source.document_id` is
     /// `document.id` are removed, `records` are written and the entry is stored, all or nothing.

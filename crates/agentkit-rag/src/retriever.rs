@@ -1,13 +1,15 @@
 //! [`KnowledgeRetriever`]: what an agent retrieves with before each run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bm25::{Language, SearchEngineBuilder};
 
 use agentkit_core::id::{AgentId, TenantId};
-use agentkit_core::retrieval::{Embedder, Retriever, ScoredChunk, SearchRequest, VectorStore};
+use agentkit_core::retrieval::{
+    Embedder, Retriever, ScoredChunk, SearchRequest, TextSearchRequest, VectorStore,
+};
 use agentkit_core::{Error, Result};
 
 use crate::golden::{GoldenPaths, KIND_KEY};
@@ -73,14 +75,18 @@ impl KnowledgeRetriever {
         self
     }
 
-    /// Hybrid scoring: the vector search fetches a pool of `max(4 × top_k, 20)` candidates,
-    /// BM25 (the `bm25` crate: English stemming and stop words, fitted on the pool) scores
-    /// them against the query's words, and each hit's score becomes
-    /// `(1 - lexical_weight) × cosine + lexical_weight × bm25 / max bm25` before the best
-    /// `top_k` are kept. Exact words — product codes, names, error numbers — then outrank
-    /// chunks that are only about the same topic. `lexical_weight` is clamped to 0..=1. The
-    /// lexical pass re-ranks what the vector search found; it does not find chunks the vector
-    /// search missed.
+    /// Hybrid scoring: keyword relevance (BM25) joins vector similarity, so exact words —
+    /// product codes, names, error numbers — outrank chunks that are only about the same
+    /// topic. `lexical_weight` (clamped to 0..=1) is BM25's share of each hit's score:
+    /// `(1 - lexical_weight) × cosine + lexical_weight × bm25 / best bm25`.
+    ///
+    /// The vector search fetches a pool of `max(4 × top_k, 20)` candidates. When the store keeps
+    /// a text index ([`VectorStore::search_text`]: in memory, SQLite FTS5, Postgres full-text),
+    /// its best `pool` keyword hits join the pool, so a chunk the vector search missed is found
+    /// by its words; such a chunk is scored with the pool's lowest cosine (it was not among the
+    /// nearest, so it is no nearer), and a vector hit holding no query word gets no keyword
+    /// share. Without a text index, BM25 (the `bm25` crate: English stemming and stop words,
+    /// fitted on the pool) re-ranks the vector pool only. The best `top_k` are kept, ties by id.
     pub fn hybrid(mut self, lexical_weight: f32) -> Self {
         self.hybrid = Some(lexical_weight.clamp(0.0, 1.0));
         self
@@ -120,7 +126,12 @@ impl Retriever for KnowledgeRetriever {
             .insert(KIND_KEY.to_string(), KIND_DOCUMENT.to_string());
         let mut chunks = self.store.search(&request).await?;
         if let Some(weight) = self.hybrid {
-            chunks = rerank(chunks, query, weight, top_k);
+            let mut text = TextSearchRequest::new(tenant.clone(), agent.clone(), query, pool);
+            text.metadata = request.metadata;
+            chunks = match self.store.search_text(&text).await? {
+                Some(lexical) => fuse(chunks, lexical, weight, top_k),
+                None => rerank(chunks, query, weight, top_k),
+            };
         }
         if let Some((golden, k)) = &self.golden {
             let mut examples = golden.retrieve(tenant, agent, query, *k).await?;
@@ -131,6 +142,39 @@ impl Retriever for KnowledgeRetriever {
         }
         Ok(chunks)
     }
+}
+
+/// Joins vector hits and keyword hits: `(1 - weight) × cosine + weight × bm25 / best bm25`,
+/// a keyword-only hit scored with the vector pool's lowest cosine; the best `top_k`.
+fn fuse(
+    vector: Vec<ScoredChunk>,
+    lexical: Vec<ScoredChunk>,
+    weight: f32,
+    top_k: usize,
+) -> Vec<ScoredChunk> {
+    let floor = vector.iter().map(|c| c.score).fold(f32::INFINITY, f32::min);
+    let floor = if floor.is_finite() { floor } else { 0.0 };
+    let best = lexical.iter().map(|c| c.score).fold(0.0f32, f32::max);
+    let mut keyword: HashMap<String, f32> = lexical
+        .iter()
+        .map(|c| (c.id.clone(), if best > 0.0 { c.score / best } else { 0.0 }))
+        .collect();
+    let mut scored: Vec<ScoredChunk> = Vec::with_capacity(vector.len() + lexical.len());
+    for mut c in vector {
+        let l = keyword.remove(&c.id).unwrap_or(0.0);
+        c.score = (1.0 - weight) * c.score + weight * l;
+        scored.push(c);
+    }
+    for mut c in lexical {
+        // Still in the map: found by its words only.
+        if let Some(l) = keyword.remove(&c.id) {
+            c.score = (1.0 - weight) * floor + weight * l;
+            scored.push(c);
+        }
+    }
+    scored.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    scored.truncate(top_k);
+    scored
 }
 
 /// Re-scores vector hits with BM25 over their texts and keeps the best `top_k`.

@@ -1,12 +1,14 @@
 //! One tenant and agent's records in memory: vectors in one contiguous slab (normalised, so a
 //! dot product is the cosine), rows beside them, a posting list per metadata pair so a filter
-//! narrows the scan before any vector is read, and the documents' entries.
+//! narrows the scan before any vector is read, the records' words for keyword search, and the
+//! documents' entries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use agentkit_core::retrieval::{DocumentEntry, ScoredChunk, SourceRef, TopK, VectorRecord, dot};
 
 use super::ann::{Ann, AnnConfig};
+use super::lexical::Lexical;
 
 /// A live record's data (its vector is in the slab at the same slot).
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub(crate) struct Collection {
     pub(crate) documents: BTreeMap<String, DocumentEntry>,
     dead: usize,
     ann: Option<Ann>,
+    /// The records' words, for keyword search.
+    lexical: Lexical,
 }
 
 /// A vector scaled to unit length (a zero vector stays zero).
@@ -63,6 +67,7 @@ impl Collection {
             documents: BTreeMap::new(),
             dead: 0,
             ann: None,
+            lexical: Lexical::default(),
         }
     }
 
@@ -88,6 +93,7 @@ impl Collection {
                 .entry(r.source.document_id.clone())
                 .or_default()
                 .insert(slot);
+            self.lexical.insert(slot, &r.text);
             self.rows.push(Some(Row {
                 id: r.id.clone(),
                 text: r.text.clone(),
@@ -112,6 +118,7 @@ impl Collection {
         let Some(slot) = self.slots.remove(id) else {
             return false;
         };
+        self.lexical.remove(slot);
         if let Some(row) = self.rows[slot as usize].take() {
             for (k, v) in &row.metadata {
                 if let Some(values) = self.postings.get_mut(k)
@@ -263,6 +270,33 @@ impl Collection {
                         worst = s;
                     }
                 }
+            }
+        }
+        self.finish(top)
+    }
+
+    /// The best `top_k` records by BM25 over the query's words, among those matching the
+    /// filters; ties by id.
+    pub(crate) fn search_text(
+        &self,
+        query: &str,
+        top_k: usize,
+        filters: &BTreeMap<String, String>,
+    ) -> Vec<ScoredChunk> {
+        if top_k == 0 {
+            return Vec::new();
+        }
+        let candidates = self.candidates(filters);
+        let allowed = |slot: u32| match &candidates {
+            Some(c) => c.binary_search(&slot).is_ok(),
+            None => self.rows[slot as usize].is_some(),
+        };
+        let mut top = TopK::new(top_k);
+        for (slot, score) in self.lexical.scores(query, allowed) {
+            if let Some(row) = &self.rows[slot as usize]
+                && top.admits(score, &row.id)
+            {
+                top.push(score, row.id.clone(), slot);
             }
         }
         self.finish(top)

@@ -3,6 +3,7 @@
 
 mod ann;
 mod collection;
+mod lexical;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -11,8 +12,8 @@ use async_trait::async_trait;
 
 use agentkit_core::id::{AgentId, TenantId};
 use agentkit_core::retrieval::{
-    DocumentEntry, ScoredChunk, SearchRequest, VectorRecord, VectorStore, check_records,
-    check_vector,
+    DocumentEntry, ScoredChunk, SearchRequest, TextSearchRequest, VectorRecord, VectorStore,
+    check_records, check_vector,
 };
 use agentkit_core::{Error, Result};
 
@@ -28,7 +29,9 @@ type Key = (TenantId, AgentId);
 /// [`InMemoryVectorStore::with_ann`]; then an HNSW graph answers, with metadata filters applied
 /// inside the graph walk and an exact fallback whenever it finds fewer hits than match, so a
 /// filtered query still returns `top_k`. A filter matching few records scans just those (each
-/// metadata pair has a posting list).
+/// metadata pair has a posting list). Every record's words are indexed too:
+/// [`VectorStore::search_text`] ranks them with BM25 (English stemming and stop words), for
+/// hybrid retrieval.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -151,6 +154,17 @@ impl VectorStore for InMemoryVectorStore {
             min_score: request.min_score,
         };
         Ok(read(&c).search(&query, self.ann.as_ref()))
+    }
+
+    async fn search_text(&self, request: &TextSearchRequest) -> Result<Option<Vec<ScoredChunk>>> {
+        let Some(c) = self.existing(&request.tenant, &request.agent) else {
+            return Ok(Some(Vec::new()));
+        };
+        Ok(Some(read(&c).search_text(
+            &request.query,
+            request.top_k,
+            &request.metadata,
+        )))
     }
 
     async fn delete(&self, tenant: &TenantId, agent: &AgentId, ids: &[String]) -> Result<usize> {

@@ -3,6 +3,7 @@
 
 mod embedder;
 mod model;
+pub mod text;
 pub mod vectors;
 
 pub use embedder::HashEmbedder;

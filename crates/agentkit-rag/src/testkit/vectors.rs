@@ -594,7 +594,8 @@ pub async fn concurrent_writers(store: Arc<dyn VectorStore>) {
     assert_eq!(store.documents(&t, &a).await.expect("documents").len(), 8);
 }
 
-/// Runs every check, each on a fresh store from `fresh`.
+/// Runs every check, each on a fresh store from `fresh`, the text-search checks of
+/// [`super::text`] included (each passes at once for a store without a text index).
 pub async fn run_all<F, Fut>(mut fresh: F)
 where
     F: FnMut() -> Fut,
@@ -610,4 +611,9 @@ where
     dimension_mismatch(fresh().await).await;
     tenant_isolation(fresh().await).await;
     concurrent_writers(fresh().await).await;
+    super::text::text_search_finds_words(fresh().await).await;
+    super::text::text_search_filters_return_k(fresh().await).await;
+    super::text::text_search_isolation(fresh().await).await;
+    super::text::text_search_forgets(fresh().await).await;
+    super::text::text_search_ties_and_syntax(fresh().await).await;
 }
