@@ -88,8 +88,13 @@
 //! [`agentkit_core::retrieval::VectorStore`] on the same file (`rag_vectors`, `rag_vector_meta`,
 //! `rag_documents`, keyed by tenant and agent): vectors as little-endian `f32` BLOBs beside
 //! their norms, searched by an exact scan of the tenant and agent's vectors (metadata filters
-//! narrow it in SQL) scored with the cosine; every write, a document replacement included, is
-//! one transaction. It passes `agentkit_rag::testkit::vectors`, like every vector store.
+//! narrow it in SQL) scored with the cosine. It also keeps a keyword index (schema v5): an
+//! external-content FTS5 table over the chunks' texts (`rag_vector_text`, tokenizer `porter
+//! unicode61 remove_diacritics 2`), so `VectorStore::search_text` answers with BM25-ranked hits
+//! (score `-bm25`, higher is better), tenant, agent and metadata filters applied in the same
+//! SQL, the user's text read as plain words. Every write, a document replacement included, is
+//! one transaction that updates the rows and the index together. It passes
+//! `agentkit_rag::testkit::vectors` (text search checks included), like every vector store.
 
 mod approvals;
 mod audit;

@@ -19,7 +19,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const STATEMENT_CACHE: usize = 128;
 
 /// The schema, one migration per version.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Version 1: every table of the store contracts.
 ///
@@ -361,6 +361,51 @@ CREATE TABLE rag_documents (
     metadata      TEXT    NOT NULL,
     PRIMARY KEY (tenant, agent, id)
 ) STRICT, WITHOUT ROWID;
+"#;
+
+/// Version 5: keyword search over the chunks' texts (`VectorStore::search_text`).
+///
+/// `rag_vectors` is rebuilt with an explicit `INTEGER PRIMARY KEY` (`rid`, the old rowid
+/// kept), so the number the text index is keyed by is a stable key that `VACUUM` never
+/// renumbers; `(tenant, agent, id)` stays unique and the key of every statement.
+/// `rag_vector_text` is an external-content FTS5 table over `rag_vectors.text` (it keeps the
+/// index and the lengths BM25 needs, not a second copy of the texts), its rowid the chunk's
+/// `rid`. The tokenizer folds case, strips diacritics and stems English (`porter unicode61
+/// remove_diacritics 2`). Every write of `rag_vectors` updates the index in the same
+/// transaction (an entry is removed with the text it was indexed with, read from the row before
+/// the row changes); the migration indexes the rows already stored (`rebuild`).
+const V5: &str = r#"
+CREATE TABLE rag_vectors_v5 (
+    rid          INTEGER PRIMARY KEY,
+    tenant       TEXT    NOT NULL,
+    agent        TEXT    NOT NULL,
+    id           TEXT    NOT NULL,
+    document_id  TEXT    NOT NULL,
+    norm         REAL    NOT NULL,
+    vector       BLOB    NOT NULL,
+    text         TEXT    NOT NULL,
+    source       TEXT    NOT NULL,
+    metadata     TEXT    NOT NULL,
+    UNIQUE (tenant, agent, id)
+) STRICT;
+
+INSERT INTO rag_vectors_v5
+    (rid, tenant, agent, id, document_id, norm, vector, text, source, metadata)
+SELECT rowid, tenant, agent, id, document_id, norm, vector, text, source, metadata
+FROM rag_vectors;
+
+DROP TABLE rag_vectors;
+ALTER TABLE rag_vectors_v5 RENAME TO rag_vectors;
+CREATE INDEX rag_vectors_by_document ON rag_vectors (tenant, agent, document_id);
+
+CREATE VIRTUAL TABLE rag_vector_text USING fts5 (
+    text,
+    content = 'rag_vectors',
+    content_rowid = 'rid',
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+
+INSERT INTO rag_vector_text (rag_vector_text) VALUES ('rebuild');
 "#;
 
 /// Settings of a reader connection: it refuses writes.

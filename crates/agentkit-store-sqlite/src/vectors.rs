@@ -1,5 +1,6 @@
 //! [`SqliteVectorStore`]: the core [`VectorStore`] contract in the store's SQLite file (schema
-//! v4: `rag_vectors`, `rag_vector_meta`, `rag_documents`).
+//! v4: `rag_vectors`, `rag_vector_meta`, `rag_documents`; v5: the chunks' `rid` key and the FTS5
+//! text index `rag_vector_text`).
 //!
 //! A search is an exact scan of the tenant and agent's vectors, narrowed in SQL by the metadata
 //! filters (each pair is a `rag_vector_meta` row, found through its index), scored in Rust with
@@ -7,15 +8,21 @@
 //! backend reports) and kept in a [`TopK`]; only the winners' text, citation data and metadata
 //! are then read, in the same snapshot. Every write is one `BEGIN IMMEDIATE` transaction: a
 //! batch, a document replacement (old chunks out, new chunks and the entry in) or a document
-//! deletion lands whole or not at all.
+//! deletion lands whole or not at all, its text index entries included.
+//!
+//! Keyword search ([`VectorStore::search_text`], BM25 over FTS5) lives in [`text`]: every
+//! write path here adds, replaces or removes a chunk's index entry in the transaction that
+//! writes its row.
+
+mod text;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use agentkit_core::id::{AgentId, TenantId};
 use agentkit_core::retrieval::{
-    DocumentEntry, ScoredChunk, SearchRequest, SourceRef, TopK, VectorRecord, VectorStore,
-    check_records, check_vector, dot, norm,
+    DocumentEntry, ScoredChunk, SearchRequest, SourceRef, TextSearchRequest, TopK, VectorRecord,
+    VectorStore, check_records, check_vector, dot, norm,
 };
 use agentkit_core::{Error, Result};
 use async_trait::async_trait;
@@ -203,6 +210,35 @@ impl VectorStore for SqliteVectorStore {
             .await
     }
 
+    async fn search_text(&self, request: &TextSearchRequest) -> Result<Option<Vec<ScoredChunk>>> {
+        let Some(query) = text::fts_query(&request.query) else {
+            return Ok(Some(Vec::new()));
+        };
+        if request.top_k == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let (tenant, agent) = (request.tenant.clone(), request.agent.clone());
+        let filters: Vec<(String, String)> = request
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let top_k = request.top_k;
+        self.store
+            .db()
+            .read(move |c| {
+                let scan = text::TextScan {
+                    tenant: tenant.as_str(),
+                    agent: agent.as_str(),
+                    query: &query,
+                    top_k,
+                    filters: &filters,
+                };
+                text::search(c, &scan).map(Some)
+            })
+            .await
+    }
+
     async fn delete(&self, tenant: &TenantId, agent: &AgentId, ids: &[String]) -> Result<usize> {
         if ids.is_empty() {
             return Ok(0);
@@ -324,7 +360,8 @@ impl VectorStore for SqliteVectorStore {
     }
 }
 
-/// Writes chunks (already checked), each replacing any of its id with its metadata rows.
+/// Writes chunks (already checked), each replacing any of its id with its metadata rows and
+/// its text index entry.
 fn put_chunks(tx: &Transaction<'_>, tenant: &str, agent: &str, chunks: &[Chunk]) -> Result<()> {
     let mut clear = tx
         .prepare_cached("DELETE FROM rag_vector_meta WHERE tenant = ?1 AND agent = ?2 AND id = ?3")
@@ -337,7 +374,8 @@ fn put_chunks(tx: &Transaction<'_>, tenant: &str, agent: &str, chunks: &[Chunk])
              ON CONFLICT (tenant, agent, id) DO UPDATE SET \
                  document_id = excluded.document_id, norm = excluded.norm, \
                  vector = excluded.vector, text = excluded.text, source = excluded.source, \
-                 metadata = excluded.metadata",
+                 metadata = excluded.metadata \
+             RETURNING rid",
         )
         .map_err(db_err)?;
     let mut pair = tx
@@ -350,18 +388,24 @@ fn put_chunks(tx: &Transaction<'_>, tenant: &str, agent: &str, chunks: &[Chunk])
         clear
             .execute(params![tenant, agent, c.id])
             .map_err(db_err)?;
-        put.execute(params![
-            tenant,
-            agent,
-            c.id,
-            c.document_id,
-            c.norm,
-            c.vector,
-            c.text,
-            c.source,
-            c.metadata
-        ])
-        .map_err(db_err)?;
+        text::unindex(tx, tenant, agent, &c.id)?;
+        let rid: i64 = put
+            .query_row(
+                params![
+                    tenant,
+                    agent,
+                    c.id,
+                    c.document_id,
+                    c.norm,
+                    c.vector,
+                    c.text,
+                    c.source,
+                    c.metadata
+                ],
+                |row| row.get(0),
+            )
+            .map_err(db_err)?;
+        text::index(tx, rid, &c.text)?;
         for (k, v) in &c.pairs {
             pair.execute(params![tenant, agent, c.id, k, v])
                 .map_err(db_err)?;
@@ -370,7 +414,7 @@ fn put_chunks(tx: &Transaction<'_>, tenant: &str, agent: &str, chunks: &[Chunk])
     Ok(())
 }
 
-/// Removes records by id with their metadata rows; how many existed.
+/// Removes records by id with their metadata rows and text index entries; how many existed.
 fn delete_ids(tx: &Transaction<'_>, tenant: &str, agent: &str, ids: &[String]) -> Result<usize> {
     let mut clear = tx
         .prepare_cached("DELETE FROM rag_vector_meta WHERE tenant = ?1 AND agent = ?2 AND id = ?3")
@@ -381,18 +425,20 @@ fn delete_ids(tx: &Transaction<'_>, tenant: &str, agent: &str, ids: &[String]) -
     let mut n = 0;
     for id in ids {
         clear.execute(params![tenant, agent, id]).map_err(db_err)?;
+        text::unindex(tx, tenant, agent, id)?;
         n += remove.execute(params![tenant, agent, id]).map_err(db_err)?;
     }
     Ok(n)
 }
 
-/// Removes every record of a document with their metadata rows.
+/// Removes every record of a document with their metadata rows and text index entries.
 fn delete_document_chunks(
     tx: &Transaction<'_>,
     tenant: &str,
     agent: &str,
     document: &str,
 ) -> Result<()> {
+    text::unindex_document(tx, tenant, agent, document)?;
     tx.prepare_cached(
         "DELETE FROM rag_vector_meta WHERE tenant = ?1 AND agent = ?2 AND id IN \
          (SELECT id FROM rag_vectors WHERE tenant = ?1 AND agent = ?2 AND document_id = ?3)",

@@ -92,6 +92,10 @@ const LOCKS: usize = 64;
 /// ties by id (Qdrant orders ties its own way): the store asks for a few more than `top_k` and,
 /// while the last one returned ties with the `top_k`-th, asks again for twice as many.
 ///
+/// **Keyword search** is not offered ([`VectorStore::search_text`] answers `None`: Qdrant's
+/// full-text payload index filters but does not rank by BM25), so hybrid retrieval re-ranks the
+/// vector pool with BM25 instead.
+///
 /// **Writes.** A batch is checked whole ([`check_records`]) before any request, so a bad
 /// record writes nothing. Qdrant has no transactions across requests; each request is sent with
 /// `wait` and strong write ordering, and [`VectorStore::replace_document`] orders its requests
