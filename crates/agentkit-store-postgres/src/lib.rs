@@ -15,7 +15,7 @@
 //!   `UPDATE`, `DELETE` and `TRUNCATE` on them and statement triggers refuse those commands.
 //! - Retrieval: [`PostgresStore::vectors`] gives a [`PgVectorStore`], the core `VectorStore`
 //!   contract in the same database (exact cosine scan in SQL; pgvector is detected but not used
-//!   yet).
+//!   yet), with keyword search over a GIN-indexed `tsvector` of each chunk's text.
 //! - The schema is created by embedded migrations ([`MIGRATOR`]) when the store connects.
 //!
 //! ## Example
@@ -223,7 +223,8 @@ impl PostgresStore {
 
     /// The core `VectorStore` contract (retrieval) for `dimensions`-long vectors, in this
     /// store's database and over its pool: chunks in `rag_vectors`, document entries in
-    /// `rag_documents`, with the same row-level security as every other table.
+    /// `rag_documents`, with the same row-level security as every other table, and keyword
+    /// search (`VectorStore::search_text`) over the chunks' `tsvector`.
     ///
     /// Checks once whether the database has the `pgvector` extension and logs what it found,
     /// but searches are an exact scan in SQL either way ([`PgVectorStore`] explains why).

@@ -1,19 +1,23 @@
-//! `PgVectorStore` passes the vector store conformance suite (`agentkit_rag::testkit::vectors`),
-//! connected as an application role subject to row-level security, each check in a schema of
-//! its own; and the database itself keeps tenants' vectors and documents apart.
+//! `PgVectorStore` passes the vector store conformance suite (`agentkit_rag::testkit::vectors`,
+//! text search included), connected as an application role subject to row-level security, each
+//! check in a schema of its own; the database itself keeps tenants' vectors, documents and text
+//! search apart; the store's own tenant conditions isolate tenants even for a role that bypasses
+//! row-level security; and the text index back-fills existing rows and takes long texts.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use agentkit_core::ErrorKind;
 use agentkit_core::id::{AgentId, TenantId};
-use agentkit_core::retrieval::{DocumentEntry, SearchRequest, VectorStore};
+use agentkit_core::retrieval::{DocumentEntry, SearchRequest, TextSearchRequest, VectorStore};
+use agentkit_rag::testkit::text;
 use agentkit_rag::testkit::vectors::{self as suite, DIMENSIONS, record};
 use agentkit_store_postgres::{
-    PgVectorExtension, PgVectorStore, PostgresStore, TENANT_SETTING, VectorBackend,
+    MIGRATOR, PgVectorExtension, PgVectorStore, PostgresStore, TENANT_SETTING, VectorBackend,
 };
 use common::TestDb;
 use sqlx::{Connection, Postgres, Transaction};
@@ -204,6 +208,76 @@ async fn row_level_security_keeps_vectors_and_documents_apart() {
     assert_eq!(visible, 0, "no tenant set: no rows");
     drop(conn);
 
+    // Text search: the same word in both tenants, and a word only B has.
+    for (tenant, id, own_word) in [(&a, "a-note", "alphaonly"), (&b, "b-note", "bravoonly")] {
+        let mut note = record(id, "notes", 9);
+        note.text = format!("quarterly forecast {own_word}");
+        vectors.upsert(tenant, &agent, &[note]).await.unwrap();
+    }
+    let text_ids = |hits: Vec<agentkit_core::retrieval::ScoredChunk>| -> Vec<String> {
+        hits.into_iter().map(|h| h.id).collect()
+    };
+    let a_text = vectors
+        .search_text(&TextSearchRequest::new(
+            a.clone(),
+            agent.clone(),
+            "quarterly bravoonly",
+            10,
+        ))
+        .await
+        .unwrap()
+        .expect("a text index");
+    assert_eq!(
+        text_ids(a_text),
+        ["a-note"],
+        "A's text search finds only A's note"
+    );
+    let b_text = vectors
+        .search_text(&TextSearchRequest::new(
+            b.clone(),
+            agent.clone(),
+            "bravoonly",
+            10,
+        ))
+        .await
+        .unwrap()
+        .expect("a text index");
+    assert_eq!(text_ids(b_text), ["b-note"], "B finds its own word");
+    // A text query as A without any tenant or agent condition (what the store's query would
+    // be with its WHERE missing) matches only A's rows.
+    let mut tx = tenant_tx(&store, &a).await;
+    let matched: Vec<(String, String)> = sqlx::query_as(
+        "SELECT tenant, id FROM rag_vectors \
+         WHERE text_search @@ to_tsquery('english', 'quarterly | bravoonly') ORDER BY id",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(
+        matched,
+        [(a.to_string(), "a-note".to_string())],
+        "row-level security hides B's matching rows from an unfiltered text query"
+    );
+    let theirs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rag_vectors WHERE text_search @@ to_tsquery('english', $1)",
+    )
+    .bind("bravoonly")
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(theirs, 0, "B's word is found nowhere A can see");
+    tx.rollback().await.unwrap();
+    let mut conn = store.pool().acquire().await.unwrap();
+    let visible: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rag_vectors \
+         WHERE text_search @@ to_tsquery('english', 'quarterly')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(visible, 0, "no tenant set: no text matches");
+    drop(conn);
+
     // Both tables have row-level security enabled and forced, with a policy.
     let mut admin = db.admin_conn().await;
     let tables: Vec<(String, bool, bool, i64)> = sqlx::query_as(
@@ -349,6 +423,109 @@ async fn the_exact_scan_is_used_and_pgvector_is_reported_as_found() {
     assert!(
         !hits.iter().any(|h| h.id == "ok"),
         "the batch wrote nothing"
+    );
+
+    store.pool().close().await;
+    db.cleanup().await;
+}
+
+/// A store connected as the superuser, which row-level security does not restrict: only the
+/// store's own tenant and agent conditions keep the checks' tenants apart.
+async fn superuser_vectors(db: &TestDb) -> (PostgresStore, PgVectorStore) {
+    let pool = PostgresStore::pool_options()
+        .connect_with(db.admin_schema_options())
+        .await
+        .unwrap();
+    let store = PostgresStore::from_pool(pool).await.unwrap();
+    assert!(
+        !store.enforces_row_level_security().await.unwrap(),
+        "this test needs a role that bypasses row-level security"
+    );
+    let vectors = store.vectors(DIMENSIONS).await.unwrap();
+    (store, vectors)
+}
+
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stores_own_conditions_isolate_tenants_without_row_level_security() {
+    for check in ["vectors", "text"] {
+        let Some(db) = TestDb::from_env("vectors::isolation_without_rls").await else {
+            return;
+        };
+        let (store, vectors) = superuser_vectors(&db).await;
+        let vectors: Arc<dyn VectorStore> = Arc::new(vectors);
+        match check {
+            "vectors" => suite::tenant_isolation(vectors).await,
+            _ => text::text_search_isolation(vectors).await,
+        }
+        store.pool().close().await;
+        db.cleanup().await;
+    }
+}
+
+#[cfg_attr(agentkit_pg_unset, ignore = "AGENTKIT_TEST_POSTGRES_URL is not set")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_index_back_fills_and_takes_long_texts() {
+    let Some(db) = TestDb::from_env("vectors::text_index").await else {
+        return;
+    };
+    let (t, a) = (TenantId::generate(), AgentId::from_static("support"));
+    let find = |vectors: PgVectorStore, query: &'static str| {
+        let request = TextSearchRequest::new(t.clone(), a.clone(), query, 10);
+        async move {
+            vectors
+                .search_text(&request)
+                .await
+                .unwrap()
+                .expect("a text index")
+                .into_iter()
+                .map(|h| (h.id, h.text))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // A schema migrated up to 0005 (before the text index), with a record in it.
+    let pool = db.app_pool().await;
+    let before_text_index = sqlx::migrate::Migrator {
+        migrations: Cow::Owned(MIGRATOR.iter().filter(|m| m.version < 6).cloned().collect()),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    before_text_index.run(&pool).await.unwrap();
+    let old = PostgresStore::from_pool_unmigrated(pool.clone());
+    let mut early = record("early", "d", 1);
+    early.text = "Written before the index existed: flux capacitor".into();
+    old.vectors(DIMENSIONS)
+        .await
+        .unwrap()
+        .upsert(&t, &a, &[early.clone()])
+        .await
+        .unwrap();
+    // The full migration adds the generated column, which fills in the existing row.
+    let store = PostgresStore::from_pool(pool).await.unwrap();
+    let vectors = store.vectors(DIMENSIONS).await.unwrap();
+    assert_eq!(
+        find(vectors.clone(), "capacitors").await,
+        [("early".to_string(), early.text.clone())],
+        "a row written before migration 0006 is found by its words"
+    );
+
+    // A long text of distinct words (its full tsvector would exceed Postgres' 1 MB limit) is
+    // stored whole; its words within the first 100000 characters are searchable.
+    let long: String = (0..200_000u32).map(|i| format!("w{i:x} ")).collect();
+    assert!(long.len() > 1_000_000);
+    let mut big = record("big", "d", 2);
+    big.text = format!("needle {long} haystackend");
+    vectors.upsert(&t, &a, &[big.clone()]).await.unwrap();
+    assert_eq!(
+        find(vectors.clone(), "needle").await,
+        [("big".to_string(), big.text.clone())],
+        "the long text is found by an early word and comes back whole"
+    );
+    assert!(
+        find(vectors.clone(), "haystackend").await.is_empty(),
+        "words past the first 100000 characters are not indexed"
     );
 
     store.pool().close().await;
