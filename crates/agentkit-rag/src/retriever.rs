@@ -87,6 +87,11 @@ impl KnowledgeRetriever {
     /// nearest, so it is no nearer), and a vector hit holding no query word gets no keyword
     /// share. Without a text index, BM25 (the `bm25` crate: English stemming and stop words,
     /// fitted on the pool) re-ranks the vector pool only. The best `top_k` are kept, ties by id.
+    ///
+    /// The best keyword hit always gets the whole keyword share, however ordinary the word it
+    /// matched: in a small corpus a question's incidental words ("take", "long") can then
+    /// outweigh meaning. Keep the weight low (0.2–0.4) and check it on real questions; it pays
+    /// most for queries carrying codes, names and numbers.
     pub fn hybrid(mut self, lexical_weight: f32) -> Self {
         self.hybrid = Some(lexical_weight.clamp(0.0, 1.0));
         self
