@@ -7,7 +7,8 @@
 //! - HTTP providers, chosen at compile time by feature and at run time by [`ProviderConfig`]
 //!   ([`build_provider`], [`build_embedder`]).
 //! - [`resilience`]: timeouts, retries, circuit breakers, fallback chains and client-side rate
-//!   limits, each itself an `LlmProvider`, stacking around any `Arc<dyn LlmProvider>`.
+//!   limits, each itself an `LlmProvider`, stacking around any `Arc<dyn LlmProvider>`; the same
+//!   layers for embedders (each itself an `Embedder`) around any `Arc<dyn Embedder>`.
 //! - `rules::RuleBasedModel`: a deterministic offline model.
 //! - `http` and `sse`: the HTTP plumbing the providers share (the client with keys as sensitive
 //!   headers, `retry-after` parsing, HTTP status to typed error, key scrubbing, tool-name

@@ -314,6 +314,27 @@ async fn half_open_failure_reopens_and_caller_errors_do_not_trip() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_cancelled_half_open_trial_gives_its_slot_back() {
+    let m = ScriptedModel::new([
+        ScriptedResponse::error(overloaded),
+        ScriptedResponse::text("late").with_delay(Duration::from_secs(60)),
+        ScriptedResponse::text("ok"),
+    ]);
+    let breaker = CircuitBreaker::consecutive_failures(1, Duration::from_secs(10));
+    // The timeout outside the breaker cancels the trial call.
+    let p = dynp(&m)
+        .with_circuit_breaker(breaker.clone())
+        .with_timeout(Duration::from_secs(1), Duration::from_secs(1));
+    p.complete(&req()).await.unwrap_err();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let err = p.complete(&req()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(p.complete(&req()).await.unwrap().content, "ok");
+    assert_eq!(m.calls(), 3);
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
 async fn failure_rate_breaker() {
     let m = ScriptedModel::new([true, false, true, false, false, true].map(|fail| {
         if fail {

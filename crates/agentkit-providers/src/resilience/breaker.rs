@@ -109,7 +109,28 @@ impl CircuitBreaker {
         }
     }
 
-    /// Asks to make a call.
+    /// Makes `call` if the breaker admits it, recording its outcome; when the breaker is open,
+    /// fails fast without calling.
+    pub(super) async fn guard<T, Fut>(&self, name: &str, call: impl FnOnce() -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>>,
+    {
+        let permit = self.admit(name)?;
+        let result = call().await;
+        permit.record(result.as_ref().err().is_some_and(is_provider_failure));
+        result
+    }
+
+    /// Asks to make a call: the permit records its outcome, or gives its half-open trial slot
+    /// back when dropped unrecorded (the call was cancelled, by an outer timeout say).
+    pub(super) fn admit(&self, name: &str) -> Result<Permit<'_>> {
+        self.acquire(name)?;
+        Ok(Permit {
+            breaker: self,
+            recorded: false,
+        })
+    }
+
     fn acquire(&self, name: &str) -> Result<()> {
         let mut s = self
             .state
@@ -192,6 +213,38 @@ impl CircuitBreaker {
             State::Open { .. } => {}
         }
     }
+
+    /// A cancelled call gives back its half-open trial slot (without it, the breaker would stay
+    /// half-open with no slot left and fail every call).
+    fn release(&self) {
+        if let Ok(mut s) = self.state.lock()
+            && let State::HalfOpen { in_flight } = &mut *s
+        {
+            *in_flight = in_flight.saturating_sub(1);
+        }
+    }
+}
+
+/// Leave to make one call through a [`CircuitBreaker`].
+pub(super) struct Permit<'a> {
+    breaker: &'a CircuitBreaker,
+    recorded: bool,
+}
+
+impl Permit<'_> {
+    /// Records the call's outcome (`failure` = the provider misbehaved).
+    pub(super) fn record(mut self, failure: bool) {
+        self.recorded = true;
+        self.breaker.record(failure);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.breaker.release();
+        }
+    }
 }
 
 /// A provider behind a circuit breaker.
@@ -224,32 +277,29 @@ impl LlmProvider for WithCircuitBreaker {
     }
 
     async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
-        self.breaker.acquire(self.inner.name())?;
-        let result = self.inner.complete(request).await;
         self.breaker
-            .record(result.as_ref().err().is_some_and(is_provider_failure));
-        result
+            .guard(self.inner.name(), || self.inner.complete(request))
+            .await
     }
 
     /// The outcome of a stream is recorded when its first event (or error) arrives.
     async fn stream(&self, request: &CompletionRequest) -> Result<CompletionStream> {
-        self.breaker.acquire(self.inner.name())?;
+        let permit = self.breaker.admit(self.inner.name())?;
         let mut s = match self.inner.stream(request).await {
             Ok(s) => s,
             Err(e) => {
-                self.breaker.record(is_provider_failure(&e));
+                permit.record(is_provider_failure(&e));
                 return Err(e);
             }
         };
         let first = s.next().await;
-        self.breaker
-            .record(matches!(&first, Some(Err(e)) if is_provider_failure(e)));
+        permit.record(matches!(&first, Some(Err(e)) if is_provider_failure(e)));
         Ok(Box::pin(futures::stream::iter(first).chain(s)))
     }
 }
 
 /// Whether an error says something about the provider's health (and so counts for breakers and
 /// fallbacks), as opposed to the caller's request.
-fn is_provider_failure(e: &Error) -> bool {
+pub(super) fn is_provider_failure(e: &Error) -> bool {
     e.is_retryable() || matches!(e, Error::MalformedResponse(_))
 }

@@ -23,10 +23,6 @@ impl FallbackChain {
         }
     }
 
-    fn gives_up(e: &Error) -> bool {
-        matches!(e, Error::InvalidInput(_) | Error::Cancelled)
-    }
-
     fn empty() -> Error {
         Error::InvalidConfig("fallback chain has no providers".into())
     }
@@ -56,7 +52,7 @@ impl LlmProvider for FallbackChain {
                     }
                     return Ok(r);
                 }
-                Err(e) if Self::gives_up(&e) => return Err(e),
+                Err(e) if gives_up(&e) => return Err(e),
                 Err(e) => {
                     tracing::warn!(provider = p.name(), position = i, error = %e, "provider failed; falling back");
                     last = e;
@@ -78,7 +74,7 @@ impl LlmProvider for FallbackChain {
                 },
                 Err(e) => e,
             };
-            if Self::gives_up(&error) {
+            if gives_up(&error) {
                 return Err(error);
             }
             tracing::warn!(provider = p.name(), error = %error, "provider stream failed; falling back");
@@ -86,4 +82,10 @@ impl LlmProvider for FallbackChain {
         }
         Err(last)
     }
+}
+
+/// Whether a chain stops at this error instead of trying the next member: a caller error
+/// (invalid input, cancellation) that another provider would refuse too.
+pub(super) fn gives_up(e: &Error) -> bool {
+    matches!(e, Error::InvalidInput(_) | Error::Cancelled)
 }

@@ -24,7 +24,9 @@ type Limiter =
 /// Tokens are charged before the call, as providers count them: the request's estimated
 /// prompt tokens ([`Message::estimated_tokens`](agentkit_core::message::Message::estimated_tokens),
 /// tool schemas included) plus its `max_tokens` (or
-/// [`RateLimit::with_assumed_output_tokens`] when it has none). A call needing more than a
+/// [`RateLimit::with_assumed_output_tokens`] when it has none). An embedding call
+/// ([`RateLimitedEmbedder`](super::RateLimitedEmbedder)) is one request, whatever its
+/// batching, and [`RateLimit::estimate_embedding_tokens`] tokens. A call needing more than a
 /// whole minute's budget waits for the full budget.
 #[derive(Clone, Default)]
 pub struct RateLimit {
@@ -101,15 +103,25 @@ impl RateLimit {
         (prompt + tools) as u64 + u64::from(output)
     }
 
+    /// The tokens an embedding call is charged: each text's bytes / 4, rounded up.
+    pub fn estimate_embedding_tokens(&self, texts: &[String]) -> u64 {
+        texts.iter().map(|t| t.len().div_ceil(4) as u64).sum()
+    }
+
     /// Waits until the request fits both budgets, then charges it.
     pub async fn acquire(&self, request: &CompletionRequest) -> Result<()> {
+        self.acquire_tokens(self.estimate_tokens(request)).await
+    }
+
+    /// Waits until one request of `tokens` fits both budgets, then charges it.
+    pub(super) async fn acquire_tokens(&self, tokens: u64) -> Result<()> {
         let started = std::time::Instant::now();
         if let Some(limiter) = &self.requests {
             self.take(limiter, NonZeroU32::MIN, started, "requests")
                 .await?;
         }
         if let Some((limiter, per_minute)) = &self.tokens {
-            let wanted = self.estimate_tokens(request).min(u64::from(*per_minute));
+            let wanted = tokens.min(u64::from(*per_minute));
             let n = NonZeroU32::new(u32::try_from(wanted).unwrap_or(u32::MAX))
                 .unwrap_or(NonZeroU32::MIN);
             self.take(limiter, n, started, "tokens").await?;

@@ -78,6 +78,72 @@ impl RetryPolicy {
     }
 }
 
+/// The delays of one retried call: the policy's backoff, stretched to the server's
+/// `retry_after`, bounded by the policy's attempts and total time. Shared by [`WithRetry`] and
+/// the embedder layer.
+pub(super) struct Backoff<'a, I> {
+    policy: &'a RetryPolicy,
+    delays: I,
+    started: tokio::time::Instant,
+    target: &'a str,
+}
+
+impl<'a> Backoff<'a, ()> {
+    /// Starts the clock for one call to `target` (named in logs).
+    pub(super) fn start(
+        policy: &'a RetryPolicy,
+        target: &'a str,
+    ) -> Backoff<'a, impl Iterator<Item = Duration> + use<>> {
+        Backoff {
+            policy,
+            delays: policy.delays(),
+            started: tokio::time::Instant::now(),
+            target,
+        }
+    }
+}
+
+impl<I: Iterator<Item = Duration>> Backoff<'_, I> {
+    /// The delay before the next attempt, or `None` when the error is final. `retryable` says
+    /// whether the error may be retried at all (see [`WithRetry::stream`]).
+    pub(super) fn next_delay(&mut self, error: &Error, retryable: bool) -> Option<Duration> {
+        if !retryable {
+            return None;
+        }
+        let mut delay = self.delays.next()?;
+        if let Some(after) = error.retry_after() {
+            delay = delay.max(after);
+        }
+        if self.started.elapsed() + delay > self.policy.max_elapsed {
+            return None;
+        }
+        tracing::warn!(provider = self.target, error = %error, ?delay, "retrying call");
+        Some(delay)
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails with an error that is not
+/// [`Error::is_retryable`], or `policy` gives up; then returns the last error as it was.
+pub(super) async fn retry<T, Fut>(
+    policy: &RetryPolicy,
+    target: &str,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T>
+where
+    Fut: Future<Output = Result<T>>,
+{
+    let mut backoff = Backoff::start(policy, target);
+    loop {
+        match attempt().await {
+            Ok(r) => return Ok(r),
+            Err(e) => match backoff.next_delay(&e, e.is_retryable()) {
+                Some(d) => tokio::time::sleep(d).await,
+                None => return Err(e),
+            },
+        }
+    }
+}
+
 /// Retries retryable failures with exponential backoff.
 #[derive(Clone)]
 pub struct WithRetry {
@@ -89,29 +155,6 @@ impl WithRetry {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn LlmProvider>, policy: RetryPolicy) -> Self {
         Self { inner, policy }
-    }
-
-    /// The delay before the next attempt, or `None` when the error is final. `retryable` says
-    /// whether the error may be retried at all (see [`WithRetry::stream`]).
-    fn next_delay(
-        &self,
-        error: &Error,
-        retryable: bool,
-        delays: &mut impl Iterator<Item = Duration>,
-        started: tokio::time::Instant,
-    ) -> Option<Duration> {
-        if !retryable {
-            return None;
-        }
-        let mut delay = delays.next()?;
-        if let Some(after) = error.retry_after() {
-            delay = delay.max(after);
-        }
-        if started.elapsed() + delay > self.policy.max_elapsed {
-            return None;
-        }
-        tracing::warn!(provider = self.inner.name(), error = %error, ?delay, "retrying model call");
-        Some(delay)
     }
 }
 
@@ -126,17 +169,8 @@ impl LlmProvider for WithRetry {
     }
 
     async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
-        let started = tokio::time::Instant::now();
-        let mut delays = self.policy.delays();
-        loop {
-            match self.inner.complete(request).await {
-                Ok(r) => return Ok(r),
-                Err(e) => match self.next_delay(&e, e.is_retryable(), &mut delays, started) {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => return Err(e),
-                },
-            }
-        }
+        let inner = &self.inner;
+        retry(&self.policy, inner.name(), move || inner.complete(request)).await
     }
 
     /// Retries opening the stream and a first event that is an error; once anything was
@@ -147,8 +181,7 @@ impl LlmProvider for WithRetry {
     /// within the same attempts and time bounds: nothing was delivered, so a fresh attempt
     /// cannot duplicate content.
     async fn stream(&self, request: &CompletionRequest) -> Result<CompletionStream> {
-        let started = tokio::time::Instant::now();
-        let mut delays = self.policy.delays();
+        let mut backoff = Backoff::start(&self.policy, self.inner.name());
         loop {
             let (error, retryable) = match self.inner.stream(request).await {
                 Ok(mut s) => match s.next().await {
@@ -169,7 +202,7 @@ impl LlmProvider for WithRetry {
                     (e, retryable)
                 }
             };
-            match self.next_delay(&error, retryable, &mut delays, started) {
+            match backoff.next_delay(&error, retryable) {
                 Some(d) => tokio::time::sleep(d).await,
                 None => return Err(error),
             }
