@@ -6,8 +6,9 @@
 //!   one over 4 MiB of Markdown-like text, against splitting on blank lines (throughput, MB/s).
 //! - `exact_search`: `InMemoryVectorStore::search` (k = 10) over 100k × 384 normalised vectors,
 //!   against a bare `chunks_exact` dot-product scan keeping the best 10.
-//! - `ann_search`: the same collection with the HNSW index; recall@10 against the exact results
-//!   is printed (over 200 queries) before the timing.
+//! - `ann_search`: the same collection with the HNSW index, at `ef_search` 32, 64 and the
+//!   default; recall@10 against the exact results is printed (over 200 queries) before each
+//!   timing.
 //! - `filtered_search`: a filter matching 1 % of the collection (posting list then exact scan
 //!   of the matches), with and without the HNSW index; every query returns k hits.
 //! - `ingestion`: documents per second through the pipeline into the in-memory store with the
@@ -203,39 +204,47 @@ fn search_groups(c: &mut Criterion) {
     group.finish();
 
     let started = Instant::now();
-    let ann = InMemoryVectorStore::new(DIM).with_ann(AnnConfig::default());
+    let mut ann = InMemoryVectorStore::new(DIM).with_ann(AnnConfig::default());
     rt.block_on(ann.upsert(&t, &a, &recs)).unwrap();
     eprintln!(
         "ann_search: HNSW built over {N} x {DIM} in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let mut recall = 0usize;
-    for q in &queries {
-        let truth: Vec<String> = rt
-            .block_on(exact.search(&SearchRequest::new(t.clone(), a.clone(), q.clone(), K)))
-            .unwrap()
-            .into_iter()
-            .map(|h| h.id)
-            .collect();
-        let got = rt
-            .block_on(ann.search(&SearchRequest::new(t.clone(), a.clone(), q.clone(), K)))
-            .unwrap();
-        recall += got.iter().filter(|h| truth.contains(&h.id)).count();
-    }
-    eprintln!(
-        "ann_search: recall@{K} = {:.4} over {} queries",
-        recall as f64 / (K * queries.len()) as f64,
-        queries.len()
-    );
+    let truths: Vec<Vec<String>> = queries
+        .iter()
+        .map(|q| {
+            rt.block_on(exact.search(&SearchRequest::new(t.clone(), a.clone(), q.clone(), K)))
+                .unwrap()
+                .into_iter()
+                .map(|h| h.id)
+                .collect()
+        })
+        .collect();
     let mut group = c.benchmark_group("ann_search");
     group.sample_size(50);
-    group.bench_function("hnsw_k10", |b| {
-        b.iter(|| {
-            qi = (qi + 1) % queries.len();
-            let r = SearchRequest::new(t.clone(), a.clone(), queries[qi].clone(), K);
-            black_box(rt.block_on(ann.search(&r)).unwrap())
-        })
-    });
+    // The default ef_search last, so the store is left with it for the filtered group.
+    for ef in [32, 64, AnnConfig::default().ef_search] {
+        ann.set_ef_search(ef);
+        let mut recall = 0usize;
+        for (q, truth) in queries.iter().zip(&truths) {
+            let got = rt
+                .block_on(ann.search(&SearchRequest::new(t.clone(), a.clone(), q.clone(), K)))
+                .unwrap();
+            recall += got.iter().filter(|h| truth.contains(&h.id)).count();
+        }
+        eprintln!(
+            "ann_search: ef_search {ef}: recall@{K} = {:.4} over {} queries",
+            recall as f64 / (K * queries.len()) as f64,
+            queries.len()
+        );
+        group.bench_function(format!("hnsw_k10_ef{ef}"), |b| {
+            b.iter(|| {
+                qi = (qi + 1) % queries.len();
+                let r = SearchRequest::new(t.clone(), a.clone(), queries[qi].clone(), K);
+                black_box(rt.block_on(ann.search(&r)).unwrap())
+            })
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("filtered_search");

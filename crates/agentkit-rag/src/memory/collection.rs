@@ -319,7 +319,25 @@ impl Collection {
                 Some(c) => c.binary_search(&(*slot as u32)).is_ok(),
                 None => self.rows[*slot].is_some(),
             };
-            let found = index.search(q.vector, q.top_k, config.ef_search, &allowed);
+            let found = match &candidates {
+                // No filter: the unfiltered walk, asking for a few more when removed records
+                // (still in the graph until compaction) may take places; the filtered walk only
+                // if too many of those came back.
+                None => {
+                    let extra = if self.dead == 0 { 0 } else { q.top_k };
+                    let live: Vec<u32> = index
+                        .search_all(q.vector, q.top_k + extra, config.ef_search)
+                        .into_iter()
+                        .filter(|slot| self.rows[*slot as usize].is_some())
+                        .collect();
+                    if live.len() >= q.top_k.min(matching) {
+                        live
+                    } else {
+                        index.search(q.vector, q.top_k, config.ef_search, &allowed)
+                    }
+                }
+                Some(_) => index.search(q.vector, q.top_k, config.ef_search, &allowed),
+            };
             let mut top = TopK::new(q.top_k);
             for slot in found {
                 if let Some(row) = &self.rows[slot as usize] {

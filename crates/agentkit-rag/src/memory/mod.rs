@@ -78,6 +78,15 @@ impl InMemoryVectorStore {
         self
     }
 
+    /// Changes [`AnnConfig::ef_search`] for the searches from now on (the graphs stay as
+    /// built): more candidates find more of the true nearest neighbours and cost more time.
+    /// Nothing changes for a store without an index.
+    pub fn set_ef_search(&mut self, ef: usize) {
+        if let Some(config) = &mut self.ann {
+            config.ef_search = ef;
+        }
+    }
+
     fn existing(&self, tenant: &TenantId, agent: &AgentId) -> Option<Arc<RwLock<Collection>>> {
         let map = self
             .collections
