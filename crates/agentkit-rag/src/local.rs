@@ -410,7 +410,9 @@ fn read_config(path: &Path) -> Result<Config> {
     })?;
     let fits = config.hidden_size > 0
         && config.num_attention_heads > 0
-        && config.hidden_size.is_multiple_of(config.num_attention_heads)
+        && config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
         && config.num_hidden_layers > 0
         && config.vocab_size > 0
         && config.type_vocab_size > 0
