@@ -264,6 +264,37 @@ fn search_groups(c: &mut Criterion) {
     group.finish();
 }
 
+/// The texts the pipeline embeds for `docs` (Markdown) under `chunker`.
+fn chunk_texts(docs: &[Document], chunker: &Chunker) -> Vec<String> {
+    let limits = agentkit::rag::LoadLimits::default();
+    docs.iter()
+        .flat_map(|d| {
+            let extracted =
+                agentkit::rag::loaders::extract(Format::Markdown, &d.bytes, &limits).unwrap();
+            chunker.chunk(Format::Markdown, &extracted).unwrap()
+        })
+        .map(|c| c.embedding_text)
+        .collect()
+}
+
+/// One ingestion of `docs` into a fresh in-memory store; the chunks written.
+fn ingest_once(
+    rt: &tokio::runtime::Runtime,
+    embedder: Arc<dyn Embedder>,
+    chunking: ChunkingConfig,
+    docs: &[Document],
+) -> usize {
+    let store = Arc::new(InMemoryVectorStore::new(embedder.dimensions()));
+    let ingestor = Ingestor::builder(embedder, store)
+        .chunking(chunking)
+        .build()
+        .unwrap();
+    let (t, a) = ids();
+    let report = rt.block_on(ingestor.ingest(&t, &a, docs.to_vec()));
+    assert!(report.is_complete());
+    report.chunks
+}
+
 fn ingestion(c: &mut Criterion) {
     let rt = runtime();
     let docs: Vec<Document> = (0..200)
@@ -272,35 +303,21 @@ fn ingestion(c: &mut Criterion) {
     let mut group = c.benchmark_group("ingestion");
     group.throughput(Throughput::Elements(docs.len() as u64));
     group.sample_size(10);
-    // Baseline: the same documents chunked and embedded in one call, no pipeline, no store.
-    let chunker = Chunker::new(ChunkingConfig::default()).unwrap();
-    let limits = agentkit::rag::LoadLimits::default();
-    let texts: Vec<String> = docs
-        .iter()
-        .map(|d| {
-            let extracted =
-                agentkit::rag::loaders::extract(Format::Markdown, &d.bytes, &limits).unwrap();
-            chunker.chunk(Format::Markdown, &extracted).unwrap()
-        })
-        .flat_map(|chunks| chunks.into_iter().map(|c| c.embedding_text))
-        .collect();
+    // Baseline: the same chunk texts embedded in one call (no loading, chunking or store).
+    let texts = chunk_texts(&docs, &Chunker::new(ChunkingConfig::default()).unwrap());
     let embedder = HashEmbedder::new(256);
-    group.bench_function("baseline_chunk_and_embed_200_docs", |b| {
-        b.iter(|| {
-            let vectors = rt.block_on(embedder.embed(&texts)).unwrap();
-            black_box(vectors.len())
-        })
+    group.bench_function("baseline_embed_chunks_alone", |b| {
+        b.iter(|| black_box(rt.block_on(embedder.embed(&texts)).unwrap().len()))
     });
+    let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(256));
     group.bench_function("hash_embedder_200_docs", |b| {
         b.iter(|| {
-            let store = Arc::new(InMemoryVectorStore::new(256));
-            let ingestor = Ingestor::builder(Arc::new(HashEmbedder::new(256)), store)
-                .build()
-                .unwrap();
-            let (t, a) = ids();
-            let report = rt.block_on(ingestor.ingest(&t, &a, docs.clone()));
-            assert!(report.is_complete());
-            black_box(report.chunks)
+            black_box(ingest_once(
+                &rt,
+                embedder.clone(),
+                ChunkingConfig::default(),
+                &docs,
+            ))
         })
     });
     group.finish();
@@ -327,16 +344,7 @@ fn ingestion_local(c: &mut Criterion) {
         Arc::new(agentkit::rag::chunk::EstimatedTokens),
     ))
     .unwrap();
-    let limits = agentkit::rag::LoadLimits::default();
-    let texts: Vec<String> = docs
-        .iter()
-        .flat_map(|d| {
-            let extracted =
-                agentkit::rag::loaders::extract(Format::Markdown, &d.bytes, &limits).unwrap();
-            chunker.chunk(Format::Markdown, &extracted).unwrap()
-        })
-        .map(|c| c.embedding_text)
-        .collect();
+    let texts = chunk_texts(&docs, &chunker);
     eprintln!(
         "ingestion_local: {} docs, {} chunks",
         docs.len(),
@@ -348,17 +356,15 @@ fn ingestion_local(c: &mut Criterion) {
     group.bench_function("baseline_embed_chunks_alone", |b| {
         b.iter(|| black_box(rt.block_on(embedder.embed(&texts)).unwrap().len()))
     });
+    let shared: Arc<dyn Embedder> = Arc::new(embedder.clone());
     group.bench_function("pipeline_minilm", |b| {
         b.iter(|| {
-            let store = Arc::new(InMemoryVectorStore::new(384));
-            let ingestor = Ingestor::builder(Arc::new(embedder.clone()), store)
-                .chunking(chunker.config().clone())
-                .build()
-                .unwrap();
-            let (t, a) = ids();
-            let report = rt.block_on(ingestor.ingest(&t, &a, docs.clone()));
-            assert!(report.is_complete());
-            black_box(report.chunks)
+            black_box(ingest_once(
+                &rt,
+                shared.clone(),
+                chunker.config().clone(),
+                &docs,
+            ))
         })
     });
     group.finish();

@@ -10,20 +10,25 @@ use agentkit_rag::testkit::HashEmbedder;
 use agentkit_rag::{ChunkingConfig, Document, Ingestor, KnowledgeRetriever};
 
 const DIMS: usize = 256;
+const QUERY: &str = "printer error code E4471";
 
-#[tokio::test]
-async fn a_rare_exact_word_outranks_shared_common_words() {
+/// `general` documents sharing the query's common words and one holding its rare code,
+/// indexed for one tenant and agent.
+async fn knowledge(general: usize) -> (KnowledgeRetriever, TenantId, AgentId) {
     let embedder = Arc::new(HashEmbedder::new(DIMS));
     let store = Arc::new(InMemoryVectorStore::new(DIMS));
     let (t, a) = (
         TenantId::from_static("acme"),
         AgentId::from_static("support"),
     );
-    let mut docs: Vec<Document> = (0..6)
+    let mut docs: Vec<Document> = (0..general)
         .map(|i| {
             Document::text(
-                format!("general-{i}"),
-                format!("Printer error code help. The printer shows an error code when the printer needs care, note {i}."),
+                format!("general-{i:02}"),
+                format!(
+                    "Printer error code help. The printer shows an error code when the printer \
+                     needs care, note {i}."
+                ),
             )
         })
         .collect();
@@ -38,9 +43,14 @@ async fn a_rare_exact_word_outranks_shared_common_words() {
         .ingest(&t, &a, docs)
         .await;
     assert!(report.is_complete());
-    let query = "printer error code E4471";
+    let retriever = KnowledgeRetriever::new(embedder, store).expect("retriever");
+    (retriever, t, a)
+}
 
-    let vector_only = KnowledgeRetriever::new(embedder.clone(), store.clone()).expect("retriever");
+#[tokio::test]
+async fn a_rare_exact_word_outranks_shared_common_words() {
+    let (vector_only, t, a) = knowledge(6).await;
+    let query = QUERY;
     let plain = vector_only
         .retrieve(&t, &a, query, 3)
         .await
@@ -75,33 +85,8 @@ async fn a_rare_exact_word_outranks_shared_common_words() {
 /// search's whole pool is taken by chunks that share the common words.
 #[tokio::test]
 async fn the_text_index_finds_what_the_vector_pool_missed() {
-    let embedder = Arc::new(HashEmbedder::new(DIMS));
-    let store = Arc::new(InMemoryVectorStore::new(DIMS));
-    let (t, a) = (
-        TenantId::from_static("acme"),
-        AgentId::from_static("support"),
-    );
-    let mut docs: Vec<Document> = (0..60)
-        .map(|i| {
-            Document::text(
-                format!("general-{i:02}"),
-                format!("Printer error code help. The printer shows an error code, note {i}."),
-            )
-        })
-        .collect();
-    docs.push(Document::text(
-        "toner.txt",
-        "E4471 means the toner cartridge is empty: open the front cover and replace it.",
-    ));
-    let report = Ingestor::builder(embedder.clone(), store.clone())
-        .chunking(ChunkingConfig::characters(400, 0))
-        .build()
-        .expect("ingestor")
-        .ingest(&t, &a, docs)
-        .await;
-    assert!(report.is_complete());
-    let query = "printer error code E4471";
-    let retriever = KnowledgeRetriever::new(embedder, store).expect("retriever");
+    let (retriever, t, a) = knowledge(60).await;
+    let query = QUERY;
 
     // The vector pool of a hybrid query for 3 (20 candidates) holds no toner chunk.
     let pool = retriever
