@@ -115,8 +115,8 @@ const LOCKS: usize = 64;
 /// ingested or deleted again. Such an entry is reported by [`VectorStore::document`] and
 /// [`VectorStore::documents`] with an empty `content_hash`, so the [`Ingestor`] re-indexes the
 /// document on its next run (which repairs it), and a caller can find it and delete it. Plain
-/// [`VectorStore::upsert`]s above [`BATCH`] records are sent in several requests and can be
-/// interrupted half-way (they can be repeated safely). [`VectorStore::delete`] counts the
+/// [`VectorStore::upsert`]s above 256 records (one request's batch) are sent in several
+/// requests and can be interrupted half-way (they can be repeated safely). [`VectorStore::delete`] counts the
 /// matching records, then deletes them: a concurrent write between the two can skew the count.
 ///
 /// **Concurrency.** Replacements and deletions of one document are serialized by a lock in this
