@@ -11,20 +11,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agentkit_core::id::{AgentId, TenantId};
 use agentkit_core::retrieval::{
     DocumentEntry, ScoredChunk, TextSearchRequest, VectorRecord, VectorStore,
 };
 
-use super::vectors::record;
-
-fn tenant(name: &str) -> TenantId {
-    TenantId::new(name).expect("a valid tenant id")
-}
-
-fn agent(name: &str) -> AgentId {
-    AgentId::new(name).expect("a valid agent id")
-}
+use super::vectors::{agent, record, tenant};
 
 /// A record whose text is `text` (vector from `seed`, metadata `tag = tag`).
 fn texted(id: &str, doc: &str, seed: u64, text: &str, tag: &str) -> VectorRecord {

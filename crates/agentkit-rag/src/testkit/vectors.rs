@@ -27,11 +27,11 @@ use agentkit_core::retrieval::{
 /// The vector length every check uses.
 pub const DIMENSIONS: usize = 8;
 
-fn tenant(name: &str) -> TenantId {
+pub(super) fn tenant(name: &str) -> TenantId {
     TenantId::new(name).expect("a valid tenant id")
 }
 
-fn agent(name: &str) -> AgentId {
+pub(super) fn agent(name: &str) -> AgentId {
     AgentId::new(name).expect("a valid agent id")
 }
 
