@@ -9,11 +9,14 @@
 //!   replace the document's vectors atomically; incremental by content hash, resumable,
 //!   progress through a callback and `tracing`.
 //! - Vector stores, each passing one conformance suite (`testkit::vectors`, feature
-//!   `testkit`): [`memory::InMemoryVectorStore`] (exact; HNSW for large collections), SQLite and
-//!   Postgres in their store crates.
+//!   `testkit`): [`memory::InMemoryVectorStore`] (exact; HNSW for large collections; BM25
+//!   keyword search), `qdrant::QdrantStore` (feature `qdrant`), SQLite (FTS5) and Postgres
+//!   (full text) in their store crates.
+//! - `local::LocalEmbedder` (feature `local`): all-MiniLM-L6-v2 on the CPU, no network.
 //! - [`KnowledgeRetriever`]: what an agent retrieves with (tenant and agent always applied,
-//!   filters, score threshold, golden paths); the turn puts the chunks in a delimited block
-//!   marked untrusted, meters each query, and reports sources and citations.
+//!   filters, score threshold, hybrid keyword + vector scoring, golden paths); the turn puts the
+//!   chunks in a delimited block marked untrusted, meters each query, and reports sources and
+//!   citations.
 //! - [`GoldenPaths`]: approved human decisions kept as examples for similar requests.
 //! - [`CachedEmbedder`]: embeddings cached by content hash.
 //!
