@@ -10,6 +10,7 @@ pub(crate) const REDACTED: &str = "[REDACTED]";
 /// Secrets shorter than this are not scrubbed from free text: they cannot be credentials worth
 /// the name, and replacing them would mangle messages (a header `x-api-version: 2` would
 /// replace every `2`). URLs are redacted whatever the length ([`url`]).
+#[cfg(any(feature = "openai", feature = "anthropic", feature = "ollama"))]
 pub(crate) const MIN_SCRUBBED_LEN: usize = 8;
 
 /// The userinfo part of `url` (between `://` and the last `@`), if it has one.
@@ -61,6 +62,7 @@ pub(crate) fn url_has_secrets(u: &str) -> bool {
 
 /// The literal credentials in `url` to scrub from free text: the userinfo, its password, and
 /// each query value (those of at least [`MIN_SCRUBBED_LEN`] bytes).
+#[cfg(any(feature = "openai", feature = "anthropic", feature = "ollama"))]
 pub(crate) fn url_secrets(url: &str) -> Vec<String> {
     let (_, userinfo, rest) = split_userinfo(url);
     let mut out = Vec::new();
@@ -83,6 +85,7 @@ pub(crate) fn url_secrets(url: &str) -> Vec<String> {
 /// The literal credentials in a header value to scrub from free text: the value, and each of
 /// its whitespace-separated words (`Bearer <token>`: the token alone too), those of at least
 /// [`MIN_SCRUBBED_LEN`] bytes.
+#[cfg(any(feature = "openai", feature = "anthropic", feature = "ollama"))]
 pub(crate) fn value_secrets(value: &str) -> Vec<String> {
     let mut out: Vec<String> = std::iter::once(value.trim())
         .chain(value.split_whitespace())
@@ -112,6 +115,7 @@ mod tests {
         assert!(!url_has_secrets("http://h:8000/v1"));
     }
 
+    #[cfg(any(feature = "openai", feature = "anthropic", feature = "ollama"))]
     #[test]
     fn literal_secrets_of_urls_and_headers() {
         assert_eq!(

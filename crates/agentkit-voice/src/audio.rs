@@ -38,7 +38,8 @@ impl AudioFormat {
 
     /// Samples (all channels) in `duration`, rounded down to whole frames of all channels.
     pub fn samples_in(&self, duration: Duration) -> usize {
-        let per_channel = (u128::from(self.sample_rate) * duration.as_nanos() / 1_000_000_000) as usize;
+        let per_channel =
+            (u128::from(self.sample_rate) * duration.as_nanos() / 1_000_000_000) as usize;
         per_channel * usize::from(self.channels)
     }
 
@@ -85,7 +86,7 @@ impl AudioFrame {
     pub fn new(format: AudioFormat, samples: impl Into<Arc<[i16]>>) -> Result<Self> {
         format.check()?;
         let samples = samples.into();
-        if samples.len() % usize::from(format.channels) != 0 {
+        if !samples.len().is_multiple_of(usize::from(format.channels)) {
             return Err(Error::InvalidInput(format!(
                 "{} samples do not make whole frames of {} channels",
                 samples.len(),
@@ -98,7 +99,7 @@ impl AudioFrame {
     /// A frame from little-endian PCM16 bytes (what WebSockets and most vendors carry); an
     /// odd byte count is an [`Error::InvalidInput`].
     pub fn from_le_bytes(format: AudioFormat, bytes: &[u8]) -> Result<Self> {
-        if bytes.len() % 2 != 0 {
+        if !bytes.len().is_multiple_of(2) {
             return Err(Error::InvalidInput(format!(
                 "{} bytes of PCM16 audio: the count must be even",
                 bytes.len()
@@ -191,7 +192,7 @@ impl AudioClip {
     /// A clip of `samples`.
     pub fn from_samples(format: AudioFormat, samples: Vec<i16>) -> Result<Self> {
         format.check()?;
-        if samples.len() % usize::from(format.channels) != 0 {
+        if !samples.len().is_multiple_of(usize::from(format.channels)) {
             return Err(Error::InvalidInput(
                 "the samples do not make whole frames of the channels".into(),
             ));
@@ -286,10 +287,9 @@ impl AudioClip {
                         })
                         .collect()
                 }
-                (hound::SampleFormat::Float, 32) => reader
-                    .samples::<f32>()
-                    .map(|s| s.map(f32_to_i16))
-                    .collect(),
+                (hound::SampleFormat::Float, 32) => {
+                    reader.samples::<f32>().map(|s| s.map(f32_to_i16)).collect()
+                }
                 (f, bits) => {
                     return Err(Error::InvalidInput(format!(
                         "WAV with {bits}-bit {f:?} samples is not supported"
@@ -323,8 +323,7 @@ impl AudioClip {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let mut w =
-            hound::WavWriter::new(writer, spec).map_err(|e| wav_error("writing WAV", e))?;
+        let mut w = hound::WavWriter::new(writer, spec).map_err(|e| wav_error("writing WAV", e))?;
         let mut samples = w.get_i16_writer(self.samples.len() as u32);
         for &s in &self.samples {
             samples.write_sample(s);
@@ -551,8 +550,20 @@ mod tests {
         let frames = clip.frames(FRAME);
         assert_eq!(frames.len(), 5);
         assert!(frames.iter().all(|f| f.duration() == FRAME));
-        assert_eq!(AudioFrame::silence(AudioFormat::SPEECH, FRAME).level_dbfs(), f32::NEG_INFINITY);
+        assert_eq!(
+            AudioFrame::silence(AudioFormat::SPEECH, FRAME).level_dbfs(),
+            f32::NEG_INFINITY
+        );
         assert!(AudioFrame::from_le_bytes(AudioFormat::SPEECH, &[0, 1, 2]).is_err());
-        assert!(AudioFrame::new(AudioFormat { sample_rate: 16_000, channels: 2 }, vec![1i16; 3]).is_err());
+        assert!(
+            AudioFrame::new(
+                AudioFormat {
+                    sample_rate: 16_000,
+                    channels: 2
+                },
+                vec![1i16; 3]
+            )
+            .is_err()
+        );
     }
 }

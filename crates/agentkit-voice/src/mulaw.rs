@@ -69,7 +69,10 @@ mod tests {
             let back = i32::from(decode_sample(encode_sample(s)));
             let err = (back - i32::from(s)).abs();
             // The quantisation step grows with the level: at most 1/16 of the value + bias.
-            assert!(err <= (i32::from(s).abs() / 16).max(8) + 132, "{s} -> {back}");
+            assert!(
+                err <= (i32::from(s).abs() / 16).max(8) + 132,
+                "{s} -> {back}"
+            );
         }
     }
 }

@@ -123,15 +123,29 @@ mod tests {
     #[test]
     fn sentences_across_deltas() {
         assert_eq!(
-            chunk(&["Hel", "lo there! Your order", " ships on Mon", "day. Dr. Smith will call", " at 3.30 p", "m"]),
-            vec!["Hello there!", "Your order ships on Monday.", "Dr. Smith will call at 3.30 pm"]
+            chunk(&[
+                "Hel",
+                "lo there! Your order",
+                " ships on Mon",
+                "day. Dr. Smith will call",
+                " at 3.30 p",
+                "m"
+            ]),
+            vec![
+                "Hello there!",
+                "Your order ships on Monday.",
+                "Dr. Smith will call at 3.30 pm"
+            ]
         );
     }
 
     #[test]
     fn the_first_sentence_is_released_as_soon_as_it_ends() {
         let mut c = SentenceChunker::default();
-        assert!(c.push("Sure.").is_empty(), "the next character is not known yet");
+        assert!(
+            c.push("Sure.").is_empty(),
+            "the next character is not known yet"
+        );
         assert_eq!(c.push(" Let"), vec!["Sure."]);
         assert_eq!(c.finish().as_deref(), Some("Let"));
     }

@@ -232,7 +232,12 @@ mod tests {
         let events = run(&mut vad, &loud, 12);
         assert_eq!(
             events,
-            vec![(9, VadEvent::SpeechStarted { ago: Duration::from_millis(200) })]
+            vec![(
+                9,
+                VadEvent::SpeechStarted {
+                    ago: Duration::from_millis(200)
+                }
+            )]
         );
         assert_eq!(vad.state(), VadState::Speaking);
         // A 100 ms pause does not stop it.
@@ -244,7 +249,12 @@ mod tests {
         let events = run(&mut vad, &quiet, 20);
         assert_eq!(
             events,
-            vec![(14, VadEvent::SpeechStopped { ago: Duration::from_millis(300) })]
+            vec![(
+                14,
+                VadEvent::SpeechStopped {
+                    ago: Duration::from_millis(300)
+                }
+            )]
         );
         assert_eq!(vad.state(), VadState::Quiet);
     }

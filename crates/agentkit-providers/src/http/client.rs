@@ -171,6 +171,49 @@ impl Http {
         })
     }
 
+    /// POSTs `form` as `multipart/form-data` to `path` (file uploads: audio to transcribe); a
+    /// non-2xx answer becomes its typed error, as for [`Http::post`]. The whole exchange is
+    /// bounded by the timeout.
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> Result<reqwest::Response> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.ctx.base_url))
+            .multipart(form)
+            .timeout(self.ctx.timeout)
+            .send()
+            .await
+            .map_err(|e| self.ctx.transport(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let wait = retry_after(response.headers());
+        let bytes = response.bytes().await.unwrap_or_default();
+        tracing::debug!(provider = %self.ctx.provider, status = status.as_u16(), "provider returned an error");
+        Err(match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) if v.is_object() => self.ctx.error_from_value(Some(status.as_u16()), &v, wait),
+            _ => {
+                let text = String::from_utf8_lossy(&bytes);
+                let message = if text.trim().is_empty() {
+                    status.canonical_reason().unwrap_or("error").to_owned()
+                } else {
+                    truncate(text.trim(), 500)
+                };
+                self.ctx.api_error(ApiError {
+                    status: Some(status.as_u16()),
+                    kind: None,
+                    code: None,
+                    message,
+                    retry_after: wait,
+                })
+            }
+        })
+    }
+
     /// POSTs and parses the JSON answer.
     pub async fn post_json<T: Serialize + ?Sized, R: DeserializeOwned>(
         &self,

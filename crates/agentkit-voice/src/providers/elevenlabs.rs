@@ -1,1 +1,860 @@
-//! (in progress)
+//! ElevenLabs text-to-speech: streaming over the multi-context WebSocket
+//! (`/v1/text-to-speech/{voice_id}/multi-stream-input`), batch over HTTP
+//! (`POST /v1/text-to-speech/{voice_id}`).
+//!
+//! A streaming session opens
+//! `wss://api.elevenlabs.io/v1/text-to-speech/{voice_id}/multi-stream-input?model_id=eleven_flash_v2_5&output_format=pcm_16000`
+//! with the header `xi-api-key`. Each host context becomes one ElevenLabs context per flushed
+//! segment (the first one has the host's context id, later ones `<id>~2`, `<id>~3`...):
+//!
+//! | host | on the wire |
+//! |---|---|
+//! | first [`TtsCommand::Text`] of a segment | `{"text":" ","context_id":"c1","voice_settings":{..}}` (settings when configured), then the text |
+//! | [`TtsCommand::Text`] | `{"text":"Hello ","context_id":"c1"}` |
+//! | [`TtsCommand::Flush`] | `{"context_id":"c1","flush":true}` then `{"context_id":"c1","close_context":true}`: ElevenLabs only reports the end of a context's audio (`isFinal`) when it is closed, and a closed context still speaks what was flushed |
+//! | [`TtsCommand::Cancel`] | `{"context_id":"c1","close_context":true}` for a segment not yet closed; the context's audio still arriving is dropped |
+//! | an open segment idle for [`ElevenLabsTts::with_keepalive`] (10 s) | `{"text":"","context_id":"c1"}`, the documented `KeepContextAlive` message (ElevenLabs closes a context after `inactivity_timeout`, 20 s by default) |
+//! | [`TtsCommand::Close`] | `{"close_socket":true}`, then the flushed audio is read until the server closes |
+//!
+//! | ElevenLabs | event |
+//! |---|---|
+//! | `{"audio":"<base64>","contextId":"c1"}` | [`TtsEvent::Audio`] (PCM16 in the options' format) |
+//! | `{"isFinal":true,"contextId":"c1"}` | [`TtsEvent::Flushed`] for each flush of that segment |
+//!
+//! Audio is asked for as `pcm_<rate>` at the options' sample rate when ElevenLabs has it
+//! (8, 16, 22.05, 24 or 44.1 kHz), otherwise at the next higher rate (or 44.1 kHz) and
+//! resampled; it is mono, copied into every channel of the options' format.
+//!
+//! When the server ends an idle connection (nothing flushed still to come, no unflushed text),
+//! the next text opens a new one. Otherwise a failure ends the session with one error event: a
+//! refused handshake by its status (401 and 403 are [`Error::Unauthenticated`]), an unreachable
+//! server or a connection cut mid-speech [`Error::Unavailable`], a message that is not JSON or
+//! audio that is not base64 [`Error::MalformedResponse`], an error message or close frame by
+//! what it says. The API key is sent as a sensitive header and never appears in `Debug` output
+//! or error messages.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use agentkit_core::{Error, Result};
+use agentkit_providers::{KeyRef, SecretString};
+use async_trait::async_trait;
+use base64::Engine as _;
+use futures::StreamExt;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message};
+use url::Url;
+
+use super::ws::{self, Ctx, Socket};
+use crate::audio::{AudioClip, AudioFormat, AudioFrame, Resampler};
+use crate::tts::{
+    TextToSpeech, TtsCommand, TtsEvent, TtsOptions, TtsStream, TtsStreamBackend, tts_channel,
+};
+
+/// ElevenLabs' API.
+pub const DEFAULT_BASE_URL: &str = "wss://api.elevenlabs.io";
+/// The model used when neither the provider nor the options name one.
+pub const DEFAULT_MODEL: &str = "eleven_flash_v2_5";
+/// The environment variable [`ElevenLabsTts::from_env`] reads.
+pub const API_KEY_ENV: &str = "ELEVENLABS_API_KEY";
+/// The PCM sample rates ElevenLabs produces (`pcm_<rate>`).
+pub const PCM_RATES: [u32; 5] = [8_000, 16_000, 22_050, 24_000, 44_100];
+
+/// The `pcm_<rate>` ElevenLabs is asked for to produce audio at `sample_rate`: the same rate
+/// when it has it, else the next higher one, else the highest.
+pub fn pcm_rate_for(sample_rate: u32) -> u32 {
+    PCM_RATES
+        .iter()
+        .copied()
+        .find(|&r| r >= sample_rate)
+        .unwrap_or(PCM_RATES[PCM_RATES.len() - 1])
+}
+
+/// ElevenLabs text-to-speech ([`TextToSpeech`]): streaming over the multi-context WebSocket,
+/// batch over HTTP. See the [module docs](self) for the wire format.
+///
+/// ```no_run
+/// use agentkit_voice::providers::elevenlabs::ElevenLabsTts;
+/// use agentkit_voice::{TextToSpeech, TtsEvent, TtsOptions};
+///
+/// # async fn run() -> agentkit_core::Result<()> {
+/// let tts = ElevenLabsTts::from_env("21m00Tcm4TlvDq8ikWAM")?;
+/// let mut stream = tts.stream(&TtsOptions::default()).await?;
+/// stream.push_text("reply-1", "Hello there. ").await?;
+/// stream.flush("reply-1").await?;
+/// while let Some(event) = stream.next().await {
+///     match event? {
+///         TtsEvent::Audio { frame, .. } => { /* play frame */ let _ = frame; }
+///         TtsEvent::Flushed { .. } => break,
+///         _ => {}
+///     }
+/// }
+/// // On barge-in: stream.cancel("reply-1").await?;
+/// stream.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct ElevenLabsTts {
+    ctx: Ctx,
+    base_url: String,
+    voice_id: String,
+    model: String,
+    voice_settings: Option<Value>,
+    inactivity_timeout: Option<Duration>,
+    keepalive: Duration,
+    query: Vec<(String, String)>,
+    connect_timeout: Duration,
+    close_timeout: Duration,
+    request_timeout: Duration,
+    http: OnceLock<reqwest::Client>,
+}
+
+impl std::fmt::Debug for ElevenLabsTts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let base = Url::parse(&self.base_url)
+            .map(|u| ws::shown_url(&u))
+            .unwrap_or_else(|_| ws::REDACTED.to_owned());
+        f.debug_struct("ElevenLabsTts")
+            .field("base_url", &base)
+            .field("voice_id", &self.voice_id)
+            .field("model", &self.model)
+            .field("api_key", &ws::REDACTED)
+            .field("keepalive", &self.keepalive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ElevenLabsTts {
+    /// A provider using `api_key`, speaking with `voice_id` (unless the options name a voice),
+    /// ElevenLabs' API and [`DEFAULT_MODEL`].
+    pub fn new(api_key: impl Into<SecretString>, voice_id: impl Into<String>) -> Self {
+        Self {
+            ctx: Ctx::new("elevenlabs", api_key.into()),
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            voice_id: voice_id.into(),
+            model: DEFAULT_MODEL.to_owned(),
+            voice_settings: None,
+            inactivity_timeout: None,
+            keepalive: Duration::from_secs(10),
+            query: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            http: OnceLock::new(),
+        }
+    }
+
+    /// A provider with the key a [`KeyRef`] names (an environment variable or a value).
+    pub fn from_key(key: &KeyRef, voice_id: impl Into<String>) -> Result<Self> {
+        Ok(Self::new(key.resolve()?, voice_id))
+    }
+
+    /// A provider with the key in `ELEVENLABS_API_KEY`; [`Error::InvalidConfig`] when unset.
+    pub fn from_env(voice_id: impl Into<String>) -> Result<Self> {
+        Self::from_key(&KeyRef::env(API_KEY_ENV), voice_id)
+    }
+
+    /// Another server (a proxy, a regional endpoint, a test server): `http(s)://` or
+    /// `ws(s)://`, the scheme follows the call (WebSocket for streams, HTTP for batch).
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// The model when the options name none (default [`DEFAULT_MODEL`]).
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// `voice_settings` sent when each context opens (`stability`, `similarity_boost`,
+    /// `style`, `use_speaker_boost`, `speed`); the options' speed is added to them.
+    pub fn with_voice_settings(mut self, settings: Value) -> Self {
+        self.voice_settings = Some(settings);
+        self
+    }
+
+    /// ElevenLabs' `inactivity_timeout` (how long an idle context lives; the server's default
+    /// is 20 s, its maximum 180 s).
+    pub fn with_inactivity_timeout(mut self, timeout: Duration) -> Self {
+        self.inactivity_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a context with unflushed text may go without a message before a
+    /// `KeepContextAlive` is sent (default 10 s; keep it under the inactivity timeout).
+    pub fn with_keepalive(mut self, interval: Duration) -> Self {
+        self.keepalive = interval;
+        self
+    }
+
+    /// An extra query parameter for the WebSocket (`language_code`, `auto_mode`, `seed`...).
+    pub fn with_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.query.push((name.into(), value.into()));
+        self
+    }
+
+    /// How long the WebSocket handshake may take (default 10 s).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long, after [`TtsCommand::Close`], to wait for the flushed audio and the server's
+    /// close (default 10 s; then the session ends with [`Error::Timeout`]).
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// How long a batch synthesis may take (default 120 s).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    fn voice<'a>(&'a self, options: &'a TtsOptions) -> &'a str {
+        options.voice.as_deref().unwrap_or(&self.voice_id)
+    }
+
+    fn settings(&self, options: &TtsOptions) -> Option<Value> {
+        let mut settings = self.voice_settings.clone();
+        if let Some(speed) = options.speed {
+            let obj = settings.get_or_insert_with(|| json!({}));
+            if let Some(map) = obj.as_object_mut() {
+                // Through the f32's shortest decimal form: 1.1, not 1.100000023841858.
+                let speed = speed.to_string().parse::<f64>().unwrap_or(f64::from(speed));
+                map.insert("speed".into(), json!(speed));
+            }
+        }
+        settings
+    }
+
+    fn url(&self, voice: &str, tail: Option<&str>, websocket: bool) -> Result<Url> {
+        if voice.trim().is_empty() {
+            return Err(Error::InvalidConfig(self.ctx.msg("no voice id")));
+        }
+        let mut url = ws::endpoint(&self.base_url, "", websocket)?;
+        url.path_segments_mut()
+            .map_err(|()| Error::InvalidConfig(self.ctx.msg("the base URL cannot have a path")))?
+            .pop_if_empty()
+            .extend(["v1", "text-to-speech", voice])
+            .extend(tail);
+        Ok(url)
+    }
+
+    fn client(&self) -> Result<&reqwest::Client> {
+        if let Some(c) = self.http.get() {
+            return Ok(c);
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .build()
+            .map_err(|e| Error::InvalidConfig(self.ctx.msg(format!("HTTP client: {e}"))))?;
+        Ok(self.http.get_or_init(|| client))
+    }
+}
+
+/// Mono samples copied into every channel of `format`, as a frame (`None` when empty).
+fn to_frame(format: AudioFormat, mono: Vec<i16>) -> Result<Option<AudioFrame>> {
+    if mono.is_empty() {
+        return Ok(None);
+    }
+    let channels = usize::from(format.channels);
+    let samples: Vec<i16> = if channels <= 1 {
+        mono
+    } else {
+        mono.iter()
+            .flat_map(|&s| std::iter::repeat_n(s, channels))
+            .collect()
+    };
+    AudioFrame::new(format, samples).map(Some)
+}
+
+#[async_trait]
+impl TextToSpeech for ElevenLabsTts {
+    fn name(&self) -> &str {
+        "elevenlabs"
+    }
+
+    /// `POST /v1/text-to-speech/{voice_id}?output_format=pcm_<rate>`, the raw PCM answer
+    /// resampled to the options' format when needed.
+    async fn synthesize(&self, text: &str, options: &TtsOptions) -> Result<AudioClip> {
+        let format = options.format;
+        if format.sample_rate == 0 || format.channels == 0 {
+            return Err(Error::InvalidInput(self.ctx.msg(format!(
+                "audio format {} Hz × {} channels",
+                format.sample_rate, format.channels
+            ))));
+        }
+        if text.trim().is_empty() {
+            return Ok(AudioClip::new(format));
+        }
+        let rate = pcm_rate_for(format.sample_rate);
+        let mut url = self.url(self.voice(options), None, false)?;
+        url.query_pairs_mut()
+            .append_pair("output_format", &format!("pcm_{rate}"));
+        let mut body = json!({
+            "text": text,
+            "model_id": options.model.as_deref().unwrap_or(&self.model),
+        });
+        if let Some(settings) = self.settings(options) {
+            body["voice_settings"] = settings;
+        }
+        let mut key = reqwest::header::HeaderValue::from_str(self.ctx.key.expose_secret())
+            .map_err(|_| {
+                Error::InvalidConfig(self.ctx.msg("the API key is not a valid HTTP header value"))
+            })?;
+        key.set_sensitive(true);
+        let response = self
+            .client()?
+            .post(url.clone())
+            .header("xi-api-key", key)
+            .json(&body)
+            .timeout(self.request_timeout)
+            .send()
+            .await
+            .map_err(|e| self.ctx.http_transport_error(e, &url))?;
+        if !response.status().is_success() {
+            return Err(self.ctx.http_error(response).await);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.ctx.http_transport_error(e, &url))?;
+        let samples: Vec<i16> = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let clip = AudioClip::from_samples(AudioFormat::mono(rate), samples)?
+            .resample(format.sample_rate)?;
+        match to_frame(format, clip.samples)? {
+            Some(frame) => AudioClip::from_samples(format, frame.samples().to_vec()),
+            None => Ok(AudioClip::new(format)),
+        }
+    }
+
+    /// Opens a streaming session; the connection is made by the session's task, so a refused
+    /// handshake is the stream's first (and last) event.
+    async fn stream(&self, options: &TtsOptions) -> Result<TtsStream> {
+        let format = options.format;
+        if format.sample_rate == 0 || format.channels == 0 {
+            return Err(Error::InvalidInput(self.ctx.msg(format!(
+                "audio format {} Hz × {} channels",
+                format.sample_rate, format.channels
+            ))));
+        }
+        if self.keepalive.is_zero() {
+            return Err(Error::InvalidConfig(
+                self.ctx.msg("the keep-alive interval must be above zero"),
+            ));
+        }
+        let rate = pcm_rate_for(format.sample_rate);
+        let mut url = self.url(self.voice(options), Some("multi-stream-input"), true)?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("model_id", options.model.as_deref().unwrap_or(&self.model));
+            q.append_pair("output_format", &format!("pcm_{rate}"));
+            if let Some(t) = self.inactivity_timeout {
+                q.append_pair("inactivity_timeout", &t.as_secs().clamp(1, 180).to_string());
+            }
+            for (k, v) in &self.query {
+                q.append_pair(k, v);
+            }
+        }
+        let (stream, backend) = tts_channel(64);
+        let session = Session {
+            ctx: self.ctx.clone(),
+            url,
+            wire_rate: rate,
+            format,
+            voice_settings: self.settings(options),
+            keepalive: self.keepalive,
+            connect_timeout: self.connect_timeout,
+            close_timeout: self.close_timeout,
+        };
+        tokio::spawn(session.run(backend));
+        Ok(stream)
+    }
+}
+
+/// One ElevenLabs context: a host context's text up to (and including) one flush.
+struct Segment {
+    host: String,
+    /// Order of creation, to find a host context's latest segment.
+    seq: u64,
+    /// Flushed and closed: only audio and `isFinal` are still to come.
+    flushed: bool,
+    /// Cancelled by the host: whatever still comes is dropped.
+    cancelled: bool,
+    /// `Flushed` events owed when `isFinal` arrives.
+    flushes: usize,
+    last_sent: Instant,
+    /// An odd byte left over from the previous audio chunk.
+    carry: Option<u8>,
+    resampler: Option<Resampler>,
+}
+
+/// The contexts of one connection.
+#[derive(Default)]
+struct Contexts {
+    segments: HashMap<String, Segment>,
+    /// Host context → its segment still taking text.
+    open: HashMap<String, String>,
+    seq: u64,
+}
+
+impl Contexts {
+    /// Whether anything is still to come: unflushed text or flushed audio not yet final.
+    fn pending(&self) -> bool {
+        self.segments.values().any(|s| !s.cancelled)
+    }
+
+    fn wire_id(&self, host: &str) -> String {
+        if !self.segments.contains_key(host) {
+            return host.to_owned();
+        }
+        (2u64..)
+            .map(|n| format!("{host}~{n}"))
+            .find(|id| !self.segments.contains_key(id))
+            .unwrap_or_else(|| host.to_owned())
+    }
+
+    /// The latest flushed segment of `host` still waiting for its `isFinal`.
+    fn latest_in_flight(&mut self, host: &str) -> Option<&mut Segment> {
+        self.segments
+            .values_mut()
+            .filter(|s| s.host == host && s.flushed && !s.cancelled)
+            .max_by_key(|s| s.seq)
+    }
+
+    /// When the next keep-alive is due.
+    fn next_keepalive(&self, every: Duration) -> Option<Instant> {
+        self.segments
+            .values()
+            .filter(|s| !s.flushed && !s.cancelled)
+            .map(|s| s.last_sent + every)
+            .min()
+    }
+}
+
+/// One streaming session's task.
+struct Session {
+    ctx: Ctx,
+    url: Url,
+    wire_rate: u32,
+    format: AudioFormat,
+    voice_settings: Option<Value>,
+    keepalive: Duration,
+    connect_timeout: Duration,
+    close_timeout: Duration,
+}
+
+/// What to do after a server message.
+enum Flow {
+    Continue,
+    /// The connection ended while nothing was pending: open another for the next text.
+    Idle,
+    /// The session is over (its error, if any, has been sent).
+    End,
+}
+
+/// The next message of the connection, if there is one (never ready otherwise).
+async fn next_message(
+    socket: &mut Option<Socket>,
+) -> Option<std::result::Result<Message, tungstenite::Error>> {
+    match socket.as_mut() {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    async fn connect(&self) -> Result<Socket> {
+        ws::connect(&self.ctx, &self.url, "xi-api-key", "", self.connect_timeout).await
+    }
+
+    async fn run(self, mut backend: TtsStreamBackend) {
+        let mut socket = match self.connect().await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                backend.fail(e).await;
+                return;
+            }
+        };
+        let mut contexts = Contexts::default();
+        let mut closing: Option<Instant> = None;
+        loop {
+            let keepalive_at = contexts.next_keepalive(self.keepalive);
+            let timer = closing.or(keepalive_at);
+            tokio::select! {
+                command = backend.commands.recv(), if closing.is_none() => {
+                    let result = match command {
+                        None => {
+                            if let Some(s) = socket.as_mut() {
+                                let _ = ws::send_json(&self.ctx, s, &json!({"close_socket": true})).await;
+                                ws::shut(s).await;
+                            }
+                            return;
+                        }
+                        Some(TtsCommand::Close) => {
+                            let Some(s) = socket.as_mut() else { return };
+                            closing = Some(Instant::now() + self.close_timeout);
+                            ws::send_json(&self.ctx, s, &json!({"close_socket": true})).await
+                        }
+                        Some(command) => {
+                            self.command(command, &mut socket, &mut contexts, &backend).await
+                        }
+                    };
+                    if let Err(e) = result {
+                        let e = match socket.as_mut() {
+                            Some(s) => ws::close_reason(&self.ctx, s, Duration::from_millis(500))
+                                .await
+                                .unwrap_or(e),
+                            None => e,
+                        };
+                        backend.fail(e).await;
+                        return;
+                    }
+                }
+                message = next_message(&mut socket) => {
+                    match self.on_message(message, &mut contexts, &backend, closing.is_some()).await {
+                        Flow::Continue => {}
+                        Flow::Idle => {
+                            if let Some(mut s) = socket.take() {
+                                ws::shut(&mut s).await;
+                            }
+                            contexts = Contexts::default();
+                        }
+                        Flow::End => {
+                            if let Some(s) = socket.as_mut() {
+                                ws::shut(s).await;
+                            }
+                            return;
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+                    if closing.is_some() {
+                        backend
+                            .fail(Error::Timeout(self.ctx.msg(format!(
+                                "the flushed audio did not end within {:?} of closing",
+                                self.close_timeout
+                            ))))
+                            .await;
+                        if let Some(s) = socket.as_mut() {
+                            ws::shut(s).await;
+                        }
+                        return;
+                    }
+                    if let Err(e) = self.keep_alive(&mut socket, &mut contexts).await {
+                        backend.fail(e).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `KeepContextAlive` for each open segment idle for the keep-alive interval.
+    async fn keep_alive(&self, socket: &mut Option<Socket>, contexts: &mut Contexts) -> Result<()> {
+        let Some(s) = socket.as_mut() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        for (wire, segment) in contexts.segments.iter_mut() {
+            if !segment.flushed && !segment.cancelled && segment.last_sent + self.keepalive <= now {
+                ws::send_json(&self.ctx, s, &json!({"text": "", "context_id": wire})).await?;
+                segment.last_sent = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    async fn command(
+        &self,
+        command: TtsCommand,
+        socket: &mut Option<Socket>,
+        contexts: &mut Contexts,
+        backend: &TtsStreamBackend,
+    ) -> Result<()> {
+        match command {
+            TtsCommand::Text { context, text } => {
+                if text.is_empty() {
+                    return Ok(());
+                }
+                if socket.is_none() {
+                    *socket = Some(self.connect().await?);
+                }
+                let Some(s) = socket.as_mut() else {
+                    return Ok(());
+                };
+                let wire = match contexts.open.get(&context) {
+                    Some(wire) => wire.clone(),
+                    None => {
+                        let wire = contexts.wire_id(&context);
+                        let mut init = json!({"text": " ", "context_id": wire});
+                        if let Some(settings) = &self.voice_settings {
+                            init["voice_settings"] = settings.clone();
+                        }
+                        ws::send_json(&self.ctx, s, &init).await?;
+                        let resampler = if self.wire_rate == self.format.sample_rate {
+                            None
+                        } else {
+                            Some(Resampler::new(
+                                AudioFormat::mono(self.wire_rate),
+                                self.format.sample_rate,
+                            )?)
+                        };
+                        contexts.seq += 1;
+                        contexts.segments.insert(
+                            wire.clone(),
+                            Segment {
+                                host: context.clone(),
+                                seq: contexts.seq,
+                                flushed: false,
+                                cancelled: false,
+                                flushes: 0,
+                                last_sent: Instant::now(),
+                                carry: None,
+                                resampler,
+                            },
+                        );
+                        contexts.open.insert(context, wire.clone());
+                        wire
+                    }
+                };
+                ws::send_json(&self.ctx, s, &json!({"text": text, "context_id": wire})).await?;
+                if let Some(segment) = contexts.segments.get_mut(&wire) {
+                    segment.last_sent = Instant::now();
+                }
+                Ok(())
+            }
+            TtsCommand::Flush { context } => {
+                if let (Some(wire), Some(s)) = (contexts.open.remove(&context), socket.as_mut()) {
+                    ws::send_json(&self.ctx, s, &json!({"context_id": wire, "flush": true}))
+                        .await?;
+                    ws::send_json(
+                        &self.ctx,
+                        s,
+                        &json!({"context_id": wire, "close_context": true}),
+                    )
+                    .await?;
+                    if let Some(segment) = contexts.segments.get_mut(&wire) {
+                        segment.flushed = true;
+                        segment.flushes += 1;
+                    }
+                } else if let Some(segment) = contexts.latest_in_flight(&context) {
+                    // Nothing new since the last flush: report it after that one's audio.
+                    segment.flushes += 1;
+                } else {
+                    backend.send(TtsEvent::Flushed { context }).await;
+                }
+                Ok(())
+            }
+            TtsCommand::Cancel { context } => {
+                if let (Some(wire), Some(s)) = (contexts.open.remove(&context), socket.as_mut()) {
+                    ws::send_json(
+                        &self.ctx,
+                        s,
+                        &json!({"context_id": wire, "close_context": true}),
+                    )
+                    .await?;
+                }
+                for segment in contexts.segments.values_mut() {
+                    if segment.host == context {
+                        segment.cancelled = true;
+                        segment.resampler = None;
+                    }
+                }
+                Ok(())
+            }
+            // Handled by the caller.
+            TtsCommand::Close => Ok(()),
+        }
+    }
+
+    async fn on_message(
+        &self,
+        message: Option<std::result::Result<Message, tungstenite::Error>>,
+        contexts: &mut Contexts,
+        backend: &TtsStreamBackend,
+        closing: bool,
+    ) -> Flow {
+        let failure = match message {
+            Some(Ok(Message::Text(text))) => {
+                match self.on_text(text.as_str(), contexts, backend).await {
+                    Ok(true) => return Flow::Continue,
+                    Ok(false) => return Flow::End,
+                    Err(e) => e,
+                }
+            }
+            // Pings are answered by the socket; ElevenLabs sends no binary messages.
+            Some(Ok(Message::Close(frame))) => {
+                if closing {
+                    return Flow::End;
+                }
+                if ws::is_normal_close(frame.as_ref()) && !contexts.pending() {
+                    return Flow::Idle;
+                }
+                self.ctx.close_error(frame.as_ref())
+            }
+            Some(Ok(_)) => return Flow::Continue,
+            Some(Err(e)) => {
+                if closing {
+                    return Flow::End;
+                }
+                if !contexts.pending() {
+                    return Flow::Idle;
+                }
+                self.ctx.transport_error(e)
+            }
+            None => {
+                if closing {
+                    return Flow::End;
+                }
+                if !contexts.pending() {
+                    return Flow::Idle;
+                }
+                self.ctx
+                    .unavailable("the connection was cut before the flushed audio arrived")
+            }
+        };
+        backend.fail(failure).await;
+        Flow::End
+    }
+
+    /// Handles a text message; `Ok(false)` when the host has gone.
+    async fn on_text(
+        &self,
+        text: &str,
+        contexts: &mut Contexts,
+        backend: &TtsStreamBackend,
+    ) -> Result<bool> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            self.ctx.malformed(format!(
+                "a message that is not JSON ({e}): {}",
+                ws::shorten(text, 200)
+            ))
+        })?;
+        if !value.is_object() {
+            return Err(self.ctx.malformed(format!(
+                "a message that is not a JSON object: {}",
+                ws::shorten(text, 200)
+            )));
+        }
+        if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
+            return Err(self.api_error(error, &value));
+        }
+        let Some(wire) = value
+            .get("contextId")
+            .or_else(|| value.get("context_id"))
+            .and_then(Value::as_str)
+        else {
+            return Ok(true);
+        };
+        let Some(segment) = contexts.segments.get_mut(wire) else {
+            // A context this session no longer knows (or never opened).
+            return Ok(true);
+        };
+        if let Some(audio) = value.get("audio").and_then(Value::as_str)
+            && !audio.is_empty()
+            && !segment.cancelled
+        {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(audio)
+                .map_err(|e| self.ctx.malformed(format!("audio that is not base64: {e}")))?;
+            let mut data = Vec::with_capacity(bytes.len() + 1);
+            data.extend(segment.carry.take());
+            data.extend_from_slice(&bytes);
+            if !data.len().is_multiple_of(2) {
+                segment.carry = data.pop();
+            }
+            let samples: Vec<i16> = data
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            let samples = match segment.resampler.as_mut() {
+                Some(r) => r.process(&samples)?,
+                None => samples,
+            };
+            if let Some(frame) = to_frame(self.format, samples)?
+                && !backend
+                    .send(TtsEvent::Audio {
+                        context: segment.host.clone(),
+                        frame,
+                    })
+                    .await
+            {
+                return Ok(false);
+            }
+        }
+        let is_final = value
+            .get("isFinal")
+            .or_else(|| value.get("is_final"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if is_final && let Some(mut segment) = contexts.segments.remove(wire) {
+            if contexts.open.get(&segment.host).is_some_and(|w| w == wire) {
+                contexts.open.remove(&segment.host);
+            }
+            if segment.cancelled {
+                return Ok(true);
+            }
+            if let Some(r) = segment.resampler.as_mut()
+                && let Some(frame) = to_frame(self.format, r.finish()?)?
+                && !backend
+                    .send(TtsEvent::Audio {
+                        context: segment.host.clone(),
+                        frame,
+                    })
+                    .await
+            {
+                return Ok(false);
+            }
+            for _ in 0..segment.flushes {
+                if !backend
+                    .send(TtsEvent::Flushed {
+                        context: segment.host.clone(),
+                    })
+                    .await
+                {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// An error message from the server (`{"error": "...", "message": "...", "code": 1008}`).
+    fn api_error(&self, error: &Value, value: &Value) -> Error {
+        let code = error.as_str().unwrap_or_default().to_ascii_lowercase();
+        let message = value
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| error.to_string());
+        let text = self.ctx.msg(format!("{message} ({code})"));
+        let lower = format!("{code} {}", message.to_ascii_lowercase());
+        if lower.contains("api_key") || lower.contains("api key") || lower.contains("unauthori") {
+            Error::Unauthenticated(text)
+        } else if lower.contains("quota") {
+            Error::PermissionDenied(text)
+        } else if lower.contains("rate_limit") || lower.contains("too_many") {
+            Error::RateLimited {
+                message: text,
+                retry_after: None,
+            }
+        } else if lower.contains("timeout") {
+            Error::Timeout(text)
+        } else {
+            Error::Server {
+                status: None,
+                message: text,
+            }
+        }
+    }
+}

@@ -16,3 +16,5 @@ pub mod elevenlabs;
 pub mod espeak;
 #[cfg(feature = "openai")]
 pub mod openai;
+#[cfg(any(feature = "deepgram", feature = "elevenlabs"))]
+mod ws;

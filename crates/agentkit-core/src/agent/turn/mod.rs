@@ -436,7 +436,15 @@ impl RunCtx<'_> {
             }
             let mut stream = slot.provider.stream(request).await?;
             let mut acc = StreamAccumulator::new();
-            while let Some(event) = stream.next().await {
+            loop {
+                // A cancelled run stops reading (and drops) the model's stream at once, so a
+                // voice barge-in or a host's stop ends the generation, not just the next step.
+                let next = tokio::select! {
+                    biased;
+                    () = self.cancel.cancelled() => return Err(Error::Cancelled),
+                    next = stream.next() => next,
+                };
+                let Some(event) = next else { break };
                 let event = event?;
                 if let StreamEvent::TextDelta(text) = &event {
                     delivered = true;
