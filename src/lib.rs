@@ -30,6 +30,10 @@
 //! | `cedar` | `policy_engine::cedar`: the Cedar policy backend |
 //! | `sqlite` | `sqlite`: the embedded SQLite store |
 //! | `postgres` | `postgres`: the Postgres store |
+//! | `workflow` | `workflow`: durable workflows, triggers and workers |
+//! | `rag`, `qdrant`, `rag-local` | `rag`: knowledge bases, vector stores, retrieval with citations; Qdrant; a local embedding model |
+//! | `voice` | `voice`: voice sessions (VAD, endpointing, barge-in, latency), audio, transports |
+//! | `voice-openai`, `voice-deepgram`, `voice-elevenlabs`, `voice-espeak` | `voice::providers::*`: OpenAI audio, Deepgram, ElevenLabs, espeak-ng |
 //!
 //! `#[async_trait]` is re-exported at the root ([`async_trait`]) for hosts implementing
 //! agentkit's traits, and `#[derive(Tool)]` / `#[tool]` find `agentkit::tools` on their own when
@@ -73,3 +77,9 @@ pub use agentkit_workflow as workflow;
 /// (`agentkit-rag`).
 #[cfg(feature = "rag")]
 pub use agentkit_rag as rag;
+
+/// Voice: speech-to-text → agent → text-to-speech sessions with VAD, endpointing, barge-in and
+/// latency metrics; speech providers behind `voice-*` features; WAV, resampling, µ-law and
+/// host transports (`agentkit-voice`).
+#[cfg(feature = "voice")]
+pub use agentkit_voice as voice;

@@ -19,6 +19,7 @@ pub mod providers;
 pub mod sentences;
 pub mod session;
 pub mod stt;
+pub mod transport;
 pub mod tts;
 pub mod vad;
 

@@ -1,7 +1,14 @@
 //! G.711 µ-law, the telephony codec (8 kHz, one byte per sample; Twilio media streams carry
 //! it base64-encoded).
 
+use agentkit_core::{Error, Result};
+
+use crate::audio::{AudioClip, AudioFormat, AudioFrame};
+
 const BIAS: i32 = 0x84;
+
+/// The µ-law code of silence (PCM 0): what pads a short telephony chunk.
+pub const SILENCE: u8 = 0xFF;
 const CLIP: i32 = 32_635;
 
 /// Encodes one PCM16 sample to µ-law.
@@ -40,9 +47,52 @@ pub fn decode(bytes: &[u8]) -> Vec<i16> {
     bytes.iter().map(|&b| decode_sample(b)).collect()
 }
 
+/// Decodes µ-law bytes to a frame of 8 kHz mono PCM16 ([`AudioFormat::TELEPHONY`]), one
+/// sample per byte.
+pub fn decode_frame(bytes: &[u8]) -> AudioFrame {
+    AudioClip {
+        format: AudioFormat::TELEPHONY,
+        samples: decode(bytes),
+    }
+    .to_frame()
+}
+
+/// Encodes a mono frame to µ-law bytes (G.711 is 8 kHz: resample first, for example with a
+/// [`transport::AudioConverter`](crate::transport::AudioConverter)); a frame of more than one
+/// channel is an [`Error::InvalidInput`].
+pub fn encode_frame(frame: &AudioFrame) -> Result<Vec<u8>> {
+    if frame.format().channels != 1 {
+        return Err(Error::InvalidInput(format!(
+            "µ-law carries mono audio, not {}",
+            frame.format()
+        )));
+    }
+    Ok(encode(frame.samples()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_round_trip_and_stereo_is_refused() {
+        let frame = decode_frame(&[0x80, SILENCE, 0x00]);
+        assert_eq!(frame.format(), AudioFormat::TELEPHONY);
+        assert_eq!(frame.samples(), &[32_124, 0, -32_124]);
+        assert_eq!(
+            encode_frame(&frame).expect("mono"),
+            vec![0x80, SILENCE, 0x00]
+        );
+        let stereo = AudioFrame::new(
+            AudioFormat {
+                sample_rate: 8_000,
+                channels: 2,
+            },
+            vec![0i16; 4],
+        )
+        .expect("frame");
+        assert!(encode_frame(&stereo).is_err());
+    }
 
     #[test]
     fn known_codes() {

@@ -1,20 +1,25 @@
 //! Deepgram live and batch transcription against local servers speaking Deepgram's wire format
-//! (a WebSocket server written here, `wiremock` for HTTP). No network, no key.
+//! (a WebSocket server written here, `wiremock` for HTTP), and the shared conformance suite
+//! against a fake Deepgram serving both APIs on one address. No network, no key.
 
 // The handshake callback's error type is tungstenite's (`http::Response`).
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentkit_core::ErrorKind;
 use agentkit_voice::providers::deepgram::DeepgramStt;
+use agentkit_voice::testkit::conformance::{SttCase, stt_suite};
+use agentkit_voice::testkit::speech;
 use agentkit_voice::{
     AudioClip, AudioFormat, AudioFrame, SpeechToText, SttEvent, SttOptions, SttStream,
 };
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -640,4 +645,241 @@ async fn transcribe_errors_are_typed_and_scrubbed() {
         .await
         .expect_err("not JSON");
     assert_eq!(e.kind(), ErrorKind::MalformedResponse);
+}
+
+/// An HTTP request read by hand: the request line, headers (names lowercase) and body.
+struct HttpRequest {
+    line: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// The head of the request waiting on `tcp`, lowercase, left unread (so a WebSocket handshake
+/// can still read it).
+async fn peek_head(tcp: &TcpStream) -> String {
+    let mut buf = vec![0u8; 16 * 1024];
+    for _ in 0..1000 {
+        let n = tcp.peek(&mut buf).await.expect("peek");
+        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        if let Some(end) = head.find("\r\n\r\n") {
+            return head[..end].to_owned();
+        }
+        if n == 0 {
+            return String::new();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("no complete request head");
+}
+
+/// Reads one HTTP/1.1 request with a `content-length` body.
+async fn read_http(tcp: &mut TcpStream) -> HttpRequest {
+    let mut reader = BufReader::new(tcp);
+    let mut line = String::new();
+    reader.read_line(&mut line).await.expect("request line");
+    let mut headers = HashMap::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).await.expect("header");
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').expect("a header line");
+        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    let length: usize = headers
+        .get("content-length")
+        .map_or(0, |v| v.parse().expect("content-length"));
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.expect("body");
+    HttpRequest {
+        line: line.trim_end().to_owned(),
+        headers,
+        body,
+    }
+}
+
+async fn write_http(tcp: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) {
+    let head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    tcp.write_all(body).await.expect("write");
+    tcp.shutdown().await.expect("shutdown");
+}
+
+/// What the fake Deepgram recognises: exactly this audio, as this text.
+struct Utterance {
+    clip: AudioClip,
+    text: String,
+}
+
+/// A server behaving like Deepgram for both APIs on one address, for any number of
+/// connections: `POST /v1/listen` transcribes a WAV body, a WebSocket on `/v1/listen` is a
+/// live session. Both check the `Token` key and recognise only the utterance's exact audio.
+async fn deepgram_vendor(utterance: Utterance) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let utterance = Arc::new(utterance);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let utterance = Arc::clone(&utterance);
+            tokio::spawn(async move {
+                let head = peek_head(&tcp).await;
+                if head.starts_with("get ") && head.contains("upgrade: websocket") {
+                    live_vendor(tcp, &utterance).await;
+                } else if !head.is_empty() {
+                    batch_vendor(tcp, &utterance).await;
+                }
+            });
+        }
+    });
+    base
+}
+
+/// `POST /v1/listen` as Deepgram answers it (the prerecorded response shape).
+async fn batch_vendor(mut tcp: TcpStream, utterance: &Utterance) {
+    let request = read_http(&mut tcp).await;
+    let authorized =
+        request.headers.get("authorization").map(String::as_str) == Some(&format!("Token {KEY}"));
+    if !request.line.starts_with("POST /v1/listen?") || !authorized {
+        let body = json!({"err_code": "INVALID_AUTH", "err_msg": "Invalid credentials.", "request_id": "r-9"});
+        write_http(
+            &mut tcp,
+            401,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+        .await;
+        return;
+    }
+    let wav = (request.headers.get("content-type").map(String::as_str) == Some("audio/wav"))
+        .then(|| AudioClip::from_wav_bytes(&request.body).ok())
+        .flatten();
+    let transcript = if wav.as_ref() == Some(&utterance.clip) {
+        utterance.text.as_str()
+    } else {
+        ""
+    };
+    let body = json!({
+        "metadata": {"request_id": "r-2", "duration": utterance.clip.duration().as_secs_f64(), "channels": 1},
+        "results": {"channels": [{"alternatives": [
+            {"transcript": transcript, "confidence": 0.97, "words": []}
+        ]}]}
+    });
+    write_http(
+        &mut tcp,
+        200,
+        "application/json",
+        body.to_string().as_bytes(),
+    )
+    .await;
+}
+
+/// A live session as Deepgram runs one: `SpeechStarted` at the first audio, an interim
+/// transcript halfway through the utterance, a `from_finalize` final at `Finalize` (the text
+/// only when exactly the utterance's audio was sent), and after `CloseStream` the closing
+/// `Metadata` and a normal close.
+async fn live_vendor(tcp: TcpStream, utterance: &Utterance) {
+    let callback = |request: &Request, response: Response| {
+        let seen = Handshake::of(request);
+        let ok = seen.path == "/v1/listen"
+            && seen.authorization.as_deref() == Some(&format!("Token {KEY}"))
+            && seen.query.get("encoding").map(String::as_str) == Some("linear16")
+            && seen.query.get("sample_rate").map(String::as_str) == Some("16000");
+        if ok {
+            Ok(response)
+        } else {
+            let refusal: ErrorResponse = http::Response::builder()
+                .status(401)
+                .body(Some("{\"err_code\":\"INVALID_AUTH\"}".to_owned()))
+                .expect("response");
+            Err(refusal)
+        }
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+        return;
+    };
+    let expected: Vec<u8> = utterance
+        .clip
+        .samples
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    let bytes_per_sec = f64::from(AudioFormat::SPEECH.sample_rate) * 2.0;
+    let mut heard: Vec<u8> = Vec::new();
+    let mut start = 0.0;
+    let mut interim_sent = false;
+    while let Some(Ok(message)) = ws.next().await {
+        match message {
+            Message::Binary(audio) => {
+                if heard.is_empty() {
+                    send_json(
+                        &mut ws,
+                        json!({"type": "SpeechStarted", "channel": [0], "timestamp": start}),
+                    )
+                    .await;
+                }
+                heard.extend_from_slice(&audio);
+                if !interim_sent && heard.len() * 2 >= expected.len() {
+                    interim_sent = true;
+                    let first = utterance.text.split_whitespace().next().unwrap_or_default();
+                    let duration = heard.len() as f64 / bytes_per_sec;
+                    send_json(&mut ws, results(first, false, false, start, duration)).await;
+                }
+            }
+            Message::Text(text) => {
+                let command: Value = serde_json::from_str(text.as_str()).expect("client JSON");
+                match command["type"].as_str() {
+                    Some("Finalize") => {
+                        let transcript = if heard == expected {
+                            utterance.text.as_str()
+                        } else {
+                            ""
+                        };
+                        let duration = heard.len() as f64 / bytes_per_sec;
+                        let mut done = results(transcript, true, false, start, duration);
+                        done["from_finalize"] = json!(true);
+                        send_json(&mut ws, done).await;
+                        start += duration;
+                        heard.clear();
+                        interim_sent = false;
+                    }
+                    Some("CloseStream") => {
+                        send_json(
+                            &mut ws,
+                            json!({"type": "Metadata", "request_id": "r-1", "duration": start}),
+                        )
+                        .await;
+                        let _ = ws.close(None).await;
+                    }
+                    Some("KeepAlive") => {}
+                    other => panic!("a message Deepgram does not know: {other:?}"),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The shared speech-to-text conformance suite against a server behaving like Deepgram (one
+/// address for the batch and the live API): the utterance is heard once in batch and once
+/// live, the live final arriving as Deepgram's answer to `Finalize` after an interim one, and
+/// the session ending cleanly after `CloseStream`.
+#[tokio::test]
+async fn passes_the_stt_conformance_suite() {
+    let mut clip = AudioClip::new(AudioFormat::SPEECH);
+    for f in speech(AudioFormat::SPEECH, Duration::from_millis(1200)) {
+        clip.push(&f).expect("one format");
+    }
+    let text = "What is the status of order 427?";
+    let base = deepgram_vendor(Utterance {
+        clip: clip.clone(),
+        text: text.to_owned(),
+    })
+    .await;
+    let stt: Arc<dyn SpeechToText> = Arc::new(DeepgramStt::new(KEY).with_base_url(&base));
+    stt_suite(stt, &SttCase::new(clip, "what is the status of order 427")).await;
 }

@@ -1,19 +1,24 @@
 //! ElevenLabs streaming and batch speech against local servers speaking ElevenLabs' wire format
-//! (a multi-context WebSocket server written here, `wiremock` for HTTP). No network, no key.
+//! (a multi-context WebSocket server written here, `wiremock` for HTTP), and the shared
+//! conformance suite against a fake ElevenLabs serving both APIs on one address. No network, no
+//! key.
 
 // The handshake callback's error type is tungstenite's (`http::Response`).
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentkit_core::ErrorKind;
 use agentkit_voice::providers::elevenlabs::{ElevenLabsTts, pcm_rate_for};
+use agentkit_voice::testkit::conformance::tts_suite;
 use agentkit_voice::{AudioFormat, TextToSpeech, TtsEvent, TtsOptions, TtsStream};
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -753,4 +758,237 @@ async fn synthesize_errors_are_typed_and_scrubbed() {
         !e.to_string().contains(KEY) && !format!("{e:?}").contains(KEY),
         "{e:?}"
     );
+}
+
+/// An HTTP request read by hand: the request line, headers (names lowercase) and body.
+struct HttpRequest {
+    line: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// The head of the request waiting on `tcp`, lowercase, left unread (so a WebSocket handshake
+/// can still read it).
+async fn peek_head(tcp: &TcpStream) -> String {
+    let mut buf = vec![0u8; 16 * 1024];
+    for _ in 0..1000 {
+        let n = tcp.peek(&mut buf).await.expect("peek");
+        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        if let Some(end) = head.find("\r\n\r\n") {
+            return head[..end].to_owned();
+        }
+        if n == 0 {
+            return String::new();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("no complete request head");
+}
+
+/// Reads one HTTP/1.1 request with a `content-length` body.
+async fn read_http(tcp: &mut TcpStream) -> HttpRequest {
+    let mut reader = BufReader::new(tcp);
+    let mut line = String::new();
+    reader.read_line(&mut line).await.expect("request line");
+    let mut headers = HashMap::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).await.expect("header");
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').expect("a header line");
+        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    let length: usize = headers
+        .get("content-length")
+        .map_or(0, |v| v.parse().expect("content-length"));
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.expect("body");
+    HttpRequest {
+        line: line.trim_end().to_owned(),
+        headers,
+        body,
+    }
+}
+
+async fn write_http(tcp: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) {
+    let head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    tcp.write_all(body).await.expect("write");
+    tcp.shutdown().await.expect("shutdown");
+}
+
+/// The `output_format=pcm_<rate>` of a request target.
+fn pcm_rate_in(target: &str) -> Option<u32> {
+    let query = target.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("output_format=pcm_"))?
+        .parse()
+        .ok()
+}
+
+/// What the fake speaks for `text`: 200 ms of a 250 Hz tone per word, as PCM16 at `rate`.
+fn spoken(text: &str, rate: u32) -> Vec<u8> {
+    let words = text.split_whitespace().count();
+    let n = rate as usize / 5 * words;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / rate as f32;
+            ((t * 250.0 * std::f32::consts::TAU).sin() * 8000.0) as i16
+        })
+        .flat_map(i16::to_le_bytes)
+        .collect()
+}
+
+/// A server behaving like ElevenLabs for both APIs on one address, for any number of
+/// connections: `POST /v1/text-to-speech/{voice}` answers raw PCM, a WebSocket on
+/// `.../multi-stream-input` is a multi-context session. Both check the `xi-api-key`.
+async fn elevenlabs_vendor() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let head = peek_head(&tcp).await;
+                if head.starts_with("get ") && head.contains("upgrade: websocket") {
+                    multi_context_vendor(tcp).await;
+                } else if !head.is_empty() {
+                    batch_vendor(tcp).await;
+                }
+            });
+        }
+    });
+    base
+}
+
+/// `POST /v1/text-to-speech/{voice}?output_format=pcm_<rate>` with `{"text", "model_id"}`:
+/// the speech as raw PCM at that rate.
+async fn batch_vendor(mut tcp: TcpStream) {
+    let request = read_http(&mut tcp).await;
+    let target = request
+        .line
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let authorized = request.headers.get("xi-api-key").map(String::as_str) == Some(KEY);
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let rate = pcm_rate_in(&target);
+    match (authorized, rate, body["text"].as_str()) {
+        (true, Some(rate), Some(text))
+            if target.starts_with(&format!("/v1/text-to-speech/{VOICE}?"))
+                && body["model_id"].is_string() =>
+        {
+            write_http(&mut tcp, 200, "audio/pcm", &spoken(text, rate)).await;
+        }
+        _ => {
+            let detail =
+                json!({"detail": {"status": "invalid_request", "message": "Invalid request."}});
+            write_http(
+                &mut tcp,
+                400,
+                "application/json",
+                detail.to_string().as_bytes(),
+            )
+            .await;
+        }
+    }
+}
+
+/// A multi-context session as ElevenLabs runs one: a context opens with its first text and
+/// buffers text; `flush` speaks the buffered text (audio in chunks that split samples);
+/// `close_context` drops unflushed text, ends the context with `isFinal` and refuses anything
+/// more for it; `close_socket` ends the session with a normal close.
+async fn multi_context_vendor(tcp: TcpStream) {
+    let mut rate = None;
+    let callback = |request: &Request, response: Response| {
+        let seen = Handshake::of(request);
+        rate = request
+            .uri()
+            .query()
+            .and_then(|q| pcm_rate_in(&format!("?{q}")));
+        if seen.path == format!("/v1/text-to-speech/{VOICE}/multi-stream-input")
+            && seen.api_key.as_deref() == Some(KEY)
+            && seen.query.contains_key("model_id")
+        {
+            Ok(response)
+        } else {
+            let refusal: ErrorResponse = http::Response::builder()
+                .status(401)
+                .body(Some(
+                    "{\"detail\":{\"status\":\"invalid_api_key\"}}".to_owned(),
+                ))
+                .expect("response");
+            Err(refusal)
+        }
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+        return;
+    };
+    let rate = rate.expect("output_format=pcm_<rate>");
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut buffered: HashMap<String, String> = HashMap::new();
+    let mut closed: HashSet<String> = HashSet::new();
+    while let Some(m) = recv(&mut ws).await {
+        if m.get("close_socket") == Some(&json!(true)) {
+            let _ = ws.close(None).await;
+            while recv(&mut ws).await.is_some() {}
+            return;
+        }
+        let Some(context) = m["context_id"].as_str().map(str::to_owned) else {
+            send(
+                &mut ws,
+                json!({"message": "context_id is required", "error": "invalid_request"}),
+            )
+            .await;
+            continue;
+        };
+        if closed.contains(&context) {
+            let message = format!("Context {context} has been closed.");
+            send(
+                &mut ws,
+                json!({"message": message, "error": "context_closed", "code": 1008}),
+            )
+            .await;
+            continue;
+        }
+        if let Some(text) = m["text"].as_str() {
+            buffered.entry(context).or_default().push_str(text);
+        } else if m.get("flush") == Some(&json!(true)) {
+            let text = buffered
+                .get_mut(&context)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            for chunk in spoken(&text, rate).chunks(4001) {
+                let message = json!({"audio": engine.encode(chunk), "isFinal": null, "normalizedAlignment": null, "alignment": null, "contextId": context});
+                send(&mut ws, message).await;
+            }
+        } else if m.get("close_context") == Some(&json!(true)) {
+            buffered.remove(&context);
+            closed.insert(context.clone());
+            send(&mut ws, final_of(&context)).await;
+        }
+    }
+}
+
+/// The shared text-to-speech conformance suite against a server behaving like ElevenLabs (one
+/// address for the batch and the streaming API), in the default format and in one ElevenLabs
+/// does not produce (48 kHz stereo, resampled and copied into both channels).
+#[tokio::test]
+async fn passes_the_tts_conformance_suite() {
+    let base = elevenlabs_vendor().await;
+    let tts: Arc<dyn TextToSpeech> = Arc::new(ElevenLabsTts::new(KEY, VOICE).with_base_url(&base));
+    let stereo = AudioFormat {
+        sample_rate: 48_000,
+        channels: 2,
+    };
+    for format in [AudioFormat::SPEECH, stereo] {
+        tts_suite(Arc::clone(&tts), &TtsOptions::new(format)).await;
+    }
 }

@@ -2,10 +2,12 @@
 //! installed (`apt-get install espeak-ng`), and fail instead when `CI=true`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentkit_core::ErrorKind;
 use agentkit_voice::providers::espeak::{EspeakTts, PROGRAM_ENV};
+use agentkit_voice::testkit::conformance::tts_suite;
 use agentkit_voice::tts::TtsEvent;
 use agentkit_voice::{AudioFormat, FRAME, TextToSpeech, TtsOptions};
 
@@ -125,6 +127,18 @@ async fn streaming_speaks_one_context_and_drops_the_cancelled_one() {
     assert_eq!(contexts, BTreeSet::from(["reply".to_owned()]));
     assert!(reply > Duration::from_millis(500), "{reply:?}");
     stream.close().await.expect("close");
+}
+
+/// The shared text-to-speech conformance suite, with the real program: batch speech, two
+/// flushed contexts and a cancel while espeak-ng is speaking, in the default and the telephony
+/// format.
+#[tokio::test]
+async fn passes_the_tts_conformance_suite() {
+    let Some(tts) = espeak() else { return };
+    let tts: Arc<dyn TextToSpeech> = Arc::new(tts);
+    for format in [AudioFormat::SPEECH, AudioFormat::TELEPHONY] {
+        tts_suite(Arc::clone(&tts), &TtsOptions::new(format)).await;
+    }
 }
 
 /// An explicit path to nothing, or a name not on `PATH`: invalid configuration that says how

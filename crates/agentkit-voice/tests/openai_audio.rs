@@ -1,13 +1,16 @@
 //! OpenAI audio against a local server speaking the documented wire format: multipart
-//! transcription requests, JSON speech requests answered with raw 24 kHz PCM, typed errors and
-//! a key that never leaks.
+//! transcription requests, JSON speech requests answered with raw 24 kHz PCM, typed errors, a
+//! key that never leaks, and the shared conformance suites.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentkit_core::{Error, ErrorKind};
 use agentkit_providers::{KeyRef, ProviderConfig, ProviderKind};
 use agentkit_voice::providers::openai::{OpenAiStt, OpenAiTts};
 use agentkit_voice::stt::SttEvent;
+use agentkit_voice::testkit::conformance::{SttCase, stt_suite, tts_suite};
+use agentkit_voice::testkit::speech;
 use agentkit_voice::tts::TtsEvent;
 use agentkit_voice::{
     AudioClip, AudioFormat, FRAME, SpeechToText, SttOptions, TextToSpeech, TtsOptions,
@@ -551,4 +554,84 @@ async fn nothing_to_do_makes_no_request() {
             .expect("recording")
             .is_empty()
     );
+}
+
+/// `duration` of the voiced test signal, frame by frame.
+fn speech_clip(format: AudioFormat, duration: Duration) -> AudioClip {
+    let mut clip = AudioClip::new(format);
+    for frame in speech(format, duration) {
+        clip.push(&frame).expect("one format");
+    }
+    clip
+}
+
+/// The conformance suite against a server that behaves like OpenAI: it recognises the
+/// utterance only in a well-formed multipart request whose WAV file is exactly the clip (else
+/// it hears nothing, `{"text": ""}`), and the suite's batch call and one streamed finalize make
+/// exactly one request each.
+#[tokio::test]
+async fn passes_the_stt_conformance_suite() {
+    let server = MockServer::start().await;
+    let clip = speech_clip(AudioFormat::SPEECH, Duration::from_millis(1200));
+    let said = "What is the status of order 427?";
+    let heard = clip.clone();
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/transcriptions"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(move |request: &Request| {
+            let parts = multipart(request);
+            let wav = field(&parts, "file").and_then(|f| AudioClip::from_wav_bytes(&f.body).ok());
+            let text = if wav.as_ref() == Some(&heard)
+                && field(&parts, "model").is_some_and(|m| m.text() == "gpt-4o-mini-transcribe")
+            {
+                said
+            } else {
+                ""
+            };
+            ResponseTemplate::new(200).set_body_json(json!({
+                "text": text,
+                "usage": {"type": "tokens", "input_tokens": 14, "output_tokens": 9, "total_tokens": 23}
+            }))
+        })
+        .expect(2)
+        .mount(&server)
+        .await;
+    let stt: Arc<dyn SpeechToText> =
+        Arc::new(OpenAiStt::from_config(&config(&server, "gpt-4o-mini-transcribe")).expect("stt"));
+    stt_suite(stt, &SttCase::new(clip, "what is the status of order 427")).await;
+}
+
+/// The conformance suite against a server that behaves like OpenAI: `/audio/speech` answers a
+/// well-formed request for `pcm` with raw 24 kHz PCM, 250 ms of a tone per word of the input
+/// (the audio's length follows the text), in both the default and the telephony format.
+#[tokio::test]
+async fn passes_the_tts_conformance_suite() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/speech"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .and(header("content-type", "application/json"))
+        .respond_with(|request: &Request| {
+            let body: Value = request.body_json().expect("JSON body");
+            if body["response_format"] != "pcm" || body["voice"] != "alloy" {
+                return ResponseTemplate::new(400).set_body_json(json!({
+                    "error": {"message": "unexpected request", "type": "invalid_request_error"}
+                }));
+            }
+            let words = body["input"]
+                .as_str()
+                .unwrap_or_default()
+                .split_whitespace()
+                .count();
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "audio/pcm")
+                .set_body_bytes(pcm_bytes(&tone(24_000, 0.25 * words as f32)))
+        })
+        .mount(&server)
+        .await;
+    let tts: Arc<dyn TextToSpeech> =
+        Arc::new(OpenAiTts::from_config(&config(&server, "gpt-4o-mini-tts")).expect("tts"));
+    for format in [AudioFormat::SPEECH, AudioFormat::TELEPHONY] {
+        tts_suite(Arc::clone(&tts), &TtsOptions::new(format)).await;
+    }
 }
