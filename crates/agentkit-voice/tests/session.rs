@@ -550,3 +550,28 @@ async fn an_uninterruptible_notice_plays_to_the_end() {
     // The notice (9 words) and the answer (1 word) both played whole.
     assert_eq!(audio_played(&all), ms(10 * 100));
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_every_input_handle_closes_the_session_after_the_last_turn() {
+    let model = ScriptedModel::new([ScriptedResponse::text("Goodbye.")]);
+    let stt = ScriptedStt::new(["Thanks, that's all."]);
+    let session = VoiceSession::new(
+        agent(Arc::new(model), store()),
+        Arc::new(stt),
+        Arc::new(ScriptedTts::default()),
+        "acme",
+        "call-8",
+    )
+    .expect("session")
+    .with_config(config());
+    let (input, events) = session.start().await.expect("start");
+    let all = drain(events);
+    say_words(&input, ms(600), ms(400)).await;
+    drop(input);
+    let all = tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("the session ends once its input is gone")
+        .expect("events");
+    assert_eq!(turns(&all)[0].reply, "Goodbye.");
+    assert!(matches!(all.last(), Some((_, VoiceEvent::Ended(Ok(()))))));
+}

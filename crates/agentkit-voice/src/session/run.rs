@@ -86,6 +86,8 @@ pub(super) struct Session {
     carry_over: String,
     seq: u64,
     closing: bool,
+    /// Whether the host can still send input (false once every `VoiceInput` is dropped).
+    input_open: bool,
     stt_done: bool,
 }
 
@@ -127,6 +129,7 @@ impl Session {
             carry_over: String::new(),
             seq: 0,
             closing: false,
+            input_open: true,
             stt_done: false,
         }
     }
@@ -193,10 +196,11 @@ impl Session {
                 .filter(|t| !t.agent_done)
                 .map(|t| &mut t.rx);
             tokio::select! {
-                input = self.input.recv() => match input {
+                input = self.input.recv(), if self.input_open => match input {
                     Some(Input::Audio(frame)) => self.on_audio(frame).await,
                     Some(Input::Say { text, interruptible }) => self.say(&text, interruptible).await,
                     Some(Input::Close) | None => {
+                        self.input_open &= input.is_some();
                         if !self.closing {
                             self.closing = true;
                             let _ = self.stt_tx.send(SttCommand::Close).await;
