@@ -5,7 +5,7 @@
 //!
 //! - `pipeline_turn`: one voice turn, from the user's stop (as the VAD dates it) to the
 //!   reply's first audio, minus the configured waits (the VAD's 20 ms stop hangover; the
-//!   endpointing delays are zero). What is left is the pipeline's own cost across its stages
+//!   endpointing minimum is zero). What is left is the pipeline's own cost across its stages
 //!   (VAD, STT stream, endpointing, agent turn, sentence chunking, TTS stream).
 //! - `baseline_agent_first_token`: the same agent and store alone, from `run_stream` to the
 //!   first text delta: the part of a turn that is not voice.
@@ -53,7 +53,8 @@ fn config() -> VoiceConfig {
     c.vad = VadConfig::default()
         .with_start(Duration::from_millis(40))
         .with_stop(HANGOVER);
-    c.endpointing = EndpointingConfig::new(Duration::ZERO, Duration::ZERO);
+    // No endpointing wait once the transcript is in (the maximum only bounds the wait for it).
+    c.endpointing = EndpointingConfig::new(Duration::ZERO, Duration::from_secs(1));
     let mut i = InterruptionConfig::default();
     i.enabled = false;
     c.interruptions = i;

@@ -14,6 +14,14 @@ use crate::stt::{
 };
 use crate::tts::{self, TextToSpeech, TtsOptions, TtsStream};
 
+/// Sleeps unless `d` is zero (a zero sleep still waits for the timer wheel's next tick, about
+/// a millisecond, which a zero-delay provider must not add).
+async fn pause(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -94,7 +102,7 @@ impl SpeechToText for ScriptedStt {
     }
 
     async fn transcribe(&self, audio: &AudioClip, _options: &SttOptions) -> Result<Transcript> {
-        tokio::time::sleep(self.state.final_delay).await;
+        pause(self.state.final_delay).await;
         Ok(Transcript::new(self.next_line()).with_timing(Duration::ZERO, audio.duration()))
     }
 
@@ -154,7 +162,7 @@ impl SpeechToText for ScriptedStt {
                     SttCommand::Finalize | SttCommand::Close => {
                         let close = matches!(command, SttCommand::Close);
                         if !voiced.is_zero() {
-                            tokio::time::sleep(this.state.final_delay).await;
+                            pause(this.state.final_delay).await;
                             let line = this.next_line();
                             let t = Transcript::new(line).with_timing(audio - voiced, voiced);
                             if !backend.send(SttEvent::Final(t)).await
@@ -221,7 +229,7 @@ impl TextToSpeech for ScriptedTts {
     }
 
     async fn synthesize(&self, text: &str, options: &TtsOptions) -> Result<AudioClip> {
-        tokio::time::sleep(self.state.first_audio_delay).await;
+        pause(self.state.first_audio_delay).await;
         lock(&self.state.spoken).push(text.trim().to_owned());
         let words = text.split_whitespace().count() as u32;
         let format: AudioFormat = options.format;
