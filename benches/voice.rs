@@ -166,6 +166,9 @@ fn percentiles(mut v: Vec<Duration>) -> [Duration; 3] {
     [at(0.50), at(0.95), at(0.99)]
 }
 
+/// How one stage's overhead is read off a turn's latency.
+type Stage = fn(&TurnLatency) -> Duration;
+
 fn report(turns: &[TurnLatency]) {
     if turns.is_empty() {
         return;
@@ -174,7 +177,7 @@ fn report(turns: &[TurnLatency]) {
         "\nvoice pipeline overhead over {} turns (p50 / p95 / p99, ms):",
         turns.len()
     );
-    let rows: [(&str, fn(&TurnLatency) -> Duration); 6] = [
+    let rows: [(&str, Stage); 6] = [
         ("stt (stop → final, minus the hangover)", |l| {
             l.stt.saturating_sub(HANGOVER)
         }),

@@ -170,7 +170,7 @@ pub enum VoiceEvent {
     /// A false interruption: the reply goes on.
     Resumed,
     /// A tool call waits for a human.
-    ApprovalRequired(ApprovalRequest),
+    ApprovalRequired(Box<ApprovalRequest>),
     /// A turn ended.
     TurnCompleted(TurnReport),
     /// Something failed that did not end the session (a turn's run, usage recording).

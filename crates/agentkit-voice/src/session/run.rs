@@ -446,7 +446,8 @@ impl Session {
             }
             Some(Ok(AgentEvent::ApprovalRequired(request))) => {
                 say_approval = !std::mem::replace(&mut turn.approval_said, true);
-                self.emit(VoiceEvent::ApprovalRequired(request)).await;
+                self.emit(VoiceEvent::ApprovalRequired(Box::new(request)))
+                    .await;
             }
             Some(Ok(AgentEvent::Done(outcome))) => {
                 turn.agent_done = true;
