@@ -335,19 +335,25 @@ impl AudioClip {
     /// The clip down-mixed to mono (channels averaged).
     pub fn to_mono(&self) -> Self {
         let format = self.format();
-        if format.channels == 1 {
-            return self.clone();
-        }
-        let n = usize::from(format.channels);
-        let samples = self
-            .samples
-            .chunks_exact(n)
-            .map(|c| (c.iter().map(|&s| i32::from(s)).sum::<i32>() / n as i32) as i16)
-            .collect();
         Self {
             format: AudioFormat::mono(format.sample_rate),
-            samples,
+            samples: remix(&self.samples, format.channels, 1),
         }
+    }
+
+    /// The clip with `channels` channels: the audio, mixed down to mono when it has more than
+    /// one channel, copied into every channel (mono into stereo: `[1, 2]` becomes
+    /// `[1, 1, 2, 2]`). The same channel count is the clip as it is; no channel (`0`) is an
+    /// [`Error::InvalidInput`].
+    pub fn to_channels(&self, channels: u16) -> Result<Self> {
+        let format = self.format();
+        Self::from_samples(
+            AudioFormat {
+                sample_rate: format.sample_rate,
+                channels,
+            },
+            remix(&self.samples, format.channels, channels),
+        )
     }
 
     /// The clip at another sample rate (band-limited FFT resampling, `rubato`).
@@ -372,6 +378,22 @@ impl AudioClip {
 
 fn f32_to_i16(v: f32) -> i16 {
     (v.clamp(-1.0, 1.0) * 32767.0).round() as i16
+}
+
+/// Interleaved samples of `from` channels as `to` channels: averaged to mono, then copied
+/// into each channel (the samples as they are when the counts are the same).
+pub(crate) fn remix(samples: &[i16], from: u16, to: u16) -> Vec<i16> {
+    if from == to {
+        return samples.to_vec();
+    }
+    let (from, to) = (usize::from(from), usize::from(to));
+    let mut out = Vec::with_capacity(samples.len() / from * to);
+    for frame in samples.chunks_exact(from) {
+        let sum: i32 = frame.iter().map(|&s| i32::from(s)).sum();
+        let mono = (sum / from as i32) as i16;
+        out.extend(std::iter::repeat_n(mono, to));
+    }
+    out
 }
 
 fn wav_error(what: &str, e: hound::Error) -> Error {
@@ -453,11 +475,7 @@ impl Resampler {
                 .iter_mut()
                 .map(|p| p.drain(..need).collect())
                 .collect();
-            let res = self
-                .inner
-                .process(&chunk, None)
-                .map_err(|e| Error::InvalidInput(format!("resampler: {e}")))?;
-            self.emit(&res, &mut out);
+            self.run(&chunk, &mut out)?;
         }
         Ok(out)
     }
@@ -482,11 +500,7 @@ impl Resampler {
                     c
                 })
                 .collect();
-            let res = self
-                .inner
-                .process(&chunk, None)
-                .map_err(|e| Error::InvalidInput(format!("resampler: {e}")))?;
-            self.emit(&res, &mut out);
+            self.run(&chunk, &mut out)?;
         }
         let extra = self.produced.saturating_sub(expected);
         out.truncate(out.len() - (extra * self.channels).min(out.len()));
@@ -494,16 +508,23 @@ impl Resampler {
         Ok(out)
     }
 
-    fn emit(&mut self, res: &[Vec<f32>], out: &mut Vec<i16>) {
+    /// Resamples one whole chunk (per channel) and appends the output, past the delay, to `out`.
+    fn run(&mut self, chunk: &[Vec<f32>], out: &mut Vec<i16>) -> Result<()> {
+        use rubato::Resampler as _;
+        let res = self
+            .inner
+            .process(chunk, None)
+            .map_err(|e| Error::InvalidInput(format!("resampler: {e}")))?;
         let n = res[0].len();
         let skip = self.delay.min(n);
         self.delay -= skip;
         for i in skip..n {
-            for ch in res {
+            for ch in &res {
                 out.push(f32_to_i16(ch[i]));
             }
         }
         self.produced += n - skip;
+        Ok(())
     }
 }
 
@@ -542,6 +563,29 @@ mod tests {
         // The level is kept (no delay-induced silence at the start).
         assert!(out.to_frame().level_dbfs() > clip.to_frame().level_dbfs() - 1.0);
         assert!(level_dbfs(&out.samples[..400]) > -20.0);
+    }
+
+    #[test]
+    fn channels_are_copied_and_mixed() {
+        let mono = AudioClip::from_samples(AudioFormat::mono(16_000), vec![1, 2]).expect("clip");
+        let stereo = mono.to_channels(2).expect("stereo");
+        assert_eq!(stereo.samples, vec![1, 1, 2, 2]);
+        assert_eq!(
+            stereo.format,
+            AudioFormat {
+                sample_rate: 16_000,
+                channels: 2
+            }
+        );
+        assert_eq!(stereo.duration(), mono.duration());
+        assert_eq!(mono.to_channels(1).expect("mono"), mono);
+        let mixed = AudioClip::from_samples(stereo.format, vec![100, 300, -10, -20])
+            .expect("clip")
+            .to_channels(3)
+            .expect("three");
+        assert_eq!(mixed.samples, vec![200, 200, 200, -15, -15, -15]);
+        assert_eq!(stereo.to_mono(), mono);
+        assert!(mono.to_channels(0).is_err());
     }
 
     #[test]

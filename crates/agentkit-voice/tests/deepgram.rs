@@ -5,8 +5,8 @@
 // The handshake callback's error type is tungstenite's (`http::Response`).
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
-use std::future::Future;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,93 +17,19 @@ use agentkit_voice::testkit::speech;
 use agentkit_voice::{
     AudioClip, AudioFormat, AudioFrame, SpeechToText, SttEvent, SttOptions, SttStream,
 };
+use common::{
+    Handshake, Ws, le_bytes, next_error, next_event, read_http, refusal, refuse, send_json, serve,
+    vendor, within, write_json,
+};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const KEY: &str = "dg-test-key-6f1c2a9e";
-
-type Ws = WebSocketStream<TcpStream>;
-
-/// What the client's handshake asked for.
-#[derive(Debug, Clone)]
-struct Handshake {
-    path: String,
-    query: HashMap<String, String>,
-    authorization: Option<String>,
-}
-
-impl Handshake {
-    fn of(request: &Request) -> Self {
-        let query = request
-            .uri()
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Self {
-            path: request.uri().path().to_owned(),
-            query,
-            authorization: request
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        }
-    }
-}
-
-/// A server for one connection: records the handshake, then runs `script` on the socket.
-async fn serve<F, Fut, R>(script: F) -> (String, tokio::task::JoinHandle<(Handshake, R)>)
-where
-    F: FnOnce(Ws) -> Fut + Send + 'static,
-    Fut: Future<Output = R> + Send,
-    R: Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("ws://{}", listener.local_addr().expect("addr"));
-    let handle = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.expect("accept");
-        let mut seen = None;
-        let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
-            seen = Some(Handshake::of(req));
-            Ok(resp)
-        })
-        .await
-        .expect("handshake");
-        let out = script(ws).await;
-        (seen.expect("handshake seen"), out)
-    });
-    (base, handle)
-}
-
-/// A server refusing the handshake with `status` and `body`.
-async fn refuse(status: u16, body: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("ws://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.expect("accept");
-        let _ = tokio_tungstenite::accept_hdr_async(tcp, move |_: &Request, _: Response| {
-            let refusal: ErrorResponse = http::Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(Some(body))
-                .expect("response");
-            Err(refusal)
-        })
-        .await;
-    });
-    base
-}
 
 /// The next data or close message the client sent (pings skipped).
 async fn next_message(ws: &mut Ws) -> Message {
@@ -120,12 +46,6 @@ fn text_json(message: &Message) -> Option<Value> {
         Message::Text(t) => Some(serde_json::from_str(t.as_str()).expect("client JSON")),
         _ => None,
     }
-}
-
-async fn send_json(ws: &mut Ws, value: Value) {
-    ws.send(Message::text(value.to_string()))
-        .await
-        .expect("send");
 }
 
 fn results(
@@ -152,26 +72,13 @@ fn frame(samples: &[i16]) -> AudioFrame {
     AudioFrame::new(AudioFormat::SPEECH, samples.to_vec()).expect("frame")
 }
 
-/// Runs `f`, failing the test instead of hanging.
-async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(20), f)
+/// A stream of the default options to the server at `base`.
+async fn open(base: &str) -> SttStream {
+    DeepgramStt::new(KEY)
+        .with_base_url(base)
+        .stream(&SttOptions::default())
         .await
-        .expect("the test hung")
-}
-
-async fn next_event(stream: &mut SttStream) -> SttEvent {
-    stream
-        .next()
-        .await
-        .expect("an event")
-        .expect("not an error")
-}
-
-async fn next_error(stream: &mut SttStream) -> agentkit_core::Error {
-    match stream.next().await.expect("an event") {
-        Err(e) => e,
-        Ok(event) => panic!("expected an error, got {event:?}"),
-    }
+        .expect("stream")
 }
 
 fn transcript_of(event: &SttEvent) -> (&'static str, String) {
@@ -225,8 +132,7 @@ async fn streams_audio_and_maps_results_in_order() {
             got
         })
         .await;
-        let stt = DeepgramStt::new(KEY).with_base_url(&base);
-        let mut stream = stt.stream(&SttOptions::default()).await.expect("stream");
+        let mut stream = open(&base).await;
         let a = frame(&[1, -2, 300, i16::MIN]);
         let b = frame(&[i16::MAX, 0, -1]);
         stream.push(a.clone()).await.expect("push");
@@ -234,7 +140,7 @@ async fn streams_audio_and_maps_results_in_order() {
 
         let mut events = Vec::new();
         for _ in 0..4 {
-            events.push(next_event(&mut stream).await);
+            events.push(next_event(stream.next()).await);
         }
         stream.close().await.expect("close");
         while let Some(event) = stream.next().await {
@@ -266,7 +172,7 @@ async fn streams_audio_and_maps_results_in_order() {
         let (handshake, got) = server.await.expect("server");
         assert_eq!(handshake.path, "/v1/listen");
         assert_eq!(
-            handshake.authorization.as_deref(),
+            handshake.header("authorization"),
             Some(format!("Token {KEY}").as_str())
         );
         for (k, v) in [
@@ -279,11 +185,7 @@ async fn streams_audio_and_maps_results_in_order() {
             ("utterance_end_ms", "1000"),
             ("punctuate", "true"),
         ] {
-            assert_eq!(
-                handshake.query.get(k).map(String::as_str),
-                Some(v),
-                "query {k}"
-            );
+            assert_eq!(handshake.param(k), Some(v), "query {k}");
         }
         assert_eq!(got[0], Message::binary(a.to_le_bytes()));
         assert_eq!(got[1], Message::binary(b.to_le_bytes()));
@@ -315,10 +217,10 @@ async fn finalize_sends_finalize_and_ends_the_utterance() {
         stream.push(frame(&[5; 320])).await.expect("push");
         stream.finalize().await.expect("finalize");
         assert_eq!(
-            transcript_of(&next_event(&mut stream).await),
+            transcript_of(&next_event(stream.next()).await),
             ("final", "done".into())
         );
-        assert_eq!(next_event(&mut stream).await, SttEvent::UtteranceEnd);
+        assert_eq!(next_event(stream.next()).await, SttEvent::UtteranceEnd);
         stream.close().await.expect("close");
         assert!(stream.next().await.is_none());
 
@@ -327,18 +229,9 @@ async fn finalize_sends_finalize_and_ends_the_utterance() {
         assert!(finalize.is_text(), "Finalize is a text frame");
         assert_eq!(text_json(&finalize), Some(json!({"type": "Finalize"})));
         assert_eq!(text_json(&close), Some(json!({"type": "CloseStream"})));
-        assert_eq!(
-            handshake.query.get("model").map(String::as_str),
-            Some("nova-2")
-        );
-        assert_eq!(
-            handshake.query.get("language").map(String::as_str),
-            Some("de")
-        );
-        assert_eq!(
-            handshake.query.get("smart_format").map(String::as_str),
-            Some("true")
-        );
+        assert_eq!(handshake.param("model"), Some("nova-2"));
+        assert_eq!(handshake.param("language"), Some("de"));
+        assert_eq!(handshake.param("smart_format"), Some("true"));
     })
     .await;
 }
@@ -405,14 +298,13 @@ async fn a_connection_cut_mid_utterance_is_one_unavailable_error() {
             drop(ws);
         })
         .await;
-        let stt = DeepgramStt::new(KEY).with_base_url(&base);
-        let mut stream = stt.stream(&SttOptions::default()).await.expect("stream");
+        let mut stream = open(&base).await;
         stream.push(frame(&[1; 160])).await.expect("push");
         assert_eq!(
-            transcript_of(&next_event(&mut stream).await),
+            transcript_of(&next_event(stream.next()).await),
             ("interim", "half a sen".into())
         );
-        let e = next_error(&mut stream).await;
+        let e = next_error(stream.next()).await;
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
         assert!(stream.next().await.is_none(), "one error, then the end");
         let e = stream
@@ -430,9 +322,8 @@ async fn a_refused_handshake_is_unauthenticated_without_the_key() {
     within(async {
         let body = json!({"err_code": "INVALID_AUTH", "err_msg": format!("Invalid credentials: {KEY}"), "request_id": "r-9"});
         let base = refuse(401, body.to_string()).await;
-        let stt = DeepgramStt::new(KEY).with_base_url(&base);
-        let mut stream = stt.stream(&SttOptions::default()).await.expect("stream");
-        let e = next_error(&mut stream).await;
+        let mut stream = open(&base).await;
+        let e = next_error(stream.next()).await;
         assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
         assert!(e.to_string().contains("Invalid credentials"), "{e}");
         assert!(!e.to_string().contains(KEY), "{e}");
@@ -444,12 +335,8 @@ async fn a_refused_handshake_is_unauthenticated_without_the_key() {
         );
 
         let base = refuse(403, "{}".into()).await;
-        let mut stream = DeepgramStt::new(KEY)
-            .with_base_url(&base)
-            .stream(&SttOptions::default())
-            .await
-            .expect("stream");
-        assert_eq!(next_error(&mut stream).await.kind(), ErrorKind::Unauthenticated);
+        let mut stream = open(&base).await;
+        assert_eq!(next_error(stream.next()).await.kind(), ErrorKind::Unauthenticated);
     })
     .await;
 }
@@ -460,12 +347,8 @@ async fn an_unreachable_server_is_unavailable() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("ws://{}", listener.local_addr().expect("addr"));
         drop(listener);
-        let mut stream = DeepgramStt::new(KEY)
-            .with_base_url(&base)
-            .stream(&SttOptions::default())
-            .await
-            .expect("stream");
-        let e = next_error(&mut stream).await;
+        let mut stream = open(&base).await;
+        let e = next_error(stream.next()).await;
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
         assert!(stream.next().await.is_none());
     })
@@ -488,13 +371,9 @@ async fn malformed_json_is_a_malformed_response() {
             }
         })
         .await;
-        let mut stream = DeepgramStt::new(KEY)
-            .with_base_url(&base)
-            .stream(&SttOptions::default())
-            .await
-            .expect("stream");
+        let mut stream = open(&base).await;
         stream.push(frame(&[1; 160])).await.expect("push");
-        let e = next_error(&mut stream).await;
+        let e = next_error(stream.next()).await;
         assert_eq!(e.kind(), ErrorKind::MalformedResponse, "{e}");
         assert!(stream.next().await.is_none());
         server.await.expect("server");
@@ -515,13 +394,9 @@ async fn an_error_close_is_typed_by_its_reason() {
             .expect("close");
         })
         .await;
-        let mut stream = DeepgramStt::new(KEY)
-            .with_base_url(&base)
-            .stream(&SttOptions::default())
-            .await
-            .expect("stream");
+        let mut stream = open(&base).await;
         stream.push(frame(&[1; 160])).await.expect("push");
-        let e = next_error(&mut stream).await;
+        let e = next_error(stream.next()).await;
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
         assert!(e.to_string().contains("DATA-0000"), "{e}");
         assert!(stream.next().await.is_none());
@@ -544,14 +419,10 @@ async fn audio_of_another_format_is_refused() {
             got
         })
         .await;
-        let mut stream = DeepgramStt::new(KEY)
-            .with_base_url(&base)
-            .stream(&SttOptions::default())
-            .await
-            .expect("stream");
+        let mut stream = open(&base).await;
         let phone = AudioFrame::new(AudioFormat::TELEPHONY, vec![1i16; 160]).expect("frame");
         stream.push(phone).await.expect("push");
-        let e = next_error(&mut stream).await;
+        let e = next_error(stream.next()).await;
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
         assert!(stream.next().await.is_none());
         let (_, got) = server.await.expect("server");
@@ -647,69 +518,6 @@ async fn transcribe_errors_are_typed_and_scrubbed() {
     assert_eq!(e.kind(), ErrorKind::MalformedResponse);
 }
 
-/// An HTTP request read by hand: the request line, headers (names lowercase) and body.
-struct HttpRequest {
-    line: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// The head of the request waiting on `tcp`, lowercase, left unread (so a WebSocket handshake
-/// can still read it).
-async fn peek_head(tcp: &TcpStream) -> String {
-    let mut buf = vec![0u8; 16 * 1024];
-    for _ in 0..1000 {
-        let n = tcp.peek(&mut buf).await.expect("peek");
-        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-        if let Some(end) = head.find("\r\n\r\n") {
-            return head[..end].to_owned();
-        }
-        if n == 0 {
-            return String::new();
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    panic!("no complete request head");
-}
-
-/// Reads one HTTP/1.1 request with a `content-length` body.
-async fn read_http(tcp: &mut TcpStream) -> HttpRequest {
-    let mut reader = BufReader::new(tcp);
-    let mut line = String::new();
-    reader.read_line(&mut line).await.expect("request line");
-    let mut headers = HashMap::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).await.expect("header");
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':').expect("a header line");
-        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-    }
-    let length: usize = headers
-        .get("content-length")
-        .map_or(0, |v| v.parse().expect("content-length"));
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).await.expect("body");
-    HttpRequest {
-        line: line.trim_end().to_owned(),
-        headers,
-        body,
-    }
-}
-
-async fn write_http(tcp: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) {
-    let head = format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    tcp.write_all(head.as_bytes()).await.expect("write");
-    tcp.write_all(body).await.expect("write");
-    tcp.shutdown().await.expect("shutdown");
-}
-
 /// What the fake Deepgram recognises: exactly this audio, as this text.
 struct Utterance {
     clip: AudioClip,
@@ -720,42 +528,31 @@ struct Utterance {
 /// connections: `POST /v1/listen` transcribes a WAV body, a WebSocket on `/v1/listen` is a
 /// live session. Both check the `Token` key and recognise only the utterance's exact audio.
 async fn deepgram_vendor(utterance: Utterance) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
     let utterance = Arc::new(utterance);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
+    let live = Arc::clone(&utterance);
+    vendor(
+        move |tcp| {
+            let utterance = Arc::clone(&live);
+            async move { live_vendor(tcp, &utterance).await }
+        },
+        move |tcp| {
             let utterance = Arc::clone(&utterance);
-            tokio::spawn(async move {
-                let head = peek_head(&tcp).await;
-                if head.starts_with("get ") && head.contains("upgrade: websocket") {
-                    live_vendor(tcp, &utterance).await;
-                } else if !head.is_empty() {
-                    batch_vendor(tcp, &utterance).await;
-                }
-            });
-        }
-    });
-    base
+            async move { batch_vendor(tcp, &utterance).await }
+        },
+    )
+    .await
 }
 
 /// `POST /v1/listen` as Deepgram answers it (the prerecorded response shape).
 async fn batch_vendor(mut tcp: TcpStream, utterance: &Utterance) {
     let request = read_http(&mut tcp).await;
-    let authorized =
-        request.headers.get("authorization").map(String::as_str) == Some(&format!("Token {KEY}"));
+    let authorized = request.header("authorization") == Some(&format!("Token {KEY}"));
     if !request.line.starts_with("POST /v1/listen?") || !authorized {
         let body = json!({"err_code": "INVALID_AUTH", "err_msg": "Invalid credentials.", "request_id": "r-9"});
-        write_http(
-            &mut tcp,
-            401,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-        .await;
+        write_json(&mut tcp, 401, &body).await;
         return;
     }
-    let wav = (request.headers.get("content-type").map(String::as_str) == Some("audio/wav"))
+    let wav = (request.header("content-type") == Some("audio/wav"))
         .then(|| AudioClip::from_wav_bytes(&request.body).ok())
         .flatten();
     let transcript = if wav.as_ref() == Some(&utterance.clip) {
@@ -769,13 +566,7 @@ async fn batch_vendor(mut tcp: TcpStream, utterance: &Utterance) {
             {"transcript": transcript, "confidence": 0.97, "words": []}
         ]}]}
     });
-    write_http(
-        &mut tcp,
-        200,
-        "application/json",
-        body.to_string().as_bytes(),
-    )
-    .await;
+    write_json(&mut tcp, 200, &body).await;
 }
 
 /// A live session as Deepgram runs one: `SpeechStarted` at the first audio, an interim
@@ -786,28 +577,19 @@ async fn live_vendor(tcp: TcpStream, utterance: &Utterance) {
     let callback = |request: &Request, response: Response| {
         let seen = Handshake::of(request);
         let ok = seen.path == "/v1/listen"
-            && seen.authorization.as_deref() == Some(&format!("Token {KEY}"))
-            && seen.query.get("encoding").map(String::as_str) == Some("linear16")
-            && seen.query.get("sample_rate").map(String::as_str) == Some("16000");
+            && seen.header("authorization") == Some(&format!("Token {KEY}"))
+            && seen.param("encoding") == Some("linear16")
+            && seen.param("sample_rate") == Some("16000");
         if ok {
             Ok(response)
         } else {
-            let refusal: ErrorResponse = http::Response::builder()
-                .status(401)
-                .body(Some("{\"err_code\":\"INVALID_AUTH\"}".to_owned()))
-                .expect("response");
-            Err(refusal)
+            Err(refusal(401, "{\"err_code\":\"INVALID_AUTH\"}".to_owned()))
         }
     };
     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
         return;
     };
-    let expected: Vec<u8> = utterance
-        .clip
-        .samples
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect();
+    let expected = le_bytes(&utterance.clip.samples);
     let bytes_per_sec = f64::from(AudioFormat::SPEECH.sample_rate) * 2.0;
     let mut heard: Vec<u8> = Vec::new();
     let mut start = 0.0;

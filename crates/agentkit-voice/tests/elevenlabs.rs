@@ -6,8 +6,9 @@
 // The handshake callback's error type is tungstenite's (`http::Response`).
 #![allow(clippy::result_large_err)]
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,116 +17,18 @@ use agentkit_voice::providers::elevenlabs::{ElevenLabsTts, pcm_rate_for};
 use agentkit_voice::testkit::conformance::tts_suite;
 use agentkit_voice::{AudioFormat, TextToSpeech, TtsEvent, TtsOptions, TtsStream};
 use base64::Engine as _;
+use common::{
+    Handshake, Ws, le_bytes, next_error, next_event, read_http, refusal, refuse, send_json as send,
+    serve, serve_many, vendor, within, write_http, write_json,
+};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::WebSocketStream;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
 const KEY: &str = "xi-test-key-3b7d0c55";
 const VOICE: &str = "voice-1";
-
-type Ws = WebSocketStream<TcpStream>;
-
-/// What the client's handshake asked for.
-#[derive(Debug, Clone)]
-struct Handshake {
-    path: String,
-    query: HashMap<String, String>,
-    api_key: Option<String>,
-}
-
-impl Handshake {
-    fn of(request: &Request) -> Self {
-        let query = request
-            .uri()
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Self {
-            path: request.uri().path().to_owned(),
-            query,
-            api_key: request
-                .headers()
-                .get("xi-api-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        }
-    }
-}
-
-/// A server for `connections` connections in turn: records each handshake, then runs
-/// `script(index, socket)`.
-async fn serve_many<F, Fut, R>(
-    connections: usize,
-    script: F,
-) -> (String, tokio::task::JoinHandle<Vec<(Handshake, R)>>)
-where
-    F: Fn(usize, Ws) -> Fut + Send + 'static,
-    Fut: Future<Output = R> + Send,
-    R: Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("ws://{}", listener.local_addr().expect("addr"));
-    let handle = tokio::spawn(async move {
-        let mut out = Vec::new();
-        for i in 0..connections {
-            let (tcp, _) = listener.accept().await.expect("accept");
-            let mut seen = None;
-            let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
-                seen = Some(Handshake::of(req));
-                Ok(resp)
-            })
-            .await
-            .expect("handshake");
-            let r = script(i, ws).await;
-            out.push((seen.expect("handshake seen"), r));
-        }
-        out
-    });
-    (base, handle)
-}
-
-async fn serve<F, Fut, R>(script: F) -> (String, tokio::task::JoinHandle<(Handshake, R)>)
-where
-    F: FnOnce(Ws) -> Fut + Send + 'static,
-    Fut: Future<Output = R> + Send,
-    R: Send + 'static,
-{
-    let script = std::sync::Mutex::new(Some(script));
-    let (base, handle) = serve_many(1, move |_, ws| {
-        let f = script.lock().expect("lock").take().expect("one connection");
-        f(ws)
-    })
-    .await;
-    let handle =
-        tokio::spawn(async move { handle.await.expect("server").pop().expect("one connection") });
-    (base, handle)
-}
-
-/// A server refusing the handshake with `status` and `body`.
-async fn refuse(status: u16, body: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("ws://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.expect("accept");
-        let _ = tokio_tungstenite::accept_hdr_async(tcp, move |_: &Request, _: Response| {
-            let refusal: ErrorResponse = http::Response::builder()
-                .status(status)
-                .body(Some(body))
-                .expect("response");
-            Err(refusal)
-        })
-        .await;
-    });
-    base
-}
 
 /// The next JSON message the client sent (pings skipped); `None` once it closes.
 async fn recv(ws: &mut Ws) -> Option<Value> {
@@ -146,46 +49,49 @@ async fn expect(ws: &mut Ws, want: Value) {
     assert_eq!(got, want);
 }
 
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::text(value.to_string()))
-        .await
-        .expect("send");
+/// The client's messages for one segment of `context`: it opens, gets `text`, is flushed and
+/// closed.
+async fn expect_segment(ws: &mut Ws, context: &str, text: &str) {
+    expect(ws, json!({"text": " ", "context_id": context})).await;
+    expect(ws, json!({"text": text, "context_id": context})).await;
+    expect(ws, json!({"context_id": context, "flush": true})).await;
+    expect(ws, json!({"context_id": context, "close_context": true})).await;
 }
 
-fn b64(samples: &[i16]) -> String {
-    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+/// The client ends the session (`close_socket`); the server closes.
+async fn expect_close(mut ws: Ws) {
+    expect(&mut ws, json!({"close_socket": true})).await;
+    ws.close(None).await.expect("close");
+}
+
+/// A stream of the default options to the server at `base`.
+async fn open(base: &str) -> TtsStream {
+    ElevenLabsTts::new(KEY, VOICE)
+        .with_base_url(base)
+        .stream(&TtsOptions::default())
+        .await
+        .expect("stream")
+}
+
+/// Closes the stream, which then ends.
+async fn close(mut stream: TtsStream) {
+    stream.close().await.expect("close");
+    assert!(stream.next().await.is_none());
+}
+
+/// An audio message as ElevenLabs sends it: PCM16 `bytes`, base64.
+fn audio_bytes(context: &str, bytes: &[u8]) -> Value {
+    let audio = base64::engine::general_purpose::STANDARD.encode(bytes);
+    json!({"audio": audio, "isFinal": null, "normalizedAlignment": null, "alignment": null, "contextId": context})
 }
 
 /// An audio message as ElevenLabs sends it.
 fn audio(context: &str, samples: &[i16]) -> Value {
-    json!({"audio": b64(samples), "isFinal": null, "normalizedAlignment": null, "alignment": null, "contextId": context})
+    audio_bytes(context, &le_bytes(samples))
 }
 
 fn final_of(context: &str) -> Value {
     json!({"isFinal": true, "contextId": context})
-}
-
-/// Runs `f`, failing the test instead of hanging.
-async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .expect("the test hung")
-}
-
-async fn next_event(stream: &mut TtsStream) -> TtsEvent {
-    stream
-        .next()
-        .await
-        .expect("an event")
-        .expect("not an error")
-}
-
-async fn next_error(stream: &mut TtsStream) -> agentkit_core::Error {
-    match stream.next().await.expect("an event") {
-        Err(e) => e,
-        Ok(event) => panic!("expected an error, got {event:?}"),
-    }
 }
 
 /// `(context, samples)` of an audio event, `(context, [])` of a flushed one.
@@ -215,14 +121,12 @@ async fn speaks_text_and_reports_flushed() {
             expect(&mut ws, json!({"context_id": "c1", "flush": true})).await;
             send(&mut ws, audio("c1", &[1, 2, 3])).await;
             // A sample split across two chunks.
-            let bytes: Vec<u8> = [400i16, -500].iter().flat_map(|s| s.to_le_bytes()).collect();
-            let engine = base64::engine::general_purpose::STANDARD;
-            send(&mut ws, json!({"audio": engine.encode(&bytes[..3]), "isFinal": null, "contextId": "c1"})).await;
-            send(&mut ws, json!({"audio": engine.encode(&bytes[3..]), "isFinal": null, "contextId": "c1"})).await;
+            let bytes = le_bytes(&[400, -500]);
+            send(&mut ws, audio_bytes("c1", &bytes[..3])).await;
+            send(&mut ws, audio_bytes("c1", &bytes[3..])).await;
             expect(&mut ws, json!({"context_id": "c1", "close_context": true})).await;
             send(&mut ws, final_of("c1")).await;
-            expect(&mut ws, json!({"close_socket": true})).await;
-            ws.close(None).await.expect("close");
+            expect_close(ws).await;
         })
         .await;
         let tts = ElevenLabsTts::new(KEY, VOICE)
@@ -236,7 +140,7 @@ async fn speaks_text_and_reports_flushed() {
         stream.flush("c1").await.expect("flush");
         let mut events = Vec::new();
         for _ in 0..4 {
-            events.push(next_event(&mut stream).await);
+            events.push(next_event(stream.next()).await);
         }
         for e in &events {
             if let TtsEvent::Audio { frame, .. } = e {
@@ -257,9 +161,9 @@ async fn speaks_text_and_reports_flushed() {
 
         let (handshake, ()) = server.await.expect("server");
         assert_eq!(handshake.path, format!("/v1/text-to-speech/{VOICE}/multi-stream-input"));
-        assert_eq!(handshake.api_key.as_deref(), Some(KEY));
-        assert_eq!(handshake.query.get("model_id").map(String::as_str), Some("eleven_flash_v2_5"));
-        assert_eq!(handshake.query.get("output_format").map(String::as_str), Some("pcm_16000"));
+        assert_eq!(handshake.header("xi-api-key"), Some(KEY));
+        assert_eq!(handshake.param("model_id"), Some("eleven_flash_v2_5"));
+        assert_eq!(handshake.param("output_format"), Some("pcm_16000"));
     })
     .await;
 }
@@ -280,26 +184,21 @@ async fn cancel_drops_the_late_audio_of_that_context_only() {
             expect(&mut ws, json!({"context_id": "c1", "close_context": true})).await;
             send(&mut ws, audio("c1", &[12, 12])).await;
             send(&mut ws, final_of("c1")).await;
-            expect(&mut ws, json!({"text": " ", "context_id": "c2"})).await;
-            expect(&mut ws, json!({"text": "Sorry? ", "context_id": "c2"})).await;
-            expect(&mut ws, json!({"context_id": "c2", "flush": true})).await;
-            expect(&mut ws, json!({"context_id": "c2", "close_context": true})).await;
+            expect_segment(&mut ws, "c2", "Sorry? ").await;
             send(&mut ws, audio("c2", &[21, 21])).await;
             send(&mut ws, audio("c1", &[13, 13])).await;
             send(&mut ws, audio("c2", &[22])).await;
             send(&mut ws, final_of("c2")).await;
-            expect(&mut ws, json!({"close_socket": true})).await;
-            ws.close(None).await.expect("close");
+            expect_close(ws).await;
         })
         .await;
-        let tts = ElevenLabsTts::new(KEY, VOICE).with_base_url(&base);
-        let mut stream = tts.stream(&TtsOptions::default()).await.expect("stream");
+        let mut stream = open(&base).await;
         stream
             .push_text("c1", "A long answer ")
             .await
             .expect("text");
         assert_eq!(
-            shown(&next_event(&mut stream).await),
+            shown(&next_event(stream.next()).await),
             audio_event("c1", &[11, 11])
         );
         stream.cancel("c1").await.expect("cancel");
@@ -307,7 +206,7 @@ async fn cancel_drops_the_late_audio_of_that_context_only() {
         stream.flush("c2").await.expect("flush");
         let mut events = Vec::new();
         for _ in 0..3 {
-            events.push(shown(&next_event(&mut stream).await));
+            events.push(shown(&next_event(stream.next()).await));
         }
         assert_eq!(
             events,
@@ -345,28 +244,25 @@ async fn cancel_after_flush_drops_the_rest_of_that_context() {
             expect(&mut ws, json!({"context_id": "c2", "close_context": true})).await;
             send(&mut ws, audio("c2", &[3])).await;
             send(&mut ws, final_of("c2")).await;
-            expect(&mut ws, json!({"close_socket": true})).await;
-            ws.close(None).await.expect("close");
+            expect_close(ws).await;
         })
         .await;
-        let tts = ElevenLabsTts::new(KEY, VOICE).with_base_url(&base);
-        let mut stream = tts.stream(&TtsOptions::default()).await.expect("stream");
+        let mut stream = open(&base).await;
         stream.push_text("c1", "One. ").await.expect("text");
         stream.flush("c1").await.expect("flush");
         assert_eq!(
-            shown(&next_event(&mut stream).await),
+            shown(&next_event(stream.next()).await),
             audio_event("c1", &[1])
         );
         stream.cancel("c1").await.expect("cancel");
         stream.push_text("c2", "Two. ").await.expect("text");
         stream.flush("c2").await.expect("flush");
         assert_eq!(
-            shown(&next_event(&mut stream).await),
+            shown(&next_event(stream.next()).await),
             audio_event("c2", &[3])
         );
-        assert_eq!(shown(&next_event(&mut stream).await), flushed("c2"));
-        stream.close().await.expect("close");
-        assert!(stream.next().await.is_none());
+        assert_eq!(shown(&next_event(stream.next()).await), flushed("c2"));
+        close(stream).await;
         server.await.expect("server");
     })
     .await;
@@ -376,25 +272,17 @@ async fn cancel_after_flush_drops_the_rest_of_that_context() {
 async fn a_context_reused_after_its_flush_gets_a_new_elevenlabs_context() {
     within(async {
         let (base, server) = serve(|mut ws| async move {
-            expect(&mut ws, json!({"text": " ", "context_id": "r"})).await;
-            expect(&mut ws, json!({"text": "First. ", "context_id": "r"})).await;
-            expect(&mut ws, json!({"context_id": "r", "flush": true})).await;
-            expect(&mut ws, json!({"context_id": "r", "close_context": true})).await;
+            expect_segment(&mut ws, "r", "First. ").await;
             // The first segment is still speaking when the second opens.
-            expect(&mut ws, json!({"text": " ", "context_id": "r~2"})).await;
-            expect(&mut ws, json!({"text": "Second. ", "context_id": "r~2"})).await;
-            expect(&mut ws, json!({"context_id": "r~2", "flush": true})).await;
-            expect(&mut ws, json!({"context_id": "r~2", "close_context": true})).await;
+            expect_segment(&mut ws, "r~2", "Second. ").await;
             send(&mut ws, audio("r", &[1])).await;
             send(&mut ws, final_of("r")).await;
             send(&mut ws, audio("r~2", &[2])).await;
             send(&mut ws, final_of("r~2")).await;
-            expect(&mut ws, json!({"close_socket": true})).await;
-            ws.close(None).await.expect("close");
+            expect_close(ws).await;
         })
         .await;
-        let tts = ElevenLabsTts::new(KEY, VOICE).with_base_url(&base);
-        let mut stream = tts.stream(&TtsOptions::default()).await.expect("stream");
+        let mut stream = open(&base).await;
         stream.push_text("r", "First. ").await.expect("text");
         stream.flush("r").await.expect("flush");
         stream.push_text("r", "Second. ").await.expect("text");
@@ -403,7 +291,7 @@ async fn a_context_reused_after_its_flush_gets_a_new_elevenlabs_context() {
         stream.flush("r").await.expect("flush");
         let mut events = Vec::new();
         for _ in 0..5 {
-            events.push(shown(&next_event(&mut stream).await));
+            events.push(shown(&next_event(stream.next()).await));
         }
         assert_eq!(
             events,
@@ -415,8 +303,7 @@ async fn a_context_reused_after_its_flush_gets_a_new_elevenlabs_context() {
                 flushed("r"),
             ]
         );
-        stream.close().await.expect("close");
-        assert!(stream.next().await.is_none());
+        close(stream).await;
         server.await.expect("server");
     })
     .await;
@@ -453,10 +340,10 @@ async fn keepalive_keeps_an_open_context_alive() {
         tokio::time::sleep(Duration::from_millis(450)).await;
         stream.flush("c1").await.expect("flush");
         assert_eq!(
-            shown(&next_event(&mut stream).await),
+            shown(&next_event(stream.next()).await),
             audio_event("c1", &[1])
         );
-        assert_eq!(shown(&next_event(&mut stream).await), flushed("c1"));
+        assert_eq!(shown(&next_event(stream.next()).await), flushed("c1"));
         // Flushed and closed: nothing to keep alive.
         tokio::time::sleep(Duration::from_millis(300)).await;
         stream.close().await.expect("close");
@@ -499,15 +386,14 @@ async fn a_connection_cut_mid_speech_is_one_unavailable_error() {
             drop(ws);
         })
         .await;
-        let tts = ElevenLabsTts::new(KEY, VOICE).with_base_url(&base);
-        let mut stream = tts.stream(&TtsOptions::default()).await.expect("stream");
+        let mut stream = open(&base).await;
         stream.push_text("c1", "Hello ").await.expect("text");
         stream.flush("c1").await.expect("flush");
         assert_eq!(
-            shown(&next_event(&mut stream).await),
+            shown(&next_event(stream.next()).await),
             audio_event("c1", &[9, 9])
         );
-        let e = next_error(&mut stream).await;
+        let e = next_error(stream.next()).await;
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
         assert!(stream.next().await.is_none(), "one error, then the end");
         let e = stream.push_text("c2", "more").await.expect_err("ended");
@@ -522,38 +408,33 @@ async fn an_idle_connection_closed_by_the_server_is_reopened() {
     within(async {
         let (base, server) = serve_many(2, |i, mut ws| async move {
             let c = if i == 0 { "a" } else { "b" };
-            expect(&mut ws, json!({"text": " ", "context_id": c})).await;
-            expect(&mut ws, json!({"text": "Hi. ", "context_id": c})).await;
-            expect(&mut ws, json!({"context_id": c, "flush": true})).await;
-            expect(&mut ws, json!({"context_id": c, "close_context": true})).await;
+            expect_segment(&mut ws, c, "Hi. ").await;
             send(&mut ws, audio(c, &[i as i16 + 1])).await;
             send(&mut ws, final_of(c)).await;
             if i == 0 {
                 // Idle: the server ends the connection.
                 ws.close(None).await.expect("close");
             } else {
-                expect(&mut ws, json!({"close_socket": true})).await;
-                ws.close(None).await.expect("close");
+                expect_close(ws).await;
             }
         })
         .await;
-        let tts = ElevenLabsTts::new(KEY, VOICE).with_base_url(&base);
-        let mut stream = tts.stream(&TtsOptions::default()).await.expect("stream");
+        let mut stream = open(&base).await;
         stream.push_text("a", "Hi. ").await.expect("text");
         stream.flush("a").await.expect("flush");
         assert_eq!(
-            shown(&next_event(&mut stream).await),
+            shown(&next_event(stream.next()).await),
             audio_event("a", &[1])
         );
-        assert_eq!(shown(&next_event(&mut stream).await), flushed("a"));
+        assert_eq!(shown(&next_event(stream.next()).await), flushed("a"));
         tokio::time::sleep(Duration::from_millis(300)).await;
         stream.push_text("b", "Hi. ").await.expect("text");
         stream.flush("b").await.expect("flush");
         assert_eq!(
-            shown(&next_event(&mut stream).await),
+            shown(&next_event(stream.next()).await),
             audio_event("b", &[2])
         );
-        assert_eq!(shown(&next_event(&mut stream).await), flushed("b"));
+        assert_eq!(shown(&next_event(stream.next()).await), flushed("b"));
         stream.close().await.expect("close");
         assert!(stream.next().await.is_none());
         let handshakes = server.await.expect("server");
@@ -561,7 +442,7 @@ async fn an_idle_connection_closed_by_the_server_is_reopened() {
         assert!(
             handshakes
                 .iter()
-                .all(|(h, ())| h.api_key.as_deref() == Some(KEY))
+                .all(|(h, ())| h.header("xi-api-key") == Some(KEY))
         );
     })
     .await;
@@ -572,9 +453,8 @@ async fn a_refused_handshake_is_unauthenticated_without_the_key() {
     within(async {
         let body = json!({"detail": {"status": "invalid_api_key", "message": format!("Invalid API key: {KEY}")}});
         let base = refuse(401, body.to_string()).await;
-        let tts = ElevenLabsTts::new(KEY, VOICE).with_base_url(&base);
-        let mut stream = tts.stream(&TtsOptions::default()).await.expect("stream");
-        let e = next_error(&mut stream).await;
+        let mut stream = open(&base).await;
+        let e = next_error(stream.next()).await;
         assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
         assert!(e.to_string().contains("Invalid API key"), "{e}");
         assert!(!e.to_string().contains(KEY) && !format!("{e:?}").contains(KEY), "{e:?}");
@@ -601,10 +481,9 @@ async fn malformed_messages_are_malformed_responses() {
                 while recv(&mut ws).await.is_some() {}
             })
             .await;
-            let tts = ElevenLabsTts::new(KEY, VOICE).with_base_url(&base);
-            let mut stream = tts.stream(&TtsOptions::default()).await.expect("stream");
+            let mut stream = open(&base).await;
             stream.push_text("c1", "Hello ").await.expect("text");
-            let e = next_error(&mut stream).await;
+            let e = next_error(stream.next()).await;
             assert_eq!(e.kind(), ErrorKind::MalformedResponse, "{bad}: {e}");
             assert!(stream.next().await.is_none());
             server.await.expect("server");
@@ -623,10 +502,9 @@ async fn an_error_message_is_typed() {
             while recv(&mut ws).await.is_some() {}
         })
         .await;
-        let tts = ElevenLabsTts::new(KEY, VOICE).with_base_url(&base);
-        let mut stream = tts.stream(&TtsOptions::default()).await.expect("stream");
+        let mut stream = open(&base).await;
         stream.push_text("c1", "Hello ").await.expect("text");
-        let e = next_error(&mut stream).await;
+        let e = next_error(stream.next()).await;
         assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
         assert!(e.to_string().contains("exceeds your quota"), "{e}");
         assert!(stream.next().await.is_none());
@@ -655,8 +533,7 @@ async fn unsupported_rates_are_resampled_and_channels_filled() {
             send(&mut ws, audio("c1", &sent[..2000])).await;
             send(&mut ws, audio("c1", &sent[2000..])).await;
             send(&mut ws, final_of("c1")).await;
-            expect(&mut ws, json!({"close_socket": true})).await;
-            ws.close(None).await.expect("close");
+            expect_close(ws).await;
         })
         .await;
         let format = AudioFormat {
@@ -669,7 +546,7 @@ async fn unsupported_rates_are_resampled_and_channels_filled() {
         stream.flush("c1").await.expect("flush");
         let mut samples = Vec::new();
         loop {
-            match next_event(&mut stream).await {
+            match next_event(stream.next()).await {
                 TtsEvent::Audio { frame, .. } => {
                     assert_eq!(frame.format(), format);
                     samples.extend_from_slice(frame.samples());
@@ -690,10 +567,7 @@ async fn unsupported_rates_are_resampled_and_channels_filled() {
         stream.close().await.expect("close");
         assert!(stream.next().await.is_none());
         let (handshake, ()) = server.await.expect("server");
-        assert_eq!(
-            handshake.query.get("output_format").map(String::as_str),
-            Some("pcm_44100")
-        );
+        assert_eq!(handshake.param("output_format"), Some("pcm_44100"));
     })
     .await;
 }
@@ -760,69 +634,6 @@ async fn synthesize_errors_are_typed_and_scrubbed() {
     );
 }
 
-/// An HTTP request read by hand: the request line, headers (names lowercase) and body.
-struct HttpRequest {
-    line: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// The head of the request waiting on `tcp`, lowercase, left unread (so a WebSocket handshake
-/// can still read it).
-async fn peek_head(tcp: &TcpStream) -> String {
-    let mut buf = vec![0u8; 16 * 1024];
-    for _ in 0..1000 {
-        let n = tcp.peek(&mut buf).await.expect("peek");
-        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-        if let Some(end) = head.find("\r\n\r\n") {
-            return head[..end].to_owned();
-        }
-        if n == 0 {
-            return String::new();
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    panic!("no complete request head");
-}
-
-/// Reads one HTTP/1.1 request with a `content-length` body.
-async fn read_http(tcp: &mut TcpStream) -> HttpRequest {
-    let mut reader = BufReader::new(tcp);
-    let mut line = String::new();
-    reader.read_line(&mut line).await.expect("request line");
-    let mut headers = HashMap::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).await.expect("header");
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':').expect("a header line");
-        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-    }
-    let length: usize = headers
-        .get("content-length")
-        .map_or(0, |v| v.parse().expect("content-length"));
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).await.expect("body");
-    HttpRequest {
-        line: line.trim_end().to_owned(),
-        headers,
-        body,
-    }
-}
-
-async fn write_http(tcp: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) {
-    let head = format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    tcp.write_all(head.as_bytes()).await.expect("write");
-    tcp.write_all(body).await.expect("write");
-    tcp.shutdown().await.expect("shutdown");
-}
-
 /// The `output_format=pcm_<rate>` of a request target.
 fn pcm_rate_in(target: &str) -> Option<u32> {
     let query = target.split_once('?')?.1;
@@ -850,21 +661,7 @@ fn spoken(text: &str, rate: u32) -> Vec<u8> {
 /// connections: `POST /v1/text-to-speech/{voice}` answers raw PCM, a WebSocket on
 /// `.../multi-stream-input` is a multi-context session. Both check the `xi-api-key`.
 async fn elevenlabs_vendor() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let head = peek_head(&tcp).await;
-                if head.starts_with("get ") && head.contains("upgrade: websocket") {
-                    multi_context_vendor(tcp).await;
-                } else if !head.is_empty() {
-                    batch_vendor(tcp).await;
-                }
-            });
-        }
-    });
-    base
+    vendor(multi_context_vendor, batch_vendor).await
 }
 
 /// `POST /v1/text-to-speech/{voice}?output_format=pcm_<rate>` with `{"text", "model_id"}`:
@@ -877,7 +674,7 @@ async fn batch_vendor(mut tcp: TcpStream) {
         .nth(1)
         .unwrap_or_default()
         .to_owned();
-    let authorized = request.headers.get("xi-api-key").map(String::as_str) == Some(KEY);
+    let authorized = request.header("xi-api-key") == Some(KEY);
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     let rate = pcm_rate_in(&target);
     match (authorized, rate, body["text"].as_str()) {
@@ -890,13 +687,7 @@ async fn batch_vendor(mut tcp: TcpStream) {
         _ => {
             let detail =
                 json!({"detail": {"status": "invalid_request", "message": "Invalid request."}});
-            write_http(
-                &mut tcp,
-                400,
-                "application/json",
-                detail.to_string().as_bytes(),
-            )
-            .await;
+            write_json(&mut tcp, 400, &detail).await;
         }
     }
 }
@@ -914,25 +705,19 @@ async fn multi_context_vendor(tcp: TcpStream) {
             .query()
             .and_then(|q| pcm_rate_in(&format!("?{q}")));
         if seen.path == format!("/v1/text-to-speech/{VOICE}/multi-stream-input")
-            && seen.api_key.as_deref() == Some(KEY)
+            && seen.header("xi-api-key") == Some(KEY)
             && seen.query.contains_key("model_id")
         {
             Ok(response)
         } else {
-            let refusal: ErrorResponse = http::Response::builder()
-                .status(401)
-                .body(Some(
-                    "{\"detail\":{\"status\":\"invalid_api_key\"}}".to_owned(),
-                ))
-                .expect("response");
-            Err(refusal)
+            let body = json!({"detail": {"status": "invalid_api_key"}});
+            Err(refusal(401, body.to_string()))
         }
     };
     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
         return;
     };
     let rate = rate.expect("output_format=pcm_<rate>");
-    let engine = base64::engine::general_purpose::STANDARD;
     let mut buffered: HashMap<String, String> = HashMap::new();
     let mut closed: HashSet<String> = HashSet::new();
     while let Some(m) = recv(&mut ws).await {
@@ -966,8 +751,7 @@ async fn multi_context_vendor(tcp: TcpStream) {
                 .map(std::mem::take)
                 .unwrap_or_default();
             for chunk in spoken(&text, rate).chunks(4001) {
-                let message = json!({"audio": engine.encode(chunk), "isFinal": null, "normalizedAlignment": null, "alignment": null, "contextId": context});
-                send(&mut ws, message).await;
+                send(&mut ws, audio_bytes(&context, chunk)).await;
             }
         } else if m.get("close_context") == Some(&json!(true)) {
             buffered.remove(&context);

@@ -1,6 +1,8 @@
 //! espeak-ng, run for real. Tests that need the program print why they skip when it is not
 //! installed (`apt-get install espeak-ng`), and fail instead when `CI=true`.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use agentkit_voice::providers::espeak::{EspeakTts, PROGRAM_ENV};
 use agentkit_voice::testkit::conformance::tts_suite;
 use agentkit_voice::tts::TtsEvent;
 use agentkit_voice::{AudioFormat, FRAME, TextToSpeech, TtsOptions};
+use common::next_within;
 
 /// The program, or `None` (with the reason printed) when it is missing outside CI.
 fn espeak() -> Option<EspeakTts> {
@@ -102,12 +105,7 @@ async fn streaming_speaks_one_context_and_drops_the_cancelled_one() {
     let mut contexts = BTreeSet::new();
     let mut reply = Duration::ZERO;
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(30), stream.next())
-            .await
-            .expect("events in time")
-            .expect("an event")
-            .expect("no error");
-        match event {
+        match next_within(Duration::from_secs(30), stream.next()).await {
             TtsEvent::Audio { context, frame } => {
                 assert!(frame.duration() <= FRAME);
                 if context == "reply" {

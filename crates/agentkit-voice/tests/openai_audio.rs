@@ -2,6 +2,8 @@
 //! transcription requests, JSON speech requests answered with raw 24 kHz PCM, typed errors, a
 //! key that never leaks, and the shared conformance suites.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use agentkit_voice::tts::TtsEvent;
 use agentkit_voice::{
     AudioClip, AudioFormat, FRAME, SpeechToText, SttOptions, TextToSpeech, TtsOptions,
 };
+use common::next_within;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -344,12 +347,7 @@ async fn speech_streams_through_the_buffered_adapter() {
 
     let mut samples = 0;
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .expect("events in time")
-            .expect("an event")
-            .expect("no error");
-        match event {
+        match next_within(Duration::from_secs(10), stream.next()).await {
             TtsEvent::Audio { context, frame } => {
                 assert_eq!(context, "reply-1");
                 assert!(frame.duration() <= FRAME);

@@ -2,51 +2,27 @@
 //! latency that adds up, barge-in, false interruptions, endpointing, approvals, metering and a
 //! cut speech-to-text stream.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use agentkit_core::agent::Agent;
 use agentkit_core::model::{
     CompletionRequest, CompletionResponse, CompletionStream, FinishReason, LlmProvider,
     ProviderCapabilities, StreamEvent,
 };
-use agentkit_core::policy::AllowListPolicy;
 use agentkit_core::store::{InMemoryStore, StateStore, UsageKind, UsageQuery};
 use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
-use agentkit_core::tool::{FnTool, SideEffect, ToolSpec};
 use agentkit_core::{ErrorKind, Result};
 use agentkit_voice::testkit::{ScriptedStt, ScriptedTts, silence, speech};
-use agentkit_voice::{
-    AudioFormat, EndpointingConfig, TurnOutcome, TurnReport, VoiceConfig, VoiceEvent, VoiceInput,
-    VoiceSession,
-};
-use serde_json::json;
+use agentkit_voice::{AudioFormat, TurnOutcome, TurnReport, VoiceEvent, VoiceInput};
+use common::{agent, approval_agent, ms, voice_session};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 fn store() -> Arc<dyn StateStore> {
     Arc::new(InMemoryStore::new())
-}
-
-fn agent(model: Arc<dyn LlmProvider>, st: Arc<dyn StateStore>) -> Agent {
-    Agent::builder()
-        .id("phone")
-        .system_prompt("You answer the phone for an online shop.")
-        .model(model, "m")
-        .store(st)
-        .build()
-        .expect("agent")
-}
-
-fn config() -> VoiceConfig {
-    let mut c = VoiceConfig::default();
-    c.endpointing = EndpointingConfig::new(ms(400), ms(2000));
-    c
 }
 
 /// Pushes `frames` at playing speed (20 ms each).
@@ -124,15 +100,12 @@ async fn a_turn_end_to_end_with_latency_that_adds_up_and_metered_audio() {
     .with_delay(ms(200))]);
     let stt = ScriptedStt::new(["Where is my order 427?"]).with_final_delay(ms(150));
     let tts = ScriptedTts::new(ms(80), ms(100));
-    let session = VoiceSession::new(
-        agent(Arc::new(model), st.clone()),
-        Arc::new(stt),
-        Arc::new(tts.clone()),
-        "acme",
+    let session = voice_session(
+        agent("phone", Arc::new(model), st.clone()),
+        stt,
+        tts.clone(),
         "call-1",
-    )
-    .expect("session")
-    .with_config(config());
+    );
     let (input, events) = session.start().await.expect("start");
     let all = drain(events);
     play(&input, silence(AudioFormat::SPEECH, ms(300))).await;
@@ -262,15 +235,7 @@ async fn barge_in_cancels_playback_the_synthesis_and_the_model_stream() {
     ])
     .with_interim_after(ms(100));
     let tts = ScriptedTts::new(ms(50), ms(200));
-    let session = VoiceSession::new(
-        agent(Arc::new(model), store()),
-        Arc::new(stt),
-        Arc::new(tts),
-        "acme",
-        "call-2",
-    )
-    .expect("session")
-    .with_config(config());
+    let session = voice_session(agent("phone", Arc::new(model), store()), stt, tts, "call-2");
     let (input, mut events) = session.start().await.expect("start");
     let pusher = {
         let input = input.clone();
@@ -323,15 +288,7 @@ async fn a_false_interruption_resumes_the_reply_and_nothing_is_lost() {
     // The cough is heard as speech by the VAD but brings no words.
     let stt = ScriptedStt::new(["When are you open?", ""]);
     let tts = ScriptedTts::new(ms(50), ms(150));
-    let session = VoiceSession::new(
-        agent(Arc::new(model), store()),
-        Arc::new(stt),
-        Arc::new(tts),
-        "acme",
-        "call-3",
-    )
-    .expect("session")
-    .with_config(config());
+    let session = voice_session(agent("phone", Arc::new(model), store()), stt, tts, "call-3");
     let (input, events) = session.start().await.expect("start");
     let all = drain(events);
     say_words(&input, ms(1000), ms(800)).await;
@@ -358,15 +315,12 @@ async fn an_unfinished_sentence_waits_the_maximum_delay() {
     async fn stop_to_turn(line: &str) -> Duration {
         let model = ScriptedModel::repeating([ScriptedResponse::text("Sure.")]);
         let stt = ScriptedStt::new([line]);
-        let session = VoiceSession::new(
-            agent(Arc::new(model), store()),
-            Arc::new(stt),
-            Arc::new(ScriptedTts::default()),
-            "acme",
+        let session = voice_session(
+            agent("phone", Arc::new(model), store()),
+            stt,
+            ScriptedTts::default(),
             "call-4",
-        )
-        .expect("session")
-        .with_config(config());
+        );
         let (input, events) = session.start().await.expect("start");
         let all = drain(events);
         say_words(&input, ms(800), ms(3000)).await;
@@ -390,45 +344,12 @@ async fn an_unfinished_sentence_waits_the_maximum_delay() {
 #[tokio::test(start_paused = true)]
 async fn an_approval_is_spoken_uninterruptibly_and_the_run_suspends() {
     let st = store();
-    let refund = FnTool::new(
-        ToolSpec::new(
-            "orders.refund",
-            "Refunds an order",
-            json!({"type": "object", "properties": {"order": {"type": "string"}}, "required": ["order"]}),
-        )
-        .with_side_effect(SideEffect::External),
-        |_ctx, _args| async move { Ok(json!({"refunded": true})) },
-    );
-    let model = ScriptedModel::new([ScriptedResponse::tool_call(
-        "orders.refund",
-        json!({"order": "427"}),
-    )]);
-    let agent = Agent::builder()
-        .id("phone")
-        .system_prompt("You answer the phone.")
-        .model(Arc::new(model), "m")
-        .tool(Arc::new(refund))
-        .store(st.clone())
-        .policy(
-            AllowListPolicy::new(["orders.*"])
-                .require_approval_for(["orders.refund"])
-                .into_arc(),
-        )
-        .build()
-        .expect("agent");
+    let agent = approval_agent("phone", st.clone());
     // The caller talks over the approval phrase: it is not interrupted.
     let stt = ScriptedStt::new(["Refund order 427.", "Hello? Are you there?"])
         .with_interim_after(ms(100));
     let tts = ScriptedTts::new(ms(50), ms(100));
-    let session = VoiceSession::new(
-        agent,
-        Arc::new(stt),
-        Arc::new(tts.clone()),
-        "acme",
-        "call-5",
-    )
-    .expect("session")
-    .with_config(config());
+    let session = voice_session(agent, stt, tts.clone(), "call-5");
     let phrase = session.config().approval_phrase.clone();
     let waiting = session.config().still_waiting_phrase.clone();
     let (input, mut events) = session.start().await.expect("start");
@@ -484,15 +405,12 @@ async fn an_approval_is_spoken_uninterruptibly_and_the_run_suspends() {
 async fn a_cut_speech_stream_is_a_typed_error_and_the_session_ends_cleanly() {
     let model = ScriptedModel::new(Vec::<ScriptedResponse>::new());
     let stt = ScriptedStt::new(["never heard"]).failing_after(ms(500));
-    let session = VoiceSession::new(
-        agent(Arc::new(model), store()),
-        Arc::new(stt),
-        Arc::new(ScriptedTts::default()),
-        "acme",
+    let session = voice_session(
+        agent("phone", Arc::new(model), store()),
+        stt,
+        ScriptedTts::default(),
         "call-6",
-    )
-    .expect("session")
-    .with_config(config());
+    );
     let (input, mut events) = session.start().await.expect("start");
     let pusher = {
         let input = input.clone();
@@ -526,15 +444,7 @@ async fn an_uninterruptible_notice_plays_to_the_end() {
     let model = ScriptedModel::repeating([ScriptedResponse::text("Noted.")]);
     let stt = ScriptedStt::new(["Wait, what?"]).with_interim_after(ms(100));
     let tts = ScriptedTts::new(ms(0), ms(100));
-    let session = VoiceSession::new(
-        agent(Arc::new(model), store()),
-        Arc::new(stt),
-        Arc::new(tts),
-        "acme",
-        "call-7",
-    )
-    .expect("session")
-    .with_config(config());
+    let session = voice_session(agent("phone", Arc::new(model), store()), stt, tts, "call-7");
     let (input, events) = session.start().await.expect("start");
     let all = drain(events);
     let notice = "This call is recorded for quality and training purposes.";
@@ -555,15 +465,12 @@ async fn an_uninterruptible_notice_plays_to_the_end() {
 async fn dropping_every_input_handle_closes_the_session_after_the_last_turn() {
     let model = ScriptedModel::new([ScriptedResponse::text("Goodbye.")]);
     let stt = ScriptedStt::new(["Thanks, that's all."]);
-    let session = VoiceSession::new(
-        agent(Arc::new(model), store()),
-        Arc::new(stt),
-        Arc::new(ScriptedTts::default()),
-        "acme",
+    let session = voice_session(
+        agent("phone", Arc::new(model), store()),
+        stt,
+        ScriptedTts::default(),
         "call-8",
-    )
-    .expect("session")
-    .with_config(config());
+    );
     let (input, events) = session.start().await.expect("start");
     let all = drain(events);
     say_words(&input, ms(600), ms(400)).await;

@@ -2,10 +2,11 @@
 //! scripted call of JSON messages (µ-law 8 kHz in, µ-law 8 kHz out), barge-in as `clear`,
 //! malformed messages skipped, the call's report, and a broken or cut connection.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentkit_core::agent::Agent;
 use agentkit_core::store::InMemoryStore;
 use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
 use agentkit_core::{ErrorKind, Result};
@@ -13,11 +14,10 @@ use agentkit_voice::audio::level_dbfs;
 use agentkit_voice::mulaw;
 use agentkit_voice::testkit::{ScriptedStt, ScriptedTts, silence, speech};
 use agentkit_voice::transport::twilio::{TwilioBridge, TwilioInbound, TwilioOutbound, run_twilio};
-use agentkit_voice::{
-    AudioFormat, EndpointingConfig, TurnOutcome, VoiceConfig, VoiceEvent, VoiceSession,
-};
+use agentkit_voice::{AudioFormat, TurnOutcome, VoiceEvent, VoiceSession};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use common::{agent, ms, voice_session};
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use serde_json::{Value, json};
@@ -26,23 +26,9 @@ use tokio::time::Instant;
 const STREAM: &str = "MZ00000000000000000000000000000001";
 const CALL: &str = "CA00000000000000000000000000000001";
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 fn session(model: ScriptedModel, stt: ScriptedStt, tts: ScriptedTts) -> VoiceSession {
-    let agent = Agent::builder()
-        .id("phone")
-        .system_prompt("You answer the phone for an online shop.")
-        .model(Arc::new(model), "m")
-        .store(Arc::new(InMemoryStore::new()))
-        .build()
-        .expect("agent");
-    let mut config = VoiceConfig::default();
-    config.endpointing = EndpointingConfig::new(ms(400), ms(2000));
-    VoiceSession::new(agent, Arc::new(stt), Arc::new(tts), "acme", "call-1")
-        .expect("session")
-        .with_config(config)
+    let agent = agent("phone", Arc::new(model), Arc::new(InMemoryStore::new()));
+    voice_session(agent, stt, tts, "call-1")
 }
 
 /// Twilio's side of the socket: sends its messages at playing speed.

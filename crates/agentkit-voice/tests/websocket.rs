@@ -2,47 +2,29 @@
 //! binary PCM16 in and out, JSON control and events, barge-in, approvals, rejected client
 //! messages and a broken connection.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentkit_core::agent::Agent;
-use agentkit_core::policy::AllowListPolicy;
 use agentkit_core::store::InMemoryStore;
 use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
-use agentkit_core::tool::{FnTool, SideEffect, ToolSpec};
 use agentkit_core::{Error, ErrorKind, Result};
 use agentkit_voice::audio::level_dbfs;
 use agentkit_voice::testkit::{ScriptedStt, ScriptedTts, silence, speech};
 use agentkit_voice::transport::websocket::{
     ClientMessage, ServerMessage, WsMessage, run_websocket,
 };
-use agentkit_voice::{AudioClip, AudioFormat, EndpointingConfig, VoiceConfig, VoiceSession};
+use agentkit_voice::{AudioClip, AudioFormat, VoiceSession};
+use common::{agent, approval_agent, ms, voice_session};
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn session_of(agent: Agent, stt: ScriptedStt, tts: ScriptedTts) -> VoiceSession {
-    let mut config = VoiceConfig::default();
-    config.endpointing = EndpointingConfig::new(ms(400), ms(2000));
-    VoiceSession::new(agent, Arc::new(stt), Arc::new(tts), "acme", "web-1")
-        .expect("session")
-        .with_config(config)
-}
-
 fn session(model: ScriptedModel, stt: ScriptedStt, tts: ScriptedTts) -> VoiceSession {
-    let agent = Agent::builder()
-        .id("web")
-        .system_prompt("You answer questions for an online shop.")
-        .model(Arc::new(model), "m")
-        .store(Arc::new(InMemoryStore::new()))
-        .build()
-        .expect("agent");
-    session_of(agent, stt, tts)
+    let agent = agent("web", Arc::new(model), Arc::new(InMemoryStore::new()));
+    voice_session(agent, stt, tts, "web-1")
 }
 
 /// The browser: sends audio in 30 ms pieces at playing speed.
@@ -309,39 +291,15 @@ async fn barge_in_is_an_interrupted_event_and_the_audio_stops() {
 
 #[tokio::test(start_paused = true)]
 async fn an_approval_is_announced_with_its_id_and_tool() {
-    let refund = FnTool::new(
-        ToolSpec::new(
-            "orders.refund",
-            "Refunds an order",
-            json!({"type": "object", "properties": {"order": {"type": "string"}}, "required": ["order"]}),
-        )
-        .with_side_effect(SideEffect::External),
-        |_ctx, _args| async move { Ok(json!({"refunded": true})) },
-    );
-    let model = ScriptedModel::new([ScriptedResponse::tool_call(
-        "orders.refund",
-        json!({"order": "427"}),
-    )]);
-    let agent = Agent::builder()
-        .id("web")
-        .system_prompt("You answer questions.")
-        .model(Arc::new(model), "m")
-        .tool(Arc::new(refund))
-        .store(Arc::new(InMemoryStore::new()))
-        .policy(
-            AllowListPolicy::new(["orders.*"])
-                .require_approval_for(["orders.refund"])
-                .into_arc(),
-        )
-        .build()
-        .expect("agent");
+    let agent = approval_agent("web", Arc::new(InMemoryStore::new()));
     let (browser, inbound) = client();
     let (out_tx, out_rx) = unbounded::<WsMessage>();
     let run = tokio::spawn(run_websocket(
-        session_of(
+        voice_session(
             agent,
             ScriptedStt::new(["Refund order 427."]),
             ScriptedTts::default(),
+            "web-1",
         ),
         inbound,
         out_tx,

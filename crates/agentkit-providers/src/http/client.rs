@@ -144,31 +144,7 @@ impl Http {
             request = request.timeout(self.ctx.timeout);
         }
         let response = request.send().await.map_err(|e| self.ctx.transport(e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let wait = retry_after(response.headers());
-        let bytes = response.bytes().await.unwrap_or_default();
-        tracing::debug!(provider = %self.ctx.provider, status = status.as_u16(), "provider returned an error");
-        Err(match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) if v.is_object() => self.ctx.error_from_value(Some(status.as_u16()), &v, wait),
-            _ => {
-                let text = String::from_utf8_lossy(&bytes);
-                let message = if text.trim().is_empty() {
-                    status.canonical_reason().unwrap_or("error").to_owned()
-                } else {
-                    truncate(text.trim(), 500)
-                };
-                self.ctx.api_error(ApiError {
-                    status: Some(status.as_u16()),
-                    kind: None,
-                    code: None,
-                    message,
-                    retry_after: wait,
-                })
-            }
-        })
+        self.checked(response).await
     }
 
     /// POSTs `form` as `multipart/form-data` to `path` (file uploads: audio to transcribe); a
@@ -187,6 +163,12 @@ impl Http {
             .send()
             .await
             .map_err(|e| self.ctx.transport(e))?;
+        self.checked(response).await
+    }
+
+    /// `response` when it is a 2xx answer, else its typed error (the vendor's JSON error
+    /// object when there is one, else the body's text or the status's reason).
+    async fn checked(&self, response: reqwest::Response) -> Result<reqwest::Response> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);

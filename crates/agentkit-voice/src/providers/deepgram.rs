@@ -35,7 +35,6 @@ use agentkit_core::{Error, Result};
 use agentkit_providers::{KeyRef, SecretString};
 use async_trait::async_trait;
 use futures::StreamExt;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -217,14 +216,7 @@ impl DeepgramStt {
     }
 
     fn client(&self) -> Result<&reqwest::Client> {
-        if let Some(c) = self.http.get() {
-            return Ok(c);
-        }
-        let client = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .build()
-            .map_err(|e| Error::InvalidConfig(self.ctx.msg(format!("HTTP client: {e}"))))?;
-        Ok(self.http.get_or_init(|| client))
+        self.ctx.http_client(&self.http, self.connect_timeout)
     }
 }
 
@@ -249,31 +241,17 @@ impl SpeechToText for DeepgramStt {
         }
         let url = self.listen_url(options, false)?;
         let body = audio.to_wav_bytes()?;
-        let mut auth = reqwest::header::HeaderValue::from_str(&format!(
-            "Token {}",
-            self.ctx.key.expose_secret()
-        ))
-        .map_err(|_| {
-            Error::InvalidConfig(self.ctx.msg("the API key is not a valid HTTP header value"))
-        })?;
-        auth.set_sensitive(true);
-        let response = self
+        let request = self
             .client()?
             .post(url.clone())
-            .header(reqwest::header::AUTHORIZATION, auth)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.ctx.key_header("Token ")?,
+            )
             .header(reqwest::header::CONTENT_TYPE, "audio/wav")
             .timeout(self.request_timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.ctx.http_transport_error(e, &url))?;
-        if !response.status().is_success() {
-            return Err(self.ctx.http_error(response).await);
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.ctx.http_transport_error(e, &url))?;
+            .body(body);
+        let bytes = self.ctx.http_body(request, &url).await?;
         let answer: Prerecorded = serde_json::from_slice(&bytes)
             .map_err(|e| self.ctx.malformed(format!("the transcription answer: {e}")))?;
         let alternative = answer
@@ -475,54 +453,42 @@ impl Session {
         loop {
             let keepalive_at = last_sent + self.keepalive;
             let close_at = closing.unwrap_or(keepalive_at);
-            tokio::select! {
-                command = backend.commands.recv(), if closing.is_none() => {
-                    let sent = match command {
-                        Some(SttCommand::Audio(frame)) => {
-                            if frame.format() != self.format {
-                                backend
-                                    .fail(Error::InvalidInput(self.ctx.msg(format!(
-                                        "{} audio sent to a {} stream",
-                                        frame.format(),
-                                        self.format
-                                    ))))
-                                    .await;
-                                ws::shut(&mut socket).await;
-                                return;
-                            }
-                            if frame.is_empty() {
-                                continue;
-                            }
-                            ws::send(&self.ctx, &mut socket, Message::binary(frame.to_le_bytes())).await
-                        }
-                        Some(SttCommand::Finalize) => {
-                            ws::send_json(&self.ctx, &mut socket, &json!({"type": "Finalize"})).await
-                        }
-                        Some(SttCommand::Close) => {
-                            closing = Some(Instant::now() + self.close_timeout);
-                            ws::send_json(&self.ctx, &mut socket, &json!({"type": "CloseStream"})).await
-                        }
-                        None => {
-                            // The host has gone: nobody reads the results.
-                            let _ = ws::send_json(&self.ctx, &mut socket, &json!({"type": "CloseStream"})).await;
+            let sent = tokio::select! {
+                command = backend.commands.recv(), if closing.is_none() => match command {
+                    Some(SttCommand::Audio(frame)) => {
+                        if frame.format() != self.format {
+                            backend
+                                .fail(Error::InvalidInput(self.ctx.msg(format!(
+                                    "{} audio sent to a {} stream",
+                                    frame.format(),
+                                    self.format
+                                ))))
+                                .await;
                             ws::shut(&mut socket).await;
                             return;
                         }
-                    };
-                    match sent {
-                        Ok(()) => last_sent = Instant::now(),
-                        Err(e) => {
-                            let e = ws::close_reason(&self.ctx, &mut socket, Duration::from_millis(500))
-                                .await
-                                .unwrap_or(e);
-                            backend.fail(e).await;
-                            return;
+                        if frame.is_empty() {
+                            continue;
                         }
+                        ws::send(&self.ctx, &mut socket, Message::binary(frame.to_le_bytes())).await
                     }
-                }
+                    Some(SttCommand::Finalize) => {
+                        ws::send_json(&self.ctx, &mut socket, &json!({"type": "Finalize"})).await
+                    }
+                    Some(SttCommand::Close) => {
+                        closing = Some(Instant::now() + self.close_timeout);
+                        ws::send_json(&self.ctx, &mut socket, &json!({"type": "CloseStream"})).await
+                    }
+                    None => {
+                        // The host has gone: nobody reads the results.
+                        let _ = ws::send_json(&self.ctx, &mut socket, &json!({"type": "CloseStream"})).await;
+                        ws::shut(&mut socket).await;
+                        return;
+                    }
+                },
                 message = socket.next() => {
                     match self.on_message(message, &mut mapper, &backend, closing.is_some()).await {
-                        Flow::Continue => {}
+                        Flow::Continue => continue,
                         Flow::End => {
                             ws::shut(&mut socket).await;
                             return;
@@ -530,16 +496,7 @@ impl Session {
                     }
                 }
                 () = tokio::time::sleep_until(keepalive_at), if closing.is_none() => {
-                    match ws::send_json(&self.ctx, &mut socket, &json!({"type": "KeepAlive"})).await {
-                        Ok(()) => last_sent = Instant::now(),
-                        Err(e) => {
-                            let e = ws::close_reason(&self.ctx, &mut socket, Duration::from_millis(500))
-                                .await
-                                .unwrap_or(e);
-                            backend.fail(e).await;
-                            return;
-                        }
-                    }
+                    ws::send_json(&self.ctx, &mut socket, &json!({"type": "KeepAlive"})).await
                 }
                 () = tokio::time::sleep_until(close_at), if closing.is_some() => {
                     backend
@@ -549,6 +506,16 @@ impl Session {
                         ))))
                         .await;
                     ws::shut(&mut socket).await;
+                    return;
+                }
+            };
+            // Audio, a command or a keep-alive went out.
+            match sent {
+                Ok(()) => last_sent = Instant::now(),
+                Err(e) => {
+                    backend
+                        .fail(ws::write_error(&self.ctx, &mut socket, e).await)
+                        .await;
                     return;
                 }
             }

@@ -310,25 +310,6 @@ async fn write_all<W: AsyncWrite + Unpin>(writer: &mut W, mut buf: &[u8]) -> std
     Ok(())
 }
 
-/// `clip` (mono) with its samples repeated to make `channels`.
-fn with_channels(clip: AudioClip, channels: u16) -> Result<AudioClip> {
-    if channels <= 1 {
-        return Ok(clip);
-    }
-    let samples = clip
-        .samples
-        .iter()
-        .flat_map(|&s| std::iter::repeat_n(s, usize::from(channels)))
-        .collect();
-    AudioClip::from_samples(
-        AudioFormat {
-            sample_rate: clip.format.sample_rate,
-            channels,
-        },
-        samples,
-    )
-}
-
 #[async_trait]
 impl TextToSpeech for EspeakTts {
     fn name(&self) -> &str {
@@ -345,10 +326,8 @@ impl TextToSpeech for EspeakTts {
         check_voice(voice)?;
         let wpm = words_per_minute(options.speed)?;
         let clip = parse_output(self.run(text, voice, wpm).await?)?.to_mono();
-        with_channels(
-            clip.resample(options.format.sample_rate)?,
-            options.format.channels,
-        )
+        clip.resample(options.format.sample_rate)?
+            .to_channels(options.format.channels)
     }
 
     /// A buffered session: each context is synthesised at its flush ([`tts::buffered_stream`]).

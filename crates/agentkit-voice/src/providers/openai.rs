@@ -220,26 +220,6 @@ struct SpeechRequest<'a> {
     speed: Option<f32>,
 }
 
-/// `clip` (mono) with its channels repeated to make `channels`.
-fn with_channels(clip: AudioClip, channels: u16) -> Result<AudioClip> {
-    if channels <= 1 {
-        return Ok(clip);
-    }
-    let n = usize::from(channels);
-    let samples = clip
-        .samples
-        .iter()
-        .flat_map(|&s| std::iter::repeat_n(s, n))
-        .collect();
-    AudioClip::from_samples(
-        AudioFormat {
-            sample_rate: clip.format.sample_rate,
-            channels,
-        },
-        samples,
-    )
-}
-
 #[async_trait]
 impl TextToSpeech for OpenAiTts {
     fn name(&self) -> &str {
@@ -281,10 +261,8 @@ impl TextToSpeech for OpenAiTts {
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
             .collect();
         let clip = AudioClip::from_samples(PCM_FORMAT, samples)?;
-        with_channels(
-            clip.resample(options.format.sample_rate)?,
-            options.format.channels,
-        )
+        clip.resample(options.format.sample_rate)?
+            .to_channels(options.format.channels)
     }
 
     /// A buffered session: each context is synthesised at its flush ([`tts::buffered_stream`]).
@@ -303,13 +281,5 @@ mod tests {
         assert_eq!(iso_language("pt_BR").as_deref(), Some("pt"));
         assert_eq!(iso_language("FR").as_deref(), Some("fr"));
         assert_eq!(iso_language(" "), None);
-    }
-
-    #[test]
-    fn mono_is_repeated_across_channels() {
-        let clip = AudioClip::from_samples(AudioFormat::mono(16_000), vec![1, 2]).expect("clip");
-        let stereo = with_channels(clip, 2).expect("stereo");
-        assert_eq!(stereo.samples, vec![1, 1, 2, 2]);
-        assert_eq!(stereo.format.channels, 2);
     }
 }

@@ -2,6 +2,7 @@
 //! the API key as a sensitive header, and the mapping of handshake statuses, close frames,
 //! transport failures and HTTP answers onto typed [`Error`]s with the key scrubbed.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use agentkit_core::{Error, Result};
@@ -52,6 +53,16 @@ impl Ctx {
         } else {
             text
         }
+    }
+
+    /// The key after `prefix` as a header value, marked sensitive (never shown in `Debug`).
+    pub(crate) fn key_header(&self, prefix: &str) -> Result<HeaderValue> {
+        let mut value = HeaderValue::from_str(&format!("{prefix}{}", self.key.expose_secret()))
+            .map_err(|_| {
+                Error::InvalidConfig(self.msg("the API key is not a valid HTTP header value"))
+            })?;
+        value.set_sensitive(true);
+        Ok(value)
     }
 
     pub(crate) fn malformed(&self, what: impl std::fmt::Display) -> Error {
@@ -118,6 +129,7 @@ impl Ctx {
             ))
         };
         let lower = reason.to_ascii_lowercase();
+        let timed_out = lower.contains("timeout") || lower.contains("net-0001");
         match frame.code {
             _ if lower.contains("api key")
                 || lower.contains("api_key")
@@ -130,23 +142,19 @@ impl Ctx {
             _ if lower.contains("quota") || lower.contains("credit") => {
                 Error::PermissionDenied(text)
             }
+            CloseCode::Policy | CloseCode::Size | CloseCode::Invalid | CloseCode::Unsupported
+                if timed_out =>
+            {
+                Error::Timeout(text)
+            }
             CloseCode::Policy | CloseCode::Size | CloseCode::Invalid | CloseCode::Unsupported => {
-                if lower.contains("timeout") || lower.contains("net-0001") {
-                    Error::Timeout(text)
-                } else {
-                    Error::InvalidInput(text)
-                }
+                Error::InvalidInput(text)
             }
-            CloseCode::Error => {
-                if lower.contains("timeout") || lower.contains("net-0001") {
-                    Error::Timeout(text)
-                } else {
-                    Error::Server {
-                        status: None,
-                        message: text,
-                    }
-                }
-            }
+            CloseCode::Error if timed_out => Error::Timeout(text),
+            CloseCode::Error => Error::Server {
+                status: None,
+                message: text,
+            },
             CloseCode::Again => Error::Overloaded {
                 message: text,
                 retry_after: None,
@@ -201,15 +209,56 @@ impl Ctx {
     /// Reads a non-2xx answer into its error.
     pub(crate) async fn http_error(&self, response: reqwest::Response) -> Error {
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .and_then(|s| Duration::try_from_secs_f64(s).ok());
+        let retry_after = retry_after(response.headers());
         let body = response.text().await.unwrap_or_default();
         self.status_error(status, &body, retry_after)
     }
+
+    /// The HTTP client for batch calls in `cell`, built on first use with `connect_timeout`.
+    pub(crate) fn http_client<'a>(
+        &self,
+        cell: &'a OnceLock<reqwest::Client>,
+        connect_timeout: Duration,
+    ) -> Result<&'a reqwest::Client> {
+        if let Some(c) = cell.get() {
+            return Ok(c);
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .build()
+            .map_err(|e| Error::InvalidConfig(self.msg(format!("HTTP client: {e}"))))?;
+        Ok(cell.get_or_init(|| client))
+    }
+
+    /// Sends a batch `request` to `url` and reads the answer's body; a failure to send or
+    /// read, and a non-2xx answer, are typed errors.
+    pub(crate) async fn http_body(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<Vec<u8>> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.http_transport_error(e, url))?;
+        if !response.status().is_success() {
+            return Err(self.http_error(response).await);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.http_transport_error(e, url))?;
+        Ok(bytes.into())
+    }
+}
+
+/// The `retry-after` header, in seconds.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 /// The vendor's message in an error body: Deepgram's `err_msg`, ElevenLabs' `detail.message`
@@ -294,12 +343,9 @@ pub(crate) async fn connect(
         .as_str()
         .into_client_request()
         .map_err(|e| Error::InvalidConfig(ctx.msg(format!("{}: {e}", shown_url(url)))))?;
-    let mut value = HeaderValue::from_str(&format!("{prefix}{}", ctx.key.expose_secret()))
-        .map_err(|_| {
-            Error::InvalidConfig(ctx.msg("the API key is not a valid HTTP header value"))
-        })?;
-    value.set_sensitive(true);
-    request.headers_mut().insert(header, value);
+    request
+        .headers_mut()
+        .insert(header, ctx.key_header(prefix)?);
     let connecting = tokio_tungstenite::connect_async(request);
     match tokio::time::timeout(timeout, connecting).await {
         Err(_) => Err(Error::Timeout(ctx.msg(format!(
@@ -320,13 +366,7 @@ pub(crate) async fn connect(
             } else {
                 body
             };
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .and_then(|s| Duration::try_from_secs_f64(s).ok());
-            Err(ctx.status_error(status, &body, retry_after))
+            Err(ctx.status_error(status, &body, retry_after(response.headers())))
         }
         Ok(Err(tungstenite::Error::Io(io))) => Err(Error::Unavailable {
             message: ctx.msg(format!("cannot connect to {}: {io}", shown_url(url))),
@@ -382,6 +422,14 @@ pub(crate) async fn close_reason(ctx: &Ctx, socket: &mut Socket, wait: Duration)
         None
     };
     tokio::time::timeout(wait, read).await.ok().flatten()
+}
+
+/// The error a failed write stands for: the reason of the close frame the server may have
+/// sent just before (read for half a second), else `e`.
+pub(crate) async fn write_error(ctx: &Ctx, socket: &mut Socket, e: Error) -> Error {
+    close_reason(ctx, socket, Duration::from_millis(500))
+        .await
+        .unwrap_or(e)
 }
 
 /// Closes the socket politely, waiting at most a second.
@@ -443,25 +491,21 @@ mod tests {
             code,
             reason: reason.to_owned().into(),
         };
-        let kind = |f: CloseFrame| c.close_error(Some(&f)).kind();
         use agentkit_core::ErrorKind as K;
-        assert_eq!(
-            kind(frame(CloseCode::Policy, "DATA-0000: cannot decode")),
-            K::InvalidInput
-        );
-        assert_eq!(
-            kind(frame(CloseCode::Error, "NET-0001: no audio received")),
-            K::Timeout
-        );
-        assert_eq!(
-            kind(frame(CloseCode::Policy, "Invalid API key")),
-            K::Unauthenticated
-        );
-        assert_eq!(
-            kind(frame(CloseCode::Policy, "quota exceeded")),
-            K::PermissionDenied
-        );
-        assert_eq!(kind(frame(CloseCode::Again, "")), K::Overloaded);
+        for (code, reason, kind) in [
+            (
+                CloseCode::Policy,
+                "DATA-0000: cannot decode",
+                K::InvalidInput,
+            ),
+            (CloseCode::Error, "NET-0001: no audio received", K::Timeout),
+            (CloseCode::Policy, "Invalid API key", K::Unauthenticated),
+            (CloseCode::Policy, "quota exceeded", K::PermissionDenied),
+            (CloseCode::Again, "", K::Overloaded),
+        ] {
+            let e = c.close_error(Some(&frame(code, reason)));
+            assert_eq!(e.kind(), kind, "{reason}: {e}");
+        }
         assert!(is_normal_close(None));
         assert!(is_normal_close(Some(&frame(CloseCode::Normal, ""))));
         assert!(!is_normal_close(Some(&frame(CloseCode::Error, ""))));

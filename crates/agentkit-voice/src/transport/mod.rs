@@ -33,13 +33,17 @@
 pub mod twilio;
 pub mod websocket;
 
+use std::fmt::Display;
+use std::pin::Pin;
 use std::time::Duration;
 
 use agentkit_core::{Error, Result};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::audio::{AudioFormat, AudioFrame, Resampler};
-use crate::session::VoiceEvent;
+use crate::audio::{AudioFormat, AudioFrame, Resampler, remix};
+use crate::session::{VoiceEvent, VoiceInput};
 
 /// Streaming conversion of PCM16 audio from one format to another, cut into frames of a fixed
 /// length: channels are mixed down (averaged) or duplicated, the sample rate is converted with
@@ -165,21 +169,6 @@ impl AudioConverter {
     }
 }
 
-/// Interleaved samples of `from` channels as `to` channels (averaged to mono, then repeated).
-fn remix(samples: &[i16], from: u16, to: u16) -> Vec<i16> {
-    if from == to {
-        return samples.to_vec();
-    }
-    let (from, to) = (usize::from(from), usize::from(to));
-    let mut out = Vec::with_capacity(samples.len() / from * to);
-    for frame in samples.chunks_exact(from) {
-        let sum: i32 = frame.iter().map(|&s| i32::from(s)).sum();
-        let mono = (sum / from as i32) as i16;
-        out.extend(std::iter::repeat_n(mono, to));
-    }
-    out
-}
-
 /// Sleeps until `at`, or forever when there is no deadline.
 async fn sleep_until(at: Option<Instant>) {
     match at {
@@ -199,6 +188,225 @@ fn unavailable(message: String) -> Error {
 /// A host's observer of the session's events (transcripts, approvals, reports), called before
 /// the transport handles each one.
 type EventHook = Box<dyn FnMut(&VoiceEvent) + Send>;
+
+/// What a transport keeps of a running session, whatever the wire: the session's input,
+/// whether the outbound sink is still open, the host's event hook and what ended the session
+/// abnormally (the first failure).
+struct Link {
+    /// The transport, for logs (`twilio`, `voice websocket`).
+    name: &'static str,
+    /// The other end, for errors (`Twilio`, `the client`).
+    peer: &'static str,
+    input: VoiceInput,
+    sink_open: bool,
+    on_event: Option<EventHook>,
+    error: Option<Error>,
+}
+
+impl Link {
+    fn new(
+        name: &'static str,
+        peer: &'static str,
+        input: VoiceInput,
+        on_event: Option<EventHook>,
+    ) -> Self {
+        Self {
+            name,
+            peer,
+            input,
+            sink_open: true,
+            on_event,
+            error: None,
+        }
+    }
+
+    /// Says the greeting, if there is one, as the session starts.
+    async fn greet(&mut self, greeting: Option<(String, bool)>) {
+        if let Some((text, interruptible)) = greeting
+            && let Err(e) = self.input.say(text, interruptible).await
+        {
+            tracing::warn!(error = %e, "{}: the greeting was not said", self.name);
+        }
+    }
+
+    /// Pushes frames into the session.
+    async fn push(&mut self, frames: Vec<AudioFrame>) {
+        for frame in frames {
+            if self.input.push_audio(frame).await.is_err() {
+                // The session ended; its `Ended` event is on the way.
+                return;
+            }
+        }
+    }
+
+    /// The peer's audio has ended: the rest of it (what waits in `converter`) goes in, then
+    /// the session closes (or hangs up).
+    async fn end_input(&mut self, converter: &mut AudioConverter, hang_up: bool) {
+        match converter.flush() {
+            Ok(frames) => self.push(frames).await,
+            Err(e) => tracing::warn!(error = %e, "{}: inbound audio not converted", self.name),
+        }
+        let result = if hang_up {
+            self.input.hang_up().await
+        } else {
+            self.input.close().await
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "{}: the session had already ended", self.name);
+        }
+    }
+
+    /// Sends a message; a failure hangs up (the peer is gone). `false` when nothing was sent.
+    async fn send<M, K>(&mut self, message: M, outbound: &mut Pin<&mut K>) -> bool
+    where
+        K: Sink<M>,
+        K::Error: Display,
+    {
+        if !self.sink_open {
+            return false;
+        }
+        match outbound.send(message).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "{}: sending failed; hanging up", self.name);
+                self.sink_open = false;
+                self.fail(unavailable(format!("sending to {} failed: {e}", self.peer)));
+                if let Err(e) = self.input.hang_up().await {
+                    tracing::debug!(error = %e, "{}: the session had already ended", self.name);
+                }
+                false
+            }
+        }
+    }
+
+    /// Closes the outbound sink, unless sending already failed.
+    async fn close<M, K>(&mut self, outbound: &mut Pin<&mut K>)
+    where
+        K: Sink<M>,
+        K::Error: Display,
+    {
+        if self.sink_open
+            && let Err(e) = outbound.close().await
+        {
+            tracing::debug!(error = %e, "{}: closing the outbound sink", self.name);
+        }
+    }
+
+    /// Records what ended the session (the first failure wins).
+    fn fail(&mut self, error: Error) {
+        match &self.error {
+            None => self.error = Some(error),
+            Some(first) => {
+                tracing::debug!(error = %error, first = %first, "{}: a later failure", self.name);
+            }
+        }
+    }
+}
+
+/// A transport's part in [`pump`]: what it does with the session's events and the peer's
+/// messages (`M`: a message to the peer). [`pump`] does the rest, alike for every transport: the host's hook first, the
+/// session's end, the inbound stream ending (the session closes) or breaking (it hangs up).
+trait Bridge<M> {
+    /// A message from the peer.
+    type Inbound;
+
+    /// The session's link, and the converter of the peer's audio into the session's format.
+    fn parts(&mut self) -> (&mut Link, &mut AudioConverter);
+
+    /// Handles a session event (not `Ended`).
+    async fn on_event<K>(&mut self, event: VoiceEvent, outbound: &mut Pin<&mut K>)
+    where
+        K: Sink<M>,
+        K::Error: Display;
+
+    /// The session has ended (`error` when it failed): the last messages to the peer.
+    async fn on_ended<K>(&mut self, error: Option<&Error>, outbound: &mut Pin<&mut K>)
+    where
+        K: Sink<M>,
+        K::Error: Display;
+
+    /// Handles a message from the peer; `false` once the peer has finished sending.
+    async fn on_message<K>(&mut self, message: Self::Inbound, outbound: &mut Pin<&mut K>) -> bool
+    where
+        K: Sink<M>,
+        K::Error: Display;
+
+    /// When [`Bridge::on_deadline`] is due (never, by default).
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The deadline has passed.
+    async fn on_deadline<K>(&mut self, _outbound: &mut Pin<&mut K>)
+    where
+        K: Sink<M>,
+        K::Error: Display,
+    {
+    }
+
+    /// The peer's audio has ended: the rest goes in, then the session closes (or hangs up).
+    async fn end_input(&mut self, hang_up: bool) {
+        let (link, converter) = self.parts();
+        link.end_input(converter, hang_up).await;
+    }
+}
+
+/// Runs `bridge` until the session has ended: session events (first), the bridge's deadline
+/// and the peer's messages, in that order of priority.
+async fn pump<M, B, S, K>(
+    bridge: &mut B,
+    mut inbound: Pin<&mut S>,
+    outbound: &mut Pin<&mut K>,
+    mut events: mpsc::Receiver<VoiceEvent>,
+) where
+    B: Bridge<M>,
+    S: Stream<Item = Result<B::Inbound>>,
+    K: Sink<M>,
+    K::Error: Display,
+{
+    let mut inbound_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            event = events.recv() => match event {
+                Some(event) => {
+                    if let Some(hook) = &mut bridge.parts().0.on_event {
+                        hook(&event);
+                    }
+                    if let VoiceEvent::Ended(result) = event {
+                        bridge.on_ended(result.as_ref().err(), outbound).await;
+                        if let Err(e) = result {
+                            bridge.parts().0.fail(e);
+                        }
+                        return;
+                    }
+                    bridge.on_event(event, outbound).await;
+                }
+                None => {
+                    let e = unavailable("the voice session stopped without ending".into());
+                    bridge.parts().0.fail(e);
+                    return;
+                }
+            },
+            () = sleep_until(bridge.deadline()) => bridge.on_deadline(outbound).await,
+            message = inbound.next(), if inbound_open => match message {
+                Some(Ok(message)) => inbound_open = bridge.on_message(message, outbound).await,
+                Some(Err(e)) => {
+                    let link = bridge.parts().0;
+                    tracing::warn!(error = %e, "{}: the inbound stream broke", link.name);
+                    link.fail(e);
+                    bridge.end_input(true).await;
+                    inbound_open = false;
+                }
+                None => {
+                    tracing::debug!("{}: the inbound stream ended", bridge.parts().0.name);
+                    bridge.end_input(false).await;
+                    inbound_open = false;
+                }
+            },
+        }
+    }
+}
 
 /// When the transport's outbound audio stops, so the converter's tail can be flushed: the
 /// moment the audio sent so far has played out.

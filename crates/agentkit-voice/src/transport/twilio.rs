@@ -76,12 +76,11 @@ use std::time::Duration;
 use agentkit_core::{Error, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{Sink, Stream, StreamExt};
 use serde::{Deserialize, Deserializer, Serialize};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{AudioConverter, EventHook, PlayClock, sleep_until, unavailable};
+use super::{AudioConverter, Bridge, EventHook, Link, PlayClock, pump, unavailable};
 use crate::audio::{AudioFormat, AudioFrame, FRAME};
 use crate::mulaw;
 use crate::session::{TurnReport, VoiceEvent, VoiceInput, VoiceSession};
@@ -648,13 +647,11 @@ impl TwilioBridge {
         );
         let mut call = Call {
             stream_sid: start.stream_sid().to_owned(),
-            input,
+            link: Link::new("twilio", "Twilio", input, self.on_event),
             decoder,
             encoder,
             clock: PlayClock::default(),
-            sink_open: true,
             hang_up_on_stop: self.hang_up_on_stop,
-            on_event: self.on_event,
             on_message: self.on_message,
             report: TwilioCallReport {
                 stream_sid: start.stream_sid().to_owned(),
@@ -672,19 +669,12 @@ impl TwilioBridge {
             },
         };
         if let Some(hook) = &mut call.on_message {
-            hook(&TwilioInbound::Start(start), &call.input);
+            hook(&TwilioInbound::Start(start), &call.link.input);
         }
-        if let Some((text, interruptible)) = self.greeting
-            && let Err(e) = call.input.say(text, interruptible).await
-        {
-            tracing::warn!(error = %e, "twilio: the greeting was not said");
-        }
-        call.drive(inbound.as_mut(), &mut outbound, events).await;
-        if call.sink_open
-            && let Err(e) = outbound.close().await
-        {
-            tracing::debug!(error = %e, "twilio: closing the stream");
-        }
+        call.link.greet(self.greeting).await;
+        pump(&mut call, inbound.as_mut(), &mut outbound, events).await;
+        call.link.close(&mut outbound).await;
+        call.report.error = call.link.error.take();
         tracing::info!(
             stream_sid = %call.report.stream_sid,
             turns = call.report.turns.len(),
@@ -695,93 +685,35 @@ impl TwilioBridge {
     }
 }
 
-/// Pushes frames into the session (it borrows only the input: the future stays `Send`).
-async fn push(input: &VoiceInput, frames: Vec<AudioFrame>) {
-    for frame in frames {
-        if input.push_audio(frame).await.is_err() {
-            // The session ended; its `Ended` event is on the way.
-            return;
-        }
-    }
-}
-
 /// A call in progress.
 struct Call {
     stream_sid: String,
-    input: VoiceInput,
+    link: Link,
     /// Twilio's µ-law (decoded) → the session's input format.
     decoder: AudioConverter,
     /// The session's output → 8 kHz for µ-law.
     encoder: AudioConverter,
     /// When the audio sent so far has played (then the encoder's tail is flushed).
     clock: PlayClock,
-    sink_open: bool,
     hang_up_on_stop: bool,
-    on_event: Option<EventHook>,
     on_message: Option<MessageHook>,
     report: TwilioCallReport,
 }
 
-impl Call {
-    async fn drive<S, K>(
-        &mut self,
-        mut inbound: Pin<&mut S>,
-        outbound: &mut Pin<&mut K>,
-        mut events: mpsc::Receiver<VoiceEvent>,
-    ) where
-        S: Stream<Item = Result<String>>,
-        K: Sink<String>,
-        K::Error: Display,
-    {
-        let mut inbound_open = true;
-        loop {
-            tokio::select! {
-                biased;
-                event = events.recv() => match event {
-                    Some(event) => {
-                        if let Some(hook) = &mut self.on_event {
-                            hook(&event);
-                        }
-                        if let VoiceEvent::Ended(result) = event {
-                            self.flush_audio(outbound).await;
-                            if let Err(e) = result {
-                                self.fail(e);
-                            }
-                            return;
-                        }
-                        self.on_event(event, outbound).await;
-                    }
-                    None => {
-                        self.fail(unavailable("the voice session stopped without ending".into()));
-                        return;
-                    }
-                },
-                () = sleep_until(self.clock.deadline()) => {
-                    // The reply paused or ended: send its tail.
-                    self.clock.clear();
-                    self.flush_audio(outbound).await;
-                }
-                message = inbound.next(), if inbound_open => match message {
-                    Some(Ok(text)) => inbound_open = self.on_text(&text).await,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "twilio: the stream broke");
-                        self.fail(e);
-                        self.end_input(true).await;
-                        inbound_open = false;
-                    }
-                    None => {
-                        tracing::debug!("twilio: the stream ended");
-                        self.end_input(false).await;
-                        inbound_open = false;
-                    }
-                },
-            }
-        }
+impl Bridge<String> for Call {
+    type Inbound = String;
+
+    fn parts(&mut self) -> (&mut Link, &mut AudioConverter) {
+        (&mut self.link, &mut self.decoder)
     }
 
     /// Handles a message from Twilio; `false` once the stream has stopped.
-    async fn on_text(&mut self, text: &str) -> bool {
-        let message = match TwilioInbound::parse(text) {
+    async fn on_message<K>(&mut self, text: String, _outbound: &mut Pin<&mut K>) -> bool
+    where
+        K: Sink<String>,
+        K::Error: Display,
+    {
+        let message = match TwilioInbound::parse(&text) {
             Ok(m) => m,
             Err(e) => {
                 self.reject(e);
@@ -789,7 +721,7 @@ impl Call {
             }
         };
         if let Some(hook) = &mut self.on_message {
-            hook(&message, &self.input);
+            hook(&message, &self.link.input);
         }
         match message {
             TwilioInbound::Media(m) if m.media.is_inbound() => {
@@ -803,7 +735,7 @@ impl Call {
                 let frame = mulaw::decode_frame(&bytes);
                 self.report.audio_in += frame.duration();
                 match self.decoder.push(&frame) {
-                    Ok(frames) => push(&self.input, frames).await,
+                    Ok(frames) => self.link.push(frames).await,
                     Err(e) => tracing::warn!(error = %e, "twilio: caller audio not converted"),
                 }
             }
@@ -820,23 +752,6 @@ impl Call {
             other => tracing::debug!(event = other.event(), "twilio: message ignored"),
         }
         true
-    }
-
-    /// The caller's audio has ended: the rest of it goes in, then the session closes (or
-    /// hangs up).
-    async fn end_input(&mut self, hang_up: bool) {
-        match self.decoder.flush() {
-            Ok(frames) => push(&self.input, frames).await,
-            Err(e) => tracing::warn!(error = %e, "twilio: caller audio not converted"),
-        }
-        let result = if hang_up {
-            self.input.hang_up().await
-        } else {
-            self.input.close().await
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "twilio: the session had already ended");
-        }
     }
 
     async fn on_event<K>(&mut self, event: VoiceEvent, outbound: &mut Pin<&mut K>)
@@ -883,6 +798,31 @@ impl Call {
         }
     }
 
+    /// The reply's tail goes out.
+    async fn on_ended<K>(&mut self, _error: Option<&Error>, outbound: &mut Pin<&mut K>)
+    where
+        K: Sink<String>,
+        K::Error: Display,
+    {
+        self.flush_audio(outbound).await;
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.clock.deadline()
+    }
+
+    /// The reply paused or ended: send its tail.
+    async fn on_deadline<K>(&mut self, outbound: &mut Pin<&mut K>)
+    where
+        K: Sink<String>,
+        K::Error: Display,
+    {
+        self.clock.clear();
+        self.flush_audio(outbound).await;
+    }
+}
+
+impl Call {
     /// Sends what waits in the encoder (padded to a whole chunk).
     async fn flush_audio<K>(&mut self, outbound: &mut Pin<&mut K>)
     where
@@ -922,25 +862,13 @@ impl Call {
         K: Sink<String>,
         K::Error: Display,
     {
-        if !self.sink_open {
+        if !self.link.sink_open {
             return false;
         }
-        let text = match message.to_json() {
-            Ok(t) => t,
+        match message.to_json() {
+            Ok(text) => self.link.send(text, outbound).await,
             Err(e) => {
                 tracing::warn!(error = %e, "twilio: message not sent");
-                return false;
-            }
-        };
-        match outbound.send(text).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "twilio: sending failed; hanging up");
-                self.sink_open = false;
-                self.fail(unavailable(format!("sending to Twilio failed: {e}")));
-                if let Err(e) = self.input.hang_up().await {
-                    tracing::debug!(error = %e, "twilio: the session had already ended");
-                }
                 false
             }
         }
@@ -949,16 +877,6 @@ impl Call {
     fn reject(&mut self, error: Error) {
         tracing::warn!(error = %error, "twilio: skipped a message");
         self.report.rejected.push(error);
-    }
-
-    /// Records what ended the call (the first failure wins).
-    fn fail(&mut self, error: Error) {
-        match &self.report.error {
-            None => self.report.error = Some(error),
-            Some(first) => {
-                tracing::debug!(error = %error, first = %first, "twilio: a later failure")
-            }
-        }
     }
 }
 

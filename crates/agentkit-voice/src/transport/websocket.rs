@@ -79,13 +79,12 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use agentkit_core::{Error, Result};
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{Sink, Stream};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
-use super::{AudioConverter, EventHook, unavailable};
+use super::{AudioConverter, Bridge, EventHook, Link, pump};
 use crate::audio::{AudioFormat, AudioFrame, FRAME};
-use crate::session::{TurnLatency, TurnOutcome, TurnReport, VoiceEvent, VoiceInput, VoiceSession};
+use crate::session::{TurnLatency, TurnOutcome, TurnReport, VoiceEvent, VoiceSession};
 
 /// A WebSocket message of either kind (map your library's message type to and from it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,11 +385,9 @@ impl WebSocketBridge {
         let framer = AudioConverter::new(input_format, input_format, FRAME)?;
         let (input, events) = self.session.start().await?;
         let mut ws = Ws {
-            input,
+            link: Link::new("voice websocket", "the client", input, self.on_event),
             input_format,
             framer,
-            sink_open: true,
-            on_event: self.on_event,
             report: WebSocketReport {
                 turns: Vec::new(),
                 audio_in: Duration::ZERO,
@@ -407,93 +404,28 @@ impl WebSocketBridge {
             &mut outbound,
         )
         .await;
-        if let Some((text, interruptible)) = self.greeting
-            && let Err(e) = ws.input.say(text, interruptible).await
-        {
-            tracing::warn!(error = %e, "voice websocket: the greeting was not said");
-        }
-        ws.drive(inbound, &mut outbound, events).await;
-        if ws.sink_open
-            && let Err(e) = outbound.close().await
-        {
-            tracing::debug!(error = %e, "voice websocket: closing");
-        }
+        ws.link.greet(self.greeting).await;
+        pump(&mut ws, inbound, &mut outbound, events).await;
+        ws.link.close(&mut outbound).await;
+        ws.report.error = ws.link.error.take();
         Ok(ws.report)
-    }
-}
-
-/// Pushes frames into the session (it borrows only the input: the future stays `Send`).
-async fn push(input: &VoiceInput, frames: Vec<AudioFrame>) {
-    for frame in frames {
-        if input.push_audio(frame).await.is_err() {
-            // The session ended; its `Ended` event is on the way.
-            return;
-        }
     }
 }
 
 /// A WebSocket session in progress.
 struct Ws {
-    input: VoiceInput,
+    link: Link,
     input_format: AudioFormat,
     /// Cuts the client's audio into 20 ms frames.
     framer: AudioConverter,
-    sink_open: bool,
-    on_event: Option<EventHook>,
     report: WebSocketReport,
 }
 
-impl Ws {
-    async fn drive<S, K>(
-        &mut self,
-        mut inbound: Pin<&mut S>,
-        outbound: &mut Pin<&mut K>,
-        mut events: mpsc::Receiver<VoiceEvent>,
-    ) where
-        S: Stream<Item = Result<WsMessage>>,
-        K: Sink<WsMessage>,
-        K::Error: Display,
-    {
-        let mut inbound_open = true;
-        loop {
-            tokio::select! {
-                biased;
-                event = events.recv() => match event {
-                    Some(event) => {
-                        if let Some(hook) = &mut self.on_event {
-                            hook(&event);
-                        }
-                        if let VoiceEvent::Ended(result) = event {
-                            let error = result.as_ref().err().map(ToString::to_string);
-                            self.send_event(ServerMessage::Ended { error }, outbound).await;
-                            if let Err(e) = result {
-                                self.fail(e);
-                            }
-                            return;
-                        }
-                        self.on_event(event, outbound).await;
-                    }
-                    None => {
-                        self.fail(unavailable("the voice session stopped without ending".into()));
-                        return;
-                    }
-                },
-                message = inbound.next(), if inbound_open => match message {
-                    Some(Ok(message)) => inbound_open = self.on_message(message, outbound).await,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "voice websocket: the connection broke");
-                        self.fail(e);
-                        self.end_input(true).await;
-                        inbound_open = false;
-                    }
-                    None => {
-                        tracing::debug!("voice websocket: the client's stream ended");
-                        self.end_input(false).await;
-                        inbound_open = false;
-                    }
-                },
-            }
-        }
+impl Bridge<WsMessage> for Ws {
+    type Inbound = WsMessage;
+
+    fn parts(&mut self) -> (&mut Link, &mut AudioConverter) {
+        (&mut self.link, &mut self.framer)
     }
 
     /// Handles a client message; `false` once the client closed or hung up.
@@ -513,7 +445,7 @@ impl Ws {
                 };
                 self.report.audio_in += frame.duration();
                 match self.framer.push(&frame) {
-                    Ok(frames) => push(&self.input, frames).await,
+                    Ok(frames) => self.link.push(frames).await,
                     Err(e) => self.reject(e, outbound).await,
                 }
                 true
@@ -523,7 +455,7 @@ impl Ws {
                     text,
                     interruptible,
                 }) => {
-                    if let Err(e) = self.input.say(text, interruptible).await {
+                    if let Err(e) = self.link.input.say(text, interruptible).await {
                         tracing::debug!(error = %e, "voice websocket: the session had ended");
                     }
                     true
@@ -544,22 +476,6 @@ impl Ws {
         }
     }
 
-    /// The client's audio has ended: the rest goes in, then the session closes (or hangs up).
-    async fn end_input(&mut self, hang_up: bool) {
-        match self.framer.flush() {
-            Ok(frames) => push(&self.input, frames).await,
-            Err(e) => tracing::warn!(error = %e, "voice websocket: audio not framed"),
-        }
-        let result = if hang_up {
-            self.input.hang_up().await
-        } else {
-            self.input.close().await
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "voice websocket: the session had already ended");
-        }
-    }
-
     async fn on_event<K>(&mut self, event: VoiceEvent, outbound: &mut Pin<&mut K>)
     where
         K: Sink<WsMessage>,
@@ -568,7 +484,8 @@ impl Ws {
         match &event {
             VoiceEvent::Audio(frame) => {
                 self.report.audio_out += frame.duration();
-                self.send(WsMessage::Binary(frame.to_le_bytes()), outbound)
+                self.link
+                    .send(WsMessage::Binary(frame.to_le_bytes()), outbound)
                     .await;
                 return;
             }
@@ -583,33 +500,29 @@ impl Ws {
         }
     }
 
+    /// `ended`, with the error when the session failed.
+    async fn on_ended<K>(&mut self, error: Option<&Error>, outbound: &mut Pin<&mut K>)
+    where
+        K: Sink<WsMessage>,
+        K::Error: Display,
+    {
+        let error = error.map(ToString::to_string);
+        self.send_event(ServerMessage::Ended { error }, outbound)
+            .await;
+    }
+}
+
+impl Ws {
     async fn send_event<K>(&mut self, message: ServerMessage, outbound: &mut Pin<&mut K>)
     where
         K: Sink<WsMessage>,
         K::Error: Display,
     {
         match message.to_json() {
-            Ok(text) => self.send(WsMessage::Text(text), outbound).await,
-            Err(e) => tracing::warn!(error = %e, "voice websocket: event not sent"),
-        }
-    }
-
-    /// Sends a message; a failure hangs up (the client is gone).
-    async fn send<K>(&mut self, message: WsMessage, outbound: &mut Pin<&mut K>)
-    where
-        K: Sink<WsMessage>,
-        K::Error: Display,
-    {
-        if !self.sink_open {
-            return;
-        }
-        if let Err(e) = outbound.send(message).await {
-            tracing::warn!(error = %e, "voice websocket: sending failed; hanging up");
-            self.sink_open = false;
-            self.fail(unavailable(format!("sending to the client failed: {e}")));
-            if let Err(e) = self.input.hang_up().await {
-                tracing::debug!(error = %e, "voice websocket: the session had already ended");
+            Ok(text) => {
+                self.link.send(WsMessage::Text(text), outbound).await;
             }
+            Err(e) => tracing::warn!(error = %e, "voice websocket: event not sent"),
         }
     }
 
@@ -627,15 +540,5 @@ impl Ws {
         )
         .await;
         self.report.rejected.push(error);
-    }
-
-    /// Records what ended the session (the first failure wins).
-    fn fail(&mut self, error: Error) {
-        match &self.report.error {
-            None => self.report.error = Some(error),
-            Some(first) => {
-                tracing::debug!(error = %error, first = %first, "voice websocket: a later failure");
-            }
-        }
     }
 }

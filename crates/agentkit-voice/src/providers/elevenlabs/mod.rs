@@ -49,7 +49,6 @@ use std::time::Duration;
 use agentkit_core::{Error, Result};
 use agentkit_providers::{KeyRef, SecretString};
 use async_trait::async_trait;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use url::Url;
 
@@ -251,15 +250,20 @@ impl ElevenLabsTts {
         Ok(url)
     }
 
-    fn client(&self) -> Result<&reqwest::Client> {
-        if let Some(c) = self.http.get() {
-            return Ok(c);
+    /// The options' audio format; an empty one is an [`Error::InvalidInput`].
+    fn format(&self, options: &TtsOptions) -> Result<AudioFormat> {
+        let format = options.format;
+        if format.sample_rate == 0 || format.channels == 0 {
+            return Err(Error::InvalidInput(self.ctx.msg(format!(
+                "audio format {} Hz × {} channels",
+                format.sample_rate, format.channels
+            ))));
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .build()
-            .map_err(|e| Error::InvalidConfig(self.ctx.msg(format!("HTTP client: {e}"))))?;
-        Ok(self.http.get_or_init(|| client))
+        Ok(format)
+    }
+
+    fn client(&self) -> Result<&reqwest::Client> {
+        self.ctx.http_client(&self.http, self.connect_timeout)
     }
 }
 
@@ -272,13 +276,7 @@ impl TextToSpeech for ElevenLabsTts {
     /// `POST /v1/text-to-speech/{voice_id}?output_format=pcm_<rate>`, the raw PCM answer
     /// resampled to the options' format when needed.
     async fn synthesize(&self, text: &str, options: &TtsOptions) -> Result<AudioClip> {
-        let format = options.format;
-        if format.sample_rate == 0 || format.channels == 0 {
-            return Err(Error::InvalidInput(self.ctx.msg(format!(
-                "audio format {} Hz × {} channels",
-                format.sample_rate, format.channels
-            ))));
-        }
+        let format = self.format(options)?;
         if text.trim().is_empty() {
             return Ok(AudioClip::new(format));
         }
@@ -293,49 +291,26 @@ impl TextToSpeech for ElevenLabsTts {
         if let Some(settings) = self.settings(options) {
             body["voice_settings"] = settings;
         }
-        let mut key = reqwest::header::HeaderValue::from_str(self.ctx.key.expose_secret())
-            .map_err(|_| {
-                Error::InvalidConfig(self.ctx.msg("the API key is not a valid HTTP header value"))
-            })?;
-        key.set_sensitive(true);
-        let response = self
+        let request = self
             .client()?
             .post(url.clone())
-            .header("xi-api-key", key)
+            .header("xi-api-key", self.ctx.key_header("")?)
             .json(&body)
-            .timeout(self.request_timeout)
-            .send()
-            .await
-            .map_err(|e| self.ctx.http_transport_error(e, &url))?;
-        if !response.status().is_success() {
-            return Err(self.ctx.http_error(response).await);
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.ctx.http_transport_error(e, &url))?;
+            .timeout(self.request_timeout);
+        let bytes = self.ctx.http_body(request, &url).await?;
         let samples: Vec<i16> = bytes
             .chunks_exact(2)
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
             .collect();
-        let clip = AudioClip::from_samples(AudioFormat::mono(rate), samples)?
-            .resample(format.sample_rate)?;
-        match wire::to_frame(format, clip.samples)? {
-            Some(frame) => AudioClip::from_samples(format, frame.samples().to_vec()),
-            None => Ok(AudioClip::new(format)),
-        }
+        AudioClip::from_samples(AudioFormat::mono(rate), samples)?
+            .resample(format.sample_rate)?
+            .to_channels(format.channels)
     }
 
     /// Opens a streaming session; the connection is made by the session's task, so a refused
     /// handshake is the stream's first (and last) event.
     async fn stream(&self, options: &TtsOptions) -> Result<TtsStream> {
-        let format = options.format;
-        if format.sample_rate == 0 || format.channels == 0 {
-            return Err(Error::InvalidInput(self.ctx.msg(format!(
-                "audio format {} Hz × {} channels",
-                format.sample_rate, format.channels
-            ))));
-        }
+        let format = self.format(options)?;
         if self.keepalive.is_zero() {
             return Err(Error::InvalidConfig(
                 self.ctx.msg("the keep-alive interval must be above zero"),

@@ -150,9 +150,7 @@ impl Session {
                     };
                     if let Err(e) = result {
                         let e = match socket.as_mut() {
-                            Some(s) => ws::close_reason(&self.ctx, s, Duration::from_millis(500))
-                                .await
-                                .unwrap_or(e),
+                            Some(s) => ws::write_error(&self.ctx, s, e).await,
                             None => e,
                         };
                         backend.fail(e).await;
@@ -378,14 +376,7 @@ impl Session {
                 Some(r) => r.process(&samples)?,
                 None => samples,
             };
-            if let Some(frame) = wire::to_frame(self.format, samples)?
-                && !backend
-                    .send(TtsEvent::Audio {
-                        context: segment.host.clone(),
-                        frame,
-                    })
-                    .await
-            {
+            if !self.send_audio(backend, &segment.host, samples).await? {
                 return Ok(false);
             }
         }
@@ -403,13 +394,7 @@ impl Session {
                 return Ok(true);
             }
             if let Some(r) = segment.resampler.as_mut()
-                && let Some(frame) = wire::to_frame(self.format, r.finish()?)?
-                && !backend
-                    .send(TtsEvent::Audio {
-                        context: segment.host.clone(),
-                        frame,
-                    })
-                    .await
+                && !self.send_audio(backend, &segment.host, r.finish()?).await?
             {
                 return Ok(false);
             }
@@ -425,5 +410,26 @@ impl Session {
             }
         }
         Ok(true)
+    }
+
+    /// `samples` (mono, at the session's rate) as an audio event of `host`'s context, none
+    /// when empty; `false` once the host has gone.
+    async fn send_audio(
+        &self,
+        backend: &TtsStreamBackend,
+        host: &str,
+        samples: Vec<i16>,
+    ) -> Result<bool> {
+        Ok(match wire::to_frame(self.format, samples)? {
+            Some(frame) => {
+                backend
+                    .send(TtsEvent::Audio {
+                        context: host.to_owned(),
+                        frame,
+                    })
+                    .await
+            }
+            None => true,
+        })
     }
 }

@@ -6,7 +6,7 @@ use agentkit_core::{Error, Result};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::audio::{AudioFormat, AudioFrame};
+use crate::audio::{AudioFormat, AudioFrame, remix};
 use crate::providers::ws::{self, Ctx};
 
 /// Opens context `id` (`{"text":" ","context_id":..}`), with the voice settings when configured.
@@ -121,13 +121,10 @@ pub(super) fn to_frame(format: AudioFormat, mono: Vec<i16>) -> Result<Option<Aud
     if mono.is_empty() {
         return Ok(None);
     }
-    let channels = usize::from(format.channels);
-    let samples: Vec<i16> = if channels <= 1 {
+    let samples = if format.channels <= 1 {
         mono
     } else {
-        mono.iter()
-            .flat_map(|&s| std::iter::repeat_n(s, channels))
-            .collect()
+        remix(&mono, 1, format.channels)
     };
     AudioFrame::new(format, samples).map(Some)
 }
