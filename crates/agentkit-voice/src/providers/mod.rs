@@ -7,6 +7,7 @@
 //! | `deepgram` | `deepgram`: Deepgram live transcription over a WebSocket |
 //! | `elevenlabs` | `elevenlabs`: ElevenLabs multi-context streaming speech over a WebSocket |
 //! | `espeak` | `espeak`: espeak-ng, offline speech from a local program |
+//! | `whisper` | `whisper`: OpenAI Whisper tiny.en, offline transcription on the CPU from a local model directory |
 
 #[cfg(feature = "deepgram")]
 pub mod deepgram;
@@ -16,5 +17,7 @@ pub mod elevenlabs;
 pub mod espeak;
 #[cfg(feature = "openai")]
 pub mod openai;
+#[cfg(feature = "whisper")]
+pub mod whisper;
 #[cfg(any(feature = "deepgram", feature = "elevenlabs"))]
 mod ws;

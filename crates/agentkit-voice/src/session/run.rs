@@ -316,14 +316,22 @@ impl Session {
         }
     }
 
-    /// Words the VAD did not hear as speech (a quiet caller) still end a turn.
+    /// Words that come when the detector is not waiting still end a turn: those of a quiet
+    /// caller the VAD did not hear, and those of a recogniser slower than the endpointing
+    /// maximum (the turn had ended empty). The stop the VAD dated recently counts, so the
+    /// latency is measured from it.
     fn stopped_unless_speaking(&mut self, now: Instant) {
         if !self.vad.in_speech()
             && self.detector.deadline().is_none()
             && !self.detector.transcript().is_empty()
         {
-            self.next_marks.user_stopped.get_or_insert(now);
-            self.detector.speech_stopped(now);
+            let recent = self.config.endpointing.max_delay * 4 + Duration::from_secs(10);
+            let at = match self.next_marks.user_stopped {
+                Some(at) if now.saturating_duration_since(at) <= recent => at,
+                _ => now,
+            };
+            self.next_marks.user_stopped = Some(at);
+            self.detector.speech_stopped(at);
         }
     }
 
@@ -370,7 +378,7 @@ impl Session {
             c => format!("{c} {text}"),
         };
         if text.trim().is_empty() {
-            self.next_marks = Marks::default();
+            // Nothing was heard (yet): a late transcript still dates from this stop.
             return;
         }
         self.emit(VoiceEvent::UserTurn(text.clone())).await;
