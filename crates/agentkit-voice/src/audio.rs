@@ -341,6 +341,16 @@ impl AudioClip {
         }
     }
 
+    /// The clip in `format`: resampled to its rate, then given its channels
+    /// ([`AudioClip::to_channels`]); the clip as it is when it already has that format.
+    pub fn to_format(&self, format: AudioFormat) -> Result<Self> {
+        if self.format == format {
+            return Ok(self.clone());
+        }
+        self.resample(format.sample_rate)?
+            .to_channels(format.channels)
+    }
+
     /// The clip with `channels` channels: the audio, mixed down to mono when it has more than
     /// one channel, copied into every channel (mono into stereo: `[1, 2]` becomes
     /// `[1, 1, 2, 2]`). The same channel count is the clip as it is; no channel (`0`) is an
@@ -538,6 +548,20 @@ mod tests {
             .map(|i| ((i as f32 / rate as f32 * hz * std::f32::consts::TAU).sin() * 8000.0) as i16)
             .collect();
         AudioClip::from_samples(AudioFormat::mono(rate), samples).expect("clip")
+    }
+
+    #[test]
+    fn to_format_changes_rate_and_channels() {
+        let clip = tone(16_000, 440.0, 0.5);
+        let stereo = AudioFormat {
+            sample_rate: 8_000,
+            channels: 2,
+        };
+        let out = clip.to_format(stereo).expect("convert");
+        assert_eq!(out.format(), stereo);
+        assert_eq!(out.duration(), clip.duration());
+        assert!(out.samples.chunks_exact(2).all(|f| f[0] == f[1]));
+        assert_eq!(out.to_format(stereo).expect("same"), out);
     }
 
     #[test]

@@ -326,8 +326,7 @@ impl TextToSpeech for EspeakTts {
         check_voice(voice)?;
         let wpm = words_per_minute(options.speed)?;
         let clip = parse_output(self.run(text, voice, wpm).await?)?.to_mono();
-        clip.resample(options.format.sample_rate)?
-            .to_channels(options.format.channels)
+        clip.to_format(options.format)
     }
 
     /// A buffered session: each context is synthesised at its flush ([`tts::buffered_stream`]).

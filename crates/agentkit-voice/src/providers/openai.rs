@@ -261,8 +261,7 @@ impl TextToSpeech for OpenAiTts {
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
             .collect();
         let clip = AudioClip::from_samples(PCM_FORMAT, samples)?;
-        clip.resample(options.format.sample_rate)?
-            .to_channels(options.format.channels)
+        clip.to_format(options.format)
     }
 
     /// A buffered session: each context is synthesised at its flush ([`tts::buffered_stream`]).

@@ -576,18 +576,15 @@ impl Session {
         }
     }
 
-    /// Audio in the session's output format (a provider that answered in another rate is
-    /// resampled).
+    /// Audio in the session's output format (a provider that answered in another rate or
+    /// channel count is converted).
     fn conform(&self, frame: AudioFrame) -> Result<AudioFrame> {
         let want = self.config.tts.format;
         if frame.format() == want {
             return Ok(frame);
         }
-        let mut clip = AudioClip::from_samples(frame.format(), frame.samples().to_vec())?;
-        if clip.format.channels != want.channels {
-            clip = clip.to_mono();
-        }
-        Ok(clip.resample(want.sample_rate)?.to_frame())
+        let clip = AudioClip::from_samples(frame.format(), frame.samples().to_vec())?;
+        Ok(clip.to_format(want)?.to_frame())
     }
 
     async fn finish_turn_if_done(&mut self) {

@@ -302,9 +302,7 @@ impl TextToSpeech for ElevenLabsTts {
             .chunks_exact(2)
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
             .collect();
-        AudioClip::from_samples(AudioFormat::mono(rate), samples)?
-            .resample(format.sample_rate)?
-            .to_channels(format.channels)
+        AudioClip::from_samples(AudioFormat::mono(rate), samples)?.to_format(format)
     }
 
     /// Opens a streaming session; the connection is made by the session's task, so a refused
