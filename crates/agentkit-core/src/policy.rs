@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::scope::Scope;
-use crate::tool::SideEffect;
+use crate::tool::{SideEffect, ToolHints};
 
 /// How urgent a human decision is.
 #[derive(
@@ -94,6 +94,9 @@ pub struct PolicyRequest {
     pub arguments: Value,
     /// The side-effect class of the tool.
     pub side_effect: SideEffect,
+    /// What the tool's provider claims about it (MCP annotations), when it said anything.
+    /// Untrusted: a policy may tighten on a claim (approve destructive tools), never grant.
+    pub hints: Option<ToolHints>,
     /// The model's confidence, when the host or model supplied one.
     pub confidence: Option<f64>,
     /// Counters the engine may need.
@@ -118,6 +121,7 @@ impl PolicyRequest {
             action: action.into(),
             arguments,
             side_effect: SideEffect::Read,
+            hints: None,
             confidence: None,
             counters: CallCounters::default(),
             idempotency_key: None,

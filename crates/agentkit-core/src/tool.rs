@@ -51,6 +51,75 @@ pub struct ToolSpec {
     /// or JSON pointers such as `/card/number`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// What the tool's provider claims about it (an MCP server's tool annotations). Untrusted:
+    /// the executor never derives [`ToolSpec::side_effect`] or [`ToolSpec::idempotent`] from
+    /// them, and the policy engine's rules may only *tighten* on them (deny or require approval
+    /// when a tool says it is destructive), never grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hints: Option<ToolHints>,
+}
+
+/// Hints a tool's provider gives about its behaviour — the MCP tool annotations
+/// (`readOnlyHint`, `destructiveHint`, `idempotentHint`, `openWorldHint`). **Untrusted**: a
+/// server may say anything, so they are fed to the policy as facts about what the server
+/// *claims*, never as permission (see [`ToolSpec::hints`]). An absent hint reads as the MCP
+/// default: not read-only, destructive, not idempotent, open-world — the cautious reading.
+///
+/// ```
+/// use agentkit_core::tool::ToolHints;
+///
+/// let claimed = ToolHints { read_only: Some(true), ..ToolHints::default() };
+/// assert!(claimed.read_only());
+/// // Unsaid: the cautious MCP defaults.
+/// assert!(ToolHints::default().destructive());
+/// assert!(!ToolHints::default().idempotent());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolHints {
+    /// Claims not to modify its environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// Claims its updates may be destructive (meaningful when not read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destructive: Option<bool>,
+    /// Claims repeated calls with the same arguments have no additional effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent: Option<bool>,
+    /// Claims to interact with an open world of external entities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_world: Option<bool>,
+}
+
+impl ToolHints {
+    /// The read-only claim (default `false`).
+    pub fn read_only(&self) -> bool {
+        self.read_only.unwrap_or(false)
+    }
+
+    /// The destructive claim (default `true`; a read-only tool is never destructive).
+    pub fn destructive(&self) -> bool {
+        !self.read_only() && self.destructive.unwrap_or(true)
+    }
+
+    /// The idempotent claim (default `false`).
+    pub fn idempotent(&self) -> bool {
+        self.idempotent.unwrap_or(false)
+    }
+
+    /// The open-world claim (default `true`).
+    pub fn open_world(&self) -> bool {
+        self.open_world.unwrap_or(true)
+    }
+
+    /// Whether every hint set in `pattern` equals this tool's claim (absent claims read as
+    /// their defaults). The policy engine's rules match tools with it.
+    pub fn matches(&self, pattern: &ToolHints) -> bool {
+        pattern.read_only.is_none_or(|v| v == self.read_only())
+            && pattern.destructive.is_none_or(|v| v == self.destructive())
+            && pattern.idempotent.is_none_or(|v| v == self.idempotent())
+            && pattern.open_world.is_none_or(|v| v == self.open_world())
+    }
 }
 
 impl ToolSpec {
@@ -64,7 +133,14 @@ impl ToolSpec {
             side_effect: SideEffect::Read,
             idempotent: false,
             redact: Vec::new(),
+            hints: None,
         }
+    }
+
+    /// Records what the tool's provider claims about it (see [`ToolSpec::hints`]).
+    pub fn with_hints(mut self, hints: ToolHints) -> Self {
+        self.hints = Some(hints);
+        self
     }
 
     /// Declares the tool idempotent (see [`ToolSpec::idempotent`]).

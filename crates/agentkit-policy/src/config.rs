@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use agentkit_core::policy::Priority;
+use agentkit_core::tool::ToolHints;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -368,4 +369,10 @@ pub struct Rule {
     /// Applies only when all these hold.
     #[serde(default)]
     pub when: Vec<Condition>,
+    /// Applies only to tools whose provider *claims* these hints (MCP tool annotations, e.g.
+    /// `{"destructive": true}`); an unsaid hint reads as its cautious MCP default, and a tool
+    /// without any hints (a host's own tool) never matches. Rules only deny or require
+    /// approval, so a claim can tighten what happens but never grant anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hints: Option<ToolHints>,
 }

@@ -140,6 +140,15 @@ impl GovernedTool {
         Ok(self)
     }
 
+    /// Records what the tool's provider claims about it (an MCP server's annotations): fed to
+    /// the policy as untrusted hints, never used to loosen anything (see
+    /// [`ToolSpec::hints`](agentkit_core::tool::ToolSpec::hints)).
+    pub fn with_hints(mut self, hints: agentkit_core::tool::ToolHints) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.spec.hints = Some(hints);
+        self
+    }
+
     /// The metadata.
     pub fn metadata(&self) -> &ToolMetadata {
         &self.inner.metadata

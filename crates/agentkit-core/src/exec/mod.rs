@@ -397,6 +397,7 @@ impl ToolExecutor {
     ) -> PolicyRequest {
         let mut p = PolicyRequest::new(request.scope.clone(), request.call.name.clone(), arguments);
         p.side_effect = entry.spec().side_effect;
+        p.hints = entry.spec().hints;
         p.confidence = request.confidence;
         p.counters = request.counters;
         p.idempotency_key = Some(request.key.clone());

@@ -9,6 +9,7 @@ type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use agentkit_core::error::{Error, Result};
 use agentkit_core::policy::Priority;
+use agentkit_core::tool::ToolHints;
 use chrono::{NaiveTime, Weekday};
 use chrono_tz::Tz;
 
@@ -77,6 +78,7 @@ pub(crate) struct CompiledRule {
     pub(crate) reason: String,
     pub(crate) priority: Priority,
     pub(crate) when: Vec<Condition>,
+    pub(crate) hints: Option<ToolHints>,
 }
 
 /// Patterns indexed for lookup in O(length of the action), whatever the number of rules.
@@ -431,6 +433,7 @@ pub(crate) fn compile(doc: &PolicyDocument) -> Result<Compiled> {
                 reason: r.reason.clone(),
                 priority: r.priority,
                 when,
+                hints: r.hints,
             },
         );
     }

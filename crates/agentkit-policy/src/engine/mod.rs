@@ -319,7 +319,10 @@ impl PolicyEngine {
                     .arguments
                     .pointer(&cond.pointer)
                     .is_some_and(|v| compare(v, cond.op, &cond.value))
-            });
+            }) && rule
+                .hints
+                .as_ref()
+                .is_none_or(|pattern| request.hints.as_ref().is_some_and(|h| h.matches(pattern)));
             if !applies {
                 continue;
             }

@@ -152,6 +152,20 @@ impl OutboundPolicy {
         }
     }
 
+    /// Puts this policy into an HTTP client: names resolve through a resolver that drops
+    /// refused addresses (so DNS rebinding cannot reach a private address), redirects are not
+    /// followed and no proxy is used. For clients other than the HTTP tools' own (the MCP
+    /// client's Streamable HTTP transport); check the URL with [`OutboundPolicy::check_url`]
+    /// first.
+    pub fn guard_client(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        builder
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: Arc::new(self.clone()),
+            }))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+    }
+
     /// Checks a URL's scheme, host and (for an address literal) address.
     pub fn check_url(&self, url: &Url) -> Result<()> {
         match url.scheme() {
