@@ -233,7 +233,7 @@ impl Inner {
     pub(crate) async fn peer(self: &Arc<Self>) -> Result<Peer<RoleClient>, McpError> {
         {
             let service = self.service.lock().await;
-            if let Some(s) = service.as_ref().filter(|s| !s.is_closed()) {
+            if let Some(s) = service.as_ref().filter(|s| live(s)) {
                 return Ok(s.peer().clone());
             }
         }
@@ -250,7 +250,7 @@ impl Inner {
                 context: "the client was closed".into(),
             });
         }
-        if let Some(s) = slot.as_ref().filter(|s| !s.is_closed()) {
+        if let Some(s) = slot.as_ref().filter(|s| live(s)) {
             return Ok(s.peer().clone());
         }
         if slot.is_some() {
@@ -393,4 +393,9 @@ impl Inner {
             ))),
         }
     }
+}
+
+/// Whether a connection can still carry requests (its loop runs and its transport is open).
+fn live(service: &Service) -> bool {
+    !service.is_closed() && !service.peer().is_transport_closed()
 }

@@ -15,7 +15,7 @@ use agentkit_core::exec::{CallOutcome, CallRequest, ToolExecutor};
 use agentkit_core::id::{ApprovalId, IdempotencyKey, RunId, SessionId};
 use agentkit_core::message::ToolCall;
 use agentkit_core::scope::Scope;
-use agentkit_core::store::StateStore;
+use agentkit_core::store::{RunRecord, RunStatus, SessionRecord, StateStore};
 use agentkit_core::tool::{SideEffect, ToolSpec};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -153,24 +153,16 @@ impl McpToolServer {
         McpHttpService::new(self.clone(), authenticator, config)
     }
 
+    /// One governed call. Each call is a one-step run of the caller's principal, recorded in
+    /// the store (so an approval request has its run, and the run's status says how it
+    /// ended); a call carrying a decided approval continues that approval's run.
     async fn call(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let caller = self.caller(&context)?;
-        let session = caller
-            .session
-            .clone()
-            .or_else(|| SessionId::new("mcp").ok())
-            .ok_or_else(|| ErrorData::internal_error("no session id", None))?;
-        let run = RunId::generate();
-        let scope = Scope::new(
-            caller.tenant.clone(),
-            caller.agent.clone(),
-            session,
-            run.clone(),
-        );
+        let store = &self.inner.store;
         // rmcp moves the request's `_meta` into the context.
         let meta_str = |key: &str| {
             context
@@ -181,40 +173,101 @@ impl McpToolServer {
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
-        let approval = meta_str(APPROVAL_META);
-        let key = match (&approval, meta_str(IDEMPOTENCY_KEY_META)) {
-            (Some(id), _) => format!("mcp-approval:{id}"),
-            (None, Some(key)) => format!("mcp:{}:{key}", caller.agent),
-            (None, None) => format!("mcp:{run}:0"),
-        };
-        let key = IdempotencyKey::new(key)
-            .map_err(|e| ErrorData::invalid_params(format!("idempotency key: {e}"), None))?;
-        let arguments = Value::Object(request.arguments.unwrap_or_default());
-        let call = ToolCall::new(context.id.to_string(), request.name.to_string(), arguments);
-        let call_request =
-            CallRequest::new(scope, call, key).with_cancellation(context.ct.child_token());
-        let outcome = match approval {
+        let approval = match meta_str(APPROVAL_META) {
             Some(id) => {
                 let id = ApprovalId::new(&id)
                     .map_err(|e| ErrorData::invalid_params(format!("approval id: {e}"), None))?;
-                let decided = self
-                    .inner
-                    .store
+                let decided = store
                     .get_approval(&caller.tenant, &id)
                     .await
                     .map_err(internal)?
                     .ok_or_else(|| {
                         ErrorData::invalid_params(format!("no approval request `{id}`"), None)
                     })?;
+                Some(decided)
+            }
+            None => None,
+        };
+        let scope = match &approval {
+            Some(a) => Scope::new(
+                caller.tenant.clone(),
+                caller.agent.clone(),
+                a.session.clone(),
+                a.run.clone(),
+            ),
+            None => {
+                let session = caller
+                    .session
+                    .clone()
+                    .map_or_else(|| SessionId::new("mcp"), Ok)
+                    .map_err(internal)?;
+                let scope = Scope::new(
+                    caller.tenant.clone(),
+                    caller.agent.clone(),
+                    session.clone(),
+                    RunId::generate(),
+                );
+                let record =
+                    SessionRecord::new(caller.tenant.clone(), session, caller.agent.clone());
+                store
+                    .create_session(&caller.tenant, &record)
+                    .await
+                    .map_err(internal)?;
+                store
+                    .create_run(&caller.tenant, &RunRecord::new(&scope))
+                    .await
+                    .map_err(internal)?;
+                scope
+            }
+        };
+        let key = match (&approval, meta_str(IDEMPOTENCY_KEY_META)) {
+            (Some(a), _) => format!("mcp-approval:{}", a.id),
+            (None, Some(key)) => format!("mcp:{}:{key}", caller.agent),
+            (None, None) => format!("mcp:{}:0", scope.run),
+        };
+        let key = IdempotencyKey::new(key)
+            .map_err(|e| ErrorData::invalid_params(format!("idempotency key: {e}"), None))?;
+        let arguments = Value::Object(request.arguments.unwrap_or_default());
+        let call = ToolCall::new(context.id.to_string(), request.name.to_string(), arguments);
+        let call_request =
+            CallRequest::new(scope.clone(), call, key).with_cancellation(context.ct.child_token());
+        let outcome = match &approval {
+            Some(decided) => {
                 self.inner
                     .executor
-                    .execute_approved(call_request, &decided)
+                    .execute_approved(call_request, decided)
                     .await
             }
             None => self.inner.executor.execute(call_request).await,
         }
         .map_err(internal)?;
+        self.finish_run(&scope, &outcome).await;
         Ok(result_of(outcome))
+    }
+
+    /// Records how the call's run ended (best effort: the call's own records are already
+    /// written, and a concurrent replay may have finished the run first).
+    async fn finish_run(&self, scope: &Scope, outcome: &CallOutcome) {
+        let store = &self.inner.store;
+        let Ok(Some(mut run)) = store.get_run(&scope.tenant, &scope.run).await else {
+            return;
+        };
+        let (status, error) = match outcome {
+            CallOutcome::Succeeded { .. } => (RunStatus::Completed, None),
+            CallOutcome::NeedsApproval(_) => (RunStatus::Suspended, None),
+            other => (RunStatus::Failed, Some(other.label().to_string())),
+        };
+        if run.status == status {
+            return;
+        }
+        let expected = run.version;
+        run.status = status;
+        run.error = error;
+        run.tool_calls += 1;
+        run.version += 1;
+        if let Err(e) = store.update_run(&scope.tenant, &run, expected).await {
+            tracing::debug!(run = %scope.run, error = %e, "MCP call's run not updated");
+        }
     }
 
     fn caller(&self, context: &RequestContext<RoleServer>) -> Result<McpCaller, ErrorData> {
