@@ -34,6 +34,7 @@
 //! | `rag`, `qdrant`, `rag-local` | `rag`: knowledge bases, vector stores, retrieval with citations; Qdrant; a local embedding model |
 //! | `voice` | `voice`: voice sessions (VAD, endpointing, barge-in, latency), audio, transports |
 //! | `voice-openai`, `voice-deepgram`, `voice-elevenlabs`, `voice-espeak` | `voice::providers::*`: OpenAI audio, Deepgram, ElevenLabs, espeak-ng |
+//! | `mcp` | `mcp`: MCP servers' tools under the policy gate; the host's tools served over MCP |
 //!
 //! `#[async_trait]` is re-exported at the root ([`async_trait`]) for hosts implementing
 //! agentkit's traits, and `#[derive(Tool)]` / `#[tool]` find `agentkit::tools` on their own when
@@ -83,3 +84,9 @@ pub use agentkit_rag as rag;
 /// host transports (`agentkit-voice`).
 #[cfg(feature = "voice")]
 pub use agentkit_voice as voice;
+
+/// The Model Context Protocol: MCP servers' tools as governed agentkit tools (namespaced,
+/// schema-checked, under the policy gate, pinned to their definitions), and the host's tools
+/// served over stdio or Streamable HTTP with per-caller tenancy (`agentkit-mcp`).
+#[cfg(feature = "mcp")]
+pub use agentkit_mcp as mcp;

@@ -42,14 +42,33 @@ impl ClientHandler for Notifier {
     }
 }
 
-/// Opens a connection to `config`'s server under `outbound` (HTTP servers only).
+/// Opens a connection to `config`'s server under `outbound` (HTTP servers only). With
+/// [`ProtocolPreference::Auto`], a server whose answer to `server/discover` is neither a
+/// discover result nor a JSON-RPC error (some older servers answer unknown methods with `{}`)
+/// is tried again, on a fresh transport, with the `initialize` handshake.
 pub(crate) async fn open(
     config: &McpServerConfig,
     outbound: &OutboundPolicy,
     notifier: Notifier,
 ) -> Result<Service, McpError> {
+    match open_as(config, config.protocol, outbound, notifier.clone()).await {
+        Err(McpError::Handshake { reason, .. }) if config.protocol == ProtocolPreference::Auto => {
+            tracing::debug!(server = %config.namespace, %reason,
+                "server/discover failed; retrying with the initialize handshake");
+            open_as(config, ProtocolPreference::Legacy, outbound, notifier).await
+        }
+        other => other,
+    }
+}
+
+async fn open_as(
+    config: &McpServerConfig,
+    protocol: ProtocolPreference,
+    outbound: &OutboundPolicy,
+    notifier: Notifier,
+) -> Result<Service, McpError> {
     let server = &config.namespace;
-    let lifecycle = match config.protocol {
+    let lifecycle = match protocol {
         ProtocolPreference::Auto => ClientLifecycleMode::Auto {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],
             legacy_version: Some(ProtocolVersion::V_2025_11_25),

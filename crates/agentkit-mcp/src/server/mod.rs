@@ -26,7 +26,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::Value;
 
-pub use caller::{AuthError, Authenticator, BearerTokens, McpCaller};
+pub use caller::{AuthError, Authenticator, BearerTokens, FixedCaller, McpCaller};
 pub use http::{McpHttpConfig, McpHttpService};
 
 use crate::error::McpError;
