@@ -14,7 +14,8 @@ use agentkit_core::ErrorKind;
 use agentkit_core::id::{AgentId, IdempotencyKey, RunId, SessionId, TenantId};
 use agentkit_core::scope::Scope;
 use agentkit_core::tool::{Tool, ToolContext};
-use agentkit_mcp::{McpClient, McpServerConfig};
+use agentkit_mcp::{McpClient, McpServerConfig, McpToolOverride};
+use agentkit_tools::RetryPolicy;
 use serde_json::json;
 
 fn ctx(n: u32) -> ToolContext {
@@ -170,4 +171,48 @@ async fn a_server_that_dies_mid_call_is_a_typed_error_and_the_next_call_reconnec
     assert_ne!(new[0], pids[0]);
     client.close().await;
     assert!(gone(new[0]).await);
+}
+
+#[tokio::test]
+async fn an_idempotent_tool_with_a_retry_policy_survives_a_server_death() {
+    let Some((node, script)) = common::npm_server_everything() else {
+        return;
+    };
+    let marker = format!("{}", RunId::generate());
+    // The host declares the operation idempotent and retryable; the server's own
+    // `idempotentHint` would not be enough.
+    let config = McpServerConfig::stdio(
+        "everything",
+        node.to_str().unwrap(),
+        [script.to_str().unwrap(), "stdio"],
+    )
+    .with_env("AGENTKIT_MCP_TEST_MARKER", &marker)
+    .with_tool(
+        "trigger-long-running-operation",
+        McpToolOverride::new()
+            .idempotent()
+            .retry(RetryPolicy::retries(2)),
+    );
+    let client = McpClient::connect(config).await.unwrap();
+    let long = tool(&client, "everything.trigger-long-running-operation");
+    let call =
+        tokio::spawn(async move { long.call(ctx(1), json!({"duration": 2, "steps": 2})).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first = pids_with(&marker);
+    assert_eq!(first.len(), 1, "{first:?}");
+    std::process::Command::new("kill")
+        .args(["-9", &first[0].to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("the retried call must finish")
+        .unwrap()
+        .unwrap();
+    assert!(out.as_str().unwrap().contains("completed"), "{out}");
+    let second = pids_with(&marker);
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0], first[0], "the retry ran on a new server process");
+    client.close().await;
+    assert!(gone(second[0]).await);
 }
