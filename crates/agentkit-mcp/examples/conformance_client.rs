@@ -6,9 +6,30 @@
 use agentkit_core::id::{AgentId, IdempotencyKey, RunId, SessionId, TenantId};
 use agentkit_core::scope::Scope;
 use agentkit_core::tool::ToolContext;
-use agentkit_mcp::{McpClient, McpServerConfig};
+use std::sync::Arc;
+
+use agentkit_mcp::{McpClient, McpOAuthConfig, McpServerConfig, RedirectAuthorizer};
 use agentkit_tools::http::OutboundPolicy;
 use serde_json::json;
+
+/// Placeholder values for a schema's required properties.
+fn arguments_for(schema: &serde_json::Value) -> serde_json::Value {
+    let mut args = serde_json::Map::new();
+    for name in schema["required"].as_array().into_iter().flatten() {
+        let Some(name) = name.as_str() else { continue };
+        let value = match schema["properties"][name]["type"].as_str() {
+            Some("string") => json!("test"),
+            Some("number" | "integer") => json!(1),
+            Some("boolean") => json!(true),
+            Some("array") => json!([]),
+            _ => json!({}),
+        };
+        args.insert(name.to_string(), value);
+    }
+    serde_json::Value::Object(args)
+}
+
+const SECRET_ENV: &str = "CONFORMANCE_OAUTH_CLIENT_SECRET";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,18 +40,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("scenario `{scenario}` against {url}");
     // The suite's servers listen on localhost.
     let outbound = OutboundPolicy::new().allow_network("127.0.0.0/8".parse()?);
-    let client = McpClient::builder(McpServerConfig::http("conformance", &url))
+    // The auth scenarios: OAuth with a client ID metadata document, or a pre-registered client
+    // from the suite's context; the suite's authorization server approves without a person.
+    let mut oauth = McpOAuthConfig::new("http://localhost:3000/callback")
+        .with_client_metadata_url("https://conformance-test.local/client-metadata.json");
+    let context: serde_json::Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
+        .ok()
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or_default();
+    if let Some(id) = context["client_id"].as_str() {
+        if let Some(secret) = context["client_secret"].as_str()
+            && std::env::var_os(SECRET_ENV).is_none()
+        {
+            // The secret reaches the client through the environment, as a host's would.
+            let status = std::process::Command::new(std::env::current_exe()?)
+                .args(std::env::args().skip(1))
+                .env(SECRET_ENV, secret)
+                .status()?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        let secret_env = std::env::var_os(SECRET_ENV).map(|_| SECRET_ENV.to_string());
+        oauth = McpOAuthConfig::new("http://localhost:3000/callback").with_client(id, secret_env);
+    }
+    let config = McpServerConfig::http("conformance", &url).with_oauth(oauth);
+    let client = McpClient::builder(config)
+        .authorizer(Arc::new(RedirectAuthorizer::new()))
         .outbound(outbound)
         .skip_invalid_tools(true)
         .connect()
         .await?;
     eprintln!("tools: {:?}", client.tool_names());
+    for rejected in client.rejected_tools() {
+        eprintln!("left out: {rejected}");
+    }
     for tool in client.tools() {
         let name = tool.spec().name.clone();
         let arguments = match name.as_str() {
             "conformance.add_numbers" => json!({"a": 5, "b": 3}),
-            "conformance.test_reconnection" => json!({}),
-            _ => continue,
+            _ => arguments_for(&tool.spec().parameters),
         };
         let scope = Scope::new(
             TenantId::new("conformance")?,

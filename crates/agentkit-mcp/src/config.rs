@@ -123,6 +123,7 @@ impl McpServerConfig {
             McpTransport::Http {
                 url: url.into(),
                 headers: BTreeMap::new(),
+                oauth: None,
             },
         )
     }
@@ -132,6 +133,16 @@ impl McpServerConfig {
     pub fn with_header(mut self, name: impl Into<String>, value: HeaderSource) -> Self {
         if let McpTransport::Http { headers, .. } = &mut self.transport {
             headers.insert(name.into(), value);
+        }
+        self
+    }
+
+    /// Authorizes with OAuth 2.1 when the server asks for it (a `401` with a challenge). The
+    /// client needs an [`Authorizer`](crate::Authorizer) (`McpClientBuilder::authorizer`).
+    /// Ignored by stdio servers.
+    pub fn with_oauth(mut self, oauth: McpOAuthConfig) -> Self {
+        if let McpTransport::Http { oauth: slot, .. } = &mut self.transport {
+            *slot = Some(oauth);
         }
         self
     }
@@ -193,7 +204,7 @@ impl McpServerConfig {
             McpTransport::Stdio { command, .. } if command.trim().is_empty() => {
                 return Err(bad("the stdio command is empty".into()));
             }
-            McpTransport::Http { url, headers } => {
+            McpTransport::Http { url, headers, .. } => {
                 let parsed = url::Url::parse(url).map_err(|e| bad(format!("URL `{url}`: {e}")))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(bad(format!("URL `{url}`: http or https only")));
@@ -248,7 +259,72 @@ pub enum McpTransport {
         /// Headers sent with every request (an `Authorization` bearer token, say).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         headers: BTreeMap<String, HeaderSource>,
+        /// OAuth 2.1, run when the server answers `401` with a challenge.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oauth: Option<McpOAuthConfig>,
     },
+}
+
+/// OAuth 2.1 for a Streamable HTTP server (authorization code with PKCE, through rmcp's
+/// `auth`): the authorization server is discovered from the MCP server's challenge and
+/// protected-resource metadata; the client registers itself dynamically (or by a client
+/// metadata document URL), or uses a pre-registered client id. Tokens are kept in memory and
+/// refreshed; the user's consent goes through the host's [`Authorizer`](crate::Authorizer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct McpOAuthConfig {
+    /// Where the authorization server sends the user back (the host's callback URL).
+    pub redirect_uri: String,
+    /// Scopes to ask for (empty: what the server's challenge or metadata says).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The client's name for dynamic registration (default `agentkit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// A pre-registered client id (no dynamic registration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The environment variable holding a pre-registered confidential client's secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_env: Option<String>,
+    /// The URL of a client ID metadata document (used as the client id where the
+    /// authorization server supports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_metadata_url: Option<String>,
+}
+
+impl McpOAuthConfig {
+    /// Dynamic registration, redirecting to `redirect_uri`.
+    pub fn new(redirect_uri: impl Into<String>) -> Self {
+        Self {
+            redirect_uri: redirect_uri.into(),
+            scopes: Vec::new(),
+            client_name: None,
+            client_id: None,
+            client_secret_env: None,
+            client_metadata_url: None,
+        }
+    }
+
+    /// Asks for these scopes.
+    pub fn with_scopes(mut self, scopes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Uses a pre-registered client (its secret, if any, from `secret_env`).
+    pub fn with_client(mut self, client_id: impl Into<String>, secret_env: Option<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self.client_secret_env = secret_env;
+        self
+    }
+
+    /// Identifies the client by a client ID metadata document.
+    pub fn with_client_metadata_url(mut self, url: impl Into<String>) -> Self {
+        self.client_metadata_url = Some(url.into());
+        self
+    }
 }
 
 /// Which protocol era the client speaks.

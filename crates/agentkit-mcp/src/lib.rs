@@ -57,9 +57,9 @@ mod config;
 mod error;
 pub mod server;
 
-pub use client::{McpClient, McpClientBuilder};
+pub use client::{Authorizer, McpClient, McpClientBuilder, RedirectAuthorizer};
 pub use config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, McpServerConfig, McpToolOverride,
-    McpTransport, ProtocolPreference,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, McpOAuthConfig, McpServerConfig,
+    McpToolOverride, McpTransport, ProtocolPreference,
 };
 pub use error::McpError;

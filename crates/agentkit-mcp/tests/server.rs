@@ -329,3 +329,33 @@ async fn stdio_serving_acts_as_the_fixed_caller() {
     serving.await.unwrap().unwrap();
     let _: &dyn StateStore = &*store;
 }
+
+#[tokio::test]
+async fn oauth_without_an_authorizer_or_metadata_is_a_typed_error() {
+    let f = serve().await;
+    // The server answers 401; the client has OAuth configured but no way to ask the user.
+    let config = McpServerConfig::http("acme", &f.url).with_oauth(
+        agentkit_mcp::McpOAuthConfig::new("http://localhost:9/callback"),
+    );
+    let err = McpClient::builder(config.clone())
+        .outbound(loopback())
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, McpError::Config { reason, .. } if reason.contains("authorizer")),
+        "{err}"
+    );
+    // With an authorizer: this server publishes no OAuth metadata, so discovery fails, typed.
+    let err = McpClient::builder(config)
+        .outbound(loopback())
+        .authorizer(Arc::new(agentkit_mcp::RedirectAuthorizer::new()))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, McpError::Handshake { reason, .. } if reason.starts_with("OAuth")),
+        "{err}"
+    );
+    assert_eq!(f.refunds.load(Ordering::SeqCst), 0);
+}

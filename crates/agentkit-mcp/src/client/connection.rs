@@ -14,6 +14,9 @@ use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
+use rmcp::transport::AuthClient;
+
+use super::oauth::{self, Authorizer};
 use crate::config::{McpServerConfig, McpTransport, ProtocolPreference};
 use crate::error::McpError;
 
@@ -49,22 +52,61 @@ impl ClientHandler for Notifier {
 pub(crate) async fn open(
     config: &McpServerConfig,
     outbound: &OutboundPolicy,
+    auth: &OAuthSession,
     notifier: Notifier,
 ) -> Result<Service, McpError> {
-    match open_as(config, config.protocol, outbound, notifier.clone()).await {
+    match open_as(config, config.protocol, outbound, auth, notifier.clone()).await {
         Err(McpError::Handshake { reason, .. }) if config.protocol == ProtocolPreference::Auto => {
             tracing::debug!(server = %config.namespace, %reason,
                 "server/discover failed; retrying with the initialize handshake");
-            open_as(config, ProtocolPreference::Legacy, outbound, notifier).await
+            open_as(config, ProtocolPreference::Legacy, outbound, auth, notifier).await
         }
         other => other,
     }
+}
+
+/// The OAuth side of a client: the host's authorizer, and the authorized HTTP client once a
+/// flow succeeded (kept for reconnections; rmcp refreshes its token).
+#[derive(Default)]
+pub(crate) struct OAuthSession {
+    pub(crate) authorizer: Option<Arc<dyn Authorizer>>,
+    pub(crate) client: std::sync::Mutex<Option<AuthClient<reqwest::Client>>>,
+}
+
+impl OAuthSession {
+    /// Whether the server's configuration has OAuth (so a challenge can be answered).
+    pub(crate) fn configured(&self, config: &McpServerConfig) -> bool {
+        matches!(&config.transport, McpTransport::Http { oauth: Some(_), .. })
+    }
+
+    fn cached(&self) -> Option<AuthClient<reqwest::Client>> {
+        self.client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+async fn handshake<T>(
+    server: &str,
+    notifier: Notifier,
+    transport: T,
+    lifecycle: ClientLifecycleMode,
+) -> Result<Service, McpError>
+where
+    T: rmcp::transport::Transport<RoleClient> + Send + 'static,
+{
+    notifier
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .map_err(|e| handshake_error(server, e))
 }
 
 async fn open_as(
     config: &McpServerConfig,
     protocol: ProtocolPreference,
     outbound: &OutboundPolicy,
+    auth: &OAuthSession,
     notifier: Notifier,
 ) -> Result<Service, McpError> {
     let server = &config.namespace;
@@ -78,7 +120,7 @@ async fn open_as(
         },
         ProtocolPreference::Legacy => ClientLifecycleMode::Initialize,
     };
-    let handshake = async {
+    let connecting = async {
         match &config.transport {
             McpTransport::Stdio {
                 command,
@@ -102,48 +144,120 @@ async fn open_as(
                 if let Some(stderr) = stderr {
                     forward_stderr(server.clone(), stderr);
                 }
-                notifier
-                    .serve_with_lifecycle(transport, lifecycle)
-                    .await
-                    .map_err(|e| handshake_error(server, e))
+                handshake(server, notifier, transport, lifecycle).await
             }
-            McpTransport::Http { url, headers } => {
-                let parsed = url::Url::parse(url).map_err(|e| McpError::Config {
-                    server: server.clone(),
-                    reason: format!("URL `{url}`: {e}"),
-                })?;
-                outbound.check_url(&parsed).map_err(|e| McpError::Refused {
-                    server: server.clone(),
-                    reason: e.to_string(),
-                })?;
-                let client = outbound
-                    .guard_client(reqwest::Client::builder())
-                    .default_headers(header_map(server, headers)?)
-                    .connect_timeout(config.connect_timeout)
-                    .user_agent(concat!("agentkit-mcp/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| McpError::Config {
-                        server: server.clone(),
-                        reason: format!("HTTP client: {e}"),
-                    })?;
-                let transport = StreamableHttpClientTransport::with_client(
-                    client,
-                    StreamableHttpClientTransportConfig::with_uri(Arc::<str>::from(url.as_str())),
-                );
-                notifier
-                    .serve_with_lifecycle(transport, lifecycle)
-                    .await
-                    .map_err(|e| handshake_error(server, e))
+            McpTransport::Http { url, .. } => {
+                let client = http_client(config, outbound)?;
+                let uri: Arc<str> = Arc::from(url.as_str());
+                let transport_config =
+                    || StreamableHttpClientTransportConfig::with_uri(uri.clone());
+                if let Some(authorized) = auth.cached() {
+                    let transport =
+                        StreamableHttpClientTransport::with_client(authorized, transport_config());
+                    return handshake(server, notifier, transport, lifecycle).await;
+                }
+                let transport =
+                    StreamableHttpClientTransport::with_client(client, transport_config());
+                match handshake(server, notifier.clone(), transport, lifecycle.clone()).await {
+                    Err(McpError::Unauthorized { challenge, .. }) if auth.configured(config) => {
+                        let authorized =
+                            authorize(config, outbound, auth, challenge.as_deref()).await?;
+                        let transport = StreamableHttpClientTransport::with_client(
+                            authorized,
+                            transport_config(),
+                        );
+                        handshake(server, notifier, transport, lifecycle).await
+                    }
+                    other => other,
+                }
             }
         }
     };
-    tokio::time::timeout(config.connect_timeout, handshake)
+    tokio::time::timeout(config.connect_timeout, connecting)
         .await
         .map_err(|_| McpError::Timeout {
             server: server.clone(),
             method: "initialize",
             after: config.connect_timeout,
         })?
+}
+
+/// The HTTP client of a Streamable HTTP server: the outbound policy checked on its URL and
+/// installed (resolver, no redirects, no proxy), the configured headers as defaults.
+fn http_client(
+    config: &McpServerConfig,
+    outbound: &OutboundPolicy,
+) -> Result<reqwest::Client, McpError> {
+    let server = &config.namespace;
+    let McpTransport::Http { url, headers, .. } = &config.transport else {
+        return Err(McpError::Config {
+            server: server.clone(),
+            reason: "not an HTTP server".into(),
+        });
+    };
+    let parsed = url::Url::parse(url).map_err(|e| McpError::Config {
+        server: server.clone(),
+        reason: format!("URL `{url}`: {e}"),
+    })?;
+    outbound.check_url(&parsed).map_err(|e| McpError::Refused {
+        server: server.clone(),
+        reason: e.to_string(),
+    })?;
+    outbound
+        .guard_client(reqwest::Client::builder())
+        .default_headers(header_map(server, headers)?)
+        .connect_timeout(config.connect_timeout)
+        .user_agent(concat!("agentkit-mcp/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| McpError::Config {
+            server: server.clone(),
+            reason: format!("HTTP client: {e}"),
+        })
+}
+
+/// Runs the OAuth flow for `config`'s server answering `challenge` (a `401`, or a `403` asking
+/// for more scope), and keeps the authorized client for this and later connections.
+pub(crate) async fn authorize(
+    config: &McpServerConfig,
+    outbound: &OutboundPolicy,
+    auth: &OAuthSession,
+    challenge: Option<&str>,
+) -> Result<AuthClient<reqwest::Client>, McpError> {
+    let server = &config.namespace;
+    let McpTransport::Http {
+        url,
+        oauth: Some(oauth),
+        ..
+    } = &config.transport
+    else {
+        return Err(McpError::Unauthorized {
+            server: server.clone(),
+            challenge: challenge.map(str::to_string),
+        });
+    };
+    let Some(authorizer) = auth.authorizer.as_ref() else {
+        return Err(McpError::Config {
+            server: server.clone(),
+            reason: "the server asks for OAuth, and the client has no authorizer \
+                     (McpClientBuilder::authorizer)"
+                .into(),
+        });
+    };
+    let authorized = oauth::authorize(
+        server,
+        url,
+        oauth,
+        challenge,
+        authorizer.as_ref(),
+        !outbound.allow_networks.is_empty(),
+        http_client(config, outbound)?,
+    )
+    .await?;
+    *auth
+        .client
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(authorized.clone());
+    Ok(authorized)
 }
 
 /// The configured headers, secrets marked sensitive (never printed by `Debug`, never logged).

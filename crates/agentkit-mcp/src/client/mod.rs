@@ -1,7 +1,10 @@
 //! [`McpClient`]: one MCP server's tools as governed agentkit tools.
 
 mod connection;
+mod oauth;
 mod tool;
+
+pub use oauth::{Authorizer, RedirectAuthorizer};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -15,7 +18,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::config::McpServerConfig;
 use crate::error::McpError;
-use connection::{Notifier, Service};
+use connection::{Notifier, OAuthSession, Service};
 use tool::Definition;
 
 /// A connection to one MCP server whose tools are agentkit tools.
@@ -65,14 +68,32 @@ impl std::fmt::Debug for McpClient {
 }
 
 /// Options for [`McpClient::builder`].
-#[derive(Debug)]
 pub struct McpClientBuilder {
     config: McpServerConfig,
     outbound: OutboundPolicy,
     skip_invalid_tools: bool,
+    authorizer: Option<Arc<dyn Authorizer>>,
+}
+
+impl std::fmt::Debug for McpClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpClientBuilder")
+            .field("config", &self.config)
+            .field("outbound", &self.outbound)
+            .field("skip_invalid_tools", &self.skip_invalid_tools)
+            .field("authorizer", &self.authorizer.is_some())
+            .finish()
+    }
 }
 
 impl McpClientBuilder {
+    /// How the user consents when a server configured with OAuth
+    /// ([`McpServerConfig::with_oauth`]) asks for authorization.
+    pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = Some(authorizer);
+        self
+    }
+
     /// Where an HTTP server may be (default: public addresses only, as for HTTP tools). A
     /// server on the host's own network needs its network allowed here.
     pub fn outbound(mut self, policy: OutboundPolicy) -> Self {
@@ -96,6 +117,10 @@ impl McpClientBuilder {
             config: self.config,
             outbound: self.outbound,
             skip_invalid: self.skip_invalid_tools,
+            auth: OAuthSession {
+                authorizer: self.authorizer,
+                client: std::sync::Mutex::new(None),
+            },
             service: Mutex::new(None),
             catalog: std::sync::RwLock::new(Arc::new(Catalog::default())),
             version,
@@ -118,6 +143,7 @@ impl McpClient {
             config,
             outbound: OutboundPolicy::new(),
             skip_invalid_tools: false,
+            authorizer: None,
         }
     }
 
@@ -215,6 +241,7 @@ pub(crate) struct Inner {
     pub(crate) config: McpServerConfig,
     outbound: OutboundPolicy,
     skip_invalid: bool,
+    auth: OAuthSession,
     service: Mutex<Option<Service>>,
     catalog: std::sync::RwLock<Arc<Catalog>>,
     version: watch::Sender<u64>,
@@ -260,6 +287,7 @@ impl Inner {
         let service = connection::open(
             &self.config,
             &self.outbound,
+            &self.auth,
             Notifier {
                 tools_changed: tx.clone(),
             },
@@ -271,6 +299,27 @@ impl Inner {
         self.refresh(&peer).await?;
         self.watch_tool_list(&peer, tx, rx).await;
         Ok(peer)
+    }
+
+    /// Whether the server is configured for OAuth.
+    pub(crate) fn oauth_configured(&self) -> bool {
+        self.auth.configured(&self.config)
+    }
+
+    /// Answers a challenge met mid-connection (a `403` asking for more scope, a revoked token):
+    /// authorizes again with it and reconnects with the new token.
+    pub(crate) async fn reauthorize(
+        self: &Arc<Self>,
+        challenge: &str,
+    ) -> Result<Peer<RoleClient>, McpError> {
+        let mut slot = self.service.lock().await;
+        connection::authorize(&self.config, &self.outbound, &self.auth, Some(challenge)).await?;
+        let old = slot.take();
+        drop(slot);
+        if let Some(mut old) = old {
+            let _ = old.close().await;
+        }
+        self.reconnect().await
     }
 
     /// Re-reads the tool list into the catalog.
@@ -314,7 +363,11 @@ impl Inner {
                 }
                 Err(e) if self.skip_invalid => {
                     tracing::warn!(server = %server, tool = %name, error = %e, "MCP tool left out");
-                    catalog.rejected.push((name, e.to_string()));
+                    let reason = match e {
+                        McpError::InvalidTool { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    catalog.rejected.push((name, reason));
                 }
                 Err(e) => return Err(e),
             }

@@ -59,7 +59,8 @@ pub(crate) fn build(inner: &Arc<Inner>, definition: &Definition) -> Result<Gover
         .and_then(|o| o.description.clone())
         .or_else(|| mcp.description.as_deref().map(str::to_string))
         .or_else(|| mcp.title.clone())
-        .unwrap_or_default();
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| format!("`{}` (its MCP server gave no description)", mcp.name));
     let side_effect = overrides
         .and_then(|o| o.side_effect)
         .unwrap_or(inner.config.default_side_effect);
@@ -131,18 +132,41 @@ async fn call(
     );
     params.meta = Some(meta);
     let server = inner.config.namespace.clone();
-    let limit = inner.config.timeout;
-    let response = tokio::time::timeout(limit, peer.call_tool(params))
-        .await
-        .map_err(|_| McpError::Timeout {
-            server: server.clone(),
-            method: "tools/call",
-            after: limit,
-        })?;
-    match response {
+    match send(inner, &peer, params.clone()).await? {
         Ok(result) => result_value(result),
-        Err(e) => Err(call_error(&server, &mcp_name, e)),
+        Err(e) => match e.auth_challenge().map(str::to_string) {
+            // The server wants more (a scope step-up, a fresh token): authorize again with its
+            // challenge, then retry once. The call was refused, so it did not run.
+            Some(challenge) if inner.oauth_configured() => {
+                let peer = inner.reauthorize(&challenge).await?;
+                match send(inner, &peer, params).await? {
+                    Ok(result) => result_value(result),
+                    Err(e) => Err(call_error(&server, &mcp_name, e)),
+                }
+            }
+            _ => Err(call_error(&server, &mcp_name, e)),
+        },
     }
+}
+
+/// `tools/call` under the request limit (dropping the request on timeout sends
+/// `notifications/cancelled`).
+async fn send(
+    inner: &Arc<Inner>,
+    peer: &rmcp::Peer<rmcp::RoleClient>,
+    params: CallToolRequestParams,
+) -> Result<std::result::Result<CallToolResult, ServiceError>> {
+    let limit = inner.config.timeout;
+    tokio::time::timeout(limit, peer.call_tool(params))
+        .await
+        .map_err(|_| {
+            McpError::Timeout {
+                server: inner.config.namespace.clone(),
+                method: "tools/call",
+                after: limit,
+            }
+            .into()
+        })
 }
 
 fn call_error(server: &str, tool: &str, e: ServiceError) -> Error {
