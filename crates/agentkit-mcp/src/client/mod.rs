@@ -152,7 +152,9 @@ impl McpClient {
         &self.inner.config.namespace
     }
 
-    /// The server's tools as agentkit tools (`namespace.name`), sorted by name.
+    /// The server's tools as agentkit tools (`namespace.name`), sorted by name. Each call
+    /// makes new tool values over the same connection; give one agent (or registry) one set, as
+    /// a per-tenant rate limit in an override counts per set.
     pub fn tools(&self) -> Vec<Arc<dyn Tool>> {
         let catalog = self.inner.catalog();
         let mut tools: Vec<Arc<dyn Tool>> = catalog

@@ -101,6 +101,19 @@ impl McpToolServer {
         }
     }
 
+    /// Serves every tool of `registry` under `policy` (no meter: build the executor yourself
+    /// with `registry.executor(store).policy(..).meter(..)` and use [`McpToolServer::new`] to
+    /// price calls).
+    pub fn from_registry(
+        registry: &agentkit_tools::ToolRegistry,
+        store: Arc<dyn StateStore>,
+        policy: Arc<dyn agentkit_core::policy::PolicyEvaluator>,
+        name: impl Into<String>,
+    ) -> Self {
+        let executor = registry.executor(store.clone()).policy(policy).build();
+        Self::new(executor, store, name)
+    }
+
     /// Instructions for the client's model.
     pub fn with_instructions(mut self, instructions: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.inner).instructions = Some(instructions.into());
