@@ -1,0 +1,332 @@
+//! The host's state: the store, the models and tools configs can name, the approval queue,
+//! the API keys and the price book.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentkit::agent::{AgentRegistry, Blueprint};
+use agentkit::config::AgentConfig;
+use agentkit::id::{AgentId, TenantId};
+use agentkit::policy_engine::PriceBook;
+use agentkit::policy_engine::approvals::{ApprovalQueue, QueueConfig, Reviewer};
+use agentkit::prelude::*;
+use agentkit::providers::{KeyRef, ProviderConfig, ProviderKind, build_provider};
+use agentkit::rules::{Rule, RuleBasedModel};
+use agentkit::sqlite::SqliteStore;
+use serde_json::json;
+
+use crate::keys::ApiKeys;
+
+/// How the host runs; every field has a default and an environment variable.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The SQLite file (`AGENTKIT_HOST_DB`, default `agentkit-host.db`).
+    pub db_path: PathBuf,
+    /// Where to listen (`AGENTKIT_HOST_ADDR`, default `127.0.0.1:8080`).
+    pub addr: String,
+    /// Largest request body (`AGENTKIT_HOST_BODY_LIMIT`, default 64 KiB).
+    pub body_limit: usize,
+    /// Longest request (`AGENTKIT_HOST_TIMEOUT_SECS`, default 60 s; streams end at it too).
+    pub request_timeout: Duration,
+    /// The reviewers allowed to decide approvals (`AGENTKIT_HOST_REVIEWERS`, comma separated,
+    /// default `alice,bob`).
+    pub reviewers: Vec<String>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            db_path: PathBuf::from("agentkit-host.db"),
+            addr: "127.0.0.1:8080".into(),
+            body_limit: 64 * 1024,
+            request_timeout: Duration::from_secs(60),
+            reviewers: vec!["alice".into(), "bob".into()],
+        }
+    }
+}
+
+impl HostConfig {
+    /// The defaults, overridden by the environment.
+    pub fn from_env() -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let mut c = Self::default();
+        if let Some(v) = env("AGENTKIT_HOST_DB") {
+            c.db_path = v.into();
+        }
+        if let Some(v) = env("AGENTKIT_HOST_ADDR") {
+            c.addr = v;
+        }
+        if let Some(v) = env("AGENTKIT_HOST_BODY_LIMIT").and_then(|v| v.parse().ok()) {
+            c.body_limit = v;
+        }
+        if let Some(v) = env("AGENTKIT_HOST_TIMEOUT_SECS").and_then(|v| v.parse().ok()) {
+            c.request_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = env("AGENTKIT_HOST_REVIEWERS") {
+            c.reviewers = v.split(',').map(|s| s.trim().to_string()).collect();
+        }
+        c
+    }
+}
+
+/// The host's shared state (cheap to clone).
+#[derive(Clone)]
+pub struct App {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn StateStore>,
+    pub(crate) registry: AgentRegistry,
+    pub(crate) tools: Vec<Arc<dyn Tool>>,
+    pub(crate) queue: ApprovalQueue,
+    pub(crate) keys: ApiKeys,
+    pub(crate) prices: PriceBook,
+    pub(crate) blueprints: Vec<Blueprint>,
+    pub(crate) model_label: String,
+    pub(crate) config: HostConfig,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The demo's tools: a balance lookup, a campaign draft (approval required by the default
+/// agent's config), and a customer lookup whose email is redacted in records and the review
+/// page.
+pub fn tools() -> Vec<Arc<dyn Tool>> {
+    let balance = FnTool::new(
+        ToolSpec::new(
+            "budget.get_balance",
+            "Returns the ad account balance in USD",
+            json!({"type": "object", "properties": {}}),
+        ),
+        |_ctx, _args| async { Ok(json!({"balance_usd": 320.0})) },
+    );
+    let campaign = FnTool::new(
+        ToolSpec::new(
+            "marketing.create_campaign_draft",
+            "Creates an ad campaign draft",
+            json!({
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "budget": {"type": "number", "minimum": 1, "maximum": 50},
+                    "contact_email": {"type": "string"}
+                },
+                "required": ["name", "budget"],
+                "additionalProperties": false
+            }),
+        )
+        .with_side_effect(SideEffect::External)
+        .with_redacted(["contact_email"]),
+        |ctx, args| async move {
+            Ok(json!({
+                "campaign_id": format!("cmp_{}", &ctx.idempotency_key.as_str()[..8.min(ctx.idempotency_key.as_str().len())]),
+                "status": "draft",
+                "name": args["name"],
+                "daily_budget_usd": args["budget"],
+            }))
+        },
+    );
+    vec![Arc::new(balance), Arc::new(campaign)]
+}
+
+/// The offline model: asked to sell something, it checks the balance, then drafts a campaign.
+fn rules_model() -> Arc<dyn LlmProvider> {
+    Arc::new(
+        RuleBasedModel::new("I can run ad campaigns for you: tell me what to sell.")
+            .rule(
+                Rule::keywords(["sell", "campaign", "ads"])
+                    .tool_call("budget.get_balance", json!({})),
+            )
+            .rule(Rule::after_tool("budget.get_balance").tool_call(
+                "marketing.create_campaign_draft",
+                json!({"name": "Spicy Chips", "budget": 50, "contact_email": "ads@acme.example"}),
+            ))
+            .rule(Rule::after_tool("marketing.create_campaign_draft").reply(
+                "Draft \"Spicy Chips\" created with a $50/day budget. Please review it before launch.",
+            )),
+    )
+}
+
+/// The configured provider (`OPENAI_API_KEY` or `OLLAMA_URL`), else the rule-based model; its
+/// registry key, model name and a line saying which.
+fn choose_model() -> Result<(Arc<dyn LlmProvider>, String, String)> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    if env("OPENAI_API_KEY").is_some() {
+        let model = env("OPENAI_MODEL").unwrap_or_else(|| "gpt-4o-mini".into());
+        let config = ProviderConfig::new(ProviderKind::OpenAi, model.clone())
+            .with_api_key(KeyRef::Env("OPENAI_API_KEY".into()));
+        return Ok((
+            build_provider(&config)?,
+            model.clone(),
+            format!("OpenAI {model}"),
+        ));
+    }
+    if let Some(url) = env("OLLAMA_URL") {
+        let model = env("OLLAMA_MODEL").unwrap_or_else(|| "llama3.1".into());
+        let config = ProviderConfig::new(ProviderKind::Ollama, model.clone()).with_base_url(url);
+        return Ok((
+            build_provider(&config)?,
+            model.clone(),
+            format!("Ollama {model}"),
+        ));
+    }
+    Ok((
+        rules_model(),
+        "rules-v1".into(),
+        "the rule-based model (offline)".into(),
+    ))
+}
+
+/// The default agent every tenant starts with.
+fn default_config(model: &str) -> Result<AgentConfig> {
+    AgentConfig::from_json(
+        &json!({
+            "agent": "marketing",
+            "version": 1,
+            "status": "final",
+            "name": "Marketing",
+            "system_prompt": "You are a marketing agent. Check the ad account balance before \
+                              creating a campaign draft; stay within $50/day.",
+            "model": {"provider": "default", "name": model},
+            "tools": ["budget.*", "marketing.*"],
+            "policy": {"require_approval": ["marketing.create_campaign_draft"]}
+        })
+        .to_string(),
+    )
+}
+
+const PRICES: &str = r#"{"tables": [{
+  "version": "2026-01",
+  "effective_from": "2020-01-01T00:00:00Z",
+  "models": {
+    "rules-v1": {"input_per_mtok": 0.5, "output_per_mtok": 1.5},
+    "gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
+    "llama3.1": {"input_per_mtok": 0.0, "output_per_mtok": 0.0}
+  },
+  "tool_call_usd": 0.001
+}]}"#;
+
+impl App {
+    /// Opens the store and the key table, and prepares the models and tools.
+    pub async fn open(config: HostConfig) -> Result<Self> {
+        let store: Arc<dyn StateStore> = Arc::new(
+            SqliteStore::open(&config.db_path)
+                .await
+                .map_err(Error::from)?,
+        );
+        let keys = ApiKeys::open(&config.db_path)
+            .map_err(|e| Error::InvalidConfig(format!("API key table: {e}")))?;
+        let (provider, model, label) = choose_model()?;
+        let tools = tools();
+        let mut registry = AgentRegistry::new().with_model("default", provider);
+        for tool in &tools {
+            registry = registry.with_tool(tool.clone());
+        }
+        let reviewers = config
+            .reviewers
+            .iter()
+            .map(|id| Reviewer {
+                id: id.clone(),
+                roles: vec!["reviewer".into()],
+                available: true,
+                max_load: 50,
+            })
+            .collect();
+        let queue = ApprovalQueue::new(store.clone(), QueueConfig::default(), reviewers);
+        let prices: PriceBook = serde_json::from_str(PRICES)
+            .map_err(|e| Error::InvalidConfig(format!("price book: {e}")))?;
+        let blueprints = vec![Blueprint {
+            name: "Marketing".into(),
+            description: "Drafts ad campaigns within a daily budget".into(),
+            category: "Marketing".into(),
+            config: default_config(&model)?,
+        }];
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                tools,
+                queue,
+                keys,
+                prices,
+                blueprints,
+                model_label: label,
+                config,
+            }),
+        })
+    }
+
+    /// The host's configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.inner.config
+    }
+
+    /// Which model answers ("the rule-based model (offline)", "OpenAI gpt-4o-mini").
+    pub fn model_label(&self) -> &str {
+        &self.inner.model_label
+    }
+
+    /// Creates a tenant: its default agent config and a first API key (returned once).
+    pub async fn create_tenant(&self, tenant: &TenantId) -> Result<String> {
+        let model = self.inner.blueprints[0].config.model.name.clone();
+        let config = default_config(&model)?;
+        let existing = self
+            .inner
+            .store
+            .get_agent_config(tenant, &config.agent, None)
+            .await?;
+        if existing.is_none() {
+            self.inner.store.put_agent_config(tenant, &config).await?;
+        }
+        self.inner
+            .keys
+            .add_agent(tenant, config.agent.as_str())
+            .map_err(storage)?;
+        self.inner.keys.create(tenant).map_err(storage)
+    }
+
+    /// The API key table.
+    pub fn keys(&self) -> &ApiKeys {
+        &self.inner.keys
+    }
+
+    /// The agent `agent` of `tenant`, built from its latest config over the host's store.
+    pub(crate) async fn agent(&self, tenant: &TenantId, agent: &AgentId) -> Result<Agent> {
+        Agent::from_store(
+            self.inner.store.clone(),
+            tenant,
+            agent,
+            None,
+            &self.inner.registry,
+        )
+        .await?
+        .build()
+    }
+
+    /// A tool's redaction rules (for showing arguments to reviewers).
+    pub(crate) fn redaction_of(&self, tool: &str) -> Vec<String> {
+        self.inner
+            .tools
+            .iter()
+            .find(|t| t.spec().name == tool)
+            .map(|t| t.spec().redact.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A host-table error as a storage error.
+pub(crate) fn storage(e: rusqlite::Error) -> Error {
+    Error::Storage {
+        message: format!("host tables: {e}"),
+        retryable: false,
+        source: Some(Box::new(e)),
+    }
+}
