@@ -17,6 +17,7 @@ use agentkit::sqlite::SqliteStore;
 use serde_json::json;
 
 use crate::keys::ApiKeys;
+use crate::telemetry::Metrics;
 
 /// How the host runs; every field has a default and an environment variable.
 #[derive(Debug, Clone)]
@@ -86,6 +87,7 @@ pub(crate) struct Inner {
     pub(crate) blueprints: Vec<Blueprint>,
     pub(crate) model_label: String,
     pub(crate) config: HostConfig,
+    pub(crate) metrics: Metrics,
 }
 
 impl std::fmt::Debug for App {
@@ -260,6 +262,7 @@ impl App {
                 blueprints,
                 model_label: label,
                 config,
+                metrics: Metrics::global(),
             }),
         })
     }
@@ -309,6 +312,43 @@ impl App {
         )
         .await?
         .build()
+    }
+
+    /// Records a finished run or resume in the metrics: its tool calls, its refusals and the
+    /// priced cost of its usage.
+    pub(crate) async fn record_run(
+        &self,
+        tenant: &TenantId,
+        outcome: &agentkit::agent::RunOutcome,
+    ) {
+        use agentkit::agent::RunOutcome;
+        let (agent, calls) = match outcome {
+            RunOutcome::Completed(r) => (None, &r.tool_calls),
+            RunOutcome::Suspended(s) => (
+                s.approvals.first().map(|a| a.agent.to_string()),
+                &s.tool_calls,
+            ),
+            _ => return,
+        };
+        let denied = calls.iter().filter(|c| c.is_error).count() as u64;
+        let ran = calls.len() as u64 - denied;
+        let query = agentkit::store::UsageQuery::all().run(outcome.run_id().clone());
+        let (cost, agent) = match self.inner.store.list_usage(tenant, &query).await {
+            Ok(events) => {
+                let (lines, _) =
+                    agentkit::policy_engine::metering::aggregate(&events, &self.inner.prices);
+                let agent = agent.or_else(|| events.first().map(|e| e.agent.to_string()));
+                (lines.iter().map(|l| l.amount.as_f64()).sum(), agent)
+            }
+            Err(_) => (0.0, agent),
+        };
+        self.inner.metrics.record_run(
+            tenant.as_str(),
+            agent.as_deref().unwrap_or("-"),
+            ran,
+            denied,
+            cost,
+        );
     }
 
     /// A tool's redaction rules (for showing arguments to reviewers).

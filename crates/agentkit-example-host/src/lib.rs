@@ -22,6 +22,7 @@ mod auth;
 mod keys;
 mod problem;
 mod review;
+pub mod telemetry;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

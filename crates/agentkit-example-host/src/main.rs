@@ -10,12 +10,7 @@ use agentkit_example_host::{App, HostConfig, router};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=info".into()),
-        )
-        .init();
+    let pipeline = init_tracing()?;
     let config = HostConfig::from_env();
     let app = App::open(config.clone()).await?;
     if app.keys().is_empty()? {
@@ -40,6 +35,50 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown())
         .await?;
     println!("stopped");
+    #[cfg(feature = "otel")]
+    if let Some(pipeline) = pipeline {
+        pipeline.shutdown();
+    }
+    #[cfg(not(feature = "otel"))]
+    let () = pipeline;
+    Ok(())
+}
+
+/// Logs to stderr (`RUST_LOG`), and with feature `otel` and `OTEL_EXPORTER_OTLP_ENDPOINT`,
+/// spans and metrics over OTLP/HTTP.
+#[cfg(feature = "otel")]
+fn init_tracing()
+-> Result<Option<agentkit_example_host::telemetry::otlp::Pipeline>, Box<dyn std::error::Error>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=info".into());
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer());
+    match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => {
+            let (pipeline, layer) = agentkit_example_host::telemetry::otlp::install(&endpoint)?;
+            registry.with(layer).init();
+            println!("exporting spans and metrics to {endpoint} (OTLP/HTTP)");
+            Ok(Some(pipeline))
+        }
+        _ => {
+            registry.init();
+            Ok(None)
+        }
+    }
+}
+
+/// Logs to stderr (`RUST_LOG`).
+#[cfg(not(feature = "otel"))]
+fn init_tracing() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
+        )
+        .init();
     Ok(())
 }
 

@@ -32,6 +32,9 @@ impl ToolExecutor {
     pub async fn run_staged(&self, permit: Permit) -> Result<(CallOutcome, Step)> {
         let span = tracing::info_span!(
             "tool.call",
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %permit.request.call.name,
+            gen_ai.tool.call.id = %permit.request.call.id,
             tool = %permit.request.call.name,
             call_id = %permit.request.call.id,
             tenant = %permit.request.scope.tenant,

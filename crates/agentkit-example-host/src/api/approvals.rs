@@ -35,11 +35,11 @@ pub(crate) fn approval_view(app: &App, a: &ApprovalRequest) -> Value {
 
 /// The tenant's pending requests as the queue orders them (priority, then due time).
 pub(crate) async fn pending_view(app: &App, tenant: &TenantId) -> agentkit::Result<Vec<Value>> {
-    Ok(app
-        .inner
-        .queue
-        .pending(tenant)
-        .await?
+    let pending = app.inner.queue.pending(tenant).await?;
+    app.inner
+        .metrics
+        .approvals_pending(tenant.as_str(), pending.len() as u64);
+    Ok(pending
         .into_iter()
         .map(|item| {
             let mut view = approval_view(app, &item.request);
@@ -126,6 +126,7 @@ pub(crate) async fn decide_and_resume(
         .resume_approval(tenant, &id)
         .await
         .map_err(Problem::from)?;
+    app.record_run(tenant, &outcome).await;
     Ok(outcome_json(app, &outcome))
 }
 

@@ -63,6 +63,7 @@ pub(super) async fn send(
 ) -> ApiResult<Json<Value>> {
     let (agent, request) = prepare(&app, &caller, &session, body).await?;
     let outcome = agent.run(request).await.map_err(Problem::from)?;
+    app.record_run(&caller.tenant, &outcome).await;
     Ok(Json(outcome_json(&app, &outcome)))
 }
 
@@ -73,9 +74,14 @@ pub(super) async fn stream(
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let (agent, request) = prepare(&app, &caller, &session, body).await?;
+    let tenant = caller.tenant.clone();
     let events = agent.run_stream(request).filter_map(move |event| {
         let app = app.clone();
+        let tenant = tenant.clone();
         async move {
+            if let Ok(AgentEvent::Done(outcome)) = &event {
+                app.record_run(&tenant, outcome).await;
+            }
             let (name, data) = match event {
                 Ok(event) => event_json(&app, event)?,
                 Err(e) => ("error", serde_json::to_value(Problem::from(e)).ok()?),

@@ -81,8 +81,11 @@ pub(crate) async fn run(
     let session = request.session.clone().map_err(Error::InvalidInput)?;
     let run_id = request.run_id.clone().unwrap_or_else(RunId::generate);
     let scope = Scope::new(tenant, a.id.clone(), session, run_id);
+    // OpenTelemetry GenAI semantic conventions (`gen_ai.*`) beside agentkit's own fields.
     let span = tracing::info_span!(
         "agent.turn",
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.id = %a.id,
         tenant = %scope.tenant,
         agent = %a.id,
         session = %scope.session,
@@ -421,6 +424,12 @@ impl RunCtx<'_> {
     ) -> (Result<CompletionResponse>, bool) {
         let span = tracing::info_span!(
             "model.call",
+            gen_ai.operation.name = "chat",
+            gen_ai.system = slot.provider.name(),
+            gen_ai.request.model = %slot.model,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
             provider = slot.provider.name(),
             model = %slot.model,
             tenant = %self.scope.tenant,
@@ -454,8 +463,15 @@ impl RunCtx<'_> {
             }
             acc.finish()
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+        if let Ok(r) = &result {
+            span.record("gen_ai.response.model", r.model.as_str());
+            // As i64: OpenTelemetry has no unsigned integers (a u64 arrives as text).
+            let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            span.record("gen_ai.usage.input_tokens", tokens(r.usage.input_tokens));
+            span.record("gen_ai.usage.output_tokens", tokens(r.usage.output_tokens));
+        }
         let result = result.map(|mut r| {
             if r.usage.latency.is_zero() {
                 r.usage.latency = started.elapsed();
