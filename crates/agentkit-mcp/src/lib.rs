@@ -21,7 +21,7 @@
 //!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn agentkit_core::store::StateStore>,
-//! #               model: std::sync::Arc<dyn agentkit_core::model::ChatModel>)
+//! #               model: std::sync::Arc<dyn agentkit_core::model::LlmProvider>)
 //! #               -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use agentkit_core::prelude::*;
