@@ -251,6 +251,23 @@ async fn chat_suspends_for_approval_and_a_decision_resumes_exactly_once() {
         json!([])
     );
 
+    // The session's history, in order; another tenant's view of it is a 404.
+    let history = call(&h.router, get("/v1/sessions/s1/messages", Some(&h.acme)))
+        .await
+        .json();
+    let roles: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles.first(), Some(&"user"), "{history}");
+    assert_eq!(roles.last(), Some(&"assistant"), "{history}");
+    is_problem(
+        &call(&h.router, get("/v1/sessions/s1/messages", Some(&h.globex))).await,
+        StatusCode::NOT_FOUND,
+    );
+
     // An unknown or malformed id is a 404.
     is_problem(
         &call(

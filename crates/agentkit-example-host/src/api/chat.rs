@@ -92,6 +92,51 @@ pub(super) async fn stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
+/// A session's messages in order: role and text (tool calls by name only; their arguments
+/// stay in the audit trail, redacted).
+pub(super) async fn history(
+    State(app): State<App>,
+    caller: Caller,
+    Path(session): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let session = SessionId::new(&session).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let store = &app.inner.store;
+    if store
+        .get_session(&caller.tenant, &session)
+        .await
+        .map_err(Problem::from)?
+        .is_none()
+    {
+        return Err(Problem::not_found(format!("no session `{session}`")));
+    }
+    let messages = store
+        .load_messages(
+            &caller.tenant,
+            &session,
+            agentkit::store::MessageWindow::All,
+        )
+        .await
+        .map_err(Problem::from)?;
+    Ok(Json(json!(
+        messages
+            .iter()
+            .map(|m| {
+                let role = serde_json::to_value(&m.message)
+                    .ok()
+                    .and_then(|v| v["role"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let tools: Vec<&str> = match &m.message {
+                    agentkit::message::Message::Assistant { tool_calls, .. } => {
+                        tool_calls.iter().map(|c| c.name.as_str()).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                json!({"seq": m.seq, "role": role, "text": m.message.text(), "tool_calls": tools})
+            })
+            .collect::<Vec<_>>()
+    )))
+}
+
 /// An SSE event's name and data; `None` for events a client does not need.
 fn event_json(app: &App, event: AgentEvent) -> Option<(&'static str, Value)> {
     Some(match event {

@@ -28,7 +28,10 @@ pub fn routes() -> Router<App> {
         .route("/v1/blueprints", get(agents::blueprints))
         .route("/v1/agents", get(agents::list).post(agents::create))
         .route("/v1/agents/{agent}", get(agents::versions))
-        .route("/v1/sessions/{session}/messages", post(chat::send))
+        .route(
+            "/v1/sessions/{session}/messages",
+            post(chat::send).get(chat::history),
+        )
         .route("/v1/sessions/{session}/stream", post(chat::stream))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", post(approvals::decide))
