@@ -43,10 +43,52 @@ async fn main() {
     })
     .await
     .unwrap();
-    let key = app
-        .create_tenant(&TenantId::new("acme").unwrap())
+    let acme = TenantId::new("acme").unwrap();
+    let key = app.create_tenant(&acme).await.unwrap();
+
+    // Baseline, same run: the same chats in process (no HTTP, no JSON, no auth).
+    let agent = app
+        .agent(&acme, &agentkit::id::AgentId::new("marketing").unwrap())
         .await
         .unwrap();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for s in 0..sessions {
+        let agent = agent.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                i += 1;
+                let t = Instant::now();
+                let request = agentkit::prelude::RunRequest::new(
+                    "acme",
+                    format!("base-{s}").as_str(),
+                    format!("hello {i}"),
+                );
+                if agent.run(request).await.is_ok() {
+                    latencies.push(t.elapsed());
+                }
+            }
+            latencies
+        }));
+    }
+    let mut base = Vec::new();
+    for t in tasks {
+        base.extend(t.await.unwrap());
+    }
+    let base_elapsed = started.elapsed();
+    base.sort();
+    let base_rate = base.len() as f64 / base_elapsed.as_secs_f64();
+    println!(
+        "baseline (in process): {} chats in {:.1} s; throughput {base_rate:.0} chats/s; latency p50 {:.1} ms, p99 {:.1} ms",
+        base.len(),
+        base_elapsed.as_secs_f64(),
+        percentile(&base, 50.0).as_secs_f64() * 1e3,
+        percentile(&base, 99.0).as_secs_f64() * 1e3,
+    );
+
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     tokio::spawn(async move { axum::serve(listener, router(app)).await.unwrap() });
@@ -108,6 +150,10 @@ async fn main() {
         percentile(&latencies, 50.0).as_secs_f64() * 1e3,
         percentile(&latencies, 99.0).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    println!(
+        "HTTP / in-process throughput: {:.2}×",
+        ok as f64 / elapsed.as_secs_f64() / base_rate
     );
 
     // No message lost or reordered: each history is exactly hello 1..n, each answered.

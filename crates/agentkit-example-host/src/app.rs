@@ -88,6 +88,9 @@ pub(crate) struct Inner {
     pub(crate) model_label: String,
     pub(crate) config: HostConfig,
     pub(crate) metrics: Metrics,
+    /// Built agents by tenant and id (building one compiles its tools' schemas); dropped when
+    /// the host stores a new config version for it.
+    pub(crate) agents: std::sync::Mutex<std::collections::HashMap<(TenantId, AgentId), Arc<Agent>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -263,6 +266,7 @@ impl App {
                 model_label: label,
                 config,
                 metrics: Metrics::global(),
+                agents: std::sync::Mutex::default(),
             }),
         })
     }
@@ -301,17 +305,40 @@ impl App {
         &self.inner.keys
     }
 
-    /// The agent `agent` of `tenant`, built from its latest config over the host's store.
-    pub(crate) async fn agent(&self, tenant: &TenantId, agent: &AgentId) -> Result<Agent> {
-        Agent::from_store(
-            self.inner.store.clone(),
-            tenant,
-            agent,
-            None,
-            &self.inner.registry,
-        )
-        .await?
-        .build()
+    /// The agent `agent` of `tenant`, built from its latest config over the host's store
+    /// (once; kept until a new config version is stored through this host).
+    pub async fn agent(&self, tenant: &TenantId, agent: &AgentId) -> Result<Arc<Agent>> {
+        let key = (tenant.clone(), agent.clone());
+        if let Some(built) = self.agents().get(&key) {
+            return Ok(built.clone());
+        }
+        let built = Arc::new(
+            Agent::from_store(
+                self.inner.store.clone(),
+                tenant,
+                agent,
+                None,
+                &self.inner.registry,
+            )
+            .await?
+            .build()?,
+        );
+        self.agents().insert(key, built.clone());
+        Ok(built)
+    }
+
+    /// Forgets the built agent (its config changed).
+    pub(crate) fn forget_agent(&self, tenant: &TenantId, agent: &AgentId) {
+        self.agents().remove(&(tenant.clone(), agent.clone()));
+    }
+
+    fn agents(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(TenantId, AgentId), Arc<Agent>>> {
+        self.inner
+            .agents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records a finished run or resume in the metrics: its tool calls, its refusals and the

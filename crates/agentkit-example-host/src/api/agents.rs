@@ -126,6 +126,7 @@ pub(super) async fn create(
     app.keys()
         .add_agent(&caller.tenant, config.agent.as_str())
         .map_err(|e| Problem::from(storage(e)))?;
+    app.forget_agent(&caller.tenant, &config.agent);
     Ok((
         StatusCode::CREATED,
         Json(json!({"agent": config.agent, "version": config.version})),

@@ -39,7 +39,7 @@ async fn prepare(
     caller: &Caller,
     session: &str,
     body: ChatRequest,
-) -> ApiResult<(agentkit::prelude::Agent, RunRequest)> {
+) -> ApiResult<(std::sync::Arc<agentkit::prelude::Agent>, RunRequest)> {
     let session = SessionId::new(session).map_err(|e| Problem::bad_request(e.to_string()))?;
     let agent = AgentId::new(&body.agent).map_err(|e| Problem::bad_request(e.to_string()))?;
     if body.message.trim().is_empty() {
