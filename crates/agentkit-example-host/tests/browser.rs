@@ -125,8 +125,8 @@ async fn a_reviewer_approves_one_request_and_rejects_another_in_chromium() {
     );
     let mut client = None;
     for _ in 0..50 {
-        match ClientBuilder::rustls()
-            .unwrap()
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
             .capabilities(caps.clone())
             .connect(&webdriver)
             .await
