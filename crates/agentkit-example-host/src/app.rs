@@ -91,6 +91,9 @@ pub(crate) struct Inner {
     /// Built agents by tenant and id (building one compiles its tools' schemas); dropped when
     /// the host stores a new config version for it.
     pub(crate) agents: std::sync::Mutex<std::collections::HashMap<(TenantId, AgentId), Arc<Agent>>>,
+    /// Uploaded documents and their retrieval (feature `knowledge`, with a local model).
+    #[cfg(feature = "knowledge")]
+    pub(crate) knowledge: Option<crate::knowledge::Knowledge>,
 }
 
 impl std::fmt::Debug for App {
@@ -222,11 +225,12 @@ const PRICES: &str = r#"{"tables": [{
 impl App {
     /// Opens the store and the key table, and prepares the models and tools.
     pub async fn open(config: HostConfig) -> Result<Self> {
-        let store: Arc<dyn StateStore> = Arc::new(
-            SqliteStore::open(&config.db_path)
-                .await
-                .map_err(Error::from)?,
-        );
+        let sqlite = SqliteStore::open(&config.db_path)
+            .await
+            .map_err(Error::from)?;
+        #[cfg(feature = "knowledge")]
+        let knowledge = crate::knowledge::Knowledge::open(&sqlite);
+        let store: Arc<dyn StateStore> = Arc::new(sqlite);
         let keys = ApiKeys::open(&config.db_path)
             .map_err(|e| Error::InvalidConfig(format!("API key table: {e}")))?;
         let (provider, model, label) = choose_model()?;
@@ -267,6 +271,8 @@ impl App {
                 config,
                 metrics: Metrics::global(),
                 agents: std::sync::Mutex::default(),
+                #[cfg(feature = "knowledge")]
+                knowledge,
             }),
         })
     }
@@ -312,17 +318,20 @@ impl App {
         if let Some(built) = self.agents().get(&key) {
             return Ok(built.clone());
         }
-        let built = Arc::new(
-            Agent::from_store(
-                self.inner.store.clone(),
-                tenant,
-                agent,
-                None,
-                &self.inner.registry,
-            )
-            .await?
-            .build()?,
-        );
+        #[allow(unused_mut)]
+        let mut builder = Agent::from_store(
+            self.inner.store.clone(),
+            tenant,
+            agent,
+            None,
+            &self.inner.registry,
+        )
+        .await?;
+        #[cfg(feature = "knowledge")]
+        if let Some(knowledge) = &self.inner.knowledge {
+            builder = builder.retriever(knowledge.retriever()?, crate::knowledge::TOP_K);
+        }
+        let built = Arc::new(builder.build()?);
         self.agents().insert(key, built.clone());
         Ok(built)
     }

@@ -11,6 +11,7 @@
 //! - approvals: the queue (priority, SLA, escalation), decisions that resume the run, and a
 //!   server-rendered reviewer's page (`/review`);
 //! - usage, invoice drafts, audit export and chain verification;
+//! - knowledge (feature `knowledge`): documents uploaded per agent, cited answers;
 //! - errors as RFC 9457 problem details, body size limits and timeouts, health and readiness,
 //!   graceful shutdown.
 //!
@@ -20,6 +21,8 @@ pub mod api;
 mod app;
 mod auth;
 mod keys;
+#[cfg(feature = "knowledge")]
+pub mod knowledge;
 mod problem;
 mod review;
 pub mod telemetry;

@@ -10,6 +10,7 @@ use agentkit_example_host::{App, HostConfig, router};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    #[allow(clippy::let_unit_value)] // `()` without feature `otel`
     let pipeline = init_tracing()?;
     let config = HostConfig::from_env();
     let app = App::open(config.clone()).await?;

@@ -180,6 +180,10 @@ pub(crate) fn outcome_json(app: &App, outcome: &RunOutcome) -> Value {
         RunOutcome::Completed(r) => json!({
             "run_id": r.run, "status": "completed", "reply": r.reply,
             "tool_calls": calls(&r.tool_calls), "usage": r.usage,
+            "sources": r.sources.iter().map(|c| json!({
+                "document_id": c.source.document_id, "title": c.source.title,
+                "page": c.source.page, "score": c.score,
+            })).collect::<Vec<_>>(),
         }),
         RunOutcome::Suspended(s) => json!({
             "run_id": s.run, "status": "suspended",

@@ -4,6 +4,7 @@ mod agents;
 mod approvals;
 mod audit;
 mod chat;
+mod knowledge;
 mod usage;
 
 use axum::Json;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<App> {
         .route("/v1/blueprints", get(agents::blueprints))
         .route("/v1/agents", get(agents::list).post(agents::create))
         .route("/v1/agents/{agent}", get(agents::versions))
+        .route("/v1/agents/{agent}/knowledge", post(knowledge::upload))
         .route(
             "/v1/sessions/{session}/messages",
             post(chat::send).get(chat::history),
