@@ -16,6 +16,11 @@ use agentkit::rules::{Rule, RuleBasedModel};
 use agentkit::sqlite::SqliteStore;
 use serde_json::json;
 
+use agentkit::exec::{ToolExecutor, ToolSet};
+use agentkit::policy::AllowListPolicy;
+use agentkit::workflow::{Worker, WorkerConfig, WorkflowStore, Workflows};
+use tokio_util::sync::CancellationToken;
+
 use crate::keys::ApiKeys;
 use crate::telemetry::Metrics;
 
@@ -94,6 +99,15 @@ pub(crate) struct Inner {
     /// Uploaded documents and their retrieval (feature `knowledge`, with a local model).
     #[cfg(feature = "knowledge")]
     pub(crate) knowledge: Option<crate::knowledge::Knowledge>,
+    /// The workflow engine; its worker runs until the host's state is dropped.
+    pub(crate) workflows: Workflows,
+    worker: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.worker.cancel();
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -230,6 +244,7 @@ impl App {
             .map_err(Error::from)?;
         #[cfg(feature = "knowledge")]
         let knowledge = crate::knowledge::Knowledge::open(&sqlite);
+        let workflow_store: Arc<dyn WorkflowStore> = Arc::new(sqlite.clone());
         let store: Arc<dyn StateStore> = Arc::new(sqlite);
         let keys = ApiKeys::open(&config.db_path)
             .map_err(|e| Error::InvalidConfig(format!("API key table: {e}")))?;
@@ -252,6 +267,29 @@ impl App {
         let queue = ApprovalQueue::new(store.clone(), QueueConfig::default(), reviewers);
         let prices: PriceBook = serde_json::from_str(PRICES)
             .map_err(|e| Error::InvalidConfig(format!("price book: {e}")))?;
+        // Workflows: tool nodes through a governed executor over the host's tools (campaign
+        // drafts need approval, as in the default agent), agent nodes by the default agent, a
+        // worker driving runs until the host stops.
+        let executor = ToolExecutor::builder(ToolSet::new(tools.clone())?, store.clone())
+            .policy(
+                AllowListPolicy::new(["budget.*", "marketing.*"])
+                    .require_approval_for(["marketing.create_campaign_draft"])
+                    .into_arc(),
+            )
+            .build();
+        let workflow_agent = Agent::from_config(&default_config(&model)?, &registry)?
+            .store(store.clone())
+            .build()?;
+        let workflows = Workflows::builder(workflow_store)
+            .executor(executor)
+            .agent(workflow_agent)
+            .build();
+        let worker = CancellationToken::new();
+        let driver = Worker::new(
+            workflows.clone(),
+            WorkerConfig::new("agentkit-host").poll(Duration::from_millis(200)),
+        );
+        tokio::spawn(driver.run(worker.clone()));
         let blueprints = vec![Blueprint {
             name: "Marketing".into(),
             description: "Drafts ad campaigns within a daily budget".into(),
@@ -273,6 +311,8 @@ impl App {
                 agents: std::sync::Mutex::default(),
                 #[cfg(feature = "knowledge")]
                 knowledge,
+                workflows,
+                worker,
             }),
         })
     }

@@ -690,3 +690,139 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+const LAUNCH: &str = r#"{
+  "id": "launch", "version": 1, "name": "Campaign launch", "agent": "marketing",
+  "start": "balance", "inputs": ["product"],
+  "nodes": [
+    {"id": "balance", "kind": "tool", "tool": "budget.get_balance", "args": {}},
+    {"id": "draft", "kind": "tool", "tool": "marketing.create_campaign_draft",
+     "args": {"name": "${product}", "budget": 30}}
+  ],
+  "edges": [{"from": "balance", "to": "draft"}]
+}"#;
+
+async fn run_state(h: &Host, run: &str) -> Value {
+    call(
+        &h.router,
+        get(&format!("/v1/workflow-runs/{run}"), Some(&h.acme)),
+    )
+    .await
+    .json()
+}
+
+async fn wait_for(h: &Host, run: &str, state: &str) -> Value {
+    for _ in 0..200 {
+        let r = run_state(h, run).await;
+        if r["state"] == state {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "run {run} never reached `{state}`: {}",
+        run_state(h, run).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_run_on_the_host_worker_and_their_approvals_share_the_queue() {
+    let h = host().await;
+    let definition: Value = serde_json::from_str(LAUNCH).unwrap();
+    let published = call(
+        &h.router,
+        post("/v1/workflows", Some(&h.acme), definition.clone()),
+    )
+    .await;
+    assert_eq!(
+        published.status,
+        StatusCode::CREATED,
+        "{}",
+        published.text()
+    );
+    // A definition that does not hold together is refused with what is wrong.
+    let mut broken = definition.clone();
+    broken["id"] = json!("broken");
+    broken["edges"] = json!([{"from": "balance", "to": "nowhere"}]);
+    is_problem(
+        &call(&h.router, post("/v1/workflows", Some(&h.acme), broken)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+
+    let start = json!({"input": {"product": "Spicy Chips"}, "trigger_key": "order-1"});
+    let started = call(
+        &h.router,
+        post("/v1/workflows/launch/runs", Some(&h.acme), start.clone()),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    let run = started.json()["run_id"].as_str().unwrap().to_string();
+    // The same trigger key again: the same run.
+    let again = call(
+        &h.router,
+        post("/v1/workflows/launch/runs", Some(&h.acme), start),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["run_id"], run.as_str());
+    // Another tenant neither sees the run nor can start the workflow.
+    is_problem(
+        &call(
+            &h.router,
+            get(&format!("/v1/workflow-runs/{run}"), Some(&h.globex)),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+    is_problem(
+        &call(
+            &h.router,
+            post(
+                "/v1/workflows/launch/runs",
+                Some(&h.globex),
+                json!({"input": {"product": "x"}}),
+            ),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+
+    // The worker runs the balance step, then the draft waits for approval in the tenant's queue.
+    let waiting = wait_for(&h, &run, "waiting").await;
+    assert_eq!(waiting["wait"]["for"], "approval", "{waiting}");
+    let pending = call(&h.router, get("/v1/approvals", Some(&h.acme)))
+        .await
+        .json();
+    let approval = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["tool"] == CAMPAIGN)
+        .unwrap_or_else(|| panic!("no approval: {pending}"));
+    assert_eq!(approval["arguments"]["name"], "Spicy Chips");
+    assert_eq!(tool_calls(&h, &h.acme, CAMPAIGN).await, 0);
+    let id = approval["id"].as_str().unwrap();
+    let decided = call(
+        &h.router,
+        post(
+            &format!("/v1/approvals/{id}"),
+            Some(&h.acme),
+            json!({"decision": "approve", "reviewer": "alice"}),
+        ),
+    )
+    .await;
+    assert_eq!(decided.json()["status"], "resumed", "{}", decided.text());
+    let done = wait_for(&h, &run, "done").await;
+    let nodes: Vec<&str> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "succeeded")
+        .map(|s| s["node"].as_str().unwrap())
+        .collect();
+    assert!(
+        nodes.contains(&"balance") && nodes.contains(&"draft"),
+        "{done}"
+    );
+    assert_eq!(tool_calls(&h, &h.acme, CAMPAIGN).await, 1);
+}

@@ -60,6 +60,24 @@ async fn api(router: &axum::Router, method: &str, path: &str, key: &str, body: V
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// Waits until the element at `css` shows `needle` (a form post reloads the page: an element
+/// of the old page goes stale, so it is looked up again each time).
+async fn wait_text(c: &fantoccini::Client, css: &str, needle: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        if let Ok(element) = c.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+        {
+            if text.contains(needle) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("`{css}` never showed `{needle}` (last: `{last}`)");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -181,13 +199,7 @@ async fn a_reviewer_approves_one_request_and_rejects_another_in_chromium() {
         .click()
         .await
         .unwrap();
-    let message = c
-        .wait()
-        .for_element(Locator::Css("#message"))
-        .await
-        .unwrap();
-    let text = message.text().await.unwrap();
-    assert!(text.contains("approved; the run is completed"), "{text}");
+    wait_text(&c, "#message", "approved; the run is completed").await;
 
     // Reject the second, with a reason.
     let row = c
@@ -206,13 +218,7 @@ async fn a_reviewer_approves_one_request_and_rejects_another_in_chromium() {
         .click()
         .await
         .unwrap();
-    let message = c
-        .wait()
-        .for_element(Locator::Css("#message"))
-        .await
-        .unwrap();
-    let text = message.text().await.unwrap();
-    assert!(text.contains("rejected"), "{text}");
+    wait_text(&c, "#message", "rejected").await;
     c.wait().for_element(Locator::Css("#empty")).await.unwrap();
 
     let png = c.screenshot().await.unwrap();

@@ -113,11 +113,33 @@ pub(crate) async fn decide_and_resume(
             )));
         }
     };
-    app.inner
+    let decided = app
+        .inner
         .queue
         .decide(tenant, &id, &decision)
         .await
         .map_err(Problem::from)?;
+    // A workflow run's approval (a tool node's, or an agent node's whose run is
+    // `<workflow run>.<step>`): the run continues on the host's worker, which may already have
+    // seen the decision.
+    let workflows = &app.inner.workflows;
+    let workflow_run = match decided.run.as_str().rsplit_once('.') {
+        Some((parent, _)) => agentkit::id::RunId::new(parent).ok(),
+        None => Some(decided.run.clone()),
+    };
+    if let Some(run) = workflow_run
+        && workflows
+            .get_run(tenant, &run)
+            .await
+            .map_err(Problem::from)?
+            .is_some()
+    {
+        workflows
+            .approval_decided(tenant, &decided)
+            .await
+            .map_err(Problem::from)?;
+        return Ok(json!({"workflow_run": run, "status": "resumed"}));
+    }
     let agent = app
         .agent(tenant, &request.agent)
         .await

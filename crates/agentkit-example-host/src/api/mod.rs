@@ -6,6 +6,7 @@ mod audit;
 mod chat;
 mod knowledge;
 mod usage;
+mod workflows;
 
 use axum::Json;
 use axum::Router;
@@ -37,6 +38,9 @@ pub fn routes() -> Router<App> {
         .route("/v1/sessions/{session}/stream", post(chat::stream))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", post(approvals::decide))
+        .route("/v1/workflows", post(workflows::publish))
+        .route("/v1/workflows/{workflow}/runs", post(workflows::start))
+        .route("/v1/workflow-runs/{run}", get(workflows::get))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/invoices/{period}", get(usage::invoice))
         .route("/v1/audit", get(audit::export))
