@@ -6,12 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use agentkit::id::TenantId;
-use agentkit_example_host::{App, HostConfig, router};
+use agentkit_example_host::router;
 use axum::body::Body;
 use axum::http::{Request, header};
 use fantoccini::{ClientBuilder, Locator};
@@ -92,16 +93,8 @@ async fn a_reviewer_approves_one_request_and_rejects_another_in_chromium() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let app = App::open(HostConfig {
-        db_path: dir.path().join("host.db"),
-        ..HostConfig::default()
-    })
-    .await
-    .unwrap();
-    let key = app
-        .create_tenant(&TenantId::new("acme").unwrap())
-        .await
-        .unwrap();
+    let app = common::app(&dir).await;
+    let key = common::tenant(&app, "acme").await;
     let router = router(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());

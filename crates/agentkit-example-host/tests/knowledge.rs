@@ -5,8 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use agentkit::id::TenantId;
-use agentkit_example_host::{App, HostConfig, router};
+mod common;
+
+use agentkit_example_host::router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -42,20 +43,9 @@ async fn uploaded_documents_are_cited_and_stay_with_their_tenant() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let app = App::open(HostConfig {
-        db_path: dir.path().join("host.db"),
-        ..HostConfig::default()
-    })
-    .await
-    .unwrap();
-    let acme = app
-        .create_tenant(&TenantId::new("acme").unwrap())
-        .await
-        .unwrap();
-    let globex = app
-        .create_tenant(&TenantId::new("globex").unwrap())
-        .await
-        .unwrap();
+    let app = common::app(&dir).await;
+    let acme = common::tenant(&app, "acme").await;
+    let globex = common::tenant(&app, "globex").await;
     let router = router(app);
 
     let (status, report) = post(

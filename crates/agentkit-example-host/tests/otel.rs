@@ -4,8 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use agentkit::id::TenantId;
-use agentkit_example_host::{App, HostConfig, router};
+mod common;
+
+use agentkit_example_host::router;
 use axum::body::Body;
 use axum::http::{Request, header};
 use http_body_util::BodyExt;
@@ -49,16 +50,8 @@ async fn a_chat_exports_genai_spans_and_metrics() {
     opentelemetry::global::set_meter_provider(meter.clone());
 
     let dir = tempfile::tempdir().unwrap();
-    let app = App::open(HostConfig {
-        db_path: dir.path().join("host.db"),
-        ..HostConfig::default()
-    })
-    .await
-    .unwrap();
-    let key = app
-        .create_tenant(&TenantId::new("acme").unwrap())
-        .await
-        .unwrap();
+    let app = common::app(&dir).await;
+    let key = common::tenant(&app, "acme").await;
     let response = router(app)
         .oneshot(
             Request::post("/v1/sessions/s1/messages")

@@ -12,7 +12,8 @@
 //!   suspend durably and resume exactly once), metering and audit. The server's tool
 //!   annotations reach the policy as untrusted [hints](agentkit_core::tool::ToolHints), never as
 //!   permission; a tool whose definition changes on the server is refused until registered
-//!   again.
+//!   again. OAuth 2.1 runs when an HTTP server asks for it ([`McpOAuthConfig`], the host's
+//!   [`Authorizer`] for the user's consent), scope step-up included.
 //! - **Server** ([`server::McpToolServer`]): serve a host's governed tools over stdio or as a
 //!   Streamable HTTP tower service behind an [`server::Authenticator`]: the caller's tenant and
 //!   principal come from the transport, and calls pass the same gate and audit.

@@ -63,11 +63,10 @@ async fn gone(pid: u32) -> bool {
     false
 }
 
-#[tokio::test]
-async fn the_reference_server_over_stdio_works_and_shuts_down_without_a_zombie() {
-    let Some((node, script)) = common::npm_server_everything() else {
-        return;
-    };
+/// The reference server as a child process, marked in its environment so the test can find
+/// its pid; `None` (skip) without Node.js and the package.
+fn everything() -> Option<(McpServerConfig, String)> {
+    let (node, script) = common::npm_server_everything()?;
     let marker = format!("{}", RunId::generate());
     let config = McpServerConfig::stdio(
         "everything",
@@ -75,6 +74,14 @@ async fn the_reference_server_over_stdio_works_and_shuts_down_without_a_zombie()
         [script.to_str().unwrap(), "stdio"],
     )
     .with_env("AGENTKIT_MCP_TEST_MARKER", &marker);
+    Some((config, marker))
+}
+
+#[tokio::test]
+async fn the_reference_server_over_stdio_works_and_shuts_down_without_a_zombie() {
+    let Some((config, marker)) = everything() else {
+        return;
+    };
     let client = McpClient::connect(config).await.unwrap();
     let version = client.protocol_version().await.unwrap();
     assert!(
@@ -123,16 +130,9 @@ async fn the_reference_server_over_stdio_works_and_shuts_down_without_a_zombie()
 
 #[tokio::test]
 async fn a_server_that_dies_mid_call_is_a_typed_error_and_the_next_call_reconnects() {
-    let Some((node, script)) = common::npm_server_everything() else {
+    let Some((config, marker)) = everything() else {
         return;
     };
-    let marker = format!("{}", RunId::generate());
-    let config = McpServerConfig::stdio(
-        "everything",
-        node.to_str().unwrap(),
-        [script.to_str().unwrap(), "stdio"],
-    )
-    .with_env("AGENTKIT_MCP_TEST_MARKER", &marker);
     let client = McpClient::connect(config).await.unwrap();
     let long = tool(&client, "everything.trigger-long-running-operation");
     let call = tokio::spawn(async move {
@@ -175,19 +175,12 @@ async fn a_server_that_dies_mid_call_is_a_typed_error_and_the_next_call_reconnec
 
 #[tokio::test]
 async fn an_idempotent_tool_with_a_retry_policy_survives_a_server_death() {
-    let Some((node, script)) = common::npm_server_everything() else {
+    let Some((config, marker)) = everything() else {
         return;
     };
-    let marker = format!("{}", RunId::generate());
     // The host declares the operation idempotent and retryable; the server's own
     // `idempotentHint` would not be enough.
-    let config = McpServerConfig::stdio(
-        "everything",
-        node.to_str().unwrap(),
-        [script.to_str().unwrap(), "stdio"],
-    )
-    .with_env("AGENTKIT_MCP_TEST_MARKER", &marker)
-    .with_tool(
+    let config = config.with_tool(
         "trigger-long-running-operation",
         McpToolOverride::new()
             .idempotent()

@@ -337,14 +337,15 @@ fn error_result(text: String) -> CallToolResult {
 }
 
 /// An agentkit tool spec as an MCP tool definition; the annotations say what the host
-/// declared (a read tool is read-only; others are destructive unless idempotent).
+/// declared: a read tool is read-only; any other is destructive (idempotent is not harmless:
+/// agentkit cannot tell a client that a write destroys nothing, so it says the cautious thing).
 fn mcp_tool(spec: &ToolSpec) -> rmcp::model::Tool {
     let schema =
         |v: &Value| -> Arc<JsonObject> { Arc::new(v.as_object().cloned().unwrap_or_default()) };
     let read_only = spec.side_effect == SideEffect::Read;
     let annotations = ToolAnnotations::new()
         .read_only(read_only)
-        .destructive(!read_only && !spec.idempotent)
+        .destructive(!read_only)
         .idempotent(read_only || spec.idempotent)
         .open_world(spec.side_effect == SideEffect::External);
     let mut tool = rmcp::model::Tool::new(
