@@ -157,6 +157,11 @@ pub struct AgentConfig {
     /// An agent whose model takes over when this one's model fails.
     #[serde(default)]
     pub backup_agent: Option<AgentId>,
+    /// An agent that scores this one's answers (an
+    /// [`Evaluator`](crate::agent::Evaluator); built with
+    /// [`AgentRegistry::eval_agent_of`](crate::agent::AgentRegistry::eval_agent_of)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_agent: Option<AgentId>,
 }
 
 impl AgentConfig {

@@ -85,7 +85,25 @@ impl AgentRegistry {
         self
     }
 
-    /// Registers an agent config, so other configs can name it as their `backup_agent`.
+    /// The evaluator `config` names as its `eval_agent`, built from that agent's registered
+    /// config (its model, tools and the evaluation output schema); `None` when `config` names
+    /// none. Set the evaluator's store (and policy) on the returned builder's agent before use:
+    /// `Evaluator::new(builder.store(store))`.
+    pub fn eval_agent_of(&self, config: &AgentConfig) -> Result<Option<super::AgentBuilder>> {
+        let Some(id) = &config.eval_agent else {
+            return Ok(None);
+        };
+        let eval = self.configs.get(id).ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "agent `{}`: eval agent `{id}` has no config in the registry",
+                config.agent
+            ))
+        })?;
+        super::Agent::from_config(eval, self).map(Some)
+    }
+
+    /// Registers an agent config, so other configs can name it as their `backup_agent` or
+    /// `eval_agent`.
     pub fn with_agent_config(mut self, config: AgentConfig) -> Self {
         self.configs.insert(config.agent.clone(), config);
         self

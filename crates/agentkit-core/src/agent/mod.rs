@@ -3,7 +3,8 @@
 //! One [`Agent::run`] is one user input. The loop (see `ARCHITECTURE.md`, "The turn"):
 //!
 //! 1. load the session window (never splitting a tool call from its results);
-//! 2. retrieve context if the agent has a retriever, as a delimited block marked untrusted;
+//! 2. assemble the host's context ([`ContextSource`]s) and retrieve knowledge if the agent has
+//!    a retriever, each as a delimited block marked as data;
 //! 3. call the model with the agent's tool specs; record usage;
 //! 4. for each proposed tool call: allow-list, JSON-schema validation (compiled once per tool),
 //!    policy; allowed calls run concurrently with idempotency keys and their results are kept
@@ -18,6 +19,8 @@
 //! record), so a process can stop between any two steps.
 
 mod config;
+mod context;
+mod eval;
 mod memory;
 mod turn;
 mod window;
@@ -31,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::config::{AgentConfig, ApprovalRules, ConfigStatus, Limits, MemoryPolicy, ModelRef};
 pub use config::{AgentRegistry, Blueprint};
+pub use context::{ContextRequest, ContextSource, FnContext};
+pub use eval::{EvalSubject, EvalSummary, Evaluation, Evaluator};
 pub use memory::apply_memory_policy;
 pub use turn::resume::decide_approval;
 
@@ -269,6 +274,7 @@ pub(crate) struct AgentInner {
     pub(crate) tool_specs: Arc<[ToolSpec]>,
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) retriever: Option<(Arc<dyn Retriever>, usize)>,
+    pub(crate) context: Vec<Arc<dyn ContextSource>>,
     pub(crate) memory: MemoryPolicy,
     pub(crate) limits: Limits,
     pub(crate) output: Option<(OutputSchema, CompiledSchema)>,
@@ -496,6 +502,7 @@ pub struct AgentBuilder {
     policy: Option<Arc<dyn PolicyEvaluator>>,
     store: Option<Arc<dyn StateStore>>,
     retriever: Option<(Arc<dyn Retriever>, usize)>,
+    context: Vec<Arc<dyn ContextSource>>,
     memory: MemoryPolicy,
     limits: Limits,
     output_schema: Option<OutputSchema>,
@@ -581,6 +588,13 @@ impl AgentBuilder {
     /// Knowledge: `top_k` chunks are retrieved for each run's input.
     pub fn retriever(mut self, retriever: Arc<dyn Retriever>, top_k: usize) -> Self {
         self.retriever = Some((retriever, top_k));
+        self
+    }
+
+    /// Adds a [`ContextSource`]: data assembled before the first model call of every run
+    /// (in the order added, after the system prompt and before retrieved knowledge).
+    pub fn context(mut self, source: Arc<dyn ContextSource>) -> Self {
+        self.context.push(source);
         self
     }
 
@@ -689,6 +703,9 @@ impl AgentBuilder {
                 "agent `{id}`: retriever top_k must be at least 1"
             )));
         }
+        for source in &self.context {
+            context::check_name(id.as_str(), source.name())?;
+        }
         let tools = ToolSet::new(self.tools)
             .map_err(|e| Error::InvalidConfig(format!("agent `{id}`: {e}")))?;
         let specs: Arc<[ToolSpec]> = tools.specs().into();
@@ -724,6 +741,7 @@ impl AgentBuilder {
                 tool_specs: specs,
                 store,
                 retriever: self.retriever,
+                context: self.context,
                 memory: self.memory,
                 limits: self.limits,
                 output,

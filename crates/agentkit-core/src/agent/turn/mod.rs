@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::context::{ContextRequest, format_block};
 use super::{
     Agent, AgentEvent, AgentInner, ModelSlot, RunOutcome, RunReport, RunRequest, Suspension,
     ToolCallSummary, apply_memory_policy, window,
@@ -228,12 +229,26 @@ pub(crate) enum Stored {
 pub const OUTPUT_ESTIMATE_TOKENS: u64 = 4096;
 
 impl RunCtx<'_> {
-    /// Adds the prefix (system prompt, retrieved context) before the conversation.
+    /// Adds the prefix (system prompt, the host's assembled context, retrieved knowledge)
+    /// before the conversation.
     async fn build_prefix(&mut self, query: &str) -> Result<()> {
         let a = self.a;
-        let mut prefix = Vec::with_capacity(2);
+        let mut prefix = Vec::with_capacity(2 + a.context.len());
         if !a.system_prompt.is_empty() {
             prefix.push(Message::system(a.system_prompt.clone()));
+        }
+        if !a.context.is_empty() {
+            let request = ContextRequest {
+                scope: self.scope.clone(),
+                input: query.to_owned(),
+                metadata: self.metadata.clone(),
+            };
+            for source in &a.context {
+                let span = tracing::info_span!("agent.context", tenant = %self.scope.tenant, agent = %a.id, source = source.name());
+                if let Some(data) = source.assemble(&request).instrument(span).await? {
+                    prefix.push(Message::system(format_block(source.name(), &data)));
+                }
+            }
         }
         if let Some((retriever, top_k)) = &a.retriever {
             let span = tracing::info_span!("agent.retrieve", tenant = %self.scope.tenant, agent = %a.id, top_k);

@@ -1,6 +1,6 @@
 //! Resuming a suspended run after its approvals were decided, and deciding approvals.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -108,6 +108,17 @@ pub(crate) async fn resume(
             })
             .unwrap_or_default();
         let pending_calls = std::mem::take(&mut run.pending);
+        // The session's metadata (what its first run was given), read only when context
+        // sources need it.
+        let metadata = if a.context.is_empty() {
+            Default::default()
+        } else {
+            a.store
+                .get_session(tenant, &run.session)
+                .await?
+                .map(|s| s.metadata)
+                .unwrap_or_default()
+        };
         let mut ctx = RunCtx {
             a,
             scope: Scope::new(
@@ -119,7 +130,7 @@ pub(crate) async fn resume(
             run,
             cancel: CancellationToken::new(),
             confidence: None,
-            metadata: BTreeMap::new(),
+            metadata,
             sink,
             history: std::sync::Arc::new(history),
             summaries: Vec::new(),
