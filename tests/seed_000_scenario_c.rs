@@ -1,19 +1,20 @@
-//! Seed 000, scenario C, end to end on SQLite: marketing agent → plan approval → ads → wait for
-//! a correlated lead → call approval → call → CRM → archive snapshot; the process "restarts"
-//! (the store is reopened) while the run waits; and the ROLLBACK variant when the CRM fails.
+//! Seed 000, scenario C, end to end on SQLite and Postgres: marketing agent → plan approval →
+//! ads → wait for a correlated lead → call approval → voice call → CRM → archive snapshot; the
+//! process "restarts" (the database is reopened) while the run waits; and the ROLLBACK variant
+//! when the CRM fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../examples/growth_scenario/scenario.rs"]
+#[path = "../examples/seed_000/call.rs"]
+mod call;
+#[path = "../examples/seed_000/scenario_c.rs"]
 mod scenario;
+mod support;
 
 use std::sync::Arc;
 
 use agentkit::id::TenantId;
 use agentkit::redact::hash_json;
-use agentkit::sqlite::SqliteStore;
-use agentkit::store::{
-    ApprovalDecision, ApprovalStore, AuditQuery, AuditStore, ToolExecutionStore,
-};
+use agentkit::store::{ApprovalDecision, AuditQuery, StateStore, UsageKind, UsageQuery};
 use agentkit_workflow::{Delivery, RunState, StartRequest, Wait, WorkflowEvent, Workflows};
 use chrono::Utc;
 use serde_json::json;
@@ -22,24 +23,17 @@ fn input() -> serde_json::Value {
     json!({"campaign_id": "C-100", "product": "Spicy Chips", "audience": "snack lovers", "budget": 500})
 }
 
-async fn open(
-    path: &std::path::Path,
+fn open(
+    db: &support::Db,
     effects: &scenario::Effects,
     crm_failures: usize,
-) -> (SqliteStore, Workflows) {
-    let db = SqliteStore::open(path).await.unwrap();
-    let engine = scenario::engine(
-        Arc::new(db.clone()),
-        Arc::new(db.clone()),
-        effects,
-        crm_failures,
-    )
-    .unwrap();
-    (db, engine)
+) -> (Arc<dyn StateStore>, Workflows) {
+    let engine = scenario::engine(db.workflows(), db.state(), effects, crm_failures).unwrap();
+    (db.state(), engine)
 }
 
 async fn approve_pending(
-    db: &SqliteStore,
+    db: &Arc<dyn StateStore>,
     engine: &Workflows,
     tenant: &TenantId,
     decision: ApprovalDecision,
@@ -54,13 +48,19 @@ async fn approve_pending(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn growth_scenario_end_to_end_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("growth.db");
+    for db in support::databases("growth_scenario_end_to_end_across_a_restart").await {
+        end_to_end_across_a_restart(&db).await;
+        db.cleanup().await;
+    }
+}
+
+async fn end_to_end_across_a_restart(original: &support::Db) {
     let tenant = TenantId::new("spicy-co").unwrap();
     let effects = scenario::Effects::default();
 
     // Process 1: start, approve the plan with an edited budget, launch; the run then waits.
-    let (db, engine) = open(&path, &effects, 0).await;
+    let first = original.reopen().await.unwrap();
+    let (db, engine) = open(&first, &effects, 0);
     engine
         .publish(&tenant, &scenario::definition())
         .await
@@ -100,10 +100,14 @@ async fn growth_scenario_end_to_end_across_a_restart() {
         vec![json!({"campaign": "C-100", "plan": plan, "budget": 400})]
     );
     drop((engine, db));
+    if let support::Db::Postgres { store, .. } = first {
+        store.pool().close().await;
+    }
 
     // Process 2, later: the webhook reports a lead for another campaign, then ours (twice: the
     // sender retries).
-    let (db, engine) = open(&path, &effects, 0).await;
+    let second = original.reopen().await.unwrap();
+    let (db, engine) = open(&second, &effects, 0);
     let again = engine.start(&tenant, start()).await.unwrap();
     assert!(
         !again.is_new(),
@@ -150,6 +154,24 @@ async fn growth_scenario_end_to_end_across_a_restart() {
         vec!["ads.create", "voice.call", "crm.create_lead"]
     );
     assert_eq!(effects.of("crm.create_lead")[0]["interest"], "high");
+    // The call was a real voice session: the agent's opening, the lead's words, the offer.
+    let transcript = done.context["call"]["transcript"].as_array().unwrap().clone();
+    let lines: Vec<(&str, &str)> = transcript
+        .iter()
+        .map(|l| (l["role"].as_str().unwrap(), l["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(lines[0], ("agent", call::OPENING), "{lines:?}");
+    assert_eq!(lines[1], ("lead", call::LEAD_SAYS), "{lines:?}");
+    assert!(
+        lines[2..].iter().any(|(who, text)| *who == "agent" && text.contains("20% discount")),
+        "{lines:?}"
+    );
+    // Its tokens and audio were metered to the tenant (billing of step 8).
+    let usage = db.list_usage(&tenant, &UsageQuery::all()).await.unwrap();
+    assert!(
+        usage.iter().any(|e| e.kind == UsageKind::AudioMillis && e.agent.as_str() == "sales_voice"),
+        "{usage:?}"
+    );
     let steps: Vec<String> = engine
         .steps(&tenant, &run)
         .await
@@ -193,10 +215,16 @@ async fn growth_scenario_end_to_end_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_crm_rolls_the_campaign_back() {
-    let dir = tempfile::tempdir().unwrap();
+    for db in support::databases("a_failing_crm_rolls_the_campaign_back").await {
+        rolls_back(&db).await;
+        db.cleanup().await;
+    }
+}
+
+async fn rolls_back(original: &support::Db) {
     let tenant = TenantId::new("spicy-co").unwrap();
     let effects = scenario::Effects::default();
-    let (db, engine) = open(&dir.path().join("growth.db"), &effects, 99).await;
+    let (db, engine) = open(original, &effects, 99);
     engine
         .publish(&tenant, &scenario::definition())
         .await

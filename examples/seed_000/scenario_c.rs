@@ -8,11 +8,20 @@
 //!    campaign id);
 //! 5. the sales manager's rule qualifies the lead (high intent: score ≥ 70);
 //! 6. a human confirms the voice call;
-//! 7. the call step (a scripted stand-in for the voice pipeline until `agentkit-voice` exists);
+//! 7. the call step: a real `agentkit-voice` session (`call.rs`): the sales agent greets the
+//!    lead, hears the answer through VAD → speech-to-text → endpointing, offers the discount,
+//!    rates the lead's interest with a governed tool; the call is a governed external tool, so a
+//!    replayed step never dials twice;
 //! 8. the CRM tool records the qualified lead;
 //! 9. the run is archived as an immutable snapshot in the hash-chained audit trail.
 //!
-//! Used by `examples/growth_scenario` and by the test `tests/seed_000_scenario_c.rs`.
+//! The seed's split (React Flow + Django-Q for orchestration, LangFlow for reasoning, Django
+//! services for effects, a Django security layer for policy) is one durable agentkit workflow
+//! here: agent nodes reason, tool nodes act through the governed executor (policy, idempotency,
+//! audit), approval and wait-event nodes hold no process, and `on_failure: ROLLBACK` runs the
+//! compensations.
+//!
+//! Used by `examples/seed_000` and by the test `tests/seed_000_scenario_c.rs`.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,8 +61,7 @@ pub const DEFINITION: &str = r#"{
     {"id": "review_call", "kind": "approval", "reason": "Start a voice call with ${wait_lead.name}?",
      "payload": {"phone": "${wait_lead.phone}", "name": "${wait_lead.name}"}, "priority": "high"},
     {"id": "call", "kind": "tool", "tool": "voice.call",
-     "args": {"phone": "${review_call.payload.phone}",
-              "opening": "Great! We have a 20% discount for first-timers."}},
+     "args": {"phone": "${review_call.payload.phone}", "name": "${review_call.payload.name}"}},
     {"id": "crm", "kind": "tool", "tool": "crm.create_lead",
      "args": {"name": "${wait_lead.name}", "phone": "${wait_lead.phone}",
               "interest": "${call.interest}", "campaign": "${campaign_id}"},
@@ -123,6 +131,32 @@ fn integration(
     ))
 }
 
+/// The `voice.call` tool: a voice session with the lead (see `call.rs`).
+fn voice_call(state: Arc<dyn StateStore>, effects: &Effects) -> Arc<dyn Tool> {
+    let effects = effects.clone();
+    Arc::new(FnTool::new(
+        ToolSpec::new(
+            "voice.call",
+            "Calls a lead and talks with them; returns the transcript and their interest",
+            json!({"type": "object", "properties": {"phone": {"type": "string"},
+                   "name": {"type": "string"}}, "required": ["phone"]}),
+        )
+        .with_side_effect(SideEffect::External),
+        move |ctx, args| {
+            let (effects, state) = (effects.clone(), state.clone());
+            async move {
+                let out = super::call::phone_call(state, ctx.scope.tenant.clone(), args.clone()).await?;
+                effects
+                    .0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(("voice.call".into(), args));
+                Ok(out)
+            }
+        },
+    ))
+}
+
 /// The engine with the scenario's integrations and the marketing agent. `crm_failures` makes
 /// the CRM fail that many times (enough of them trigger the ROLLBACK variant).
 pub fn engine(
@@ -139,17 +173,7 @@ pub fn engine(
         integration("ads.pause", SideEffect::External, effects, |_| {
             Ok(json!({"paused": true}))
         }),
-        integration("voice.call", SideEffect::External, effects, |_| {
-            // What the voice pipeline would report: the transcript and the model's reading.
-            Ok(json!({
-                "transcript": [
-                    {"role": "agent", "text": "Hello, I saw your interest in Spicy Chips."},
-                    {"role": "lead", "text": "Yes, is there a deal?"},
-                    {"role": "agent", "text": "Great! We have a 20% discount for first-timers."}
-                ],
-                "interest": "high"
-            }))
-        }),
+        voice_call(state.clone(), effects),
         integration("crm.create_lead", SideEffect::Write, effects, move |_| {
             if crm_calls.fetch_add(1, Ordering::SeqCst) < crm_failures {
                 return Err(Error::Timeout("the CRM did not answer".into()));
