@@ -1,5 +1,5 @@
-//! The host's state: the store, the models and tools configs can name, the approval queue,
-//! the API keys and the price book.
+//! The host's state: the stores, the model and tools configs can name, the approval queue,
+//! the host's tables (API keys, agents, tenants' tools) and the price book.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,17 +11,17 @@ use agentkit::id::{AgentId, TenantId};
 use agentkit::policy_engine::PriceBook;
 use agentkit::policy_engine::approvals::{ApprovalQueue, QueueConfig, Reviewer};
 use agentkit::prelude::*;
-use agentkit::providers::{KeyRef, ProviderConfig, ProviderKind, build_provider};
-use agentkit::rules::{Rule, RuleBasedModel};
-use agentkit::sqlite::SqliteStore;
+use agentkit::tools::http::OutboundPolicy;
 use serde_json::json;
 
 use agentkit::exec::{ToolExecutor, ToolSet};
 use agentkit::policy::AllowListPolicy;
-use agentkit::workflow::{Worker, WorkerConfig, WorkflowStore, Workflows};
+use agentkit::workflow::{Worker, WorkerConfig, Workflows};
 use tokio_util::sync::CancellationToken;
 
-use crate::keys::ApiKeys;
+use crate::backend::Backend;
+use crate::model::HostModel;
+use crate::tables::HostTables;
 use crate::telemetry::Metrics;
 
 /// How the host runs; every field has a default and an environment variable.
@@ -29,6 +29,9 @@ use crate::telemetry::Metrics;
 pub struct HostConfig {
     /// The SQLite file (`AGENTKIT_HOST_DB`, default `agentkit-host.db`).
     pub db_path: PathBuf,
+    /// A Postgres URL (`AGENTKIT_HOST_DATABASE_URL`; feature `postgres`): when set, the host
+    /// keeps everything there instead of the SQLite file.
+    pub database_url: Option<String>,
     /// Where to listen (`AGENTKIT_HOST_ADDR`, default `127.0.0.1:8080`).
     pub addr: String,
     /// Largest request body (`AGENTKIT_HOST_BODY_LIMIT`, default 64 KiB).
@@ -38,27 +41,42 @@ pub struct HostConfig {
     /// The reviewers allowed to decide approvals (`AGENTKIT_HOST_REVIEWERS`, comma separated,
     /// default `alice,bob`).
     pub reviewers: Vec<String>,
+    /// Where tenants' HTTP tools may connect (`AGENTKIT_HOST_TOOL_OUTBOUND`, an
+    /// `OutboundPolicy` as JSON, e.g. `{"allow_domains": ["*.example.com"]}`; default: any
+    /// public address, nothing private).
+    pub tool_outbound: OutboundPolicy,
+    /// The operator's token for the admin API (`AGENTKIT_HOST_ADMIN_TOKEN`, at least 16
+    /// characters; default none: the admin API is off).
+    pub admin_token: Option<crate::api::AdminToken>,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
         Self {
             db_path: PathBuf::from("agentkit-host.db"),
+            database_url: None,
             addr: "127.0.0.1:8080".into(),
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(60),
             reviewers: vec!["alice".into(), "bob".into()],
+            tool_outbound: OutboundPolicy::new(),
+            admin_token: None,
         }
     }
 }
 
 impl HostConfig {
-    /// The defaults, overridden by the environment.
-    pub fn from_env() -> Self {
+    /// The defaults, overridden by the environment (an unreadable
+    /// `AGENTKIT_HOST_TOOL_OUTBOUND` or a short `AGENTKIT_HOST_ADMIN_TOKEN` is an
+    /// `InvalidConfig` error).
+    pub fn from_env() -> Result<Self> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let mut c = Self::default();
         if let Some(v) = env("AGENTKIT_HOST_DB") {
             c.db_path = v.into();
+        }
+        if let Some(v) = env("AGENTKIT_HOST_DATABASE_URL") {
+            c.database_url = Some(v);
         }
         if let Some(v) = env("AGENTKIT_HOST_ADDR") {
             c.addr = v;
@@ -72,7 +90,14 @@ impl HostConfig {
         if let Some(v) = env("AGENTKIT_HOST_REVIEWERS") {
             c.reviewers = v.split(',').map(|s| s.trim().to_string()).collect();
         }
-        c
+        if let Some(v) = env("AGENTKIT_HOST_TOOL_OUTBOUND") {
+            c.tool_outbound = serde_json::from_str(&v)
+                .map_err(|e| Error::InvalidConfig(format!("AGENTKIT_HOST_TOOL_OUTBOUND: {e}")))?;
+        }
+        if let Some(v) = env("AGENTKIT_HOST_ADMIN_TOKEN") {
+            c.admin_token = Some(crate::api::AdminToken::new(&v)?);
+        }
+        Ok(c)
     }
 }
 
@@ -87,10 +112,12 @@ pub(crate) struct Inner {
     pub(crate) registry: AgentRegistry,
     pub(crate) tools: Vec<Arc<dyn Tool>>,
     pub(crate) queue: ApprovalQueue,
-    pub(crate) keys: ApiKeys,
+    pub(crate) tables: Arc<dyn HostTables>,
     pub(crate) prices: PriceBook,
     pub(crate) blueprints: Vec<Blueprint>,
     pub(crate) model_label: String,
+    /// `"SQLite"` or `"Postgres"`.
+    pub(crate) database: &'static str,
     pub(crate) config: HostConfig,
     pub(crate) metrics: Metrics,
     /// Built agents by tenant and id (building one compiles its tools' schemas); dropped when
@@ -159,54 +186,6 @@ pub fn tools() -> Vec<Arc<dyn Tool>> {
     vec![Arc::new(balance), Arc::new(campaign)]
 }
 
-/// The offline model: asked to sell something, it checks the balance, then drafts a campaign.
-fn rules_model() -> Arc<dyn LlmProvider> {
-    Arc::new(
-        RuleBasedModel::new("I can run ad campaigns for you: tell me what to sell.")
-            .rule(
-                Rule::keywords(["sell", "campaign", "ads"])
-                    .tool_call("budget.get_balance", json!({})),
-            )
-            .rule(Rule::after_tool("budget.get_balance").tool_call(
-                "marketing.create_campaign_draft",
-                json!({"name": "Spicy Chips", "budget": 50, "contact_email": "ads@acme.example"}),
-            ))
-            .rule(Rule::after_tool("marketing.create_campaign_draft").reply(
-                "Draft \"Spicy Chips\" created with a $50/day budget. Please review it before launch.",
-            )),
-    )
-}
-
-/// The configured provider (`OPENAI_API_KEY` or `OLLAMA_URL`), else the rule-based model; its
-/// registry key, model name and a line saying which.
-fn choose_model() -> Result<(Arc<dyn LlmProvider>, String, String)> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    if env("OPENAI_API_KEY").is_some() {
-        let model = env("OPENAI_MODEL").unwrap_or_else(|| "gpt-4o-mini".into());
-        let config = ProviderConfig::new(ProviderKind::OpenAi, model.clone())
-            .with_api_key(KeyRef::Env("OPENAI_API_KEY".into()));
-        return Ok((
-            build_provider(&config)?,
-            model.clone(),
-            format!("OpenAI {model}"),
-        ));
-    }
-    if let Some(url) = env("OLLAMA_URL") {
-        let model = env("OLLAMA_MODEL").unwrap_or_else(|| "llama3.1".into());
-        let config = ProviderConfig::new(ProviderKind::Ollama, model.clone()).with_base_url(url);
-        return Ok((
-            build_provider(&config)?,
-            model.clone(),
-            format!("Ollama {model}"),
-        ));
-    }
-    Ok((
-        rules_model(),
-        "rules-v1".into(),
-        "the rule-based model (offline)".into(),
-    ))
-}
-
 /// The default agent every tenant starts with.
 fn default_config(model: &str) -> Result<AgentConfig> {
     AgentConfig::from_json(
@@ -233,22 +212,28 @@ const PRICES: &str = r#"{"tables": [{
     "gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
     "llama3.1": {"input_per_mtok": 0.0, "output_per_mtok": 0.0}
   },
-  "tool_call_usd": 0.001
+  "tool_call_usd": 0.001,
+  "knowledge_query_usd": 0.0005
 }]}"#;
 
 impl App {
-    /// Opens the store and the key table, and prepares the models and tools.
+    /// Opens the database and prepares the model ([`HostModel::from_env`]) and tools.
     pub async fn open(config: HostConfig) -> Result<Self> {
-        let sqlite = SqliteStore::open(&config.db_path)
-            .await
-            .map_err(Error::from)?;
+        Self::open_with_model(config, HostModel::from_env()?).await
+    }
+
+    /// Opens the database with `model` answering for every agent (configs name it as provider
+    /// `default`, model `model.name`).
+    pub async fn open_with_model(config: HostConfig, model: HostModel) -> Result<Self> {
+        let backend = Backend::open(&config).await?;
         #[cfg(feature = "knowledge")]
-        let knowledge = crate::knowledge::Knowledge::open(&sqlite);
-        let workflow_store: Arc<dyn WorkflowStore> = Arc::new(sqlite.clone());
-        let store: Arc<dyn StateStore> = Arc::new(sqlite);
-        let keys = ApiKeys::open(&config.db_path)
-            .map_err(|e| Error::InvalidConfig(format!("API key table: {e}")))?;
-        let (provider, model, label) = choose_model()?;
+        let knowledge = crate::knowledge::Knowledge::open(&backend).await?;
+        let store = backend.store.clone();
+        let HostModel {
+            provider,
+            name: model,
+            label,
+        } = model;
         let tools = tools();
         let mut registry = AgentRegistry::new().with_model("default", provider);
         for tool in &tools {
@@ -280,7 +265,7 @@ impl App {
         let workflow_agent = Agent::from_config(&default_config(&model)?, &registry)?
             .store(store.clone())
             .build()?;
-        let workflows = Workflows::builder(workflow_store)
+        let workflows = Workflows::builder(backend.workflows.clone())
             .executor(executor)
             .agent(workflow_agent)
             .build();
@@ -302,10 +287,11 @@ impl App {
                 registry,
                 tools,
                 queue,
-                keys,
+                tables: backend.tables.clone(),
                 prices,
                 blueprints,
                 model_label: label,
+                database: backend.name(),
                 config,
                 metrics: Metrics::global(),
                 agents: std::sync::Mutex::default(),
@@ -327,6 +313,16 @@ impl App {
         &self.inner.model_label
     }
 
+    /// Which database the host keeps its data in: `"SQLite"` or `"Postgres"`.
+    pub fn database(&self) -> &'static str {
+        self.inner.database
+    }
+
+    /// The price book usage and invoices are priced with.
+    pub fn prices(&self) -> &PriceBook {
+        &self.inner.prices
+    }
+
     /// Creates a tenant: its default agent config and a first API key (returned once).
     pub async fn create_tenant(&self, tenant: &TenantId) -> Result<String> {
         let model = self.inner.blueprints[0].config.model.name.clone();
@@ -340,15 +336,15 @@ impl App {
             self.inner.store.put_agent_config(tenant, &config).await?;
         }
         self.inner
-            .keys
+            .tables
             .add_agent(tenant, config.agent.as_str())
-            .map_err(storage)?;
-        self.inner.keys.create(tenant).map_err(storage)
+            .await?;
+        self.inner.tables.create_key(tenant).await
     }
 
-    /// The API key table.
-    pub fn keys(&self) -> &ApiKeys {
-        &self.inner.keys
+    /// The host's own tables: API keys, agent lists, tenants' tools.
+    pub fn tables(&self) -> &dyn HostTables {
+        &*self.inner.tables
     }
 
     /// The agent `agent` of `tenant`, built from its latest config over the host's store
@@ -358,15 +354,10 @@ impl App {
         if let Some(built) = self.agents().get(&key) {
             return Ok(built.clone());
         }
-        #[allow(unused_mut)]
-        let mut builder = Agent::from_store(
-            self.inner.store.clone(),
-            tenant,
-            agent,
-            None,
-            &self.inner.registry,
-        )
-        .await?;
+        let registry = self.registry_for(tenant).await?;
+        #[allow(unused_mut)] // without feature `knowledge`
+        let mut builder =
+            Agent::from_store(self.inner.store.clone(), tenant, agent, None, &registry).await?;
         #[cfg(feature = "knowledge")]
         if let Some(knowledge) = &self.inner.knowledge {
             builder = builder.retriever(knowledge.retriever()?, crate::knowledge::TOP_K);
@@ -379,6 +370,11 @@ impl App {
     /// Forgets the built agent (its config changed).
     pub(crate) fn forget_agent(&self, tenant: &TenantId, agent: &AgentId) {
         self.agents().remove(&(tenant.clone(), agent.clone()));
+    }
+
+    /// Forgets every built agent of `tenant` (its tools changed).
+    pub(crate) fn forget_tenant(&self, tenant: &TenantId) {
+        self.agents().retain(|(t, _), _| t != tenant);
     }
 
     fn agents(
@@ -435,14 +431,5 @@ impl App {
             .find(|t| t.spec().name == tool)
             .map(|t| t.spec().redact.clone())
             .unwrap_or_default()
-    }
-}
-
-/// A host-table error as a storage error.
-pub(crate) fn storage(e: rusqlite::Error) -> Error {
-    Error::Storage {
-        message: format!("host tables: {e}"),
-        retryable: false,
-        source: Some(Box::new(e)),
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 
-use crate::app::{App, storage};
+use crate::app::App;
 use crate::problem::Problem;
 
 /// The cookie the reviewer's page keeps the key in (HttpOnly, SameSite=Strict).
@@ -52,9 +52,10 @@ impl FromRequestParts<App> for Caller {
                 Problem::unauthorized("an API key is required (Authorization: Bearer)")
             })?;
         let tenant = app
-            .keys()
+            .tables()
             .tenant_of(&key)
-            .map_err(|e| Problem::from(storage(e)))?
+            .await
+            .map_err(Problem::from)?
             .ok_or_else(|| Problem::unauthorized("the API key is not valid"))?;
         Ok(Caller { tenant, key })
     }

@@ -1,6 +1,6 @@
 //! Knowledge (feature `knowledge`): documents uploaded per tenant and agent, embedded on the
-//! CPU (all-MiniLM-L6-v2 from `AGENTKIT_MINILM_DIR`) into the host's SQLite file, retrieved
-//! by the agent before each answer and reported as the answer's sources.
+//! CPU (all-MiniLM-L6-v2 from `AGENTKIT_MINILM_DIR`) into the host's database (SQLite or
+//! Postgres), retrieved by the agent before each answer and reported as the answer's sources.
 
 use std::sync::Arc;
 
@@ -9,7 +9,8 @@ use agentkit::id::{AgentId, TenantId};
 use agentkit::rag::local::LocalEmbedder;
 use agentkit::rag::{Document, IngestReport, Ingestor, KnowledgeRetriever};
 use agentkit::retrieval::{Embedder, Retriever, VectorStore};
-use agentkit::sqlite::SqliteStore;
+
+use crate::backend::Backend;
 
 /// How many chunks the agent reads before answering.
 pub const TOP_K: usize = 3;
@@ -32,18 +33,18 @@ impl std::fmt::Debug for Knowledge {
 impl Knowledge {
     /// The local embedder from `AGENTKIT_MINILM_DIR`, vectors beside the host's tables; `None`
     /// (with the reason logged) when the model is not there.
-    pub fn open(store: &SqliteStore) -> Option<Self> {
+    pub(crate) async fn open(backend: &Backend) -> Result<Option<Self>> {
         match LocalEmbedder::from_env() {
             Ok(embedder) => {
-                let vectors = store.vectors(embedder.dimensions());
-                Some(Self {
+                let vectors = backend.vectors(embedder.dimensions()).await?;
+                Ok(Some(Self {
                     embedder: Arc::new(embedder),
-                    vectors: Arc::new(vectors),
-                })
+                    vectors,
+                }))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "knowledge is off: no local embedding model");
-                None
+                Ok(None)
             }
         }
     }

@@ -1,9 +1,11 @@
 //! `cargo run -p agentkit-example-host`: the example host on the embedded defaults.
 //!
 //! Environment: `AGENTKIT_HOST_DB` (SQLite file, default `agentkit-host.db`),
+//! `AGENTKIT_HOST_DATABASE_URL` (Postgres instead, feature `postgres`),
 //! `AGENTKIT_HOST_ADDR` (default `127.0.0.1:8080`), `AGENTKIT_HOST_BODY_LIMIT`,
-//! `AGENTKIT_HOST_TIMEOUT_SECS`, `AGENTKIT_HOST_REVIEWERS`; `OPENAI_API_KEY` or `OLLAMA_URL`
-//! for a real model; `RUST_LOG` for logs.
+//! `AGENTKIT_HOST_TIMEOUT_SECS`, `AGENTKIT_HOST_REVIEWERS`, `AGENTKIT_HOST_TOOL_OUTBOUND`
+//! (where tenants' HTTP tools may connect); `OPENAI_API_KEY` or `OLLAMA_URL` for a real model;
+//! `RUST_LOG` for logs.
 
 use agentkit::id::TenantId;
 use agentkit_example_host::{App, HostConfig, router};
@@ -12,9 +14,9 @@ use agentkit_example_host::{App, HostConfig, router};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[allow(clippy::let_unit_value)] // `()` without feature `otel`
     let pipeline = init_tracing()?;
-    let config = HostConfig::from_env();
+    let config = HostConfig::from_env()?;
     let app = App::open(config.clone()).await?;
-    if app.keys().is_empty()? {
+    if app.tables().is_empty().await? {
         println!("A new database: demo tenants and their API keys (shown once):");
         for tenant in ["acme", "globex"] {
             let key = app.create_tenant(&TenantId::new(tenant)?).await?;
@@ -24,8 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
     let addr = listener.local_addr()?;
     println!(
-        "agentkit host listening on http://{addr} (model: {})",
-        app.model_label()
+        "agentkit host listening on http://{addr} (model: {}; data in {})",
+        app.model_label(),
+        app.database()
     );
     println!("  reviewer's page: http://{addr}/review");
     println!(

@@ -4,24 +4,23 @@
 
 use askama::Template;
 use axum::Form;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::api::{decide_and_resume, pending_view, spend_by_agent};
 use crate::app::App;
 use crate::auth::{Caller, KEY_COOKIE};
+use crate::routes::RouteTable;
 
 /// The page's routes.
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/review", get(page))
-        .route("/review/login", post(login))
-        .route("/review/logout", post(logout))
-        .route("/review/approvals/{id}", post(decide))
+pub(crate) fn routes() -> RouteTable {
+    RouteTable::new()
+        .get("/review", page)
+        .post("/review/login", login)
+        .post("/review/logout", logout)
+        .post("/review/approvals/{id}", decide)
 }
 
 struct ItemView {
@@ -139,7 +138,7 @@ struct LoginForm {
 }
 
 async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response {
-    match app.keys().tenant_of(form.key.trim()) {
+    match app.tables().tenant_of(form.key.trim()).await {
         Ok(Some(_)) => {
             let cookie = format!(
                 "{KEY_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/review",

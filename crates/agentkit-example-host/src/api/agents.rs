@@ -1,4 +1,5 @@
-//! Agents: blueprints, versioned configs per tenant.
+//! Agents: blueprints, versioned configs per tenant (validated against the host's model and
+//! the tools the tenant's agents can name).
 
 use std::collections::HashMap;
 
@@ -11,7 +12,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::{App, storage};
+use crate::app::App;
 use crate::auth::Caller;
 use crate::problem::{ApiJson, ApiResult, Problem};
 
@@ -30,9 +31,10 @@ pub(super) async fn blueprints(State(app): State<App>, _caller: Caller) -> Json<
 
 pub(super) async fn list(State(app): State<App>, caller: Caller) -> ApiResult<Json<Value>> {
     let ids = app
-        .keys()
+        .tables()
         .agents(&caller.tenant)
-        .map_err(|e| Problem::from(storage(e)))?;
+        .await
+        .map_err(Problem::from)?;
     let mut agents = Vec::new();
     for id in ids {
         let agent = AgentId::new(&id).map_err(Problem::from)?;
@@ -67,6 +69,27 @@ pub(super) async fn versions(
         return Err(Problem::not_found(format!("no agent `{agent}`")));
     }
     Ok(Json(json!(versions)))
+}
+
+/// One stored version of an agent's config: its prompt, model, tools, approval rules and
+/// limits.
+pub(super) async fn version(
+    State(app): State<App>,
+    caller: Caller,
+    Path((agent, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let agent = AgentId::new(&agent).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let version: u32 = version
+        .parse()
+        .map_err(|_| Problem::bad_request("the version is a positive number"))?;
+    let config = app
+        .inner
+        .store
+        .get_agent_config(&caller.tenant, &agent, Some(version))
+        .await
+        .map_err(Problem::from)?
+        .ok_or_else(|| Problem::not_found(format!("no version {version} of agent `{agent}`")))?;
+    Ok(Json(json!(config)))
 }
 
 /// A new agent, or a new version of one: from a blueprint (`{"agent", "blueprint", "vars"}`)
@@ -117,15 +140,20 @@ pub(super) async fn create(
         .map_err(Problem::from)?;
     config.version = latest.map_or(1, |c| c.version + 1);
     config.status = ConfigStatus::Final;
-    Agent::from_config(&config, &app.inner.registry).map_err(Problem::from)?;
+    let registry = app
+        .registry_for(&caller.tenant)
+        .await
+        .map_err(Problem::from)?;
+    Agent::from_config(&config, &registry).map_err(Problem::from)?;
     app.inner
         .store
         .put_agent_config(&caller.tenant, &config)
         .await
         .map_err(Problem::from)?;
-    app.keys()
+    app.tables()
         .add_agent(&caller.tenant, config.agent.as_str())
-        .map_err(|e| Problem::from(storage(e)))?;
+        .await
+        .map_err(Problem::from)?;
     app.forget_agent(&caller.tenant, &config.agent);
     Ok((
         StatusCode::CREATED,

@@ -1,50 +1,57 @@
 //! The JSON API under `/v1`, and health.
 
+mod admin;
 mod agents;
 mod approvals;
 mod audit;
 mod chat;
 mod knowledge;
+mod tools;
 mod usage;
 mod workflows;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::auth::Caller;
 use crate::problem::{ApiResult, Problem};
+use crate::routes::RouteTable;
 
+pub use admin::AdminToken;
 pub(crate) use approvals::{Decision, decide_and_resume, pending_view};
 pub(crate) use usage::spend_by_agent;
 
 /// The API routes.
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/healthz", get(health))
-        .route("/readyz", get(ready))
-        .route("/v1/keys/rotate", post(rotate_key))
-        .route("/v1/blueprints", get(agents::blueprints))
-        .route("/v1/agents", get(agents::list).post(agents::create))
-        .route("/v1/agents/{agent}", get(agents::versions))
-        .route("/v1/agents/{agent}/knowledge", post(knowledge::upload))
-        .route(
-            "/v1/sessions/{session}/messages",
-            post(chat::send).get(chat::history),
-        )
-        .route("/v1/sessions/{session}/stream", post(chat::stream))
-        .route("/v1/approvals", get(approvals::list))
-        .route("/v1/approvals/{id}", post(approvals::decide))
-        .route("/v1/workflows", post(workflows::publish))
-        .route("/v1/workflows/{workflow}/runs", post(workflows::start))
-        .route("/v1/workflow-runs/{run}", get(workflows::get))
-        .route("/v1/usage", get(usage::usage))
-        .route("/v1/invoices/{period}", get(usage::invoice))
-        .route("/v1/audit", get(audit::export))
-        .route("/v1/audit/verify", get(audit::verify))
+pub(crate) fn routes() -> RouteTable {
+    RouteTable::new()
+        .get("/healthz", health)
+        .get("/readyz", ready)
+        .post("/admin/v1/companies", admin::create_company)
+        .post("/v1/keys/rotate", rotate_key)
+        .get("/v1/blueprints", agents::blueprints)
+        .get("/v1/agents", agents::list)
+        .post("/v1/agents", agents::create)
+        .get("/v1/agents/{agent}", agents::versions)
+        .get("/v1/agents/{agent}/versions/{version}", agents::version)
+        .post("/v1/agents/{agent}/knowledge", knowledge::upload)
+        .get("/v1/tools", tools::list)
+        .post("/v1/tools", tools::put)
+        .post("/v1/sessions/{session}/messages", chat::send)
+        .get("/v1/sessions/{session}/messages", chat::history)
+        .post("/v1/sessions/{session}/stream", chat::stream)
+        .get("/v1/approvals", approvals::list)
+        .post("/v1/approvals/{id}", approvals::decide)
+        .post("/v1/workflows", workflows::publish)
+        .post("/v1/workflows/{workflow}/runs", workflows::start)
+        .get("/v1/workflow-runs/{run}", workflows::get)
+        .get("/v1/usage", usage::usage)
+        .get("/v1/usage/events", usage::events)
+        .get("/v1/prices", usage::prices)
+        .get("/v1/invoices/{period}", usage::invoice)
+        .get("/v1/audit", audit::export)
+        .get("/v1/audit/verify", audit::verify)
 }
 
 async fn health() -> Json<Value> {
@@ -65,9 +72,10 @@ async fn ready(State(app): State<App>) -> ApiResult<Json<Value>> {
 /// A new key for the caller's tenant; the presented one stops working.
 async fn rotate_key(State(app): State<App>, caller: Caller) -> ApiResult<Json<Value>> {
     let fresh = app
-        .keys()
+        .tables()
         .rotate(&caller.key)
-        .map_err(|e| Problem::from(crate::app::storage(e)))?
+        .await
+        .map_err(Problem::from)?
         .ok_or_else(|| Problem::unauthorized("the API key is not valid"))?;
     Ok(Json(
         json!({"tenant": caller.tenant.as_str(), "api_key": fresh}),

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use agentkit::id::TenantId;
+use agentkit::id::{RunId, TenantId};
 use agentkit::policy_engine::metering::{aggregate, invoice_draft};
 use agentkit::store::UsageQuery;
 use axum::Json;
@@ -23,18 +23,25 @@ pub(super) struct Period {
     to: Option<DateTime<Utc>>,
 }
 
+impl Period {
+    fn query(&self) -> ApiResult<UsageQuery> {
+        match (self.from, self.to) {
+            (None, None) => Ok(UsageQuery::all()),
+            (Some(from), Some(to)) if from < to => Ok(UsageQuery::all().between(from, to)),
+            (Some(_), Some(_)) => Err(Problem::bad_request("`from` must be before `to`")),
+            _ => Err(Problem::bad_request(
+                "give both `from` and `to`, or neither",
+            )),
+        }
+    }
+}
+
 pub(super) async fn usage(
     State(app): State<App>,
     caller: Caller,
     Query(period): Query<Period>,
 ) -> ApiResult<Json<Value>> {
-    let mut query = UsageQuery::all();
-    if let (Some(from), Some(to)) = (period.from, period.to) {
-        if from >= to {
-            return Err(Problem::bad_request("`from` must be before `to`"));
-        }
-        query = query.between(from, to);
-    }
+    let query = period.query()?;
     let events = app
         .inner
         .store
@@ -45,6 +52,45 @@ pub(super) async fn usage(
     Ok(Json(json!({
         "tenant": caller.tenant, "events": events.len(), "lines": lines, "unpriced": unpriced,
     })))
+}
+
+/// Which events: a period and, optionally, one run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EventFilter {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    run: Option<String>,
+}
+
+/// The usage events themselves (append-only; what invoices are recomputed from): per model
+/// call its input and output tokens, per tool call one event, per knowledge query one event.
+pub(super) async fn events(
+    State(app): State<App>,
+    caller: Caller,
+    Query(filter): Query<EventFilter>,
+) -> ApiResult<Json<Value>> {
+    let mut query = Period {
+        from: filter.from,
+        to: filter.to,
+    }
+    .query()?;
+    if let Some(run) = filter.run {
+        let run = RunId::new(&run).map_err(|e| Problem::bad_request(e.to_string()))?;
+        query = query.run(run);
+    }
+    let events = app
+        .inner
+        .store
+        .list_usage(&caller.tenant, &query)
+        .await
+        .map_err(Problem::from)?;
+    Ok(Json(json!(events)))
+}
+
+/// The price book in force (the same for every tenant).
+pub(super) async fn prices(State(app): State<App>, _caller: Caller) -> Json<Value> {
+    Json(json!(app.inner.prices))
 }
 
 pub(super) async fn invoice(
