@@ -111,7 +111,18 @@ impl AuditStore for PostgresStore {
         if let Some(run) = &query.run {
             sql.push(" AND run_id = ").push_bind(run.as_str());
         }
+        if let Some(action) = &query.action {
+            sql.push(" AND action = ").push_bind(action.as_str());
+        }
+        if let Some(after) = query.after {
+            sql.push(" AND seq > ")
+                .push_bind(i64::try_from(after).unwrap_or(i64::MAX));
+        }
         sql.push(" ORDER BY seq");
+        if let Some(limit) = query.limit {
+            sql.push(" LIMIT ")
+                .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
         let mut tx = self.begin(OP, tenant).await?;
         let rows: Vec<AuditRow> = sql
             .build_query_as()

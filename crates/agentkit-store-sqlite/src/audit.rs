@@ -164,7 +164,15 @@ fn list_audit(conn: &Connection, tenant: &TenantId, query: &AuditQuery) -> Resul
     if let Some(run) = &query.run {
         filter("run =", SqlValue::Text(run.as_str().to_owned()));
     }
+    if let Some(after) = query.after {
+        filter("seq >", SqlValue::Integer(i64::try_from(after).unwrap_or(i64::MAX)));
+    }
+    // The action is inside the JSON body: filtered below, so the limit is applied there too.
     sql.push_str(" ORDER BY seq");
+    let limit = query.limit.unwrap_or(usize::MAX);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let mut st = conn.prepare_cached(&sql).map_err(db_err)?;
     let mut rows = st.query(rusqlite::params_from_iter(args)).map_err(db_err)?;
     let mut out = Vec::new();
@@ -196,6 +204,9 @@ fn list_audit(conn: &Connection, tenant: &TenantId, query: &AuditQuery) -> Resul
         };
         if query.matches(&entry) {
             out.push(entry);
+            if out.len() >= limit {
+                break;
+            }
         }
     }
     Ok(out)

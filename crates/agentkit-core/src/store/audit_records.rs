@@ -227,6 +227,12 @@ pub struct AuditQuery {
     pub kind: Option<String>,
     /// Only this run.
     pub run: Option<RunId>,
+    /// Only this action (a tool name or `resource:action`).
+    pub action: Option<String>,
+    /// Only entries after this sequence number (for paging: the last `seq` of a page).
+    pub after: Option<u64>,
+    /// At most this many entries (the first ones in sequence order).
+    pub limit: Option<usize>,
 }
 
 impl AuditQuery {
@@ -253,6 +259,25 @@ impl AuditQuery {
         self
     }
 
+    /// Restricts to one action.
+    pub fn action(mut self, action: impl Into<String>) -> Self {
+        self.action = Some(action.into());
+        self
+    }
+
+    /// Only entries after sequence number `seq` (the next page after an entry).
+    pub fn after(mut self, seq: u64) -> Self {
+        self.after = Some(seq);
+        self
+    }
+
+    /// At most `n` entries, the first in sequence order (a page; continue with
+    /// [`AuditQuery::after`] and the page's last `seq`).
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
     /// Restricts to `[from, to)`.
     pub fn between(mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
         self.from = Some(from);
@@ -260,8 +285,11 @@ impl AuditQuery {
         self
     }
 
-    /// Whether an entry matches.
+    /// Whether an entry matches the filters (`limit` is not a filter: the store applies it).
     pub fn matches(&self, e: &AuditEntry) -> bool {
+        if self.after.is_some_and(|a| e.seq <= a) {
+            return false;
+        }
         let e = &e.entry;
         self.from.is_none_or(|f| e.at >= f)
             && self.to.is_none_or(|t| e.at < t)
@@ -271,6 +299,7 @@ impl AuditQuery {
                 .is_none_or(|a| e.agent.as_ref() == Some(a))
             && self.kind.as_ref().is_none_or(|k| &e.kind == k)
             && self.run.as_ref().is_none_or(|r| e.run.as_ref() == Some(r))
+            && self.action.as_ref().is_none_or(|a| &e.action == a)
     }
 }
 

@@ -583,7 +583,13 @@ impl InMemoryStore {
         let chains = lock(&self.inner.audit, "audit")?;
         Ok(chains
             .get(tenant)
-            .map(|c| c.iter().filter(|e| query.matches(e)).cloned().collect())
+            .map(|c| {
+                c.iter()
+                    .filter(|e| query.matches(e))
+                    .take(query.limit.unwrap_or(usize::MAX))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
