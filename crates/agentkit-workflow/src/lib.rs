@@ -13,6 +13,8 @@
 //!   ([`Workflows::start`] with a trigger key) are the other triggers.
 //! - [`WorkflowStore`]: the store contract ([`InMemoryWorkflowStore`] here; SQLite and
 //!   Postgres in their crates), with one conformance suite (feature `testkit`).
+//! - [`intake`]: emails, signed webhooks, database changes, worker events and API requests
+//!   normalised into one [`Intake`] record with a delivery id to deduplicate on.
 //!
 //! Tool nodes and compensations run through agentkit's one governed executor (allow-list,
 //! argument validation, policy, idempotency claim, metering, audit), so every guarantee of the
@@ -23,6 +25,7 @@ pub mod clock;
 pub mod definition;
 mod engine;
 pub mod expr;
+pub mod intake;
 pub mod record;
 pub mod schedule;
 pub mod store;
@@ -35,6 +38,7 @@ pub use definition::{
     Edge, FailureStrategy, Node, NodeKind, RetryPolicy, ToolInvocation, WorkflowDefinition,
 };
 pub use engine::{CHILD_POLL, DEFAULT_LEASE, StartRequest, Workflows, WorkflowsBuilder};
+pub use intake::{Intake, IntakeError};
 pub use record::{
     ApprovalPurpose, Created, Delivery, RunQuery, RunState, StepRecord, StepStatus, Wait,
     WorkflowEvent, WorkflowRun,
