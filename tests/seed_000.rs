@@ -30,14 +30,21 @@ async fn registry_versions_are_immutable_the_backup_answers_and_the_judge_scores
     for db in support::databases("registry").await {
         let out = registry::run(db.state(), "spicy-co", &quiet).await.unwrap();
         assert_eq!(out.versions, vec![1, 2], "on {}", db.name());
-        assert!(out.overwrite_refused.to_lowercase().contains("final"), "{}", out.overwrite_refused);
+        assert!(
+            out.overwrite_refused.to_lowercase().contains("final"),
+            "{}",
+            out.overwrite_refused
+        );
         assert!(out.active_prompt.contains("first-timer discount"));
         assert_eq!(
-            out.first_prompt,
-            "You run ads for Spicy-Co. Never exceed the daily budget.",
+            out.first_prompt, "You run ads for Spicy-Co. Never exceed the daily budget.",
             "v1 unchanged and the blueprint's placeholder filled"
         );
-        assert!(out.answered_by.contains("llama-3.1-8b"), "the backup's model: {}", out.answered_by);
+        assert!(
+            out.answered_by.contains("llama-3.1-8b"),
+            "the backup's model: {}",
+            out.answered_by
+        );
         assert!(out.reply.contains("20% off"));
         assert!((out.score - 0.82).abs() < 1e-9);
         assert!(out.feedback.contains("On brand"));
@@ -55,15 +62,41 @@ async fn registry_versions_are_immutable_the_backup_answers_and_the_judge_scores
 async fn scenario_a_approval_over_40_denial_over_50_and_the_daily_budget() {
     for db in support::databases("scenario_a").await {
         let out = scenario_a::run(db.state(), &quiet).await.unwrap();
-        assert!(out.approval_reason.contains("over $40"), "{}", out.approval_reason);
+        assert!(
+            out.approval_reason.contains("over $40"),
+            "{}",
+            out.approval_reason
+        );
         assert!(out.after_approval.contains("Draft created"));
-        assert!(out.over_limit.to_lowercase().contains("denied"), "{}", out.over_limit);
-        assert!(out.over_budget.to_lowercase().contains("denied"), "{}", out.over_budget);
-        assert!(out.over_budget.to_lowercase().contains("budget"), "{}", out.over_budget);
+        assert!(
+            out.over_limit.to_lowercase().contains("denied"),
+            "{}",
+            out.over_limit
+        );
+        assert!(
+            out.over_budget.to_lowercase().contains("denied"),
+            "{}",
+            out.over_budget
+        );
+        assert!(
+            out.over_budget.to_lowercase().contains("budget"),
+            "{}",
+            out.over_budget
+        );
         // Only the approved $45 draft reached the ad platform, once.
-        assert_eq!(out.drafts_created.len(), 1, "on {}: {:?}", db.name(), out.drafts_created);
+        assert_eq!(
+            out.drafts_created.len(),
+            1,
+            "on {}: {:?}",
+            db.name(),
+            out.drafts_created
+        );
         assert_eq!(out.drafts_created[0]["budget"], 45);
-        assert!((out.spent_today_usd - 45.0).abs() < 1e-9, "{}", out.spent_today_usd);
+        assert!(
+            (out.spent_today_usd - 45.0).abs() < 1e-9,
+            "{}",
+            out.spent_today_usd
+        );
         audit_verifies(&db.state(), scenario_a::TENANT).await;
         db.cleanup().await;
     }
@@ -72,11 +105,22 @@ async fn scenario_a_approval_over_40_denial_over_50_and_the_daily_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_b_cron_reminders_with_approval_above_the_threshold() {
     for db in support::databases("scenario_b").await {
-        let out = scenario_b::run(db.state(), db.workflows(), &quiet).await.unwrap();
+        let out = scenario_b::run(db.state(), db.workflows(), &quiet)
+            .await
+            .unwrap();
         // One run per 08:00 slot (7, 8, 9 December), however many schedulers ticked.
         let times: Vec<&str> = out.runs.iter().map(|r| r.0.as_str()).collect();
-        assert_eq!(times, ["Mon 07 Dec 08:00", "Tue 08 Dec 08:00", "Wed 09 Dec 08:00"], "on {}", db.name());
-        assert!(out.runs.iter().all(|r| r.1 == RunState::Done), "{:?}", out.runs);
+        assert_eq!(
+            times,
+            ["Mon 07 Dec 08:00", "Tue 08 Dec 08:00", "Wed 09 Dec 08:00"],
+            "on {}",
+            db.name()
+        );
+        assert!(
+            out.runs.iter().all(|r| r.1 == RunState::Done),
+            "{:?}",
+            out.runs
+        );
         // Day 1: three overdue; only the $1,800 reminder needed finance; day 2: the fourth
         // invoice crossed 7 days; day 3: nothing new, no alert.
         assert_eq!(out.approvals.len(), 1, "{:?}", out.approvals);
@@ -87,8 +131,16 @@ async fn scenario_b_cron_reminders_with_approval_above_the_threshold() {
         assert_eq!(first_day, ["INV-101", "INV-102", "INV-103"]);
         assert_eq!(out.reminders[3..], ["INV-104"]);
         assert_eq!(out.alerts.len(), 2, "{:?}", out.alerts);
-        assert!(out.alerts[0].starts_with("3 invoice(s)"), "{}", out.alerts[0]);
-        assert!(out.alerts[1].starts_with("1 invoice(s)"), "{}", out.alerts[1]);
+        assert!(
+            out.alerts[0].starts_with("3 invoice(s)"),
+            "{}",
+            out.alerts[0]
+        );
+        assert!(
+            out.alerts[1].starts_with("1 invoice(s)"),
+            "{}",
+            out.alerts[1]
+        );
         // The approved reminder ran once, through the governed executor.
         let tenant = TenantId::new(scenario_a::TENANT).unwrap();
         let state = db.state();

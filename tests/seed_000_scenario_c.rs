@@ -155,7 +155,10 @@ async fn end_to_end_across_a_restart(original: &support::Db) {
     );
     assert_eq!(effects.of("crm.create_lead")[0]["interest"], "high");
     // The call was a real voice session: the agent's opening, the lead's words, the offer.
-    let transcript = done.context["call"]["transcript"].as_array().unwrap().clone();
+    let transcript = done.context["call"]["transcript"]
+        .as_array()
+        .unwrap()
+        .clone();
     let lines: Vec<(&str, &str)> = transcript
         .iter()
         .map(|l| (l["role"].as_str().unwrap(), l["text"].as_str().unwrap()))
@@ -163,13 +166,17 @@ async fn end_to_end_across_a_restart(original: &support::Db) {
     assert_eq!(lines[0], ("agent", call::OPENING), "{lines:?}");
     assert_eq!(lines[1], ("lead", call::LEAD_SAYS), "{lines:?}");
     assert!(
-        lines[2..].iter().any(|(who, text)| *who == "agent" && text.contains("20% discount")),
+        lines[2..]
+            .iter()
+            .any(|(who, text)| *who == "agent" && text.contains("20% discount")),
         "{lines:?}"
     );
     // Its tokens and audio were metered to the tenant (billing of step 8).
     let usage = db.list_usage(&tenant, &UsageQuery::all()).await.unwrap();
     assert!(
-        usage.iter().any(|e| e.kind == UsageKind::AudioMillis && e.agent.as_str() == "sales_voice"),
+        usage
+            .iter()
+            .any(|e| e.kind == UsageKind::AudioMillis && e.agent.as_str() == "sales_voice"),
         "{usage:?}"
     );
     let steps: Vec<String> = engine

@@ -77,8 +77,13 @@ impl Db {
     pub async fn reopen(&self) -> Result<Db, BoxError> {
         match self {
             Db::Sqlite(_, dir) => {
-                let dir = dir.as_ref().ok_or("a reopened SQLite database cannot be reopened")?;
-                Ok(Db::Sqlite(SqliteStore::open(dir.path().join("agentkit.db")).await?, None))
+                let dir = dir
+                    .as_ref()
+                    .ok_or("a reopened SQLite database cannot be reopened")?;
+                Ok(Db::Sqlite(
+                    SqliteStore::open(dir.path().join("agentkit.db")).await?,
+                    None,
+                ))
             }
             Db::Postgres { url, schema, .. } => {
                 let options: PgConnectOptions = url.parse()?;

@@ -30,7 +30,11 @@ pub const LEAD_SAYS: &str = "Yes, I love spicy snacks. Is there a deal for new c
 
 /// Calls `lead` (`{"name", "phone"}`) for `tenant`; returns the transcript and the interest the
 /// agent recorded.
-pub async fn phone_call(state: Arc<dyn StateStore>, tenant: TenantId, lead: Value) -> Result<Value> {
+pub async fn phone_call(
+    state: Arc<dyn StateStore>,
+    tenant: TenantId,
+    lead: Value,
+) -> Result<Value> {
     let interest: Arc<Mutex<Option<String>>> = Arc::default();
     let rate = {
         let interest = interest.clone();
@@ -55,7 +59,9 @@ pub async fn phone_call(state: Arc<dyn StateStore>, tenant: TenantId, lead: Valu
     };
     let model = ScriptedModel::new([
         ScriptedResponse::tool_call("sales.rate_interest", json!({"level": "high"})),
-        ScriptedResponse::text("Great! We have a 20% discount for first-timers. Shall I send you the code?"),
+        ScriptedResponse::text(
+            "Great! We have a 20% discount for first-timers. Shall I send you the code?",
+        ),
     ]);
     let agent = Agent::builder()
         .id("sales_voice")
@@ -69,7 +75,13 @@ pub async fn phone_call(state: Arc<dyn StateStore>, tenant: TenantId, lead: Valu
     let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
     let stt = ScriptedStt::new([LEAD_SAYS]).with_final_delay(Duration::from_millis(100));
     let tts = ScriptedTts::new(Duration::ZERO, Duration::from_millis(15));
-    let session = VoiceSession::new(agent, Arc::new(stt), Arc::new(tts), tenant, format!("call-{digits}"))?;
+    let session = VoiceSession::new(
+        agent,
+        Arc::new(stt),
+        Arc::new(tts),
+        tenant,
+        format!("call-{digits}"),
+    )?;
     let (input, mut events) = session.start().await?;
     input.say(OPENING, false).await?;
     // The lead's side of the line, at speaking pace: a pause, their answer, a pause.

@@ -67,7 +67,11 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error + Send + Sy
         usage.len(),
         audit.len(),
         scenario_a::TENANT,
-        if verify_audit_chain(&audit).is_ok() { "verifies" } else { "is BROKEN" }
+        if verify_audit_chain(&audit).is_ok() {
+            "verifies"
+        } else {
+            "is BROKEN"
+        }
     ));
     db.cleanup().await;
     Ok(())
@@ -81,7 +85,10 @@ async fn scenario_c(db: &backend::Db) -> Result<()> {
     let input = json!({"campaign_id": "C-100", "product": "Spicy Chips",
                        "audience": "snack lovers", "budget": 500});
     let run = engine
-        .start(tenant, StartRequest::new("growth", input)?.trigger_key("campaign-C-100"))
+        .start(
+            tenant,
+            StartRequest::new("growth", input)?.trigger_key("campaign-C-100"),
+        )
         .await?
         .run()
         .id
@@ -110,7 +117,10 @@ async fn scenario_c(db: &backend::Db) -> Result<()> {
     engine.run_due("worker-1").await?;
     state_of("The marketing agent proposed a plan").await?;
     let plan = pending().await?;
-    say(format!("The reviewer sees: {}", plan.call.arguments["plan"]));
+    say(format!(
+        "The reviewer sees: {}",
+        plan.call.arguments["plan"]
+    ));
     let mut approve = ApprovalDecision::approve("maria@spicy.co");
     approve.edited_arguments = Some(json!({"plan": plan.call.arguments["plan"], "budget": 400}));
     engine.decide_approval(tenant, &plan.id, &approve).await?;
@@ -122,7 +132,13 @@ async fn scenario_c(db: &backend::Db) -> Result<()> {
     engine
         .send_event(
             tenant,
-            &WorkflowEvent::new("form-7781", "lead.submitted", "C-100", lead, chrono::Utc::now()),
+            &WorkflowEvent::new(
+                "form-7781",
+                "lead.submitted",
+                "C-100",
+                lead,
+                chrono::Utc::now(),
+            ),
         )
         .await?;
     say("Ada submitted the landing-page form (the webhook sent `lead.submitted`).".into());
@@ -152,13 +168,23 @@ async fn scenario_c(db: &backend::Db) -> Result<()> {
     }
     say(format!(
         "The CRM has lead {} with interest \"{}\".",
-        done.context["crm"]["lead_id"], done.context["call"]["interest"].as_str().unwrap_or("?")
+        done.context["crm"]["lead_id"],
+        done.context["call"]["interest"].as_str().unwrap_or("?")
     ));
     say("Step log:".into());
     for s in engine.steps(tenant, &run).await? {
-        say(format!("  {:>2}. {:<12} {:<12} {}", s.seq, s.node, s.kind, s.status.as_str()));
+        say(format!(
+            "  {:>2}. {:<12} {:<12} {}",
+            s.seq,
+            s.node,
+            s.kind,
+            s.status.as_str()
+        ));
     }
-    say(format!("Integrations, in order: {}", effects.tools().join(" → ")));
+    say(format!(
+        "Integrations, in order: {}",
+        effects.tools().join(" → ")
+    ));
     if let Some(snapshot) = engine.snapshots(tenant, &run).await?.first() {
         say(format!(
             "Archived as an immutable snapshot: audit entry #{} (sha256 {}).",

@@ -89,7 +89,11 @@ fn registry(backup: ScriptedModel, judge: ScriptedModel) -> Result<AgentRegistry
 }
 
 /// Runs the registry walk-through for `tenant` on `store`.
-pub async fn run(store: Arc<dyn StateStore>, tenant: &str, say: &dyn Fn(String)) -> Result<Outcome> {
+pub async fn run(
+    store: Arc<dyn StateStore>,
+    tenant: &str,
+    say: &dyn Fn(String),
+) -> Result<Outcome> {
     let tenant = TenantId::new(tenant)?;
     let marketing = AgentId::new("marketing")?;
     let mut outcome = Outcome::default();
@@ -109,15 +113,22 @@ pub async fn run(store: Arc<dyn StateStore>, tenant: &str, say: &dyn Fn(String))
         Err(e) => e.to_string(),
         Ok(()) => return Err(Error::Internal("a final config was overwritten".into())),
     };
-    say(format!("Overwriting final v1 is refused: {}", outcome.overwrite_refused));
+    say(format!(
+        "Overwriting final v1 is refused: {}",
+        outcome.overwrite_refused
+    ));
 
     let mut v2 = v1.next_draft();
     v2.system_prompt = "You run ads for Spicy-Co. Never exceed the daily budget. Mention the \
                         first-timer discount."
         .into();
     store.put_agent_config(&tenant, &v2).await?;
-    store.put_agent_config(&tenant, &v2.clone().finalized()).await?;
-    outcome.versions = store.list_agent_config_versions(&tenant, &marketing).await?;
+    store
+        .put_agent_config(&tenant, &v2.clone().finalized())
+        .await?;
+    outcome.versions = store
+        .list_agent_config_versions(&tenant, &marketing)
+        .await?;
     let active = store
         .get_agent_config(&tenant, &marketing, None)
         .await?
@@ -141,7 +152,9 @@ pub async fn run(store: Arc<dyn StateStore>, tenant: &str, say: &dyn Fn(String))
             r#"{"score": 0.82, "feedback": "On brand and mentions the discount; no budget figure."}"#,
         )]),
     )?;
-    let agent: Agent = Agent::from_config(&active, &registry)?.store(store.clone()).build()?;
+    let agent: Agent = Agent::from_config(&active, &registry)?
+        .store(store.clone())
+        .build()?;
     let input = "Pitch Spicy Chips in one line.";
     let out = agent
         .run(RunRequest::new(tenant.clone(), "registry-1", input))

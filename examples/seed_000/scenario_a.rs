@@ -147,10 +147,16 @@ pub async fn run(store: Arc<dyn StateStore>, say: &dyn Fn(String)) -> Result<Out
             draft("Spicy Chips", 45),
         ],
     )?
-    .run(RunRequest::new(tenant.clone(), "chat-1", "Sell Spicy Chips"))
+    .run(RunRequest::new(
+        tenant.clone(),
+        "chat-1",
+        "Sell Spicy Chips",
+    ))
     .await?;
     let RunOutcome::Suspended(suspended) = &first else {
-        return Err(Error::Internal(format!("expected an approval, got {first:?}")));
+        return Err(Error::Internal(format!(
+            "expected an approval, got {first:?}"
+        )));
     };
     let approval = &suspended.approvals[0];
     outcome.approval_reason = approval.reason.clone();
@@ -170,7 +176,9 @@ pub async fn run(store: Arc<dyn StateStore>, say: &dyn Fn(String)) -> Result<Out
         &store,
         &engine,
         &created,
-        vec![ScriptedResponse::text("Draft created, approved by your marketing lead.")],
+        vec![ScriptedResponse::text(
+            "Draft created, approved by your marketing lead.",
+        )],
     )?
     .resume(tenant.clone(), &approval.run)
     .await?;
@@ -189,7 +197,11 @@ pub async fn run(store: Arc<dyn StateStore>, say: &dyn Fn(String)) -> Result<Out
             ScriptedResponse::text("I can't run $60/day; the limit is $50."),
         ],
     )?
-    .run(RunRequest::new(tenant.clone(), "chat-2", "Run a $60/day campaign too"))
+    .run(RunRequest::new(
+        tenant.clone(),
+        "chat-2",
+        "Run a $60/day campaign too",
+    ))
     .await?;
     outcome.over_limit = last_result(&big);
     say(format!(
@@ -206,7 +218,11 @@ pub async fn run(store: Arc<dyn StateStore>, say: &dyn Fn(String)) -> Result<Out
             ScriptedResponse::text("Today's $50 budget is used up."),
         ],
     )?
-    .run(RunRequest::new(tenant.clone(), "chat-3", "Add a $10/day retargeting campaign"))
+    .run(RunRequest::new(
+        tenant.clone(),
+        "chat-3",
+        "Add a $10/day retargeting campaign",
+    ))
     .await?;
     outcome.over_budget = last_result(&more);
     say(format!(
@@ -215,7 +231,11 @@ pub async fn run(store: Arc<dyn StateStore>, say: &dyn Fn(String)) -> Result<Out
     ));
 
     let spent = engine
-        .spend(&tenant, &SpendOf::Agent(AgentId::new("marketing")?), Period::Day)
+        .spend(
+            &tenant,
+            &SpendOf::Agent(AgentId::new("marketing")?),
+            Period::Day,
+        )
         .await?;
     outcome.spent_today_usd = spent.nanos() as f64 / 1e9;
     outcome.drafts_created = created

@@ -97,23 +97,48 @@ impl Crm {
     pub fn sample() -> Self {
         Self {
             invoices: vec![
-                Invoice { id: "INV-101", customer: "Chip Shack", amount: 250, due: date(2026, 11, 20) },
-                Invoice { id: "INV-102", customer: "Snack Palace", amount: 1800, due: date(2026, 11, 24) },
-                Invoice { id: "INV-103", customer: "Corner Deli", amount: 90, due: date(2026, 11, 27) },
-                Invoice { id: "INV-104", customer: "Movie Nights", amount: 500, due: date(2026, 12, 1) },
+                Invoice {
+                    id: "INV-101",
+                    customer: "Chip Shack",
+                    amount: 250,
+                    due: date(2026, 11, 20),
+                },
+                Invoice {
+                    id: "INV-102",
+                    customer: "Snack Palace",
+                    amount: 1800,
+                    due: date(2026, 11, 24),
+                },
+                Invoice {
+                    id: "INV-103",
+                    customer: "Corner Deli",
+                    amount: 90,
+                    due: date(2026, 11, 27),
+                },
+                Invoice {
+                    id: "INV-104",
+                    customer: "Movie Nights",
+                    amount: 500,
+                    due: date(2026, 12, 1),
+                },
             ],
             ..Self::default()
         }
     }
 
     fn overdue(&self, today: NaiveDate, days: i64) -> Result<Vec<Value>> {
-        let reminded = self.reminders.lock().map_err(|_| Error::Internal("poisoned".into()))?;
+        let reminded = self
+            .reminders
+            .lock()
+            .map_err(|_| Error::Internal("poisoned".into()))?;
         Ok(self
             .invoices
             .iter()
             .filter(|i| (today - i.due).num_days() > days && !reminded.iter().any(|r| r == i.id))
-            .map(|i| json!({"invoice": i.id, "customer": i.customer, "amount": i.amount,
-                            "days_overdue": (today - i.due).num_days()}))
+            .map(|i| {
+                json!({"invoice": i.id, "customer": i.customer, "amount": i.amount,
+                            "days_overdue": (today - i.due).num_days()})
+            })
             .collect())
     }
 }
@@ -214,12 +239,20 @@ impl LlmProvider for InvoiceModel {
             ..Usage::default()
         };
         let Some(list) = result_of(m, "billing.list_overdue_invoices") else {
-            let call = ToolCall::new("c-list", "billing.list_overdue_invoices", json!({"days": 7}));
+            let call = ToolCall::new(
+                "c-list",
+                "billing.list_overdue_invoices",
+                json!({"days": 7}),
+            );
             return Ok(CompletionResponse::new("", vec![call], usage));
         };
         let invoices = list["invoices"].as_array().cloned().unwrap_or_default();
         if invoices.is_empty() {
-            return Ok(CompletionResponse::new("No invoices are newly overdue.", vec![], usage));
+            return Ok(CompletionResponse::new(
+                "No invoices are newly overdue.",
+                vec![],
+                usage,
+            ));
         }
         if result_of(m, "billing.draft_reminder").is_none() {
             let calls = invoices
@@ -245,7 +278,10 @@ impl LlmProvider for InvoiceModel {
             return Ok(CompletionResponse::new("", vec![call], usage));
         }
         Ok(CompletionResponse::new(
-            format!("Found {} overdue invoice(s); reminders drafted and finance alerted.", invoices.len()),
+            format!(
+                "Found {} overdue invoice(s); reminders drafted and finance alerted.",
+                invoices.len()
+            ),
             vec![],
             usage,
         ))
@@ -336,19 +372,30 @@ pub async fn run(
         }
         engine.run_due("worker-1").await?;
         for pending in state.list_pending_approvals(&tenant).await? {
-            let invoice = pending.call.arguments["invoice"].as_str().unwrap_or_default().to_owned();
+            let invoice = pending.call.arguments["invoice"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             say(format!(
                 "  the reminder for {invoice} (${}) waits for finance: {}",
                 pending.call.arguments["amount"], pending.reason
             ));
             outcome.approvals.push((invoice, pending.reason.clone()));
             engine
-                .decide_approval(&tenant, &pending.id, &ApprovalDecision::approve("finance@spicy.co"))
+                .decide_approval(
+                    &tenant,
+                    &pending.id,
+                    &ApprovalDecision::approve("finance@spicy.co"),
+                )
                 .await?;
             say("  finance approved it; the same run continued.".into());
             engine.run_due("worker-1").await?;
         }
-        let alerts = crm.alerts.lock().map_err(|_| Error::Internal("poisoned".into()))?.clone();
+        let alerts = crm
+            .alerts
+            .lock()
+            .map_err(|_| Error::Internal("poisoned".into()))?
+            .clone();
         for alert in &alerts[outcome.alerts.len()..] {
             say(format!("  Slack: \"{alert}\""));
         }
@@ -356,7 +403,11 @@ pub async fn run(
         clock.advance(TimeDelta::minutes(30));
     }
     for run in engine.list_runs(&tenant, &RunQuery::default()).await? {
-        let local = run.created_at.with_timezone(&Berlin).format("%a %d %b %H:%M").to_string();
+        let local = run
+            .created_at
+            .with_timezone(&Berlin)
+            .format("%a %d %b %H:%M")
+            .to_string();
         outcome.runs.push((local, run.state));
         for step in engine.steps(&tenant, &run.id).await? {
             if let Some(agent_run) = step.input["run"].as_str() {
@@ -368,11 +419,19 @@ pub async fn run(
         }
     }
     outcome.runs.sort_by(|a, b| a.0.cmp(&b.0));
-    outcome.reminders = crm.reminders.lock().map_err(|_| Error::Internal("poisoned".into()))?.clone();
+    outcome.reminders = crm
+        .reminders
+        .lock()
+        .map_err(|_| Error::Internal("poisoned".into()))?
+        .clone();
     say(format!(
         "{} checks ran ({} done), one per slot although two scheduler processes ticked ({} duplicate starts refused); reminders drafted for {}.",
         outcome.runs.len(),
-        outcome.runs.iter().filter(|r| r.1 == RunState::Done).count(),
+        outcome
+            .runs
+            .iter()
+            .filter(|r| r.1 == RunState::Done)
+            .count(),
         outcome.duplicate_slots,
         outcome.reminders.join(", ")
     ));

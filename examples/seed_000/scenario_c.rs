@@ -145,7 +145,8 @@ fn voice_call(state: Arc<dyn StateStore>, effects: &Effects) -> Arc<dyn Tool> {
         move |ctx, args| {
             let (effects, state) = (effects.clone(), state.clone());
             async move {
-                let out = super::call::phone_call(state, ctx.scope.tenant.clone(), args.clone()).await?;
+                let out =
+                    super::call::phone_call(state, ctx.scope.tenant.clone(), args.clone()).await?;
                 effects
                     .0
                     .lock()

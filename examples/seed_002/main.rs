@@ -20,17 +20,30 @@ fn say(line: String) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let db = backend::Db::from_env("seed_002").await?;
-    println!("Seed 002 on {}: two simulated weeks, 23 March – 5 April 2026 (Berlin).", db.name());
+    println!(
+        "Seed 002 on {}: two simulated weeks, 23 March – 5 April 2026 (Berlin).",
+        db.name()
+    );
     let (setup, outcome) = scenario::two_weeks(db.state(), db.workflows(), &say).await?;
 
-    println!("\nScheduled runs per agent, one per slot although two scheduler processes ticked together ({} duplicate starts refused):", outcome.duplicates);
+    println!(
+        "\nScheduled runs per agent, one per slot although two scheduler processes ticked together ({} duplicate starts refused):",
+        outcome.duplicates
+    );
     for (kind, n) in &outcome.runs_per_kind {
         let late = outcome.caught_up.get(kind).copied().unwrap_or(0);
         println!("  {kind:<10} {n:>3} runs ({late} caught up after the outage)");
     }
     println!("\nThe first day's run log:");
-    for e in outcome.log.iter().filter(|e| e.slot.starts_with("Mon 23 Mar")) {
-        println!("  {:<16} {:<10} {:<8} {:<5} {}", e.slot, e.kind, e.user, e.status, e.message);
+    for e in outcome
+        .log
+        .iter()
+        .filter(|e| e.slot.starts_with("Mon 23 Mar"))
+    {
+        println!(
+            "  {:<16} {:<10} {:<8} {:<5} {}",
+            e.slot, e.kind, e.user, e.status, e.message
+        );
     }
     let sent = setup.crm.sent.lock().map(|s| s.len()).unwrap_or(0);
     println!(

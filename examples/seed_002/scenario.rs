@@ -97,15 +97,70 @@ impl Crm {
     /// Four users: a bakery lead, a gym customer on basic, a florist in negotiation, and one who
     /// opted out.
     pub fn sample() -> Self {
-        let c = |id, business, products, tone, goal, stage, plan, negotiating, opted_out, tasks| Customer {
-            id, business, products, tone, daily_goal: goal, stage, plan, negotiating, opted_out, tasks,
+        let c = |id, business, products, tone, goal, stage, plan, negotiating, opted_out, tasks| {
+            Customer {
+                id,
+                business,
+                products,
+                tone,
+                daily_goal: goal,
+                stage,
+                plan,
+                negotiating,
+                opted_out,
+                tasks,
+            }
         };
         Self {
             customers: vec![
-                c("u-bella", "Bella's Bakery", &["sourdough", "croissants"], "warm", "10 new orders", "lead", "", false, false, &["send price list"]),
-                c("u-iron", "Iron Gym", &["memberships"], "energetic", "5 sign-ups", "customer", "basic", false, false, &[]),
-                c("u-flora", "Flora Flowers", &["bouquets"], "elegant", "3 weddings", "customer", "pro", true, false, &["confirm wedding quote"]),
-                c("u-gone", "Gone Corp", &["widgets"], "plain", "-", "lead", "", false, true, &["call back"]),
+                c(
+                    "u-bella",
+                    "Bella's Bakery",
+                    &["sourdough", "croissants"],
+                    "warm",
+                    "10 new orders",
+                    "lead",
+                    "",
+                    false,
+                    false,
+                    &["send price list"],
+                ),
+                c(
+                    "u-iron",
+                    "Iron Gym",
+                    &["memberships"],
+                    "energetic",
+                    "5 sign-ups",
+                    "customer",
+                    "basic",
+                    false,
+                    false,
+                    &[],
+                ),
+                c(
+                    "u-flora",
+                    "Flora Flowers",
+                    &["bouquets"],
+                    "elegant",
+                    "3 weddings",
+                    "customer",
+                    "pro",
+                    true,
+                    false,
+                    &["confirm wedding quote"],
+                ),
+                c(
+                    "u-gone",
+                    "Gone Corp",
+                    &["widgets"],
+                    "plain",
+                    "-",
+                    "lead",
+                    "",
+                    false,
+                    true,
+                    &["call back"],
+                ),
             ],
             ..Self::default()
         }
@@ -131,7 +186,9 @@ impl Crm {
     }
 
     fn sent(&self) -> Result<std::sync::MutexGuard<'_, Vec<Communication>>> {
-        self.sent.lock().map_err(|_| Error::Internal("poisoned".into()))
+        self.sent
+            .lock()
+            .map_err(|_| Error::Internal("poisoned".into()))
     }
 }
 
@@ -170,9 +227,10 @@ pub struct Copywriter;
 
 fn context_of(messages: &[Message]) -> Option<Value> {
     messages.iter().find_map(|m| match m {
-        Message::System { content } if content.starts_with("<host_context") => {
-            content.lines().nth(2).and_then(|l| serde_json::from_str(l).ok())
-        }
+        Message::System { content } if content.starts_with("<host_context") => content
+            .lines()
+            .nth(2)
+            .and_then(|l| serde_json::from_str(l).ok()),
         _ => None,
     })
 }
@@ -188,7 +246,11 @@ impl LlmProvider for Copywriter {
     }
 
     async fn complete(&self, request: &CompletionRequest) -> Result<CompletionResponse> {
-        let usage = Usage { input_tokens: 300, output_tokens: 60, ..Usage::default() };
+        let usage = Usage {
+            input_tokens: 300,
+            output_tokens: 60,
+            ..Usage::default()
+        };
         // This run's part of the session: after the last user message.
         let this_run = request
             .messages
@@ -212,9 +274,18 @@ impl LlmProvider for Copywriter {
         let business = ctx["business"].as_str().unwrap_or("there");
         let product = ctx["products"][0].as_str().unwrap_or("our service");
         let message = match kind.as_str() {
-            "reminder" => format!("Hi {business}, a reminder: {}.", ctx["open_tasks"][0].as_str().unwrap_or("your tasks")),
-            "follow_up" => format!("Hi {business}, how is \"{}\" going today?", ctx["daily_goal"].as_str().unwrap_or("")),
-            "closure" => format!("Hi {business}, shall we finalise today? ({})", ctx["open_tasks"][0].as_str().unwrap_or("")),
+            "reminder" => format!(
+                "Hi {business}, a reminder: {}.",
+                ctx["open_tasks"][0].as_str().unwrap_or("your tasks")
+            ),
+            "follow_up" => format!(
+                "Hi {business}, how is \"{}\" going today?",
+                ctx["daily_goal"].as_str().unwrap_or("")
+            ),
+            "closure" => format!(
+                "Hi {business}, shall we finalise today? ({})",
+                ctx["open_tasks"][0].as_str().unwrap_or("")
+            ),
             "nurture" => format!("Hi {business}, three ideas to sell more {product} this week."),
             _ => format!("Hi {business}, the pro plan would help with {product}."),
         };
@@ -255,7 +326,9 @@ fn record_tool(crm: Arc<Crm>) -> Arc<dyn Tool> {
 fn agent(kind: &str, crm: &Arc<Crm>, state: &Arc<dyn StateStore>) -> Result<Agent> {
     Agent::builder()
         .id(kind)
-        .system_prompt(format!("You are the {kind} agent of a small-business CRM. Match the customer's tone."))
+        .system_prompt(format!(
+            "You are the {kind} agent of a small-business CRM. Match the customer's tone."
+        ))
         .model(Arc::new(Copywriter), "copywriter-1")
         .tool(record_tool(crm.clone()))
         .policy(AllowListPolicy::new(["comms.record"]).into_arc())
@@ -363,11 +436,36 @@ pub fn schedules(engine: &Workflows) -> Result<Scheduler> {
         s.add(ScheduledWorkflow::new(id, TENANT, id, schedule)?.catch_up(catch_up))?;
         Ok(())
     };
-    add(&mut s, "reminder", Schedule::cron("0 9 * * *", tz)?, CatchUp::RunOnce)?;
-    add(&mut s, "follow_up", Schedule::cron("0 13 * * *", tz)?, CatchUp::Skip)?;
-    add(&mut s, "closure", Schedule::cron("0 16 * * *", tz)?, CatchUp::RunAll)?;
-    add(&mut s, "nurture", Schedule::every_days(2, "11:00", tz, "2026-03-23")?, CatchUp::RunOnce)?;
-    add(&mut s, "upsell", Schedule::cron("0 10 * * MON", tz)?, CatchUp::Skip)?;
+    add(
+        &mut s,
+        "reminder",
+        Schedule::cron("0 9 * * *", tz)?,
+        CatchUp::RunOnce,
+    )?;
+    add(
+        &mut s,
+        "follow_up",
+        Schedule::cron("0 13 * * *", tz)?,
+        CatchUp::Skip,
+    )?;
+    add(
+        &mut s,
+        "closure",
+        Schedule::cron("0 16 * * *", tz)?,
+        CatchUp::RunAll,
+    )?;
+    add(
+        &mut s,
+        "nurture",
+        Schedule::every_days(2, "11:00", tz, "2026-03-23")?,
+        CatchUp::RunOnce,
+    )?;
+    add(
+        &mut s,
+        "upsell",
+        Schedule::cron("0 10 * * MON", tz)?,
+        CatchUp::Skip,
+    )?;
     Ok(s)
 }
 
@@ -414,31 +512,57 @@ pub struct LogEntry {
 pub async fn run_log(setup: &Setup, state: &Arc<dyn StateStore>) -> Result<Vec<LogEntry>> {
     let tenant = TenantId::new(TENANT)?;
     let mut log = Vec::new();
-    for run in setup.engine.list_runs(&tenant, &RunQuery::default()).await? {
+    for run in setup
+        .engine
+        .list_runs(&tenant, &RunQuery::default())
+        .await?
+    {
         let slot = run.context["schedule"]["slot"].as_str().unwrap_or_default();
         let slot = slot
             .parse::<DateTime<Utc>>()
-            .map(|t| t.with_timezone(&Berlin).format("%a %d %b %H:%M").to_string())
+            .map(|t| {
+                t.with_timezone(&Berlin)
+                    .format("%a %d %b %H:%M")
+                    .to_string()
+            })
             .unwrap_or_default();
         let kind = run.workflow.to_string();
-        let per_user = run.context["batch"]["runs"].as_array().cloned().unwrap_or_default();
+        let per_user = run.context["batch"]["runs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if run.state != RunState::Done {
-            log.push(LogEntry { slot, kind, user: "-".into(), run: run.id.to_string(),
-                status: run.state.as_str().into(), message: String::new() });
+            log.push(LogEntry {
+                slot,
+                kind,
+                user: "-".into(),
+                run: run.id.to_string(),
+                status: run.state.as_str().into(),
+                message: String::new(),
+            });
             continue;
         }
         for r in per_user {
             let agent_run: RunId = r["run"].as_str().unwrap_or_default().parse()?;
             let record = state.get_run(&tenant, &agent_run).await?;
             let window = match &record {
-                Some(rec) => state.load_messages(&tenant, &rec.session, agentkit::store::MessageWindow::All).await?,
+                Some(rec) => {
+                    state
+                        .load_messages(&tenant, &rec.session, agentkit::store::MessageWindow::All)
+                        .await?
+                }
                 None => Vec::new(),
             };
             let message = window
                 .iter()
                 .filter(|m| m.run.as_ref() == Some(&agent_run))
                 .find_map(|m| match &m.message {
-                    Message::Assistant { tool_calls, .. } => tool_calls.first().map(|c| c.arguments["message"].as_str().unwrap_or_default().to_owned()),
+                    Message::Assistant { tool_calls, .. } => tool_calls.first().map(|c| {
+                        c.arguments["message"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned()
+                    }),
                     _ => None,
                 })
                 .unwrap_or_default();
@@ -484,7 +608,10 @@ pub async fn two_weeks(
                     outcome.duplicates += 1;
                     continue;
                 }
-                *outcome.runs_per_kind.entry(fired.schedule.clone()).or_default() += 1;
+                *outcome
+                    .runs_per_kind
+                    .entry(fired.schedule.clone())
+                    .or_default() += 1;
                 if fired.caught_up {
                     *outcome.caught_up.entry(fired.schedule.clone()).or_default() += 1;
                     say(format!(

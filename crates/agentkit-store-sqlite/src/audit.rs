@@ -165,7 +165,10 @@ fn list_audit(conn: &Connection, tenant: &TenantId, query: &AuditQuery) -> Resul
         filter("run =", SqlValue::Text(run.as_str().to_owned()));
     }
     if let Some(after) = query.after {
-        filter("seq >", SqlValue::Integer(i64::try_from(after).unwrap_or(i64::MAX)));
+        filter(
+            "seq >",
+            SqlValue::Integer(i64::try_from(after).unwrap_or(i64::MAX)),
+        );
     }
     // The action is inside the JSON body: filtered below, so the limit is applied there too.
     sql.push_str(" ORDER BY seq");

@@ -233,14 +233,22 @@ pub async fn audit_chain(store: &dyn AuditStore) {
             .await,
         "list_audit(action)",
     );
-    assert_eq!(seqs_of(by_action), vec![1, 2, 3, 4, 5], "audit query by action");
+    assert_eq!(
+        seqs_of(by_action),
+        vec![1, 2, 3, 4, 5],
+        "audit query by action"
+    );
     let page = ok(
         store
             .list_audit(&t, &AuditQuery::all().action("run").limit(3))
             .await,
         "list_audit(action, limit)",
     );
-    assert_eq!(seqs_of(page), vec![6, 7, 8], "a page: the first matches in order");
+    assert_eq!(
+        seqs_of(page),
+        vec![6, 7, 8],
+        "a page: the first matches in order"
+    );
     let next = ok(
         store
             .list_audit(&t, &AuditQuery::all().action("run").after(8).limit(3))
@@ -249,12 +257,14 @@ pub async fn audit_chain(store: &dyn AuditStore) {
     );
     assert_eq!(seqs_of(next), vec![9, 10, 11], "the next page after seq 8");
     let tail = ok(
-        store
-            .list_audit(&t, &AuditQuery::all().after(53))
-            .await,
+        store.list_audit(&t, &AuditQuery::all().after(53)).await,
         "list_audit(after)",
     );
-    assert_eq!(seqs_of(tail), vec![54, 55], "entries after a sequence number");
+    assert_eq!(
+        seqs_of(tail),
+        vec![54, 55],
+        "entries after a sequence number"
+    );
     let none = ok(
         store.list_audit(&t, &AuditQuery::all().limit(0)).await,
         "list_audit(limit 0)",
