@@ -120,11 +120,7 @@ pub struct ApiIntake {
     max_text: usize,
 }
 
-impl Default for ApiIntake {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+super::size_limits!(ApiIntake, "body", true);
 
 impl ApiIntake {
     /// Up to 1 MiB per body, 16,000 characters of text.
@@ -133,18 +129,6 @@ impl ApiIntake {
             max_bytes: DEFAULT_MAX_BYTES,
             max_text: super::DEFAULT_MAX_TEXT,
         }
-    }
-
-    /// The largest body accepted, in bytes.
-    pub fn max_bytes(mut self, n: usize) -> Self {
-        self.max_bytes = n;
-        self
-    }
-
-    /// The longest [`Intake::text`], in characters.
-    pub fn max_text(mut self, n: usize) -> Self {
-        self.max_text = n;
-        self
     }
 
     /// Normalises a JSON body and its `Idempotency-Key` header.

@@ -213,11 +213,7 @@ pub struct DbChangeIntake {
     max_text: usize,
 }
 
-impl Default for DbChangeIntake {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+super::size_limits!(DbChangeIntake, "payload", true);
 
 impl DbChangeIntake {
     /// Up to 256 KiB per payload, 16,000 characters of text.
@@ -226,18 +222,6 @@ impl DbChangeIntake {
             max_bytes: DEFAULT_MAX_BYTES,
             max_text: super::DEFAULT_MAX_TEXT,
         }
-    }
-
-    /// The largest payload accepted, in bytes.
-    pub fn max_bytes(mut self, n: usize) -> Self {
-        self.max_bytes = n;
-        self
-    }
-
-    /// The longest [`Intake::text`], in characters.
-    pub fn max_text(mut self, n: usize) -> Self {
-        self.max_text = n;
-        self
     }
 
     /// Normalises a JSON change record ([`DbChange::from_json`]).

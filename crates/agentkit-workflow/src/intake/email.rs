@@ -30,11 +30,7 @@ pub struct EmailIntake {
     max_text: usize,
 }
 
-impl Default for EmailIntake {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+super::size_limits!(EmailIntake, "message", true);
 
 impl EmailIntake {
     /// Up to 25 MiB per message, 16,000 characters of text.
@@ -43,18 +39,6 @@ impl EmailIntake {
             max_bytes: DEFAULT_MAX_BYTES,
             max_text: super::DEFAULT_MAX_TEXT,
         }
-    }
-
-    /// The largest message accepted, in bytes.
-    pub fn max_bytes(mut self, n: usize) -> Self {
-        self.max_bytes = n;
-        self
-    }
-
-    /// The longest [`Intake::text`], in characters.
-    pub fn max_text(mut self, n: usize) -> Self {
-        self.max_text = n;
-        self
     }
 
     /// Normalises one raw message.

@@ -56,6 +56,37 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+/// A normaliser's size limits (its `max_bytes` and `max_text` fields): the two builder
+/// methods, and `Default` as `new()` when `$default` is `true`.
+macro_rules! size_limits {
+    ($ty:ty, $what:literal, $default:tt) => {
+        super::size_limits!(@default $ty, $default);
+
+        impl $ty {
+            #[doc = concat!("The largest ", $what, " accepted, in bytes.")]
+            pub fn max_bytes(mut self, n: usize) -> Self {
+                self.max_bytes = n;
+                self
+            }
+
+            /// The longest [`Intake::text`](super::Intake::text), in characters.
+            pub fn max_text(mut self, n: usize) -> Self {
+                self.max_text = n;
+                self
+            }
+        }
+    };
+    (@default $ty:ty, true) => {
+        impl Default for $ty {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+    };
+    (@default $ty:ty, false) => {};
+}
+use size_limits;
+
 mod api;
 mod db_change;
 mod email;

@@ -217,6 +217,8 @@ impl std::fmt::Debug for WebhookIntake {
     }
 }
 
+super::size_limits!(WebhookIntake, "body", false);
+
 impl WebhookIntake {
     /// Deliveries signed with `secret` (at least 16 bytes), within [`DEFAULT_TOLERANCE`], up to
     /// 1 MiB, with the headers `X-Signature`, `X-Delivery-Id` and `X-Event-Type`.
@@ -259,18 +261,6 @@ impl WebhookIntake {
     /// The event-type header's name.
     pub fn event_header(mut self, name: impl Into<String>) -> Self {
         self.event_header = name.into();
-        self
-    }
-
-    /// The largest body accepted, in bytes.
-    pub fn max_bytes(mut self, n: usize) -> Self {
-        self.max_bytes = n;
-        self
-    }
-
-    /// The longest [`Intake::text`], in characters.
-    pub fn max_text(mut self, n: usize) -> Self {
-        self.max_text = n;
         self
     }
 

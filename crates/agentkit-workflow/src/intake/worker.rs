@@ -159,11 +159,7 @@ pub struct WorkerIntake {
     max_text: usize,
 }
 
-impl Default for WorkerIntake {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+super::size_limits!(WorkerIntake, "payload", true);
 
 impl WorkerIntake {
     /// Up to 256 KiB per payload, 16,000 characters of text.
@@ -172,18 +168,6 @@ impl WorkerIntake {
             max_bytes: DEFAULT_MAX_BYTES,
             max_text: super::DEFAULT_MAX_TEXT,
         }
-    }
-
-    /// The largest payload accepted, in bytes.
-    pub fn max_bytes(mut self, n: usize) -> Self {
-        self.max_bytes = n;
-        self
-    }
-
-    /// The longest [`Intake::text`], in characters.
-    pub fn max_text(mut self, n: usize) -> Self {
-        self.max_text = n;
-        self
     }
 
     /// Normalises a JSON job event ([`WorkerEvent::from_json`]).
