@@ -495,6 +495,56 @@ async fn the_rate_limit_refuses_the_61st_action_in_a_minute() {
 }
 
 #[tokio::test]
+async fn the_hourly_cap_counts_every_action_type() {
+    for db in support::databases("seed_003 hourly cap").await {
+        let base = Utc.with_ymd_and_hms(2025, 3, 17, 10, 0, 5).unwrap();
+        let offset = Arc::new(AtomicI64::new(0));
+        let clock_offset = offset.clone();
+        let script: Vec<ScriptedResponse> = ["hour-0", "hour-1", "hour-2"]
+            .iter()
+            .map(|id| {
+                let r = format!("api:{id}");
+                answer(
+                    "SUPPORT_REQUEST",
+                    0.95,
+                    vec![
+                        assign(&r, "Support Requests"),
+                        notify(&r, "OPERATOR"),
+                        trigger(&r),
+                    ],
+                )
+            })
+            .collect();
+        let e = env_with(&db, ScriptedModel::new(script), |s| {
+            s.config.max_actions_per_hour = 4;
+            s.policy_clock = Some(Arc::new(move || {
+                base + chrono::Duration::seconds(clock_offset.load(Ordering::SeqCst))
+            }));
+        });
+        let r = decided(e.orch.process(&api("hour-0", "help")).await.unwrap());
+        assert_eq!(r.status, DecisionStatus::Executed, "{r:?}");
+        // Ten minutes later, three actions of three types: only one fits the hour's four.
+        offset.store(600, Ordering::SeqCst);
+        let r = decided(e.orch.process(&api("hour-1", "help")).await.unwrap());
+        assert_eq!(r.status, DecisionStatus::Failed, "{r:?}");
+        assert!(
+            r.error_message
+                .as_deref()
+                .unwrap()
+                .contains("4 actions per hour"),
+            "{r:?}"
+        );
+        assert_eq!(e.ops.count(), 4);
+        // The next clock hour has room again.
+        offset.store(3600, Ordering::SeqCst);
+        let r = decided(e.orch.process(&api("hour-2", "help")).await.unwrap());
+        assert_eq!(r.status, DecisionStatus::Executed, "{r:?}");
+        assert_eq!(e.ops.count(), 7);
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
 async fn when_the_model_is_down_the_keyword_rules_decide() {
     for db in support::databases("seed_003 model down").await {
         // Three failures open the breaker; the fourth input does not even try the model.

@@ -57,10 +57,8 @@
 //! - **LLM fallback strategy B + C** → the fallback chain (B); the host's queue retries a
 //!   delivery (C), which is harmless because a redelivery does nothing new.
 //! - **Rate limits** (`maxActionsPerMinute` / `maxActionsPerHour`) → the policy: the tenant's
-//!   actions per minute across every action (a tier quota; one orchestration agent per
-//!   organisation, as in the seed), and actions per hour per action type (agentkit's
-//!   `rate_limit` constraint counts each action name on its own; a cross-action hourly cap is
-//!   not expressible yet).
+//!   actions per minute and per hour across every action (tier quotas; one orchestration agent
+//!   per organisation, as in the seed).
 //!
 //! Used by `examples/seed_003/main.rs` and `tests/seed_003.rs`.
 #![allow(dead_code)]
@@ -179,13 +177,12 @@ impl Config {
     }
 
     /// The policy document for `tenant`: one permission per enabled action, each with the
-    /// confidence thresholds and the hourly limit; the per-minute limit across all actions as
-    /// the tenant's plan quota.
+    /// confidence thresholds; the per-minute and per-hour limits across all actions as the
+    /// tenant's plan quotas.
     pub fn policy(&self, tenant: &str) -> Value {
         let constraints = json!([
             {"type": "confidence", "execute_at": self.auto_execute_threshold,
-             "approve_at": self.require_approval_threshold, "missing": "require_approval"},
-            {"type": "rate_limit", "max": self.max_actions_per_hour, "per": "hour"}
+             "approve_at": self.require_approval_threshold, "missing": "require_approval"}
         ]);
         let enabled = [
             ("pipeline.assign", self.can_assign_pipelines),
@@ -200,7 +197,8 @@ impl Config {
             .collect();
         json!({
             "tenants": {tenant: {"tier": "professional"}},
-            "tiers": {"professional": {"actions_per_minute": self.max_actions_per_minute}},
+            "tiers": {"professional": {"actions_per_minute": self.max_actions_per_minute,
+                                       "actions_per_hour": self.max_actions_per_hour}},
             "roles": {"orchestrator": {"permissions": permissions}},
             "agents": {orchestrator::ACTOR: {"roles": ["orchestrator"]}}
         })

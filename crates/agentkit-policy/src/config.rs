@@ -78,6 +78,7 @@ impl Tier {
             tokens_per_month: Some(t),
             tool_calls_per_day: Some(c),
             actions_per_minute: Some(m),
+            actions_per_hour: None,
         };
         match self {
             Tier::Free => q(100_000, 100, 10),
@@ -101,6 +102,9 @@ pub struct Quotas {
     /// Actions per minute for the whole tenant.
     #[serde(default)]
     pub actions_per_minute: Option<u32>,
+    /// Actions per clock hour (local time) for the whole tenant.
+    #[serde(default)]
+    pub actions_per_hour: Option<u32>,
 }
 
 /// Settings of one tenant.

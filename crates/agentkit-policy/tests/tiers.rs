@@ -87,3 +87,64 @@ async fn tier_quotas_limit_actions_per_tenant() {
         "{d:?}"
     );
 }
+
+#[tokio::test]
+async fn an_hourly_action_cap_counts_every_action_of_the_tenant() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let store = Arc::new(InMemoryStore::new());
+    let policy = r#"{
+      "tenants": {"ops": {"tier": "professional", "timezone": "Europe/Berlin"}},
+      "tiers": {"professional": {"actions_per_minute": 60, "actions_per_hour": 5}},
+      "agents": {"a": {"permissions": [{"action": "*"}]}}
+    }"#;
+    let start = Utc
+        .with_ymd_and_hms(2026, 11, 18, 12, 0, 0)
+        .unwrap()
+        .timestamp();
+    let clock = Arc::new(AtomicI64::new(start));
+    let c = clock.clone();
+    let e = PolicyEngine::from_json(policy, store)
+        .unwrap()
+        .with_clock(Arc::new(move || {
+            Utc.timestamp_opt(c.load(Ordering::SeqCst), 0).unwrap()
+        }));
+    let at = |action: &str, i: usize| {
+        PolicyRequest::new(
+            agentkit_core::testkit::scope("ops", "a", "s", format!("r{i}")),
+            action,
+            json!({}),
+        )
+    };
+    // Five different actions in five different minutes of one hour: all allowed.
+    let actions = [
+        "pipeline.assign",
+        "calendar.create_event",
+        "notify.send",
+        "automation.trigger",
+        "pipeline.assign",
+    ];
+    for (i, action) in actions.iter().enumerate() {
+        clock.store(start + 60 * i64::try_from(i).unwrap(), Ordering::SeqCst);
+        assert_eq!(
+            e.evaluate(&at(action, i)).await.unwrap().label(),
+            "allow",
+            "{action}"
+        );
+    }
+    // A sixth, of yet another action, later in the same hour: refused by the hourly cap.
+    clock.store(start + 59 * 60, Ordering::SeqCst);
+    let d = e.evaluate(&at("notify.escalate", 6)).await.unwrap();
+    assert_eq!(d.label(), "deny");
+    assert!(
+        d.reason()
+            .unwrap()
+            .contains("5 actions per hour (tier professional)"),
+        "{d:?}"
+    );
+    // The next clock hour starts a new count.
+    clock.store(start + 60 * 60, Ordering::SeqCst);
+    assert_eq!(
+        e.evaluate(&at("notify.escalate", 7)).await.unwrap().label(),
+        "allow"
+    );
+}

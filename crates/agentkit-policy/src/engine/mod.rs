@@ -131,6 +131,7 @@ enum PendingKind {
     Rate(Window),
     ToolCallQuota(Tier),
     TierRate(Tier),
+    TierHourlyRate(Tier),
 }
 
 struct Pending {
@@ -162,6 +163,11 @@ impl Pending {
             ),
             PendingKind::ToolCallQuota(t) => format!(
                 "daily quota of {} tool calls (tier {})",
+                self.limit,
+                t.as_str()
+            ),
+            PendingKind::TierHourlyRate(t) => format!(
+                "tenant rate limit of {} actions per hour (tier {})",
                 self.limit,
                 t.as_str()
             ),
@@ -406,6 +412,14 @@ impl PolicyEngine {
                     amount: 1,
                     limit: i64::from(max),
                     kind: PendingKind::TierRate(*tier),
+                });
+            }
+            if let Some(max) = quotas.actions_per_hour {
+                pending.push(Pending {
+                    key: key(&["rate:tier:hour:", buckets.hour()]),
+                    amount: 1,
+                    limit: i64::from(max),
+                    kind: PendingKind::TierHourlyRate(*tier),
                 });
             }
         }
