@@ -213,6 +213,27 @@ mod duration_ms {
     }
 }
 
+/// What the model is shown for a tool output.
+pub(crate) fn render(value: &Value, limit: usize) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    truncate(text, limit)
+}
+
+pub(crate) fn truncate(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut cut = limit.saturating_sub(16);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(" …[truncated]");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

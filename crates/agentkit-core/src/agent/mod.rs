@@ -22,6 +22,7 @@ mod config;
 mod context;
 mod eval;
 mod memory;
+mod parts;
 mod turn;
 mod window;
 

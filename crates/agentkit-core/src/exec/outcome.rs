@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::id::IdempotencyKey;
-use crate::message::ToolCall;
+use crate::message::{Message, ToolCall, render, truncate};
 use crate::policy::{CallCounters, PolicyRequest};
 use crate::scope::Scope;
 use crate::store::{ApprovalRequest, ToolExecution};
@@ -142,6 +142,46 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
+    /// What a model is told about this outcome of `call`: the output, or why there is none, in
+    /// at most `limit` bytes; `prefix` goes before a denial's reason (a rejected approval).
+    /// Every engine that drives an agent's turn (the agent's own loop, a Temporal workflow)
+    /// shows the model the same text.
+    pub fn into_message(self, call: &ToolCall, prefix: &str, limit: usize) -> Message {
+        match self {
+            CallOutcome::Succeeded { output, .. } => {
+                Message::tool_result(&call.id, &call.name, render(&output, limit))
+            }
+            CallOutcome::Failed { error } => Message::tool_error(
+                &call.id,
+                &call.name,
+                truncate(format!("The tool failed: {error}"), limit),
+            ),
+            CallOutcome::Refused { message, .. } => {
+                Message::tool_error(&call.id, &call.name, truncate(message, limit))
+            }
+            CallOutcome::Denied { reason } => Message::tool_error(
+                &call.id,
+                &call.name,
+                truncate(format!("{prefix}Denied by policy: {reason}"), limit),
+            ),
+            CallOutcome::InDoubt { execution } => Message::tool_error(
+                &call.id,
+                &call.name,
+                format!(
+                    "Not executed: an earlier attempt of this call (key {}) has an unknown \
+                 outcome; a person must resolve it before it can run again.",
+                    execution.idempotency_key
+                ),
+            ),
+            // An agent turns approvals into pending calls before asking for a message.
+            CallOutcome::NeedsApproval(_) => Message::tool_error(
+                &call.id,
+                &call.name,
+                "Not executed: this call needs a human's approval.",
+            ),
+        }
+    }
+
     /// `"succeeded"`, `"failed"`, `"refused"`, `"denied"`, `"needs_approval"`, `"in_doubt"`.
     pub fn label(&self) -> &'static str {
         match self {

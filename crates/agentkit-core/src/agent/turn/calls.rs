@@ -4,7 +4,7 @@
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 
-use super::{CallDone, RunCtx, emit_with, render, truncate};
+use super::{CallDone, RunCtx, emit_with};
 use crate::agent::{AgentEvent, ToolCallSummary};
 use crate::error::Result;
 use crate::exec::{CallOutcome, CallRequest, Gate};
@@ -136,42 +136,10 @@ impl RunCtx<'_> {
         prefix: &str,
     ) -> Message {
         let limit = self.a.limits.max_tool_result_bytes;
-        match outcome {
-            CallOutcome::Succeeded { output, .. } => {
-                Message::tool_result(&call.id, &call.name, render(&output, limit))
-            }
-            CallOutcome::Failed { error } => {
-                tracing::info!(error = %error, "tool failed; the model is told");
-                Message::tool_error(
-                    &call.id,
-                    &call.name,
-                    truncate(format!("The tool failed: {error}"), limit),
-                )
-            }
-            CallOutcome::Refused { message, .. } => {
-                Message::tool_error(&call.id, &call.name, truncate(message, limit))
-            }
-            CallOutcome::Denied { reason } => Message::tool_error(
-                &call.id,
-                &call.name,
-                truncate(format!("{prefix}Denied by policy: {reason}"), limit),
-            ),
-            CallOutcome::InDoubt { execution } => Message::tool_error(
-                &call.id,
-                &call.name,
-                format!(
-                    "Not executed: an earlier attempt of this call (key {}) has an unknown \
-                     outcome; a person must resolve it before it can run again.",
-                    execution.idempotency_key
-                ),
-            ),
-            // Approvals are turned into pending calls before this point.
-            CallOutcome::NeedsApproval(_) => Message::tool_error(
-                &call.id,
-                &call.name,
-                "Not executed: this call needs a human's approval.",
-            ),
+        if let CallOutcome::Failed { error } = &outcome {
+            tracing::info!(error = %error, "tool failed; the model is told");
         }
+        outcome.into_message(call, prefix, limit)
     }
 
     pub(super) fn note_result(&mut self, call: &ToolCall, result: &Message) {

@@ -668,27 +668,6 @@ impl RunCtx<'_> {
     }
 }
 
-/// What the model is shown for a tool output.
-fn render(value: &Value, limit: usize) -> String {
-    let text = match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    truncate(text, limit)
-}
-
-fn truncate(mut text: String, limit: usize) -> String {
-    if text.len() > limit {
-        let mut cut = limit.saturating_sub(16);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str(" …[truncated]");
-    }
-    text
-}
-
 fn strip_code_fence(content: &str) -> &str {
     let t = content.trim();
     if let Some(rest) = t.strip_prefix("```") {

@@ -6,11 +6,12 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{EventSink, RunCtx, Stored, truncate};
+use super::{EventSink, RunCtx, Stored};
 use crate::agent::{Agent, RunOutcome, Suspension, apply_memory_policy, window};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{RunId, TenantId};
 use crate::message::Message;
+use crate::message::truncate;
 use crate::policy::CallCounters;
 use crate::scope::Scope;
 use crate::store::{ApprovalRequest, ApprovalStatus, NewAuditEntry, PendingCall, RunStatus, Step};

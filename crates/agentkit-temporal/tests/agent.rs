@@ -1,0 +1,236 @@
+//! An agent run on Temporal against a real dev server: the model and the governed tool calls
+//! are activities, the policy asks a person, the decision is recorded in the agentkit store and
+//! signalled, the approved call runs exactly once; a rejection runs nothing. The governance
+//! records (approvals, executions, usage, audit chain) are in the agentkit store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use agentkit_core::agent::Agent;
+use agentkit_core::id::{ApprovalId, RunId, TenantId};
+use agentkit_core::policy::AllowListPolicy;
+use agentkit_core::store::{
+    ApprovalDecision, ApprovalStatus, ApprovalStore, AuditQuery, AuditStore, InMemoryStore,
+    RunStatus, RunStore, StateStore, ToolExecutionStore, UsageKind, UsageQuery, UsageStore,
+    verify_audit_chain,
+};
+use agentkit_core::testkit::{ScriptedModel, ScriptedResponse};
+use agentkit_core::tool::{FnTool, SideEffect, ToolSpec};
+use agentkit_temporal::{AgentRunInput, TemporalAgents};
+use serde_json::json;
+
+fn marketing(store: Arc<InMemoryStore>, drafts: Arc<AtomicUsize>, reply: &str) -> Agent {
+    let draft = FnTool::new(
+        ToolSpec::new(
+            "marketing.create_campaign_draft",
+            "Creates a campaign draft",
+            json!({"type": "object", "properties": {"name": {"type": "string"},
+                   "budget": {"type": "number"}}, "required": ["name", "budget"]}),
+        )
+        .with_side_effect(SideEffect::External),
+        move |_ctx, args| {
+            let drafts = drafts.clone();
+            async move {
+                drafts.fetch_add(1, Ordering::SeqCst);
+                Ok(json!({"campaign": "cmp_1", "budget": args["budget"]}))
+            }
+        },
+    );
+    let model = ScriptedModel::new([
+        ScriptedResponse::tool_call(
+            "marketing.create_campaign_draft",
+            json!({"name": "Spicy Chips", "budget": 45}),
+        ),
+        ScriptedResponse::text(reply),
+    ]);
+    Agent::builder()
+        .id("marketing")
+        .system_prompt("You run ads.")
+        .model(Arc::new(model), "scripted")
+        .tool(Arc::new(draft))
+        .policy(
+            AllowListPolicy::new(["marketing.*"])
+                .require_approval_for(["marketing.create_campaign_draft"])
+                .into_arc(),
+        )
+        .store(store)
+        .build()
+        .unwrap()
+}
+
+async fn pending_approval(store: &InMemoryStore, tenant: &TenantId) -> ApprovalId {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(a) = store.list_pending_approvals(tenant).await.unwrap().first() {
+            return a.id.clone();
+        }
+        assert!(Instant::now() < deadline, "no approval request within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", RunId::generate())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_call_runs_once_and_the_records_are_in_the_agentkit_store() {
+    let Some(server) = common::dev_server("approved").await else {
+        return;
+    };
+    let store = Arc::new(InMemoryStore::new());
+    let drafts = Arc::new(AtomicUsize::new(0));
+    let agent = marketing(store.clone(), drafts.clone(), "Draft created, approved.");
+    let client = agentkit_temporal::connect(&server.url, "default")
+        .await
+        .unwrap();
+    let queue = unique("agents");
+    let mut worker = TemporalAgents::new()
+        .agent(agent)
+        .worker(&client, &queue)
+        .unwrap();
+    let shutdown = worker.shutdown_handle();
+    let tenant = TenantId::new("spicy-co").unwrap();
+    let run = unique("run");
+    let flow = async {
+        let input = AgentRunInput::new("spicy-co", "marketing", "s-1", "Sell Spicy Chips");
+        agentkit_temporal::start(&client, &queue, &run, input)
+            .await
+            .unwrap();
+        let approval = pending_approval(&store, &tenant).await;
+        assert_eq!(
+            drafts.load(Ordering::SeqCst),
+            0,
+            "nothing ran before the approval"
+        );
+        let state: Arc<dyn StateStore> = store.clone();
+        let decided = agentkit_temporal::approve(
+            &client,
+            state.clone(),
+            &tenant,
+            &run,
+            &approval,
+            &ApprovalDecision::approve("lead@spicy.co"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(decided.status, ApprovalStatus::Approved);
+        assert_eq!(decided.run.as_str(), run, "the approval is the run's own");
+        // A second decision is refused by the store, and signals nothing.
+        let again = agentkit_temporal::approve(
+            &client,
+            state,
+            &tenant,
+            &run,
+            &approval,
+            &ApprovalDecision::reject("someone", "late"),
+        )
+        .await;
+        assert!(again.is_err());
+        let out = agentkit_temporal::result(&client, &run).await.unwrap();
+        shutdown();
+        out
+    };
+    let (worker_result, out) = tokio::join!(worker.run(), flow);
+    worker_result.unwrap();
+    assert_eq!(out.reply, "Draft created, approved.");
+    assert_eq!(out.turns, 2);
+    assert_eq!(out.tool_calls.len(), 1);
+    assert!(!out.tool_calls[0].is_error, "{:?}", out.tool_calls);
+    assert_eq!(
+        drafts.load(Ordering::SeqCst),
+        1,
+        "the approved call ran exactly once"
+    );
+
+    // The governance records are agentkit's, under the workflow's run id.
+    let run_id = RunId::new(&run).unwrap();
+    let executions = store.list_tool_executions(&tenant, &run_id).await.unwrap();
+    assert_eq!(executions.len(), 1);
+    assert!(
+        executions[0]
+            .idempotency_key
+            .as_str()
+            .starts_with(&format!("temporal:{run}:"))
+    );
+    let usage = store
+        .list_usage(&tenant, &UsageQuery::all().run(run_id.clone()))
+        .await
+        .unwrap();
+    let tokens = usage
+        .iter()
+        .filter(|e| e.kind == UsageKind::InputTokens || e.kind == UsageKind::OutputTokens)
+        .count();
+    assert!(tokens >= 2, "model usage metered per call: {usage:?}");
+    assert!(
+        usage.iter().any(|e| e.kind == UsageKind::ToolCall),
+        "{usage:?}"
+    );
+    let audit = store.list_audit(&tenant, &AuditQuery::all()).await.unwrap();
+    assert!(audit.iter().any(|e| e.entry.run.as_ref() == Some(&run_id)));
+    assert_eq!(verify_audit_chain(&audit), Ok(()));
+    // The run is listed in the agentkit store, completed, with its answer.
+    let record = store.get_run(&tenant, &run_id).await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Completed);
+    assert_eq!(record.reply.as_deref(), Some("Draft created, approved."));
+    assert_eq!((record.turns, record.tool_calls), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_call_runs_nothing_and_the_model_is_told() {
+    let Some(server) = common::dev_server("rejected").await else {
+        return;
+    };
+    let store = Arc::new(InMemoryStore::new());
+    let drafts = Arc::new(AtomicUsize::new(0));
+    let agent = marketing(store.clone(), drafts.clone(), "Understood, no campaign.");
+    let client = agentkit_temporal::connect(&server.url, "default")
+        .await
+        .unwrap();
+    let queue = unique("agents");
+    let mut worker = TemporalAgents::new()
+        .agent(agent)
+        .worker(&client, &queue)
+        .unwrap();
+    let shutdown = worker.shutdown_handle();
+    let tenant = TenantId::new("spicy-co").unwrap();
+    let run = unique("run");
+    let flow = async {
+        let input = AgentRunInput::new("spicy-co", "marketing", "s-2", "Sell Spicy Chips");
+        agentkit_temporal::start(&client, &queue, &run, input)
+            .await
+            .unwrap();
+        let approval = pending_approval(&store, &tenant).await;
+        agentkit_temporal::approve(
+            &client,
+            store.clone(),
+            &tenant,
+            &run,
+            &approval,
+            &ApprovalDecision::reject("lead@spicy.co", "not this week"),
+        )
+        .await
+        .unwrap();
+        let out = agentkit_temporal::result(&client, &run).await.unwrap();
+        shutdown();
+        out
+    };
+    let (worker_result, out) = tokio::join!(worker.run(), flow);
+    worker_result.unwrap();
+    assert_eq!(
+        drafts.load(Ordering::SeqCst),
+        0,
+        "a rejected call never runs"
+    );
+    assert!(out.tool_calls[0].is_error);
+    assert!(
+        out.tool_calls[0].result.contains("not this week"),
+        "{:?}",
+        out.tool_calls
+    );
+    assert_eq!(out.reply, "Understood, no campaign.");
+}

