@@ -17,6 +17,22 @@ pub struct AgentRunInput {
     pub session: String,
     /// The user's message.
     pub input: String,
+    /// How long one model call may take (the activity's start-to-close timeout; after it a
+    /// lost worker's call is retried elsewhere). Default 60 s.
+    #[serde(default = "model_timeout")]
+    pub model_timeout_secs: u64,
+    /// How long one tool call may take (default 30 s; [`AgentRunInput::for_agent`] takes the
+    /// agent's `tool_timeout_secs` plus 5 s for the executor's records).
+    #[serde(default = "tool_timeout")]
+    pub tool_timeout_secs: u64,
+}
+
+fn model_timeout() -> u64 {
+    60
+}
+
+fn tool_timeout() -> u64 {
+    30
 }
 
 impl AgentRunInput {
@@ -32,7 +48,28 @@ impl AgentRunInput {
             agent: agent.into(),
             session: session.into(),
             input: input.into(),
+            model_timeout_secs: model_timeout(),
+            tool_timeout_secs: tool_timeout(),
         }
+    }
+
+    /// A run of `agent`, its tool-call timeout taken from the agent's limits.
+    pub fn for_agent(
+        agent: &agentkit_core::agent::Agent,
+        tenant: impl Into<String>,
+        session: impl Into<String>,
+        input: impl Into<String>,
+    ) -> Self {
+        let mut run = Self::new(tenant, agent.id().as_str(), session, input);
+        run.tool_timeout_secs = agent.limits().tool_timeout_secs.saturating_add(5);
+        run
+    }
+
+    /// Sets the model-call and tool-call timeouts, in seconds (at least 1).
+    pub fn timeouts(mut self, model_secs: u64, tool_secs: u64) -> Self {
+        self.model_timeout_secs = model_secs.max(1);
+        self.tool_timeout_secs = tool_secs.max(1);
+        self
     }
 }
 

@@ -31,8 +31,8 @@ pub struct AgentWorkflow {
     waiting: BTreeSet<String>,
 }
 
-fn options() -> ActivityOptions {
-    ActivityOptions::start_to_close_timeout(Duration::from_secs(120))
+fn options(secs: u64) -> ActivityOptions {
+    ActivityOptions::start_to_close_timeout(Duration::from_secs(secs.max(1)))
 }
 
 #[workflow_methods]
@@ -50,8 +50,13 @@ impl AgentWorkflow {
             session: input.session.clone(),
             run: ctx.workflow_id().to_owned(),
         };
-        ctx.execute_activity(AgentActivities::begin_run, scope.clone(), options())
-            .await?;
+        let (model_secs, tool_secs) = (input.model_timeout_secs, input.tool_timeout_secs);
+        ctx.execute_activity(
+            AgentActivities::begin_run,
+            scope.clone(),
+            options(tool_secs),
+        )
+        .await?;
         let mut messages = vec![Message::user(input.input.clone())];
         let mut summaries: Vec<CallSummary> = Vec::new();
         let mut usage = Usage::default();
@@ -64,7 +69,7 @@ impl AgentWorkflow {
                         messages: messages.clone(),
                         step,
                     },
-                    options(),
+                    options(model_secs),
                 )
                 .await?;
             usage.add(&turn.usage);
@@ -82,7 +87,7 @@ impl AgentWorkflow {
                         .unwrap_or(u32::MAX),
                     usage,
                 };
-                ctx.execute_activity(AgentActivities::finish_run, finish, options())
+                ctx.execute_activity(AgentActivities::finish_run, finish, options(tool_secs))
                     .await?;
                 return Ok(AgentRunOutput {
                     run: scope.run,
@@ -99,7 +104,11 @@ impl AgentWorkflow {
                     approval: None,
                 };
                 let mut outcome = ctx
-                    .execute_activity(AgentActivities::tool_call, call_input.clone(), options())
+                    .execute_activity(
+                        AgentActivities::tool_call,
+                        call_input.clone(),
+                        options(tool_secs),
+                    )
                     .await?;
                 if let ToolStep::NeedsApproval { approval } = &outcome {
                     let approval = approval.clone();
@@ -109,7 +118,11 @@ impl AgentWorkflow {
                     ctx.state_mut(|s| s.waiting.remove(&approval));
                     call_input.approval = Some(approval);
                     outcome = ctx
-                        .execute_activity(AgentActivities::approved_call, call_input, options())
+                        .execute_activity(
+                            AgentActivities::approved_call,
+                            call_input,
+                            options(tool_secs),
+                        )
                         .await?;
                 }
                 let (content, is_error) = match outcome {

@@ -75,7 +75,7 @@ pub async fn dev_server(test: &str) -> Option<DevServer> {
         ])
         .args(["--port", &port.to_string(), "--ui-port", &ui.to_string()])
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
     let server = DevServer {
