@@ -52,6 +52,7 @@ fn temporal(e: impl std::fmt::Display) -> TemporalError {
 #[derive(Default)]
 pub struct TemporalAgents {
     agents: Vec<Agent>,
+    activities_per_second: Option<f64>,
 }
 
 impl TemporalAgents {
@@ -66,6 +67,13 @@ impl TemporalAgents {
         self
     }
 
+    /// At most `rate` activities per second dispatched on the worker's task queue (set by the
+    /// server, for every worker of the queue): a brake on model and tool traffic.
+    pub fn max_activities_per_second(mut self, rate: f64) -> Self {
+        self.activities_per_second = Some(rate);
+        self
+    }
+
     /// A worker on `task_queue` running [`AgentWorkflow`] and its activities (a per-tenant-tier
     /// queue is one worker per queue). Drive it with `worker.run().await` (its future is not
     /// `Send`: run it on the task that owns it, e.g. with `tokio::join!`), stop it with
@@ -76,6 +84,7 @@ impl TemporalAgents {
             .register_workflow::<AgentWorkflow>()
             .map_err(temporal)?
             .register_activities(AgentActivities::new(self.agents.iter().cloned()))
+            .maybe_max_task_queue_activities_per_second(self.activities_per_second)
             .build();
         Worker::new(&runtime, client.clone(), options).map_err(temporal)
     }

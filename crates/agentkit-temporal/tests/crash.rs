@@ -88,7 +88,6 @@ async fn temporal_crash_worker_child() {
         move |ctx, _args| {
             let effects = effects.clone();
             async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
                 let mut f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -97,6 +96,8 @@ async fn temporal_crash_worker_child() {
                 // One short line per effect: a single append, whole or absent.
                 f.write_all(format!("{}\n", ctx.idempotency_key).as_bytes())
                     .unwrap();
+                // The effect is out; the answer takes a while (a kill now leaves it unrecorded).
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 Ok(json!({"applied": true}))
             }
         },
@@ -110,8 +111,10 @@ async fn temporal_crash_worker_child() {
         .build()
         .unwrap();
     let client = agentkit_temporal::connect(&url, "default").await.unwrap();
+    // Paced so the work spans the kills: ~700 activities at 60 a second.
     let mut worker = TemporalAgents::new()
         .agent(agent)
+        .max_activities_per_second(60.0)
         .worker(&client, &queue)
         .unwrap();
     worker.run().await.unwrap();
