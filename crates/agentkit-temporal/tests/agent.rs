@@ -234,3 +234,119 @@ async fn a_rejected_call_runs_nothing_and_the_model_is_told() {
     );
     assert_eq!(out.reply, "Understood, no campaign.");
 }
+
+/// The records one scenario leaves in an agentkit store, without ids and times.
+async fn records(store: &InMemoryStore, tenant: &TenantId, run: &RunId) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut usage: Vec<String> = store
+        .list_usage(tenant, &UsageQuery::all().run(run.clone()))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| format!("usage {} {} {:?}", e.kind.as_str(), e.quantity, e.resource))
+        .collect();
+    usage.sort();
+    out.extend(usage);
+    for e in store.list_tool_executions(tenant, run).await.unwrap() {
+        out.push(format!(
+            "execution {} {:?} {}",
+            e.tool, e.status, e.arguments_hash
+        ));
+    }
+    for e in store
+        .list_audit(tenant, &AuditQuery::all().run(run.clone()))
+        .await
+        .unwrap()
+    {
+        out.push(format!(
+            "audit {} {} {:?}",
+            e.entry.kind, e.entry.action, e.entry.decision
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_scenario_leaves_the_same_governance_records_as_the_embedded_engine() {
+    let Some(server) = common::dev_server("parity").await else {
+        return;
+    };
+    let tenant = TenantId::new("spicy-co").unwrap();
+    let approve = ApprovalDecision::approve("lead@spicy.co");
+
+    // Embedded: the agent's own loop, suspended and resumed.
+    let embedded = Arc::new(InMemoryStore::new());
+    let agent = marketing(embedded.clone(), Arc::default(), "Draft created, approved.");
+    let run_a = RunId::new(unique("run")).unwrap();
+    let out = agent
+        .run(
+            agentkit_core::agent::RunRequest::new("spicy-co", "s-1", "Sell Spicy Chips")
+                .with_run_id(run_a.clone()),
+        )
+        .await
+        .unwrap();
+    let approval = out.approvals()[0].id.clone();
+    embedded
+        .decide_approval(&tenant, &approval, &approve)
+        .await
+        .unwrap();
+    let done = agent.resume(tenant.clone(), &run_a).await.unwrap();
+    assert_eq!(done.reply(), Some("Draft created, approved."));
+
+    // Temporal: the same agent definition on its own store.
+    let temporal = Arc::new(InMemoryStore::new());
+    let agent = marketing(temporal.clone(), Arc::default(), "Draft created, approved.");
+    let client = agentkit_temporal::connect(&server.url, "default")
+        .await
+        .unwrap();
+    let queue = unique("agents");
+    let mut worker = TemporalAgents::new()
+        .agent(agent)
+        .worker(&client, &queue)
+        .unwrap();
+    let shutdown = worker.shutdown_handle();
+    let run_b = unique("run");
+    let flow = async {
+        let input = AgentRunInput::new("spicy-co", "marketing", "s-1", "Sell Spicy Chips");
+        agentkit_temporal::start(&client, &queue, &run_b, input)
+            .await
+            .unwrap();
+        let approval = pending_approval(&temporal, &tenant).await;
+        agentkit_temporal::approve(
+            &client,
+            temporal.clone(),
+            &tenant,
+            &run_b,
+            &approval,
+            &approve,
+        )
+        .await
+        .unwrap();
+        let out = agentkit_temporal::result(&client, &run_b).await.unwrap();
+        shutdown();
+        out
+    };
+    let (worker_result, out) = tokio::join!(worker.run(), flow);
+    worker_result.unwrap();
+    assert_eq!(out.reply, "Draft created, approved.");
+
+    let a = records(&embedded, &tenant, &run_a).await;
+    let b = records(&temporal, &tenant, &RunId::new(&run_b).unwrap()).await;
+    assert_eq!(a, b, "embedded:\n{a:#?}\ntemporal:\n{b:#?}");
+    for kind in [
+        "usage input_tokens",
+        "usage output_tokens",
+        "usage tool_call",
+        "execution",
+        "audit",
+    ] {
+        assert!(
+            a.iter().any(|r| r.starts_with(kind)),
+            "no {kind} record: {a:#?}"
+        );
+    }
+    for store in [&embedded, &temporal] {
+        let audit = store.list_audit(&tenant, &AuditQuery::all()).await.unwrap();
+        assert_eq!(verify_audit_chain(&audit), Ok(()));
+    }
+}

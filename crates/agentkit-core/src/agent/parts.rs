@@ -25,11 +25,18 @@ impl Agent {
         &self.inner.limits
     }
 
-    /// The model request the agent would send for `messages`: its model name, temperature,
-    /// token cap, tool specs and output schema.
+    /// The model request the agent would send for the conversation `messages` (without a
+    /// system message): its system prompt first, then the messages; its model name,
+    /// temperature, token cap, tool specs and output schema. (The agent's context sources and
+    /// retriever are not consulted: its own turn loop adds those.)
     pub fn completion_request(&self, messages: Vec<Message>) -> CompletionRequest {
         let a = &self.inner;
-        let mut request = CompletionRequest::new(a.model.model.clone(), Arc::new(messages))
+        let mut all = Vec::with_capacity(messages.len() + 1);
+        if !a.system_prompt.is_empty() {
+            all.push(Message::system(a.system_prompt.clone()));
+        }
+        all.extend(messages);
+        let mut request = CompletionRequest::new(a.model.model.clone(), Arc::new(all))
             .with_tools(a.tool_specs.clone());
         request.temperature = a.model.temperature;
         request.max_tokens = a.model.max_tokens;
