@@ -13,7 +13,7 @@ use agentkit_core::id::{ApprovalId, IdempotencyKey, UsageEventId};
 use agentkit_core::message::Message;
 use agentkit_core::scope::Scope;
 use agentkit_core::store::{
-    ApprovalStatus, RunRecord, RunStatus, SessionRecord, UsageEvent, UsageKind, UsageQuery,
+    RunRecord, RunStatus, SessionRecord, UsageEvent, UsageKind, UsageQuery,
 };
 use temporalio_common::ActivityError;
 use temporalio_macros::activities;
@@ -219,21 +219,7 @@ impl AgentActivities {
             .await
             .map_err(fail)?
             .ok_or_else(|| fail(Error::NotFound(format!("approval {id}"))))?;
-        let rejected = match approval.status {
-            ApprovalStatus::Approved => None,
-            ApprovalStatus::Rejected => Some(format!(
-                "A human reviewer ({}) rejected this call{}",
-                approval.reviewer.as_deref().unwrap_or("unknown"),
-                approval
-                    .comment
-                    .as_deref()
-                    .map(|c| format!(": {c}"))
-                    .unwrap_or_else(|| ".".into())
-            )),
-            ApprovalStatus::Expired | ApprovalStatus::Pending => {
-                Some("Not executed: the approval request expired without a decision.".into())
-            }
-        };
+        let rejected = approval.not_approved_text();
         if let Some(content) = rejected {
             return Ok(ToolStep::Done {
                 content,
@@ -286,21 +272,9 @@ async fn record_usage(
     usage: &agentkit_core::message::Usage,
     admission: agentkit_core::store::Admission,
 ) -> agentkit_core::Result<()> {
-    let mut events = Vec::with_capacity(3);
-    for (kind, qty) in [
-        (
-            UsageKind::InputTokens,
-            usage.input_tokens.saturating_sub(usage.cached_input_tokens),
-        ),
-        (UsageKind::OutputTokens, usage.output_tokens),
-        (UsageKind::CachedInputTokens, usage.cached_input_tokens),
-    ] {
-        if qty > 0 {
-            let mut e = UsageEvent::scoped(scope, kind, qty);
-            e.id = UsageEventId::new(format!("{activity}:{}", kind.as_str()))?;
-            e.resource = Some(model.to_owned());
-            events.push(e);
-        }
+    let mut events = UsageEvent::for_model_call(scope, usage, model);
+    for e in &mut events {
+        e.id = UsageEventId::new(format!("{activity}:{}", e.kind.as_str()))?;
     }
     let store = agent.store();
     let recorded = store

@@ -23,6 +23,27 @@ use agentkit_core::tool::{FnTool, SideEffect, ToolSpec};
 use agentkit_temporal::{AgentRunInput, TemporalAgents};
 use serde_json::json;
 
+/// Runs `$flow` (a block that may `.await`, naming the task queue `$queue`) while a worker for
+/// `$agent` serves that queue; the worker stops when the block ends.
+macro_rules! with_worker {
+    ($client:expr, $agent:expr, |$queue:ident| $flow:block) => {{
+        let $queue = unique("agents");
+        let mut worker = TemporalAgents::new()
+            .agent($agent)
+            .worker(&$client, &$queue)
+            .unwrap();
+        let shutdown = worker.shutdown_handle();
+        let flow = async {
+            let out = $flow;
+            shutdown();
+            out
+        };
+        let (worker_result, out) = tokio::join!(worker.run(), flow);
+        worker_result.unwrap();
+        out
+    }};
+}
+
 fn marketing(store: Arc<InMemoryStore>, drafts: Arc<AtomicUsize>, reply: &str) -> Agent {
     let draft = FnTool::new(
         ToolSpec::new(
@@ -88,15 +109,9 @@ async fn an_approved_call_runs_once_and_the_records_are_in_the_agentkit_store() 
     let client = agentkit_temporal::connect(&server.url, "default")
         .await
         .unwrap();
-    let queue = unique("agents");
-    let mut worker = TemporalAgents::new()
-        .agent(agent)
-        .worker(&client, &queue)
-        .unwrap();
-    let shutdown = worker.shutdown_handle();
     let tenant = TenantId::new("spicy-co").unwrap();
     let run = unique("run");
-    let flow = async {
+    let out = with_worker!(client, agent, |queue| {
         let input = AgentRunInput::new("spicy-co", "marketing", "s-1", "Sell Spicy Chips");
         agentkit_temporal::start(&client, &queue, &run, input)
             .await
@@ -131,12 +146,8 @@ async fn an_approved_call_runs_once_and_the_records_are_in_the_agentkit_store() 
         )
         .await;
         assert!(again.is_err());
-        let out = agentkit_temporal::result(&client, &run).await.unwrap();
-        shutdown();
-        out
-    };
-    let (worker_result, out) = tokio::join!(worker.run(), flow);
-    worker_result.unwrap();
+        agentkit_temporal::result(&client, &run).await.unwrap()
+    });
     assert_eq!(out.reply, "Draft created, approved.");
     assert_eq!(out.turns, 2);
     assert_eq!(out.tool_calls.len(), 1);
@@ -191,15 +202,9 @@ async fn a_rejected_call_runs_nothing_and_the_model_is_told() {
     let client = agentkit_temporal::connect(&server.url, "default")
         .await
         .unwrap();
-    let queue = unique("agents");
-    let mut worker = TemporalAgents::new()
-        .agent(agent)
-        .worker(&client, &queue)
-        .unwrap();
-    let shutdown = worker.shutdown_handle();
     let tenant = TenantId::new("spicy-co").unwrap();
     let run = unique("run");
-    let flow = async {
+    let out = with_worker!(client, agent, |queue| {
         let input = AgentRunInput::new("spicy-co", "marketing", "s-2", "Sell Spicy Chips");
         agentkit_temporal::start(&client, &queue, &run, input)
             .await
@@ -215,12 +220,8 @@ async fn a_rejected_call_runs_nothing_and_the_model_is_told() {
         )
         .await
         .unwrap();
-        let out = agentkit_temporal::result(&client, &run).await.unwrap();
-        shutdown();
-        out
-    };
-    let (worker_result, out) = tokio::join!(worker.run(), flow);
-    worker_result.unwrap();
+        agentkit_temporal::result(&client, &run).await.unwrap()
+    });
     assert_eq!(
         drafts.load(Ordering::SeqCst),
         0,
@@ -299,14 +300,8 @@ async fn the_same_scenario_leaves_the_same_governance_records_as_the_embedded_en
     let client = agentkit_temporal::connect(&server.url, "default")
         .await
         .unwrap();
-    let queue = unique("agents");
-    let mut worker = TemporalAgents::new()
-        .agent(agent)
-        .worker(&client, &queue)
-        .unwrap();
-    let shutdown = worker.shutdown_handle();
     let run_b = unique("run");
-    let flow = async {
+    let out = with_worker!(client, agent, |queue| {
         let input = AgentRunInput::new("spicy-co", "marketing", "s-1", "Sell Spicy Chips");
         agentkit_temporal::start(&client, &queue, &run_b, input)
             .await
@@ -322,12 +317,8 @@ async fn the_same_scenario_leaves_the_same_governance_records_as_the_embedded_en
         )
         .await
         .unwrap();
-        let out = agentkit_temporal::result(&client, &run_b).await.unwrap();
-        shutdown();
-        out
-    };
-    let (worker_result, out) = tokio::join!(worker.run(), flow);
-    worker_result.unwrap();
+        agentkit_temporal::result(&client, &run_b).await.unwrap()
+    });
     assert_eq!(out.reply, "Draft created, approved.");
 
     let a = records(&embedded, &tenant, &run_a).await;

@@ -274,6 +274,26 @@ pub struct ApprovalRequest {
 }
 
 impl ApprovalRequest {
+    /// Why the call will not run, for the model, when the request was not approved: the
+    /// reviewer's rejection (with their comment) or the expiry; `None` when it was approved.
+    /// Every engine resuming an agent's call tells the model the same.
+    pub fn not_approved_text(&self) -> Option<String> {
+        match self.status {
+            ApprovalStatus::Approved => None,
+            ApprovalStatus::Rejected => Some(format!(
+                "A human reviewer ({}) rejected this call{}",
+                self.reviewer.as_deref().unwrap_or("unknown"),
+                self.comment
+                    .as_deref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_else(|| ".".into())
+            )),
+            ApprovalStatus::Expired | ApprovalStatus::Pending => {
+                Some("Not executed: the approval request expired without a decision.".into())
+            }
+        }
+    }
+
     /// A pending request for `call` in `scope`, created now.
     pub fn new(
         scope: &Scope,

@@ -131,6 +131,28 @@ pub struct UsageEvent {
 }
 
 impl UsageEvent {
+    /// The token events of one model call in `scope`: input (without the cached part), output
+    /// and cached input, each with the model as its resource; zero counts are left out. Every
+    /// engine driving an agent meters a model call this way.
+    pub fn for_model_call(scope: &Scope, usage: &crate::message::Usage, model: &str) -> Vec<Self> {
+        [
+            (
+                UsageKind::InputTokens,
+                usage.input_tokens.saturating_sub(usage.cached_input_tokens),
+            ),
+            (UsageKind::OutputTokens, usage.output_tokens),
+            (UsageKind::CachedInputTokens, usage.cached_input_tokens),
+        ]
+        .into_iter()
+        .filter(|(_, qty)| *qty > 0)
+        .map(|(kind, qty)| {
+            let mut e = Self::scoped(scope, kind, qty);
+            e.resource = Some(model.to_owned());
+            e
+        })
+        .collect()
+    }
+
     /// An unpriced event now for `scope`'s tenant, agent, session and run.
     pub fn scoped(scope: &Scope, kind: UsageKind, quantity: u64) -> Self {
         let mut e = Self::new(scope.tenant.clone(), scope.agent.clone(), kind, quantity);

@@ -506,22 +506,7 @@ impl RunCtx<'_> {
     }
 
     async fn record_model_usage(&mut self, response: &CompletionResponse) {
-        let u = &response.usage;
-        let mut events = Vec::with_capacity(3);
-        for (kind, qty) in [
-            (
-                UsageKind::InputTokens,
-                u.input_tokens.saturating_sub(u.cached_input_tokens),
-            ),
-            (UsageKind::OutputTokens, u.output_tokens),
-            (UsageKind::CachedInputTokens, u.cached_input_tokens),
-        ] {
-            if qty > 0 {
-                let mut e = self.usage_event(kind, qty);
-                e.resource = Some(response.model.clone());
-                events.push(e);
-            }
-        }
+        let mut events = UsageEvent::for_model_call(&self.scope, &response.usage, &response.model);
         let admission = self.admission.take().unwrap_or_default();
         self.a.executor.settle_usage(admission, &mut events).await;
         self.step.usage.extend(events);

@@ -250,26 +250,12 @@ impl RunCtx<'_> {
                             &call.name,
                             "Not executed: the approval does not match the requested call.",
                         ),
-                        ApprovalStatus::Rejected => Message::tool_error(
+                        ApprovalStatus::Rejected
+                        | ApprovalStatus::Expired
+                        | ApprovalStatus::Pending => Message::tool_error(
                             &call.id,
                             &call.name,
-                            truncate(
-                                format!(
-                                    "A human reviewer ({}) rejected this call{}",
-                                    request.reviewer.as_deref().unwrap_or("unknown"),
-                                    request
-                                        .comment
-                                        .as_deref()
-                                        .map(|c| format!(": {c}"))
-                                        .unwrap_or_else(|| ".".into())
-                                ),
-                                limit,
-                            ),
-                        ),
-                        ApprovalStatus::Expired | ApprovalStatus::Pending => Message::tool_error(
-                            &call.id,
-                            &call.name,
-                            "Not executed: the approval request expired without a decision.",
+                            truncate(request.not_approved_text().unwrap_or_default(), limit),
                         ),
                     };
                     self.note_result(&call, &result);
