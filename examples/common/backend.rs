@@ -12,7 +12,7 @@ use agentkit::retrieval::VectorStore;
 use agentkit::sqlite::SqliteStore;
 use agentkit::store::StateStore;
 use agentkit_workflow::WorkflowStore;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -147,9 +147,4 @@ impl Db {
             }
         }
     }
-}
-
-/// Connect options with a pool of the store's recommended size (for callers that need one).
-pub fn pool_options() -> PgPoolOptions {
-    PostgresStore::pool_options()
 }

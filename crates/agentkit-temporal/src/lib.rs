@@ -19,15 +19,24 @@
 //!
 //! ```no_run
 //! # async fn demo(agent: agentkit_core::agent::Agent) -> Result<(), Box<dyn std::error::Error>> {
-//! use agentkit_temporal::{AgentRunInput, AgentWorkflow, TemporalAgents};
+//! use agentkit_temporal::{AgentRunInput, TemporalAgents};
 //!
-//! let agents = TemporalAgents::new().agent(agent);
+//! let input = AgentRunInput::for_agent(&agent, "acme", "session-1", "Sell Spicy Chips");
 //! let client = agentkit_temporal::connect("http://127.0.0.1:7233", "default").await?;
-//! let mut worker = agents.worker(&client, "agents")?;
-//! let handle = agentkit_temporal::start(&client, "agents", "run-1",
-//!     AgentRunInput::new("acme", "marketing", "session-1", "Sell Spicy Chips")).await?;
-//! // … `worker.run()` drives it; a reviewer's decision:
-//! // agentkit_temporal::approve(&client, store, &tenant, "run-1", &approval_id, &decision).await?;
+//! let mut worker = TemporalAgents::new().agent(agent).worker(&client, "agents")?;
+//! let shutdown = worker.shutdown_handle();
+//! let host = async {
+//!     agentkit_temporal::start(&client, "agents", "run-1", input).await?;
+//!     // A reviewer's decision, when the policy asked for one:
+//!     // agentkit_temporal::approve(&client, store, &tenant, "run-1", &approval, &decision).await?;
+//!     let out = agentkit_temporal::result(&client, "run-1").await?;
+//!     shutdown();
+//!     Ok::<_, agentkit_temporal::TemporalError>(out.reply)
+//! };
+//! // The worker's future is not `Send`: drive it on this task, beside the host's work.
+//! let (worked, reply) = tokio::join!(worker.run(), host);
+//! worked?;
+//! println!("{}", reply?);
 //! # Ok(()) }
 //! ```
 

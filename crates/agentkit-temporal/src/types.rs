@@ -25,6 +25,14 @@ pub struct AgentRunInput {
     /// agent's `tool_timeout_secs` plus 5 s for the executor's records).
     #[serde(default = "tool_timeout")]
     pub tool_timeout_secs: u64,
+    /// Model calls at most before the run fails without an answer (the agent's `max_turns`
+    /// with [`AgentRunInput::for_agent`]; default 10, as the agent's default limit).
+    #[serde(default = "max_turns")]
+    pub max_turns: u32,
+}
+
+fn max_turns() -> u32 {
+    agentkit_core::config::Limits::default().max_turns
 }
 
 fn model_timeout() -> u64 {
@@ -50,10 +58,12 @@ impl AgentRunInput {
             input: input.into(),
             model_timeout_secs: model_timeout(),
             tool_timeout_secs: tool_timeout(),
+            max_turns: max_turns(),
         }
     }
 
-    /// A run of `agent`, its tool-call timeout taken from the agent's limits.
+    /// A run of `agent` under the agent's limits: its `max_turns`, and its tool timeout (plus
+    /// 5 s for the executor's records) as the tool-call timeout.
     pub fn for_agent(
         agent: &agentkit_core::agent::Agent,
         tenant: impl Into<String>,
@@ -62,6 +72,7 @@ impl AgentRunInput {
     ) -> Self {
         let mut run = Self::new(tenant, agent.id().as_str(), session, input);
         run.tool_timeout_secs = agent.limits().tool_timeout_secs.saturating_add(5);
+        run.max_turns = agent.limits().max_turns;
         run
     }
 

@@ -17,10 +17,6 @@ use crate::types::{
     ToolCallInput, ToolStep,
 };
 
-/// Model calls made at most per run (the agent's own `max_turns` is enforced by its activities'
-/// executor for tool calls; this bounds the loop).
-const MAX_TURNS: u32 = 32;
-
 /// An agent run (see the crate docs). Its workflow id is the run id in the agentkit store.
 #[workflow]
 #[derive(Default)]
@@ -60,7 +56,8 @@ impl AgentWorkflow {
         let mut messages = vec![Message::user(input.input.clone())];
         let mut summaries: Vec<CallSummary> = Vec::new();
         let mut usage = Usage::default();
-        for step in 0..MAX_TURNS {
+        let max_turns = input.max_turns.max(1);
+        for step in 0..max_turns {
             let turn = ctx
                 .execute_activity(
                     AgentActivities::model_call,
@@ -145,7 +142,7 @@ impl AgentWorkflow {
             }
         }
         Err(failed(format!(
-            "the run made {MAX_TURNS} model calls without a final answer"
+            "the run made {max_turns} model calls without a final answer"
         )))
     }
 

@@ -341,3 +341,20 @@ async fn the_same_scenario_leaves_the_same_governance_records_as_the_embedded_en
         assert_eq!(verify_audit_chain(&audit), Ok(()));
     }
 }
+
+#[test]
+fn a_run_input_takes_the_agents_limits() {
+    let agent = Agent::builder()
+        .id("marketing")
+        .model(Arc::new(ScriptedModel::new([])), "scripted")
+        .max_turns(3)
+        .build()
+        .unwrap();
+    let input = AgentRunInput::for_agent(&agent, "acme", "s", "hi");
+    assert_eq!(input.max_turns, 3);
+    assert_eq!(
+        input.tool_timeout_secs,
+        agent.limits().tool_timeout_secs + 5
+    );
+    assert_eq!(input.agent, "marketing");
+}
