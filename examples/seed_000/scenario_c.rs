@@ -166,6 +166,20 @@ pub fn engine(
     effects: &Effects,
     crm_failures: usize,
 ) -> Result<Workflows> {
+    let (executor, marketing) = parts(state, effects, crm_failures)?;
+    Ok(Workflows::builder(store)
+        .executor(executor)
+        .agent(marketing)
+        .build())
+}
+
+/// The scenario's governed executor (its integrations) and its marketing agent, for any
+/// engine: the embedded one above, or Temporal (`crates/agentkit-temporal/tests/scenario_c.rs`).
+pub fn parts(
+    state: Arc<dyn StateStore>,
+    effects: &Effects,
+    crm_failures: usize,
+) -> Result<(ToolExecutor, Agent)> {
     let crm_calls = Arc::new(AtomicUsize::new(0));
     let tools = vec![
         integration("ads.create", SideEffect::External, effects, |args| {
@@ -196,10 +210,7 @@ pub fn engine(
         )
         .store(state)
         .build()?;
-    Ok(Workflows::builder(store)
-        .executor(executor)
-        .agent(marketing)
-        .build())
+    Ok((executor, marketing))
 }
 
 /// The definition.

@@ -13,7 +13,7 @@ use agentkit_core::id::{ApprovalId, IdempotencyKey, UsageEventId};
 use agentkit_core::message::Message;
 use agentkit_core::scope::Scope;
 use agentkit_core::store::{
-    RunRecord, RunStatus, SessionRecord, UsageEvent, UsageKind, UsageQuery,
+    RunRecord, RunStatus, SessionRecord, StateStore, UsageEvent, UsageKind, UsageQuery,
 };
 use temporalio_common::ActivityError;
 use temporalio_macros::activities;
@@ -53,7 +53,7 @@ impl AgentActivities {
 
 /// An agentkit error as an activity failure: retryable errors are retried by Temporal (after
 /// the server's `retry_after` when it gave one), the rest fail the activity at once.
-fn fail(e: Error) -> ActivityError {
+pub(crate) fn fail(e: Error) -> ActivityError {
     let retry_after = e.retry_after();
     let failure = if e.is_retryable() {
         ApplicationFailure::builder(e.to_string())
@@ -78,22 +78,7 @@ impl AgentActivities {
     ) -> Result<(), ActivityError> {
         let scope = input.scope().map_err(fail)?;
         let store = self.agent(&input.agent)?.store();
-        let session = SessionRecord::new(
-            scope.tenant.clone(),
-            scope.session.clone(),
-            scope.agent.clone(),
-        );
-        store
-            .create_session(&scope.tenant, &session)
-            .await
-            .map_err(fail)?;
-        match store
-            .create_run(&scope.tenant, &RunRecord::new(&scope))
-            .await
-        {
-            Ok(()) | Err(Error::Conflict(_)) => Ok(()),
-            Err(e) => Err(fail(e)),
-        }
+        ensure_run(store.as_ref(), &scope).await.map_err(fail)
     }
 
     /// Marks the run completed in the agentkit store with its answer and counts (once).
@@ -233,6 +218,25 @@ impl AgentActivities {
             .await
             .map_err(fail)?;
         Ok(step(agent, &input, outcome, "Approved, but "))
+    }
+}
+
+/// Creates the run's session (on first use) and its run record in the agentkit store, so its
+/// approval requests, tool executions, usage and audit entries belong to a run the host can
+/// list. Idempotent: a retried start finds its own records.
+pub(crate) async fn ensure_run(store: &dyn StateStore, scope: &Scope) -> agentkit_core::Result<()> {
+    let session = SessionRecord::new(
+        scope.tenant.clone(),
+        scope.session.clone(),
+        scope.agent.clone(),
+    );
+    store.create_session(&scope.tenant, &session).await?;
+    match store
+        .create_run(&scope.tenant, &RunRecord::new(scope))
+        .await
+    {
+        Ok(()) | Err(Error::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -42,11 +42,16 @@
 
 mod activities;
 mod client;
+pub mod graph;
 mod types;
 mod workflow;
 
 pub use activities::AgentActivities;
-pub use client::{TemporalAgents, TemporalError, approve, connect, result, start};
+pub use client::{
+    TemporalAgents, TemporalError, approve, connect, decide, result, resume, send_event, start,
+    start_workflow, workflow_result,
+};
+pub use graph::{GraphRunInput, GraphRunOutput, GraphStep, GraphWorkflow};
 pub use types::{
     AgentRunInput, AgentRunOutput, CallSummary, FinishInput, ModelCallInput, ModelTurn, RunScope,
     ToolCallInput, ToolStep,

@@ -37,7 +37,9 @@ mod worker;
 pub use definition::{
     Edge, FailureStrategy, Node, NodeKind, RetryPolicy, ToolInvocation, WorkflowDefinition,
 };
-pub use engine::{CHILD_POLL, DEFAULT_LEASE, StartRequest, Workflows, WorkflowsBuilder};
+pub use engine::{
+    CHILD_POLL, DEFAULT_LEASE, DEFAULT_MAX_VISITS, StartRequest, Workflows, WorkflowsBuilder,
+};
 pub use intake::{Intake, IntakeError};
 pub use record::{
     ApprovalPurpose, Created, Delivery, RunQuery, RunState, StepRecord, StepStatus, Wait,

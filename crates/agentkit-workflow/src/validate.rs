@@ -103,6 +103,56 @@ impl CompiledWorkflow {
     pub fn definition(&self) -> &WorkflowDefinition {
         &self.def
     }
+
+    /// A node's main template: a tool node's arguments, an approval's payload, a
+    /// sub-workflow's input or an agent node's input (as a string template).
+    pub fn template(&self, node: &str) -> Option<&Template> {
+        self.nodes.get(node).and_then(|n| n.main.as_ref())
+    }
+
+    /// A `wait_event` node's correlation template.
+    pub fn correlation(&self, node: &str) -> Option<&Template> {
+        self.nodes.get(node).and_then(|n| n.correlation.as_ref())
+    }
+
+    /// A `transform` node's assignments, key and template.
+    pub fn assignments(&self, node: &str) -> &[(String, Template)] {
+        self.nodes.get(node).map_or(&[], |n| n.set.as_slice())
+    }
+
+    /// The arguments template of a node's compensation.
+    pub fn compensation(&self, node: &str) -> Option<&Template> {
+        self.nodes.get(node).and_then(|n| n.compensate.as_ref())
+    }
+
+    /// How many branches meet at `join` (1 for a node that is no join).
+    pub fn branches_at(&self, join: &str) -> u32 {
+        self.joins.get(join).copied().unwrap_or(1)
+    }
+
+    /// Where a run goes after `from` with `context`: the target of the first outgoing edge
+    /// whose condition holds, `None` when the node has no edges (the branch ends), an error
+    /// when it has edges and none holds or a condition cannot be evaluated. Every engine
+    /// routes through this one function.
+    pub fn next_node(&self, from: &str, context: &serde_json::Value) -> Result<Option<&str>, String> {
+        let edges = self.edges.get(from).map(Vec::as_slice).unwrap_or(&[]);
+        for (to, cond) in edges {
+            let holds = match cond {
+                None => true,
+                Some(c) => c
+                    .eval(context)
+                    .map_err(|e| format!("edge from `{from}` to `{to}`: {e}"))?,
+            };
+            if holds {
+                return Ok(Some(to));
+            }
+        }
+        if edges.is_empty() {
+            Ok(None)
+        } else {
+            Err(format!("no edge from `{from}` holds for the run's context"))
+        }
+    }
 }
 
 /// Checks a definition against a catalog and compiles it. Reports, with node ids: duplicate or

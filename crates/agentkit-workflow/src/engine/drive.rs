@@ -516,26 +516,7 @@ impl Workflows {
         let from = next.cursor.tokens[index].node.clone();
         let target = match route {
             Some(r) => Some(r),
-            None => {
-                let mut chosen = None;
-                let edges = wf.edges.get(&from).map(Vec::as_slice).unwrap_or(&[]);
-                for (to, cond) in edges {
-                    let holds = match cond {
-                        None => true,
-                        Some(c) => c
-                            .eval(&next.context)
-                            .map_err(|e| format!("edge from `{from}` to `{to}`: {e}"))?,
-                    };
-                    if holds {
-                        chosen = Some(to.clone());
-                        break;
-                    }
-                }
-                if chosen.is_none() && !edges.is_empty() {
-                    return Err(format!("no edge from `{from}` holds for the run's context"));
-                }
-                chosen
-            }
+            None => wf.next_node(&from, &next.context)?.map(str::to_owned),
         };
         match target {
             None => {

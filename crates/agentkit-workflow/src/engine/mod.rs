@@ -13,6 +13,8 @@ mod drive;
 mod nodes;
 mod recover;
 
+pub use drive::DEFAULT_MAX_VISITS;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
