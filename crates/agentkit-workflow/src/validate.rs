@@ -134,7 +134,11 @@ impl CompiledWorkflow {
     /// whose condition holds, `None` when the node has no edges (the branch ends), an error
     /// when it has edges and none holds or a condition cannot be evaluated. Every engine
     /// routes through this one function.
-    pub fn next_node(&self, from: &str, context: &serde_json::Value) -> Result<Option<&str>, String> {
+    pub fn next_node(
+        &self,
+        from: &str,
+        context: &serde_json::Value,
+    ) -> Result<Option<&str>, String> {
         let edges = self.edges.get(from).map(Vec::as_slice).unwrap_or(&[]);
         for (to, cond) in edges {
             let holds = match cond {
