@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,15 +121,14 @@ async fn temporal_crash_worker_child() {
 }
 
 fn spawn_worker(db: &str, url: &str, queue: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "temporal_crash_worker_child", "--nocapture"])
-        .env(CHILD_DB, db)
-        .env("AGENTKIT_TEMPORAL_CRASH_URL", url)
-        .env("AGENTKIT_TEMPORAL_CRASH_QUEUE", queue)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    common::spawn_self(
+        "temporal_crash_worker_child",
+        &[
+            (CHILD_DB, db),
+            ("AGENTKIT_TEMPORAL_CRASH_URL", url),
+            ("AGENTKIT_TEMPORAL_CRASH_QUEUE", queue),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

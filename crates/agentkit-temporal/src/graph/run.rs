@@ -37,11 +37,18 @@ use super::workflow::GraphWorkflow;
 use crate::types::{AgentRunInput, RunScope};
 use crate::workflow::AgentWorkflow;
 
-/// How long one bookkeeping activity (load, approvals, snapshot, finish) may take.
-const BOOKKEEPING: Duration = Duration::from_secs(30);
+/// How long one bookkeeping activity (load, approvals, snapshot, finish) may take; a worker
+/// lost during one is noticed (and the activity retried elsewhere) after this long.
+const BOOKKEEPING: Duration = Duration::from_secs(10);
 
 /// How long a tool node's activity may take when the node sets no timeout.
 const TOOL_DEFAULT: Duration = Duration::from_secs(60);
+
+/// Room for the store around a tool node's own timeout.
+const TOOL_MARGIN: Duration = Duration::from_secs(5);
+
+/// How often a call left in doubt is looked at again without a `resume` signal.
+const IN_DOUBT_POLL: Duration = Duration::from_secs(30);
 
 type Branch<'a> = Pin<Box<dyn Future<Output = WorkflowResult<BranchEnd>> + 'a>>;
 
@@ -815,8 +822,16 @@ impl Interpreter {
                     retry_after_ms: None,
                     ..
                 } => {
+                    // Until a human resolves it: woken by `resume`, and looking again every
+                    // so often by itself (a signal sent before this wait began is not lost).
                     let seen = self.ctx.state(|s| s.resumes);
-                    self.ctx.wait_condition(|s| s.resumes > seen).await?;
+                    let resumed = self.ctx.wait_condition(|s| s.resumes > seen);
+                    let poll = self.ctx.timer(IN_DOUBT_POLL);
+                    if let Either::Left((r, _)) =
+                        futures::future::select(Box::pin(resumed), Box::pin(poll)).await
+                    {
+                        r?;
+                    }
                 }
             }
         }
@@ -1005,7 +1020,7 @@ enum Human {
 fn tool_options(node: &Node) -> ActivityOptions {
     let timeout = node
         .timeout_ms
-        .map_or(TOOL_DEFAULT, |ms| Duration::from_millis(ms) + BOOKKEEPING);
+        .map_or(TOOL_DEFAULT, |ms| Duration::from_millis(ms) + TOOL_MARGIN);
     let retry = RetryPolicy::builder()
         .initial_interval(Duration::from_millis(node.retry.backoff_ms.max(1)))
         .backoff_coefficient(f64::from(node.retry.factor.max(1.0)))

@@ -97,3 +97,15 @@ pub async fn dev_server(test: &str) -> Option<DevServer> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Re-executes this test binary as a child process running only `test` (a worker whose test
+/// does nothing unless `env` names its work), its output discarded.
+pub fn spawn_self(test: &str, env: &[(&str, &str)]) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
