@@ -123,6 +123,13 @@ impl TemporalAgents {
         Worker::new(&runtime, client.clone(), options).map_err(temporal)
     }
 
+    /// Checks the workflow definitions as [`TemporalAgents::worker`] does (against the
+    /// executor's tools and this worker's agents), without a server: for a host's start-up
+    /// checks or its CI.
+    pub fn check(&self) -> agentkit_core::Result<()> {
+        self.graph_activities().map(|_| ())
+    }
+
     /// The workflow activities, the definitions checked; `None` without definitions.
     fn graph_activities(&self) -> agentkit_core::Result<Option<GraphActivities>> {
         if self.definitions.is_empty() {
