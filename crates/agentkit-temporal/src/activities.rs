@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use agentkit_core::agent::Agent;
+use agentkit_core::agent::{Agent, ContextRequest};
 use agentkit_core::error::Error;
 use agentkit_core::exec::{CallOutcome, CallRequest};
 use agentkit_core::id::{ApprovalId, IdempotencyKey, UsageEventId};
@@ -20,7 +20,9 @@ use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::ActivityContext;
 
-use crate::types::{FinishInput, ModelCallInput, ModelTurn, RunScope, ToolCallInput, ToolStep};
+use crate::types::{
+    FinishInput, ModelCallInput, ModelTurn, PrepareInput, RunScope, ToolCallInput, ToolStep,
+};
 
 /// What a model call may spend at most when the agent sets no `max_tokens` (for the budget
 /// gate's estimate), as in the agent's own loop.
@@ -79,6 +81,35 @@ impl AgentActivities {
         let scope = input.scope().map_err(fail)?;
         let store = self.agent(&input.agent)?.store();
         ensure_run(store.as_ref(), &scope).await.map_err(fail)
+    }
+
+    /// The context the run starts with, after the system prompt: the agent's context sources'
+    /// blocks and its retrieved knowledge (`Agent::context_prefix`), asked once per run and
+    /// kept in the run's history. A retrieval is metered once (a `knowledge_query` usage event
+    /// under an id derived from the run).
+    #[activity]
+    pub async fn prepare_run(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PrepareInput,
+    ) -> Result<Vec<Message>, ActivityError> {
+        let scope = input.scope.scope().map_err(fail)?;
+        let agent = self.agent(&input.scope.agent)?;
+        let request = ContextRequest::new(scope.clone(), input.input, input.metadata);
+        let prefix = agent.context_prefix(&request).await.map_err(fail)?;
+        if prefix.retrieved {
+            let mut event = UsageEvent::scoped(&scope, UsageKind::KnowledgeQuery, 1);
+            event.resource = Some("retriever".into());
+            event.id = UsageEventId::new(format!("{}:knowledge_query", scope.run)).map_err(fail)?;
+            let mut events = vec![event];
+            agent.executor().price_usage(&mut events).await;
+            match agent.store().append_usage(&scope.tenant, &events).await {
+                // Recorded by an earlier attempt of this activity.
+                Ok(()) | Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        Ok(prefix.messages)
     }
 
     /// Marks the run completed in the agentkit store with its answer and counts (once).

@@ -53,7 +53,7 @@ pub use client::{
 };
 pub use graph::{GraphRunInput, GraphRunOutput, GraphStep, GraphWorkflow};
 pub use types::{
-    AgentRunInput, AgentRunOutput, CallSummary, FinishInput, ModelCallInput, ModelTurn, RunScope,
-    ToolCallInput, ToolStep,
+    AgentRunInput, AgentRunOutput, CallSummary, FinishInput, ModelCallInput, ModelTurn,
+    PrepareInput, RunScope, ToolCallInput, ToolStep,
 };
 pub use workflow::AgentWorkflow;

@@ -1,5 +1,7 @@
 //! What the workflow and its activities exchange (serialised into Temporal's history).
 
+use std::collections::BTreeMap;
+
 use agentkit_core::Result;
 use agentkit_core::id::{AgentId, RunId, SessionId, TenantId};
 use agentkit_core::message::{Message, ToolCall, Usage};
@@ -29,6 +31,9 @@ pub struct AgentRunInput {
     /// with [`AgentRunInput::for_agent`]; default 10, as the agent's default limit).
     #[serde(default = "max_turns")]
     pub max_turns: u32,
+    /// The run's metadata (e.g. the end user's id), given to the agent's context sources.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 fn max_turns() -> u32 {
@@ -59,7 +64,14 @@ impl AgentRunInput {
             model_timeout_secs: model_timeout(),
             tool_timeout_secs: tool_timeout(),
             max_turns: max_turns(),
+            metadata: BTreeMap::new(),
         }
+    }
+
+    /// Adds metadata the agent's context sources see (`ContextRequest::metadata`).
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
     }
 
     /// A run of `agent` under the agent's limits: its `max_turns`, and its tool timeout (plus
@@ -208,4 +220,16 @@ pub struct FinishInput {
     pub tool_errors: u32,
     /// Tokens over the run.
     pub usage: Usage,
+}
+
+/// The `prepare_run` activity's input: what the agent's context sources and retriever are
+/// asked with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepareInput {
+    /// The run's scope.
+    pub scope: RunScope,
+    /// The run's input.
+    pub input: String,
+    /// The run's metadata.
+    pub metadata: BTreeMap<String, String>,
 }

@@ -13,8 +13,8 @@ use temporalio_sdk::{
 
 use crate::activities::AgentActivities;
 use crate::types::{
-    AgentRunInput, AgentRunOutput, CallSummary, FinishInput, ModelCallInput, RunScope,
-    ToolCallInput, ToolStep,
+    AgentRunInput, AgentRunOutput, CallSummary, FinishInput, ModelCallInput, PrepareInput,
+    RunScope, ToolCallInput, ToolStep,
 };
 
 /// An agent run (see the crate docs). Its workflow id is the run id in the agentkit store.
@@ -53,7 +53,19 @@ impl AgentWorkflow {
             options(tool_secs),
         )
         .await?;
-        let mut messages = vec![Message::user(input.input.clone())];
+        // The host's context and retrieved knowledge, asked once and kept in the history.
+        let mut messages = ctx
+            .execute_activity(
+                AgentActivities::prepare_run,
+                PrepareInput {
+                    scope: scope.clone(),
+                    input: input.input.clone(),
+                    metadata: input.metadata.clone(),
+                },
+                options(tool_secs),
+            )
+            .await?;
+        messages.push(Message::user(input.input.clone()));
         let mut summaries: Vec<CallSummary> = Vec::new();
         let mut usage = Usage::default();
         let max_turns = input.max_turns.max(1);

@@ -54,6 +54,17 @@ pub struct ContextRequest {
     pub metadata: BTreeMap<String, String>,
 }
 
+impl ContextRequest {
+    /// A request for the run `scope` started with `input` and `metadata`.
+    pub fn new(scope: Scope, input: impl Into<String>, metadata: BTreeMap<String, String>) -> Self {
+        Self {
+            scope,
+            input: input.into(),
+            metadata,
+        }
+    }
+}
+
 /// Data a host assembles for a run before the model is called (see the module docs).
 #[async_trait]
 pub trait ContextSource: Send + Sync {

@@ -38,6 +38,7 @@ pub use config::{AgentRegistry, Blueprint};
 pub use context::{ContextRequest, ContextSource, FnContext};
 pub use eval::{EvalSubject, EvalSummary, Evaluation, Evaluator};
 pub use memory::apply_memory_policy;
+pub use parts::ContextPrefix;
 pub use turn::resume::decide_approval;
 
 use crate::error::{Error, Result};

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::context::{ContextRequest, format_block};
+use super::context::ContextRequest;
 use super::{
     Agent, AgentEvent, AgentInner, ModelSlot, RunOutcome, RunReport, RunRequest, Suspension,
     ToolCallSummary, apply_memory_policy, window,
@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::RunId;
 use crate::message::Message;
 use crate::model::{CompletionRequest, CompletionResponse, StreamAccumulator, StreamEvent};
-use crate::retrieval::{ScoredChunk, citations, format_context_block};
+use crate::retrieval::{ScoredChunk, citations};
 use crate::scope::Scope;
 use crate::store::{
     Admission, ApprovalRequest, MessageWindow, PendingCall, RunRecord, RunStatus, SessionRecord,
@@ -237,32 +237,20 @@ impl RunCtx<'_> {
         if !a.system_prompt.is_empty() {
             prefix.push(Message::system(a.system_prompt.clone()));
         }
-        if !a.context.is_empty() {
+        if !a.context.is_empty() || a.retriever.is_some() {
             let request = ContextRequest {
                 scope: self.scope.clone(),
                 input: query.to_owned(),
                 metadata: self.metadata.clone(),
             };
-            for source in &a.context {
-                let span = tracing::info_span!("agent.context", tenant = %self.scope.tenant, agent = %a.id, source = source.name());
-                if let Some(data) = source.assemble(&request).instrument(span).await? {
-                    prefix.push(Message::system(format_block(source.name(), &data)));
-                }
+            let context = a.context_prefix(&request).await?;
+            if context.retrieved {
+                let mut event = self.usage_event(UsageKind::KnowledgeQuery, 1);
+                event.resource = Some("retriever".into());
+                self.append_usage(vec![event]).await;
             }
-        }
-        if let Some((retriever, top_k)) = &a.retriever {
-            let span = tracing::info_span!("agent.retrieve", tenant = %self.scope.tenant, agent = %a.id, top_k);
-            let chunks = retriever
-                .retrieve(&self.scope.tenant, &a.id, query, *top_k)
-                .instrument(span)
-                .await?;
-            let mut event = self.usage_event(UsageKind::KnowledgeQuery, 1);
-            event.resource = Some("retriever".into());
-            self.append_usage(vec![event]).await;
-            if !chunks.is_empty() {
-                prefix.push(Message::system(format_context_block(&chunks)));
-            }
-            self.sources = chunks;
+            prefix.extend(context.messages);
+            self.sources = context.sources;
         }
         if !prefix.is_empty() {
             Arc::make_mut(&mut self.history).splice(0..0, prefix);
