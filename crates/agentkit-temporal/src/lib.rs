@@ -14,6 +14,40 @@
 //! lives in Temporal; usage, audit entries, tool executions and approvals stay in agentkit's
 //! store, so invoices and the audit chain are the same as with the embedded engine.
 //!
+//! The agent's context sources and retriever are asked once per run
+//! ([`AgentActivities::prepare_run`]), as in the agent's own loop.
+//!
+//! # Workflow definitions
+//!
+//! The same workflow definitions (JSON/TOML) the embedded `agentkit_workflow` engine runs run
+//! as [`GraphWorkflow`]s: register them with [`TemporalAgents::workflow`] beside a
+//! [`TemporalAgents::workflow_executor`] for their tool nodes, start one with
+//! [`start_workflow`]. Inside, each branch of the graph is a future (parallel branches run at
+//! once and meet at their join); templates, conditions and routing are the embedded engine's
+//! own (`CompiledWorkflow::next_node`), so a definition goes the same way on both.
+//!
+//! | node | on Temporal |
+//! |---|---|
+//! | `tool` | the [`graph::GraphActivities::tool_node`] activity: the governed executor under the key `temporal:<run>:<node>:<visit>:<attempt>`; a policy approval waits for its signal, then runs the decided arguments; a call left in doubt waits for [`resume`] (after `ToolExecutor::resolve_in_doubt`) or is retried itself when the tool is idempotent |
+//! | `agent` | a child [`AgentWorkflow`] (id `<run>.<node>.<visit>.<attempt>`) |
+//! | `sub_workflow` | a child [`GraphWorkflow`] |
+//! | `approval` | a request in the agentkit store, decided with [`decide`] (store, then signal) |
+//! | `wait_event` | the [`GraphWorkflow::event`] signal, [`send_event`]: matched by name and correlation key, kept when it comes early, deduplicated by id; `timeout_ms` a durable timer |
+//! | `timer` | a durable timer |
+//! | `branch`, `transform`, `parallel`, `join` | the workflow itself |
+//! | `snapshot` | a hash-chained audit entry (once) |
+//!
+//! Retries are durable timers with the node's backoff, each attempt its own key; a node that
+//! fails past them applies its strategy: ABORT fails the run, WAIT_FOR_HUMAN opens a request
+//! (approve: retry; approve with `{"action": "skip"}`: skip; reject: abort), ROLLBACK runs the
+//! completed nodes' compensations in reverse order as governed activities. The step log is
+//! the run's output ([`GraphRunOutput::steps`]) and its `steps` query; the agentkit run
+//! record (`wf-<run>` session) is completed or failed with the reason.
+//!
+//! Unlike the embedded engine, an event is delivered to a run by its workflow id (Temporal
+//! signals address one run); the run matches it to its waiting node by correlation key.
+//! Runs of different tenant tiers can go to queues of their own: [`TaskQueues`].
+//!
 //! Temporal's Rust SDK needs Rust 1.92 and `protoc` at build time, so this crate is a workspace
 //! of its own (the rest of agentkit keeps its MSRV); depend on it directly.
 //!
@@ -43,6 +77,7 @@
 mod activities;
 mod client;
 pub mod graph;
+mod queues;
 mod types;
 mod workflow;
 
@@ -52,6 +87,7 @@ pub use client::{
     start_workflow, workflow_result,
 };
 pub use graph::{GraphRunInput, GraphRunOutput, GraphStep, GraphWorkflow};
+pub use queues::TaskQueues;
 pub use types::{
     AgentRunInput, AgentRunOutput, CallSummary, FinishInput, ModelCallInput, ModelTurn,
     PrepareInput, RunScope, ToolCallInput, ToolStep,

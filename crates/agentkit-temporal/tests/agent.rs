@@ -358,3 +358,71 @@ fn a_run_input_takes_the_agents_limits() {
     );
     assert_eq!(input.agent, "marketing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tier_runs_on_its_own_queue_and_workers() {
+    let Some(server) = common::dev_server("tiers").await else {
+        return;
+    };
+    let client = agentkit_temporal::connect(&server.url, "default")
+        .await
+        .unwrap();
+    let store = Arc::new(InMemoryStore::new());
+    let served_by = |who: &str| {
+        Agent::builder()
+            .id("support")
+            .model(
+                Arc::new(ScriptedModel::repeating([ScriptedResponse::text(format!(
+                    "answered by the {who} workers"
+                ))])),
+                "scripted",
+            )
+            .store(store.clone())
+            .build()
+            .unwrap()
+    };
+    let suffix = RunId::generate();
+    let queues = agentkit_temporal::TaskQueues::new(format!("agents-{suffix}"))
+        .tier("enterprise", format!("agents-enterprise-{suffix}"));
+    let mut enterprise = TemporalAgents::new()
+        .agent(served_by("enterprise"))
+        .worker(&client, queues.queue("enterprise"))
+        .unwrap();
+    // The free tier shares the default queue, braked by the server for every worker of it.
+    let mut free = TemporalAgents::new()
+        .agent(served_by("default"))
+        .max_activities_per_second(20.0)
+        .worker(&client, queues.queue("free"))
+        .unwrap();
+    let (stop_enterprise, stop_free) = (enterprise.shutdown_handle(), free.shutdown_handle());
+    let flow = async {
+        let mut replies = Vec::new();
+        for (tenant, tier) in [("bigco", "enterprise"), ("smallco", "free")] {
+            let run = unique(tenant);
+            let input = AgentRunInput::new(tenant, "support", "s-1", "hello");
+            agentkit_temporal::start(&client, queues.queue(tier), &run, input)
+                .await
+                .unwrap();
+            replies.push(
+                agentkit_temporal::result(&client, &run)
+                    .await
+                    .unwrap()
+                    .reply,
+            );
+        }
+        stop_enterprise();
+        stop_free();
+        replies
+    };
+    let (a, b, replies) = tokio::join!(enterprise.run(), free.run(), flow);
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(
+        replies,
+        [
+            "answered by the enterprise workers",
+            "answered by the default workers"
+        ]
+    );
+    assert_eq!(queues.queues().count(), 2);
+}

@@ -2,8 +2,10 @@
 //! embedded engine runs, with Temporal as the durability engine.
 
 mod activities;
+mod nodes;
 mod run;
 mod types;
+mod waits;
 mod workflow;
 
 pub use activities::GraphActivities;
