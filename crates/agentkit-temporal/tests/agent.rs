@@ -28,19 +28,11 @@ use serde_json::json;
 macro_rules! with_worker {
     ($client:expr, $agent:expr, |$queue:ident| $flow:block) => {{
         let $queue = unique("agents");
-        let mut worker = TemporalAgents::new()
+        let worker = TemporalAgents::new()
             .agent($agent)
             .worker(&$client, &$queue)
             .unwrap();
-        let shutdown = worker.shutdown_handle();
-        let flow = async {
-            let out = $flow;
-            shutdown();
-            out
-        };
-        let (worker_result, out) = tokio::join!(worker.run(), flow);
-        worker_result.unwrap();
-        out
+        common::serve(worker, async { $flow }).await
     }};
 }
 

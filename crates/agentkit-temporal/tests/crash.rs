@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Child;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentkit_core::agent::Agent;
 use agentkit_core::id::{RunId, TenantId};
@@ -166,16 +166,13 @@ async fn sigkilled_workers_lose_no_run_and_repeat_no_effect() {
             .unwrap();
     }
     // Kill one worker every 400 ms for 8 s, restarting it at once.
-    let mut kills = 0;
-    let until = Instant::now() + Duration::from_secs(8);
-    while Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let victim = kills % workers.len();
-        workers[victim].kill().unwrap(); // SIGKILL
-        workers[victim].wait().unwrap();
-        workers[victim] = spawn_worker(&db, &server.url, &queue);
-        kills += 1;
-    }
+    let kills = common::kill_in_turn(
+        &mut workers,
+        Duration::from_millis(400),
+        Duration::from_secs(8),
+        || spawn_worker(&db, &server.url, &queue),
+    )
+    .await;
     let mut in_doubt_reported = 0;
     for run in &runs {
         let out = tokio::time::timeout(

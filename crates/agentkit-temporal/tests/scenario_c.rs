@@ -72,21 +72,13 @@ macro_rules! with_worker {
         let $queue = unique("growth");
         let (executor, marketing) =
             scenario::parts($state.clone(), &$effects, $crm_failures).unwrap();
-        let mut worker = TemporalAgents::new()
+        let worker = TemporalAgents::new()
             .agent(marketing)
             .workflow_executor(executor)
             .workflow(scenario::definition())
             .worker(&$client, &$queue)
             .unwrap();
-        let shutdown = worker.shutdown_handle();
-        let flow = async {
-            let out = $flow;
-            shutdown();
-            out
-        };
-        let (worked, out) = tokio::join!(worker.run(), flow);
-        worked.unwrap();
-        out
+        common::serve(worker, async { $flow }).await
     }};
 }
 

@@ -114,20 +114,12 @@ fn fragile() -> WorkflowDefinition {
 macro_rules! with_worker {
     ($client:expr, $executor:expr, [$($def:expr),*], |$queue:ident| $flow:block) => {{
         let $queue = unique("wf");
-        let mut worker = TemporalAgents::new()
+        let worker = TemporalAgents::new()
             .workflow_executor($executor)
             $(.workflow($def))*
             .worker(&$client, &$queue)
             .unwrap();
-        let shutdown = worker.shutdown_handle();
-        let flow = async {
-            let out = $flow;
-            shutdown();
-            out
-        };
-        let (worked, out) = tokio::join!(worker.run(), flow);
-        worked.unwrap();
-        out
+        common::serve(worker, async { $flow }).await
     }};
 }
 

@@ -154,16 +154,14 @@ async fn sigkilled_workers_finish_every_workflow_with_each_effect_exactly_once()
             .await
             .unwrap();
     }
-    let mut kills = 0;
-    let until = tokio::time::Instant::now() + Duration::from_secs(8);
-    while tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let victim = kills % workers.len();
-        workers[victim].kill().unwrap(); // SIGKILL
-        workers[victim].wait().unwrap();
-        workers[victim] = spawn_worker(&db, &server.url, &queue);
-        kills += 1;
-    }
+    // Kill one worker every 400 ms for 8 s, restarting it at once.
+    let kills = common::kill_in_turn(
+        &mut workers,
+        Duration::from_millis(400),
+        Duration::from_secs(8),
+        || spawn_worker(&db, &server.url, &queue),
+    )
+    .await;
 
     // The operator: calls started over 3 s ago with no result are in doubt (the tool answers
     // in 100 ms); each is resolved from the external system's own record, and its run resumed.

@@ -125,6 +125,37 @@ impl CompiledWorkflow {
         self.nodes.get(node).and_then(|n| n.compensate.as_ref())
     }
 
+    /// A `wait_event` node's correlation key rendered against `context` (a non-string value
+    /// as its JSON text); an error when it is empty or cannot be rendered. Both engines key
+    /// events with it.
+    pub fn correlation_key(
+        &self,
+        node: &str,
+        context: &serde_json::Value,
+    ) -> Result<String, String> {
+        match self.correlation(node).map(|t| t.render(context)) {
+            Some(Ok(serde_json::Value::String(s))) => Ok(s),
+            Some(Ok(serde_json::Value::Null)) | None => Err("the correlation key is empty".into()),
+            Some(Ok(other)) => Ok(other.to_string()),
+            Some(Err(e)) => Err(format!("its correlation: {e}")),
+        }
+    }
+
+    /// A `transform` node's output: each assigned key rendered against `context`; an error
+    /// naming the key whose template fails. Both engines merge it into the context.
+    pub fn transform(
+        &self,
+        node: &str,
+        context: &serde_json::Value,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let mut out = serde_json::Map::new();
+        for (k, t) in self.assignments(node) {
+            let v = t.render(context).map_err(|e| format!("`{k}`: {e}"))?;
+            out.insert(k.clone(), v);
+        }
+        Ok(out)
+    }
+
     /// How many branches meet at `join` (1 for a node that is no join).
     pub fn branches_at(&self, join: &str) -> u32 {
         self.joins.get(join).copied().unwrap_or(1)

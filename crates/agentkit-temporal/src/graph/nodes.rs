@@ -7,7 +7,7 @@ use std::time::Duration;
 use agentkit_core::store::ApprovalStatus;
 use agentkit_workflow::{Node, NodeKind, StepStatus};
 use futures::future::Either;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use temporalio_common::RetryPolicy;
 use temporalio_sdk::{ActivityOptions, ChildWorkflowOptions, WorkflowResult};
 
@@ -101,27 +101,9 @@ impl Interpreter {
             NodeKind::WaitEvent {
                 event, on_timeout, ..
             } => {
-                let correlation = match self
-                    .wf
-                    .correlation(&node.id)
-                    .map(|t| t.render(&self.context.borrow()))
-                {
-                    Some(Ok(Value::String(s))) => s,
-                    Some(Ok(Value::Null)) | None => {
-                        return Ok(Outcome::fail(
-                            Value::Null,
-                            "the correlation key is empty",
-                            false,
-                        ));
-                    }
-                    Some(Ok(other)) => other.to_string(),
-                    Some(Err(e)) => {
-                        return Ok(Outcome::fail(
-                            Value::Null,
-                            format!("its correlation: {e}"),
-                            false,
-                        ));
-                    }
+                let correlation = match self.wf.correlation_key(&node.id, &self.context.borrow()) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Outcome::fail(Value::Null, e, false)),
                 };
                 let input = json!({"event": event, "correlation": correlation});
                 match self
@@ -147,23 +129,15 @@ impl Interpreter {
             }
             NodeKind::Branch {} => Outcome::done(Value::Null, Value::Null),
             NodeKind::Transform { .. } => {
-                let mut out = Map::new();
-                for (k, t) in self.wf.assignments(&node.id) {
-                    match t.render(&self.context.borrow()) {
-                        Ok(v) => {
-                            out.insert(k.clone(), v);
-                        }
-                        Err(e) => {
-                            return Ok(Outcome::fail(Value::Null, format!("`{k}`: {e}"), false));
-                        }
-                    }
-                }
-                Outcome::Done {
-                    input: Value::Null,
-                    output: Value::Object(out),
-                    route: None,
-                    merge: true,
-                    status: StepStatus::Succeeded,
+                match self.wf.transform(&node.id, &self.context.borrow()) {
+                    Ok(out) => Outcome::Done {
+                        input: Value::Null,
+                        output: Value::Object(out),
+                        route: None,
+                        merge: true,
+                        status: StepStatus::Succeeded,
+                    },
+                    Err(e) => Outcome::fail(Value::Null, e, false),
                 }
             }
             NodeKind::SubWorkflow {

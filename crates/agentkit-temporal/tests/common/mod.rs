@@ -109,3 +109,41 @@ pub fn spawn_self(test: &str, env: &[(&str, &str)]) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// Runs `flow` while `worker` serves its task queue; the worker stops when `flow` ends. (The
+/// worker's future is not `Send`: both run on this task.)
+pub async fn serve<T>(
+    mut worker: temporalio_sdk::Worker,
+    flow: impl std::future::Future<Output = T>,
+) -> T {
+    let shutdown = worker.shutdown_handle();
+    let flow = async {
+        let out = flow.await;
+        shutdown();
+        out
+    };
+    let (worked, out) = tokio::join!(worker.run(), flow);
+    worked.unwrap();
+    out
+}
+
+/// SIGKILLs one of `workers` every `every` for `total`, in turn, restarting it at once with
+/// `respawn`; returns how many kills there were.
+pub async fn kill_in_turn(
+    workers: &mut [Child],
+    every: Duration,
+    total: Duration,
+    respawn: impl Fn() -> Child,
+) -> usize {
+    let mut kills = 0;
+    let until = Instant::now() + total;
+    while Instant::now() < until {
+        tokio::time::sleep(every).await;
+        let victim = kills % workers.len();
+        workers[victim].kill().unwrap(); // SIGKILL
+        workers[victim].wait().unwrap();
+        workers[victim] = respawn();
+        kills += 1;
+    }
+    kills
+}

@@ -10,7 +10,7 @@ use agentkit_core::redact::{hash_json, redact};
 use agentkit_core::scope::Scope;
 use agentkit_core::store::{ApprovalRequest, ApprovalStatus, AuditQuery, NewAuditEntry, RunStatus};
 use agentkit_core::{Error, Result};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::drive::agent_run_id;
 use super::{CHILD_POLL, StartRequest, Workflows, lease_delta};
@@ -318,26 +318,9 @@ impl Workflows {
                         });
                     }
                 }
-                let correlation = match compiled
-                    .and_then(|c| c.correlation.as_ref())
-                    .map(|t| t.render(&run.context))
-                {
-                    Some(Ok(Value::String(s))) => s,
-                    Some(Ok(Value::Null)) | None => {
-                        return Ok(NodeResult::fail(
-                            Value::Null,
-                            "the correlation key is empty",
-                            false,
-                        ));
-                    }
-                    Some(Ok(other)) => other.to_string(),
-                    Some(Err(e)) => {
-                        return Ok(NodeResult::fail(
-                            Value::Null,
-                            format!("its correlation: {e}"),
-                            false,
-                        ));
-                    }
+                let correlation = match wf.correlation_key(&node.id, &run.context) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(NodeResult::fail(Value::Null, e, false)),
                 };
                 NodeResult::Wait {
                     input: json!({"event": event, "correlation": correlation}),
@@ -361,26 +344,16 @@ impl Workflows {
                 }
             }
             NodeKind::Branch {} => NodeResult::done(Value::Null, Value::Null),
-            NodeKind::Transform { .. } => {
-                let mut out = Map::new();
-                for (k, t) in compiled.map(|c| c.set.as_slice()).unwrap_or(&[]) {
-                    match t.render(&run.context) {
-                        Ok(v) => {
-                            out.insert(k.clone(), v);
-                        }
-                        Err(e) => {
-                            return Ok(NodeResult::fail(Value::Null, format!("`{k}`: {e}"), false));
-                        }
-                    }
-                }
-                NodeResult::Done {
+            NodeKind::Transform { .. } => match wf.transform(&node.id, &run.context) {
+                Ok(out) => NodeResult::Done {
                     input: Value::Null,
                     output: Value::Object(out),
                     route: None,
                     merge: true,
                     status: StepStatus::Succeeded,
-                }
-            }
+                },
+                Err(e) => NodeResult::fail(Value::Null, e, false),
+            },
             NodeKind::SubWorkflow {
                 workflow, version, ..
             } => {
