@@ -255,8 +255,55 @@ impl Chunker {
 /// its structure; the rest on blank lines, lines, sentences and words.
 fn split<S: ChunkSizer>(format: Format, text: &str, cfg: ChunkConfig<S>) -> Vec<(usize, &str)> {
     match format {
-        Format::Markdown | Format::Html => MarkdownSplitter::new(cfg).chunk_indices(text).collect(),
-        _ => TextSplitter::new(cfg).chunk_indices(text).collect(),
+        Format::Markdown | Format::Html => {
+            let splitter = MarkdownSplitter::new(cfg);
+            in_windows(text, WINDOW_BYTES, |t| splitter.chunk_indices(t).collect())
+        }
+        _ => {
+            let splitter = TextSplitter::new(cfg);
+            in_windows(text, WINDOW_BYTES, |t| splitter.chunk_indices(t).collect())
+        }
+    }
+}
+
+/// The window a long text is chunked through (see [`in_windows`]).
+const WINDOW_BYTES: usize = 64 * 1024;
+
+/// The chunks `chunk` makes of `text`, made window by window: `text-splitter` weighs every
+/// boundary of the *remaining* text for each chunk it cuts, so on one long text its cost grows
+/// with the square of the length (a 4 MiB text chunked ~3× slower per byte than 64 KiB
+/// windows of it). Each window is chunked, all its chunks but the last are kept, and the next
+/// window starts where that last chunk started — the position the splitter would have reached
+/// on the whole text — so the chunks are the ones the whole text gives (tested below), made
+/// in linear time. A window that yields fewer than two chunks (a chunk longer than the window)
+/// is chunked with the rest of the text in one call.
+fn in_windows<'t>(
+    text: &'t str,
+    window: usize,
+    chunk: impl Fn(&'t str) -> Vec<(usize, &'t str)>,
+) -> Vec<(usize, &'t str)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let rest = &text[start..];
+        if rest.len() <= window * 2 {
+            out.extend(chunk(rest).into_iter().map(|(o, t)| (start + o, t)));
+            return out;
+        }
+        let mut end = window;
+        while !rest.is_char_boundary(end) {
+            end += 1;
+        }
+        let mut chunks = chunk(&rest[..end]);
+        let next = match chunks.pop() {
+            Some((offset, _)) if !chunks.is_empty() && offset > 0 => offset,
+            _ => {
+                out.extend(chunk(rest).into_iter().map(|(o, t)| (start + o, t)));
+                return out;
+            }
+        };
+        out.extend(chunks.into_iter().map(|(o, t)| (start + o, t)));
+        start += next;
     }
 }
 
@@ -290,6 +337,92 @@ mod tests {
                 .collect();
         assert!(ours.len() > 10);
         assert_eq!(ours, reference);
+    }
+
+    /// A long text of sections, paragraphs of varied length, lists and code blocks.
+    fn long_text(bytes: usize, markdown: bool) -> String {
+        let words: Vec<&str> = "refund policy customer order shipping the a within days \
+                                warehouse invoice payment support agent ticket and of to"
+            .split_whitespace()
+            .collect();
+        let mut seed = 7_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut out = String::new();
+        let mut section = 0;
+        while out.len() < bytes {
+            section += 1;
+            if markdown {
+                out.push_str(&format!("## Section {section}\n\n"));
+            }
+            for p in 0..1 + next(6) {
+                for w in 0..5 + next(140) {
+                    out.push_str(words[next(words.len())]);
+                    out.push(if w % 17 == 16 { '.' } else { ' ' });
+                }
+                out.push_str(if p % 3 == 2 { "\n" } else { "\n\n" });
+                if markdown && p == 1 {
+                    out.push_str(
+                        "- one item\n- two items\n\n```\nlet x = 1;\n\n# not a heading\n```\n\n",
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn long_texts_chunk_in_windows_exactly_as_in_one_call() {
+        for (format, markdown) in [(Format::Text, false), (Format::Markdown, true)] {
+            let text = long_text(600 * 1024, markdown);
+            let configs = [
+                ChunkingConfig::characters(3200, 480),
+                ChunkingConfig::characters(500, 0),
+                ChunkingConfig::default(),
+            ];
+            for config in configs {
+                let max = config.size.max();
+                let cfg = ChunkConfig::new(max)
+                    .with_overlap(config.overlap)
+                    .expect("config");
+                let whole: Vec<(usize, &str)> = match (&config.size, markdown) {
+                    (ChunkSize::Tokens(..), false) => TextSplitter::new(
+                        ChunkConfig::new(max)
+                            .with_sizer(Counter(&EstimatedTokens))
+                            .with_overlap(config.overlap)
+                            .expect("config"),
+                    )
+                    .chunk_indices(&text)
+                    .collect(),
+                    (ChunkSize::Tokens(..), true) => MarkdownSplitter::new(
+                        ChunkConfig::new(max)
+                            .with_sizer(Counter(&EstimatedTokens))
+                            .with_overlap(config.overlap)
+                            .expect("config"),
+                    )
+                    .chunk_indices(&text)
+                    .collect(),
+                    (_, false) => TextSplitter::new(cfg).chunk_indices(&text).collect(),
+                    (_, true) => MarkdownSplitter::new(cfg).chunk_indices(&text).collect(),
+                };
+                let ours: Vec<(usize, String)> = Chunker::new(config.clone())
+                    .expect("chunker")
+                    .chunk(format, &extracted(&text))
+                    .expect("chunks")
+                    .into_iter()
+                    .map(|c| (c.offset, c.text))
+                    .collect();
+                let whole: Vec<(usize, String)> =
+                    whole.into_iter().map(|(o, t)| (o, t.to_string())).collect();
+                assert!(whole.len() > 100, "{config:?}");
+                assert_eq!(ours.len(), whole.len(), "{format:?} {config:?}");
+                assert_eq!(ours, whole, "{format:?} {config:?}");
+            }
+        }
     }
 
     #[test]
