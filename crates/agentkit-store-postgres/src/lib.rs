@@ -14,8 +14,9 @@
 //! - Usage events and audit entries are append-only in the database too: the schema revokes
 //!   `UPDATE`, `DELETE` and `TRUNCATE` on them and statement triggers refuse those commands.
 //! - Retrieval: [`PostgresStore::vectors`] gives a [`PgVectorStore`], the core `VectorStore`
-//!   contract in the same database (exact cosine scan in SQL; pgvector is detected but not used
-//!   yet), with keyword search over a GIN-indexed `tsvector` of each chunk's text.
+//!   contract in the same database (pgvector's HNSW index where the extension is installed,
+//!   else an exact cosine scan in SQL), with keyword search over a GIN-indexed `tsvector` of
+//!   each chunk's text.
 //! - The schema is created by embedded migrations ([`MIGRATOR`]) when the store connects.
 //!
 //! ## Example
@@ -226,8 +227,10 @@ impl PostgresStore {
     /// `rag_documents`, with the same row-level security as every other table, and keyword
     /// search (`VectorStore::search_text`) over the chunks' `tsvector`.
     ///
-    /// Checks once whether the database has the `pgvector` extension and logs what it found,
-    /// but searches are an exact scan in SQL either way ([`PgVectorStore`] explains why).
+    /// Where the database has the `pgvector` extension installed, makes sure its HNSW index
+    /// for this dimension exists (created over the rows already there: it can take a while on
+    /// a large table) and searches walk it; otherwise searches are an exact scan in SQL
+    /// ([`PgVectorStore`] explains both).
     /// Fails with [`Error::InvalidConfig`] when `dimensions` is 0 or above `i32::MAX`.
     pub async fn vectors(&self, dimensions: usize) -> Result<PgVectorStore> {
         PgVectorStore::new(self.clone(), dimensions).await

@@ -48,6 +48,26 @@ pub fn admin_url(test: &str) -> Option<String> {
     }
 }
 
+/// The variable naming a server with the `pgvector` extension available (`.ci/run` starts
+/// one from PyPI's `pgserver`: PostgreSQL 16 with pgvector).
+pub const PGVECTOR_URL_VAR: &str = "AGENTKIT_TEST_PGVECTOR_URL";
+
+/// The superuser URL of the pgvector test server, or `None` (after [`skip`]).
+pub fn pgvector_url(test: &str) -> Option<String> {
+    match std::env::var(PGVECTOR_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            skip(
+                test,
+                &format!(
+                    "{PGVECTOR_URL_VAR} is not set (a server with the pgvector extension;                      .ci/run starts one)"
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// A fresh name suffix (32 hex digits).
 pub fn unique() -> String {
     RunId::generate().as_str().replace('-', "")
