@@ -225,6 +225,17 @@ pub async fn approve(
         .decide_approval(tenant, approval, decision)
         .await
         .map_err(TemporalError::Agentkit)?;
+    signal_decided(client, run_id, approval).await?;
+    Ok(decided)
+}
+
+/// Tells run `run_id` that `approval` was decided. Both workflows name the signal
+/// `approval_decided` and take the request id.
+async fn signal_decided(
+    client: &Client,
+    run_id: &str,
+    approval: &ApprovalId,
+) -> Result<(), TemporalError> {
     client
         .get_workflow_handle::<AgentWorkflow>(run_id)
         .signal(
@@ -233,8 +244,7 @@ pub async fn approve(
             WorkflowSignalOptions::default(),
         )
         .await
-        .map_err(temporal)?;
-    Ok(decided)
+        .map_err(temporal)
 }
 
 /// Starts a run of a workflow definition as workflow `run_id` on `task_queue` (the run id is
@@ -317,15 +327,6 @@ pub async fn decide(
         .decide_approval(tenant, approval, decision)
         .await
         .map_err(TemporalError::Agentkit)?;
-    // Both workflows name the signal `approval_decided` and take the request id.
-    client
-        .get_workflow_handle::<GraphWorkflow>(decided.run.as_str())
-        .signal(
-            GraphWorkflow::approval_decided,
-            approval.to_string(),
-            WorkflowSignalOptions::default(),
-        )
-        .await
-        .map_err(temporal)?;
+    signal_decided(client, decided.run.as_str(), approval).await?;
     Ok(decided)
 }
