@@ -643,6 +643,9 @@ async fn pgvector_searches_walk_the_index_and_filters_still_return_k() {
     let query = SearchRequest::new(acme.clone(), agent.clone(), clustered(1234), 10);
     let plan = vectors.explain_search(&query).await.unwrap().unwrap();
     assert!(plan.contains("rag_vectors_hnsw_cosine_384"), "{plan}");
+    // Another store over the same tables finds the index made.
+    let again = store.vectors(384).await.unwrap();
+    assert_eq!(again.backend(), VectorBackend::PgVector);
     let hits = vectors.search(&query).await.unwrap();
     assert_eq!(hits.len(), 10);
     assert_eq!(hits[0].id, "c1234", "the query's own vector is nearest");

@@ -72,6 +72,17 @@ pub(super) async fn prepare(pool: &PgPool, dims: usize) -> Result<Option<HnswInd
         name: format!("rag_vectors_hnsw_cosine_{dims}"),
         dims,
     };
+    let exists = || async {
+        sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&index.name)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| query_error(OP, e))
+    };
+    if exists().await? {
+        // Made before: no DDL (even `IF NOT EXISTS` would lock the table against writes).
+        return Ok(Some(index));
+    }
     // `dims` is a number and the schema is quoted by the server: no input reaches this text.
     let create = format!(
         "CREATE INDEX IF NOT EXISTS {name} ON rag_vectors USING hnsw \
@@ -84,12 +95,7 @@ pub(super) async fn prepare(pool: &PgPool, dims: usize) -> Result<Option<HnswInd
         // A concurrent store may have made it first; anything else leaves the exact scan.
         tracing::debug!(error = %e, "creating the pgvector index");
     }
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(&index.name)
-        .fetch_one(pool)
-        .await
-        .map_err(|e| query_error(OP, e))?;
-    if !exists {
+    if !exists().await? {
         tracing::warn!(
             index = %index.name,
             "agentkit postgres vector store: the pgvector index could not be created (the \
