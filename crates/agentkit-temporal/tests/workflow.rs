@@ -59,7 +59,7 @@ fn fanout() -> WorkflowDefinition {
         "id": "fanout", "version": 1, "start": "split", "inputs": ["size"],
         "nodes": [
             {"id": "split", "kind": "parallel", "branches": ["wait", "note"], "join": "meet"},
-            {"id": "wait", "kind": "timer", "delay_ms": 1500},
+            {"id": "wait", "kind": "timer", "delay_ms": 5000},
             {"id": "after_wait", "kind": "transform", "set": {"waited": true}},
             {"id": "note", "kind": "tool", "tool": "ops.note", "args": {"who": "b"}},
             {"id": "meet", "kind": "join"},
@@ -159,7 +159,7 @@ async fn branches_run_at_once_and_meet_then_a_child_workflow_and_a_condition() {
         .iter()
         .map(|s| format!("{}:{}", s.node, s.status.as_str()))
         .collect();
-    // The tool branch finished while the other branch's timer still ran: they ran at once.
+    // The tool branch finished while the other branch's 5 s timer still ran: they ran at once.
     assert_eq!(
         steps,
         [
