@@ -210,25 +210,6 @@ pub async fn result(client: &Client, run_id: &str) -> Result<AgentRunOutput, Tem
         .map_err(temporal)
 }
 
-/// A reviewer's decision: recorded in the agentkit store exactly once (bound to the call's
-/// argument hash; a second decision is `Conflict`), then signalled to run `run_id`, which runs
-/// the decided arguments once or reports the rejection to the model.
-pub async fn approve(
-    client: &Client,
-    store: Arc<dyn StateStore>,
-    tenant: &TenantId,
-    run_id: &str,
-    approval: &ApprovalId,
-    decision: &ApprovalDecision,
-) -> Result<ApprovalRequest, TemporalError> {
-    let decided = store
-        .decide_approval(tenant, approval, decision)
-        .await
-        .map_err(TemporalError::Agentkit)?;
-    signal_decided(client, run_id, approval).await?;
-    Ok(decided)
-}
-
 /// Tells run `run_id` that `approval` was decided. Both workflows name the signal
 /// `approval_decided` and take the request id.
 async fn signal_decided(

@@ -8,7 +8,7 @@
 //! the step, metering, audit — all into the agentkit store the host already has). A call the
 //! policy sends to a human stores its approval request in the agentkit store (so the reviewer
 //! page and the approval queue see it) and the workflow waits — holding no worker — for the
-//! [`AgentWorkflow::approval_decided`] signal; [`approve`] decides the request in the store
+//! [`AgentWorkflow::approval_decided`] signal; [`decide`] decides the request in the store
 //! (exactly once, bound to the argument hash) and signals the workflow, whose
 //! [`AgentActivities::approved_call`] then runs the decided arguments once. The run's history
 //! lives in Temporal; usage, audit entries, tool executions and approvals stay in agentkit's
@@ -62,7 +62,7 @@
 //! let host = async {
 //!     agentkit_temporal::start(&client, "agents", "run-1", input).await?;
 //!     // A reviewer's decision, when the policy asked for one:
-//!     // agentkit_temporal::approve(&client, store, &tenant, "run-1", &approval, &decision).await?;
+//!     // agentkit_temporal::decide(&client, store, &tenant, &approval, &decision).await?;
 //!     let out = agentkit_temporal::result(&client, "run-1").await?;
 //!     shutdown();
 //!     Ok::<_, agentkit_temporal::TemporalError>(out.reply)
@@ -83,7 +83,7 @@ mod workflow;
 
 pub use activities::AgentActivities;
 pub use client::{
-    TemporalAgents, TemporalError, approve, connect, decide, result, resume, send_event, start,
+    TemporalAgents, TemporalError, connect, decide, result, resume, send_event, start,
     start_workflow, workflow_result,
 };
 pub use graph::{GraphRunInput, GraphRunOutput, GraphStep, GraphWorkflow};

@@ -159,7 +159,7 @@ impl AgentWorkflow {
     }
 
     /// An approval request of this run was decided in the agentkit store (send it after the
-    /// decision: [`crate::approve`] does both).
+    /// decision: [`crate::decide`] does both).
     #[signal]
     pub fn approval_decided(&mut self, _ctx: &mut SyncWorkflowContext<Self>, approval: String) {
         self.decided.insert(approval);

@@ -8,10 +8,9 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use agentkit_core::agent::Agent;
-use agentkit_core::id::{ApprovalId, RunId, TenantId};
+use agentkit_core::id::{RunId, TenantId};
 use agentkit_core::policy::AllowListPolicy;
 use agentkit_core::store::{
     ApprovalDecision, ApprovalStatus, ApprovalStore, AuditQuery, AuditStore, InMemoryStore,
@@ -27,7 +26,7 @@ use serde_json::json;
 /// `$agent` serves that queue; the worker stops when the block ends.
 macro_rules! with_worker {
     ($client:expr, $agent:expr, |$queue:ident| $flow:block) => {{
-        let $queue = unique("agents");
+        let $queue = common::unique("agents");
         let worker = TemporalAgents::new()
             .agent($agent)
             .worker(&$client, &$queue)
@@ -75,21 +74,6 @@ fn marketing(store: Arc<InMemoryStore>, drafts: Arc<AtomicUsize>, reply: &str) -
         .unwrap()
 }
 
-async fn pending_approval(store: &InMemoryStore, tenant: &TenantId) -> ApprovalId {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(a) = store.list_pending_approvals(tenant).await.unwrap().first() {
-            return a.id.clone();
-        }
-        assert!(Instant::now() < deadline, "no approval request within 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", RunId::generate())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_call_runs_once_and_the_records_are_in_the_agentkit_store() {
     let Some(server) = common::dev_server("approved").await else {
@@ -102,24 +86,23 @@ async fn an_approved_call_runs_once_and_the_records_are_in_the_agentkit_store() 
         .await
         .unwrap();
     let tenant = TenantId::new("spicy-co").unwrap();
-    let run = unique("run");
+    let run = common::unique("run");
     let out = with_worker!(client, agent, |queue| {
         let input = AgentRunInput::new("spicy-co", "marketing", "s-1", "Sell Spicy Chips");
         agentkit_temporal::start(&client, &queue, &run, input)
             .await
             .unwrap();
-        let approval = pending_approval(&store, &tenant).await;
+        let approval = common::pending(store.as_ref(), &tenant).await.id;
         assert_eq!(
             drafts.load(Ordering::SeqCst),
             0,
             "nothing ran before the approval"
         );
         let state: Arc<dyn StateStore> = store.clone();
-        let decided = agentkit_temporal::approve(
+        let decided = agentkit_temporal::decide(
             &client,
             state.clone(),
             &tenant,
-            &run,
             &approval,
             &ApprovalDecision::approve("lead@spicy.co"),
         )
@@ -128,11 +111,10 @@ async fn an_approved_call_runs_once_and_the_records_are_in_the_agentkit_store() 
         assert_eq!(decided.status, ApprovalStatus::Approved);
         assert_eq!(decided.run.as_str(), run, "the approval is the run's own");
         // A second decision is refused by the store, and signals nothing.
-        let again = agentkit_temporal::approve(
+        let again = agentkit_temporal::decide(
             &client,
             state,
             &tenant,
-            &run,
             &approval,
             &ApprovalDecision::reject("someone", "late"),
         )
@@ -195,18 +177,17 @@ async fn a_rejected_call_runs_nothing_and_the_model_is_told() {
         .await
         .unwrap();
     let tenant = TenantId::new("spicy-co").unwrap();
-    let run = unique("run");
+    let run = common::unique("run");
     let out = with_worker!(client, agent, |queue| {
         let input = AgentRunInput::new("spicy-co", "marketing", "s-2", "Sell Spicy Chips");
         agentkit_temporal::start(&client, &queue, &run, input)
             .await
             .unwrap();
-        let approval = pending_approval(&store, &tenant).await;
-        agentkit_temporal::approve(
+        let approval = common::pending(store.as_ref(), &tenant).await.id;
+        agentkit_temporal::decide(
             &client,
             store.clone(),
             &tenant,
-            &run,
             &approval,
             &ApprovalDecision::reject("lead@spicy.co", "not this week"),
         )
@@ -270,7 +251,7 @@ async fn the_same_scenario_leaves_the_same_governance_records_as_the_embedded_en
     // Embedded: the agent's own loop, suspended and resumed.
     let embedded = Arc::new(InMemoryStore::new());
     let agent = marketing(embedded.clone(), Arc::default(), "Draft created, approved.");
-    let run_a = RunId::new(unique("run")).unwrap();
+    let run_a = RunId::new(common::unique("run")).unwrap();
     let out = agent
         .run(
             agentkit_core::agent::RunRequest::new("spicy-co", "s-1", "Sell Spicy Chips")
@@ -292,23 +273,16 @@ async fn the_same_scenario_leaves_the_same_governance_records_as_the_embedded_en
     let client = agentkit_temporal::connect(&server.url, "default")
         .await
         .unwrap();
-    let run_b = unique("run");
+    let run_b = common::unique("run");
     let out = with_worker!(client, agent, |queue| {
         let input = AgentRunInput::new("spicy-co", "marketing", "s-1", "Sell Spicy Chips");
         agentkit_temporal::start(&client, &queue, &run_b, input)
             .await
             .unwrap();
-        let approval = pending_approval(&temporal, &tenant).await;
-        agentkit_temporal::approve(
-            &client,
-            temporal.clone(),
-            &tenant,
-            &run_b,
-            &approval,
-            &approve,
-        )
-        .await
-        .unwrap();
+        let approval = common::pending(temporal.as_ref(), &tenant).await.id;
+        agentkit_temporal::decide(&client, temporal.clone(), &tenant, &approval, &approve)
+            .await
+            .unwrap();
         agentkit_temporal::result(&client, &run_b).await.unwrap()
     });
     assert_eq!(out.reply, "Draft created, approved.");
@@ -390,7 +364,7 @@ async fn each_tier_runs_on_its_own_queue_and_workers() {
     let flow = async {
         let mut replies = Vec::new();
         for (tenant, tier) in [("bigco", "enterprise"), ("smallco", "free")] {
-            let run = unique(tenant);
+            let run = common::unique(tenant);
             let input = AgentRunInput::new(tenant, "support", "s-1", "hello");
             agentkit_temporal::start(&client, queues.queue(tier), &run, input)
                 .await

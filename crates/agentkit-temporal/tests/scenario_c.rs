@@ -15,7 +15,6 @@ mod scenario;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use agentkit_core::id::{ApprovalId, RunId, TenantId};
 use agentkit_core::redact::hash_json;
@@ -45,31 +44,10 @@ fn lead(id: &str, campaign: &str, score: i64) -> WorkflowEvent {
     )
 }
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", RunId::generate())
-}
-
-/// The one pending approval request, once there is one.
-async fn pending(
-    store: &Arc<dyn StateStore>,
-    tenant: &TenantId,
-) -> agentkit_core::store::ApprovalRequest {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let list = store.list_pending_approvals(tenant).await.unwrap();
-        if let Some(a) = list.first() {
-            assert_eq!(list.len(), 1, "{list:?}");
-            return a.clone();
-        }
-        assert!(Instant::now() < deadline, "no approval request within 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A worker serving the scenario on a fresh queue while `$flow` runs.
 macro_rules! with_worker {
     ($client:expr, $state:expr, $effects:expr, $crm_failures:expr, |$queue:ident| $flow:block) => {{
-        let $queue = unique("growth");
+        let $queue = common::unique("growth");
         let (executor, marketing) =
             scenario::parts($state.clone(), &$effects, $crm_failures).unwrap();
         let worker = TemporalAgents::new()
@@ -116,7 +94,7 @@ async fn scenario_c_runs_on_temporal_with_the_approvals_signalled_by_the_host() 
         Arc::new(SqliteStore::open(dir.path().join("host.db")).await.unwrap());
     let tenant = TenantId::new("spicy-co").unwrap();
     let effects = scenario::Effects::default();
-    let run = unique("growth-C-100");
+    let run = common::unique("growth-C-100");
     let out = with_worker!(client, state, effects, 0, |queue| {
         agentkit_temporal::start_workflow(
             &client,
@@ -128,7 +106,7 @@ async fn scenario_c_runs_on_temporal_with_the_approvals_signalled_by_the_host() 
         .unwrap();
         // The plan, drafted by the marketing agent (a child agent workflow), is reviewed and
         // its budget edited; the decision goes to the store, then to the run as a signal.
-        let plan = pending(&state, &tenant).await;
+        let plan = common::pending(state.as_ref(), &tenant).await;
         assert_eq!(
             plan.run.as_str(),
             run,
@@ -167,7 +145,7 @@ async fn scenario_c_runs_on_temporal_with_the_approvals_signalled_by_the_host() 
                 .await
                 .unwrap();
         }
-        let call = pending(&state, &tenant).await;
+        let call = common::pending(state.as_ref(), &tenant).await;
         assert_eq!(call.call.name, "workflow.approval");
         assert_eq!(call.call.arguments["phone"], "+49 30 1234567");
         agentkit_temporal::decide(
@@ -277,7 +255,7 @@ async fn embedded(engine: &Workflows, state: &Arc<dyn StateStore>, tenant: &Tena
         .id
         .clone();
     engine.run_due("w").await.unwrap();
-    let plan = pending(state, tenant).await;
+    let plan = common::pending(state.as_ref(), tenant).await;
     let mut edit = ApprovalDecision::approve("maria");
     edit.edited_arguments = Some(json!({"plan": plan.call.arguments["plan"], "budget": 400}));
     engine
@@ -293,7 +271,7 @@ async fn embedded(engine: &Workflows, state: &Arc<dyn StateStore>, tenant: &Tena
         engine.send_event(tenant, &event).await.unwrap();
     }
     engine.run_due("w").await.unwrap();
-    let call: ApprovalId = pending(state, tenant).await.id;
+    let call: ApprovalId = common::pending(state.as_ref(), tenant).await.id;
     engine
         .decide_approval(tenant, &call, &ApprovalDecision::approve("tom"))
         .await
@@ -314,7 +292,7 @@ async fn a_failing_crm_rolls_the_campaign_back_with_compensation_activities() {
     let state: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
     let tenant = TenantId::new("spicy-co").unwrap();
     let effects = scenario::Effects::default();
-    let run = unique("growth");
+    let run = common::unique("growth");
     let failed = with_worker!(client, state, effects, 99, |queue| {
         agentkit_temporal::start_workflow(
             &client,
@@ -324,7 +302,7 @@ async fn a_failing_crm_rolls_the_campaign_back_with_compensation_activities() {
         )
         .await
         .unwrap();
-        let plan = pending(&state, &tenant).await;
+        let plan = common::pending(state.as_ref(), &tenant).await;
         agentkit_temporal::decide(
             &client,
             state.clone(),
@@ -337,7 +315,7 @@ async fn a_failing_crm_rolls_the_campaign_back_with_compensation_activities() {
         agentkit_temporal::send_event(&client, &run, &lead("f-1", "C-100", 99))
             .await
             .unwrap();
-        let call = pending(&state, &tenant).await;
+        let call = common::pending(state.as_ref(), &tenant).await;
         agentkit_temporal::decide(
             &client,
             state.clone(),

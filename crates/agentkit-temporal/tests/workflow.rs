@@ -10,22 +10,17 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use agentkit_core::error::Error;
 use agentkit_core::exec::{ToolExecutor, ToolSet};
 use agentkit_core::id::{RunId, TenantId};
 use agentkit_core::policy::AllowListPolicy;
-use agentkit_core::store::{ApprovalDecision, ApprovalRequest, InMemoryStore, StateStore};
+use agentkit_core::store::{ApprovalDecision, InMemoryStore, StateStore};
 use agentkit_core::tool::{FnTool, SideEffect, Tool, ToolSpec};
 use agentkit_temporal::{GraphRunInput, TemporalAgents};
 use agentkit_workflow::{StepStatus, WorkflowDefinition, WorkflowEvent};
 use chrono::Utc;
 use serde_json::{Value, json};
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", RunId::generate())
-}
 
 fn def(v: Value) -> WorkflowDefinition {
     serde_json::from_value(v).unwrap()
@@ -113,7 +108,7 @@ fn fragile() -> WorkflowDefinition {
 /// Runs `$flow` while a worker serves `$defs` on a fresh queue named `$queue`.
 macro_rules! with_worker {
     ($client:expr, $executor:expr, [$($def:expr),*], |$queue:ident| $flow:block) => {{
-        let $queue = unique("wf");
+        let $queue = common::unique("wf");
         let worker = TemporalAgents::new()
             .workflow_executor($executor)
             $(.workflow($def))*
@@ -121,17 +116,6 @@ macro_rules! with_worker {
             .unwrap();
         common::serve(worker, async { $flow }).await
     }};
-}
-
-async fn pending(store: &Arc<dyn StateStore>, tenant: &TenantId) -> ApprovalRequest {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(a) = store.list_pending_approvals(tenant).await.unwrap().first() {
-            return a.clone();
-        }
-        assert!(Instant::now() < deadline, "no approval request within 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +128,7 @@ async fn branches_run_at_once_and_meet_then_a_child_workflow_and_a_condition() {
         .unwrap();
     let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
     let exec = executor(store.clone(), Arc::default());
-    let run = unique("fanout");
+    let run = common::unique("fanout");
     let out = with_worker!(client, exec, [fanout(), double()], |queue| {
         let input = GraphRunInput::new("acme", "fanout", json!({"size": 12}));
         agentkit_temporal::start_workflow(&client, &queue, &run, input)
@@ -204,7 +188,7 @@ async fn a_reviewer_skips_a_failed_node_and_a_wait_times_out_onto_its_route() {
     let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
     let failures = Arc::new(AtomicUsize::new(0));
     let tenant = TenantId::new("acme").unwrap();
-    let run = unique("fragile");
+    let run = common::unique("fragile");
     let out = with_worker!(
         client,
         executor(store.clone(), failures.clone()),
@@ -219,7 +203,7 @@ async fn a_reviewer_skips_a_failed_node_and_a_wait_times_out_onto_its_route() {
             agentkit_temporal::send_event(&client, &run, &other)
                 .await
                 .unwrap();
-            let failed = pending(&store, &tenant).await;
+            let failed = common::pending(store.as_ref(), &tenant).await;
             assert_eq!(failed.call.name, "workflow.failure");
             assert!(
                 failed.reason.contains("node `flaky` failed"),
@@ -280,7 +264,7 @@ async fn abort_ends_the_run_and_a_reviewers_rejection_aborts_it() {
     let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
     let failures = Arc::new(AtomicUsize::new(0));
     let tenant = TenantId::new("acme").unwrap();
-    let (skipped, rejected) = (unique("skipped"), unique("rejected"));
+    let (skipped, rejected) = (common::unique("skipped"), common::unique("rejected"));
     let (aborted, by_reviewer) = with_worker!(
         client,
         executor(store.clone(), failures.clone()),
@@ -299,7 +283,7 @@ async fn abort_ends_the_run_and_a_reviewers_rejection_aborts_it() {
             agentkit_temporal::send_event(&client, &skipped, &go)
                 .await
                 .unwrap(); // a retried delivery
-            let failed = pending(&store, &tenant).await;
+            let failed = common::pending(store.as_ref(), &tenant).await;
             let mut skip = ApprovalDecision::approve("ops-lead");
             skip.edited_arguments = Some(json!({"action": "skip"}));
             agentkit_temporal::decide(&client, store.clone(), &tenant, &failed.id, &skip)
@@ -310,7 +294,7 @@ async fn abort_ends_the_run_and_a_reviewers_rejection_aborts_it() {
             agentkit_temporal::start_workflow(&client, &queue, &rejected, input)
                 .await
                 .unwrap();
-            let failed = pending(&store, &tenant).await;
+            let failed = common::pending(store.as_ref(), &tenant).await;
             agentkit_temporal::decide(
                 &client,
                 store.clone(),

@@ -62,8 +62,31 @@ pub async fn dev_server(test: &str) -> Option<DevServer> {
         );
         return None;
     };
+    // A server that exits (a port taken between our probe and its bind: several test binaries
+    // and tests start servers at once) or does not answer in 30 s is replaced, on new ports.
+    for attempt in 1..=3 {
+        let mut server = spawn_server(&bin);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && matches!(server.child.try_wait(), Ok(None)) {
+            if agentkit_temporal::connect(&server.url, "default")
+                .await
+                .is_ok()
+            {
+                return Some(server);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!(
+            "{test}: the dev server at {} did not come up (attempt {attempt})",
+            server.url
+        );
+    }
+    panic!("{test}: no dev server answered after 3 attempts");
+}
+
+fn spawn_server(bin: &std::path::Path) -> DevServer {
     let (port, ui) = (free_port(), free_port());
-    let child = Command::new(&bin)
+    let child = Command::new(bin)
         .args([
             "server",
             "start-dev",
@@ -78,23 +101,9 @@ pub async fn dev_server(test: &str) -> Option<DevServer> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-    let server = DevServer {
+    DevServer {
         child,
         url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if agentkit_temporal::connect(&server.url, "default")
-            .await
-            .is_ok()
-        {
-            return Some(server);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the dev server did not answer within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -146,4 +155,27 @@ pub async fn kill_in_turn(
         kills += 1;
     }
     kills
+}
+
+/// The one pending approval request of `tenant`, once there is one (at most 60 s); more than
+/// one pending fails the test.
+pub async fn pending(
+    store: &dyn agentkit_core::store::StateStore,
+    tenant: &agentkit_core::id::TenantId,
+) -> agentkit_core::store::ApprovalRequest {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = store.list_pending_approvals(tenant).await.unwrap();
+        if let Some(a) = list.first() {
+            assert_eq!(list.len(), 1, "{list:?}");
+            return a.clone();
+        }
+        assert!(Instant::now() < deadline, "no approval request within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `prefix-<a fresh uuid>`: a run id or task queue no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", agentkit_core::id::RunId::generate())
 }
