@@ -7,9 +7,10 @@
 //! 1. **In memory**: `--runs` runs of a `--steps`-node chain driven by one `run_due` loop.
 //! 2. **SQLite** (file, WAL, `synchronous=NORMAL`): the same; baseline: a bare single-row
 //!    `INSERT` + commit loop on another file in the same directory.
-//! 3. **Postgres**, 1, 2 and 4 workers (each a `Worker` with its own claims; one pool of
-//!    4 connections): the same; baseline: bare `INSERT` + commit loops, one per worker, over
-//!    the same pool size.
+//! 3. **Postgres**, 1, 2 and 4 workers (each a `Worker` with its own engine and its own pool
+//!    of 4 connections, as a worker process would have, running 4 runs at once): the same;
+//!    baseline: as many bare `INSERT` + commit loops (4 per worker) over a pool of as many
+//!    connections.
 //! 4. **Wake-up latency**: a worker waits; a run waiting for an event is sent one (through
 //!    another engine, so a Postgres worker learns of it by `LISTEN`/`NOTIFY`, not in process);
 //!    the time until its next step starts (a tool stamps it), p50/p99 over `--wakes` events.
@@ -115,22 +116,21 @@ async fn steps_per_second_one_loop(engine: &Workflows, runs: usize) -> f64 {
     steps as f64 / secs
 }
 
-/// Steps/s of `workers` workers (tasks in this process) until every run is done.
-async fn steps_per_second_workers(
-    engine: &Workflows,
-    runs: usize,
-    workers: usize,
-    concurrency: usize,
-) -> f64 {
+/// Steps/s of one worker per engine (each as a separate process would have its own pool) until
+/// every run is done; the runs are started through the first.
+async fn steps_per_second_engines(engines: &[Workflows], runs: usize, concurrency: usize) -> f64 {
+    let engine = &engines[0];
     start_runs(engine, runs).await;
     let shutdown = CancellationToken::new();
     let t = Instant::now();
-    let handles: Vec<_> = (0..workers)
-        .map(|i| {
+    let handles: Vec<_> = engines
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
             let config = WorkerConfig::new(format!("bench-{i}"))
                 .concurrency(concurrency)
                 .poll(Duration::from_millis(5));
-            tokio::spawn(Worker::new(engine.clone(), config).run(shutdown.clone()))
+            tokio::spawn(Worker::new(e.clone(), config).run(shutdown.clone()))
         })
         .collect();
     // Done when no run is left pending or running (a cheap query: at most one row).
@@ -368,7 +368,7 @@ async fn sqlite_parts(a: &Args, dir: &std::path::Path) {
     // A worker driving 16 runs at once: their steps share transactions (group commit).
     let db = SqliteStore::open(dir.join("wf-worker.db")).await.unwrap();
     let sqlite = engine(Arc::new(db.clone()), Arc::new(db.clone()), vec![]);
-    let rate = steps_per_second_workers(&sqlite, a.runs, 1, 16).await;
+    let rate = steps_per_second_engines(std::slice::from_ref(&sqlite), a.runs, 16).await;
     println!(
         "sqlite, worker x16   {rate:>10.0} steps/s   bare INSERT+commit {bare:>8.0}/s   ratio {:.2}",
         rate / bare
@@ -412,17 +412,42 @@ async fn postgres(url: &str, a: &Args) {
         .execute(&pool)
         .await
         .unwrap();
+    // Each worker has its own pool of `PER_WORKER` connections and runs as many runs at once,
+    // as a worker process would; the baseline is as many bare commit loops over a pool of as
+    // many connections.
+    const PER_WORKER: u32 = 4;
     for workers in [1usize, 2, 4] {
         // Fresh tenant rows each time: truncate what the previous round left.
         pool.execute("TRUNCATE workflow_steps, workflow_runs CASCADE")
             .await
             .unwrap();
-        let pg = engine(Arc::new(store.clone()), Arc::new(store.clone()), vec![]);
+        let mut pools = Vec::new();
+        let mut engines = Vec::new();
+        for _ in 0..workers {
+            let p = PostgresStore::pool_options()
+                .max_connections(PER_WORKER)
+                .connect_with(options.clone())
+                .await
+                .unwrap();
+            let s = PostgresStore::from_pool_unmigrated(p.clone());
+            engines.push(engine(Arc::new(s.clone()), Arc::new(s), vec![]));
+            pools.push(p);
+        }
         let runs = a.runs / 2;
-        let rate = steps_per_second_workers(&pg, runs, workers, 4).await;
-        let bare = bare_pg_commits(&pool, runs * a.steps / 2, workers).await;
+        let rate = steps_per_second_engines(&engines, runs, PER_WORKER as usize).await;
+        for p in pools {
+            p.close().await;
+        }
+        let loops = workers * PER_WORKER as usize;
+        let bare_pool = PostgresStore::pool_options()
+            .max_connections(loops as u32)
+            .connect_with(options.clone())
+            .await
+            .unwrap();
+        let bare = bare_pg_commits(&bare_pool, runs * a.steps / 2, loops).await;
+        bare_pool.close().await;
         println!(
-            "postgres {workers} worker(s)  {rate:>8.0} steps/s   bare INSERT+commit x{workers} {bare:>8.0}/s   ratio {:.2}",
+            "postgres {workers} worker(s)  {rate:>8.0} steps/s   bare INSERT+commit x{loops} {bare:>8.0}/s   ratio {:.2}",
             rate / bare
         );
     }

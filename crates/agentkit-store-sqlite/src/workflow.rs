@@ -96,25 +96,22 @@ impl WorkflowStore for SqliteStore {
         commit: &StepCommit,
     ) -> Result<CommitOutcome> {
         commit.check(tenant)?;
-        let step = commit
-            .step
-            .as_ref()
-            .map(|s| Ok::<_, Error>((int(s.seq, "step seq")?, to_json(s)?)))
-            .transpose()?;
+        // Everything but the SQL is done here, on the caller's task (in parallel with other
+        // callers), so the single writer only runs statements.
+        let prepared = Prepared::of(commit)?;
         // Group commit: queue the step, then take the writer; whoever gets it first writes
         // every queued step in one transaction (each in its own savepoint, so one step's
         // conflict refuses that step only). A caller whose step was written by another finds
         // the queue empty and only collects its answer.
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let drains = self.step_queue().push(Queued {
-            commit: commit.clone(),
-            step,
-            reply,
-        });
+        let drains = self.step_queue().push(Queued { prepared, reply });
         if drains {
             // Drain here; should this caller stop waiting (its future dropped) before the
             // drain ran, the guard hands the drain to a task, so the queue is never stranded.
             let mut guard = DrainGuard(Some(self.clone()));
+            // Let the callers that are ready to run (runs the last batch answered) queue
+            // their steps first: one transaction then carries them all.
+            tokio::task::yield_now().await;
             drain_queue(self).await;
             guard.0 = None;
         }
@@ -363,15 +360,27 @@ fn list_steps(c: &Connection, tenant: &TenantId, run: &RunId) -> Result<Vec<Step
 /// changed (0 or 1).
 fn write_run_if(tx: &Connection, run: &WorkflowRun, expected: Option<i64>) -> Result<usize> {
     let row = RunRow::of(run)?;
+    update_run_row(tx, &run.tenant, &run.id, run.state.as_str(), &row, expected)
+}
+
+/// [`write_run_if`] with the row already made.
+fn update_run_row(
+    tx: &Connection,
+    tenant: &TenantId,
+    id: &RunId,
+    state: &str,
+    row: &RunRow,
+    expected: Option<i64>,
+) -> Result<usize> {
     tx.prepare_cached(
         "UPDATE workflow_runs SET state = ?3, version = ?4, due_at = ?5, wake_at = ?6, \
          event_key = ?7, body = ?8 WHERE tenant = ?1 AND id = ?2 AND (?9 IS NULL OR version = ?9)",
     )
     .and_then(|mut st| {
         st.execute(params![
-            run.tenant.as_str(),
-            run.id.as_str(),
-            run.state.as_str(),
+            tenant.as_str(),
+            id.as_str(),
+            state,
             row.version,
             row.due_at,
             row.wake_at,
@@ -482,9 +491,42 @@ impl Drop for DrainGuard {
 
 /// A queued step commit and where its answer goes.
 pub(crate) struct Queued {
-    commit: StepCommit,
-    step: Option<(i64, String)>,
+    prepared: Prepared,
     reply: tokio::sync::oneshot::Sender<Result<CommitOutcome>>,
+}
+
+/// A step commit made ready for the writer: the run's row serialized, the step's row
+/// serialized, and the run itself only when the store may have to wake it (it starts waiting
+/// for an event, which a kept event may already match).
+struct Prepared {
+    tenant: TenantId,
+    run_id: RunId,
+    state: &'static str,
+    row: RunRow,
+    expected: i64,
+    step: Option<(i64, String)>,
+    waits_for_event: Option<(String, WorkflowRun)>,
+}
+
+impl Prepared {
+    fn of(commit: &StepCommit) -> Result<Self> {
+        let run = &commit.run;
+        let step = commit
+            .step
+            .as_ref()
+            .map(|s| Ok::<_, Error>((int(s.seq, "step seq")?, to_json(s)?)))
+            .transpose()?;
+        let row = RunRow::of(run)?;
+        Ok(Self {
+            tenant: run.tenant.clone(),
+            run_id: run.id.clone(),
+            state: run.state.as_str(),
+            expected: int(commit.expected_version, "run version")?,
+            step,
+            waits_for_event: row.event_key.clone().map(|key| (key, run.clone())),
+            row,
+        })
+    }
 }
 
 /// Step commits waiting for the writer, and whether a caller is writing them.
@@ -553,7 +595,7 @@ fn write_batch(c: &mut Connection, batch: Vec<Queued>) {
         };
         if let [q] = batch.as_slice() {
             // Alone: no savepoint; a refused step rolls its transaction back whole.
-            let result = commit_step_in(&tx, &q.commit, q.step.clone());
+            let result = commit_step_in(&tx, &q.prepared);
             let answer = match result {
                 Ok(outcome) => tx.commit().map_err(db_err).map(|()| outcome),
                 Err(e) => Err(e),
@@ -565,16 +607,14 @@ fn write_batch(c: &mut Connection, batch: Vec<Queued>) {
         }
         let mut results = Vec::with_capacity(batch.len());
         for q in &batch {
-            let result = tx
-                .execute_batch("SAVEPOINT step")
-                .map_err(db_err)
-                .and_then(|()| commit_step_in(&tx, &q.commit, q.step.clone()));
+            let result =
+                run_cached(&tx, "SAVEPOINT step").and_then(|()| commit_step_in(&tx, &q.prepared));
             let end = if result.is_ok() {
-                "RELEASE step"
+                run_cached(&tx, "RELEASE step")
             } else {
-                "ROLLBACK TO step; RELEASE step"
+                run_cached(&tx, "ROLLBACK TO step").and_then(|()| run_cached(&tx, "RELEASE step"))
             };
-            results.push(tx.execute_batch(end).map_err(db_err).and(result));
+            results.push(end.and(result));
         }
         let committed = tx.commit().map_err(db_err);
         for (q, result) in batch.into_iter().zip(results) {
@@ -585,6 +625,14 @@ fn write_batch(c: &mut Connection, batch: Vec<Queued>) {
             let _ = q.reply.send(answer);
         }
     }
+}
+
+/// Runs a statement without parameters through the statement cache (parsed once).
+fn run_cached(tx: &Connection, sql: &str) -> Result<()> {
+    tx.prepare_cached(sql)
+        .and_then(|mut st| st.execute([]))
+        .map(|_| ())
+        .map_err(db_err)
 }
 
 /// An error to give to each of several callers.
@@ -604,17 +652,11 @@ impl CloneForEach for Error {
 
 /// A step commit inside the caller's transaction: the run's compare-and-swap (one statement),
 /// the step row, and a kept event when the run starts waiting for one.
-fn commit_step_in(
-    tx: &Connection,
-    commit: &StepCommit,
-    step: Option<(i64, String)>,
-) -> Result<CommitOutcome> {
-    let run_id = &commit.run.id;
-    let tenant = &commit.run.tenant;
-    let expected = int(commit.expected_version, "run version")?;
-    let mut run = commit.run.clone();
+fn commit_step_in(tx: &Connection, p: &Prepared) -> Result<CommitOutcome> {
+    let (tenant, run_id) = (&p.tenant, &p.run_id);
     let mut outcome = CommitOutcome::default();
-    if let Some(key) = run.event_key() {
+    let mut woken_row = None;
+    if let Some((key, run)) = &p.waits_for_event {
         let kept: Option<(String, String)> = tx
             .prepare_cached(
                 "SELECT id, body FROM workflow_events \
@@ -634,21 +676,27 @@ fn commit_step_in(
             )
             .and_then(|mut st| st.execute(params![tenant.as_str(), id]))
             .map_err(db_err)?;
+            let mut run = run.clone();
             let at = run.updated_at;
             run.wake(event.payload, at);
-            outcome.woken = Some(run.clone());
+            woken_row = Some(RunRow::of(&run)?);
+            outcome.woken = Some(run);
         }
     }
-    if write_run_if(tx, &run, Some(expected))? == 0 {
+    let (state, row) = match (&outcome.woken, &woken_row) {
+        (Some(run), Some(row)) => (run.state.as_str(), row),
+        _ => (p.state, &p.row),
+    };
+    if update_run_row(tx, tenant, run_id, state, row, Some(p.expected))? == 0 {
         return Err(match stored_version(tx, tenant, run_id)? {
             None => Error::NotFound(format!("workflow run `{run_id}`")),
             Some(v) => Error::Conflict(format!(
                 "workflow run `{run_id}` is at version {v}, not {}",
-                commit.expected_version
+                p.expected
             )),
         });
     }
-    if let Some((seq, body)) = &step {
+    if let Some((seq, body)) = &p.step {
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO workflow_steps (tenant, run, seq, body) VALUES (?1, ?2, ?3, ?4)",

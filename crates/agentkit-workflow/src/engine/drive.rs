@@ -148,7 +148,7 @@ impl Workflows {
             if !keep {
                 next.lease = None;
             }
-            let commit = StepCommit::new(next.clone(), expected, planned.step);
+            let commit = StepCommit::new(next, expected, planned.step);
             match self
                 .inner
                 .store
@@ -157,7 +157,7 @@ impl Workflows {
             {
                 Ok(outcome) => {
                     steps += 1;
-                    run = outcome.woken.unwrap_or(next);
+                    run = outcome.woken.unwrap_or(commit.run);
                 }
                 Err(Error::Conflict(e)) => {
                     tracing::warn!(run = %run.id, error = %e, "lost the run to another worker; its step is not committed");
