@@ -537,8 +537,39 @@ async fn commit_step_in(
         }
     }
     let expected = to_i64(commit_req.expected_version, "run version")?;
-    let updated = write_run_if(tx, op, &run, Some(expected)).await?;
-    if updated == 0 {
+    let written = match step {
+        // The compare-and-swap and the step row in one statement (one round trip): the step
+        // is inserted only from the row the update moved.
+        Some((seq, body)) => {
+            let row = RunRow::of(&run)?;
+            sqlx::query(
+                "WITH moved AS (UPDATE workflow_runs SET state = $3, version = $4, due_at = $5, \
+                 wake_at = $6, event_key = $7, body = $8::json \
+                 WHERE tenant = $1 AND id = $2 AND version = $9 RETURNING tenant, id) \
+                 INSERT INTO workflow_steps (tenant, run, seq, body) \
+                 SELECT tenant, id, $10::bigint, $11::json FROM moved ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant.as_str())
+            .bind(run_id.as_str())
+            .bind(run.state.as_str())
+            .bind(row.version)
+            .bind(run.due_at().map(micros))
+            .bind(run.wake_at.map(micros))
+            .bind(run.event_key())
+            .bind(&row.body)
+            .bind(expected)
+            .bind(seq)
+            .bind(body)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| query_error(op, e))?
+            .rows_affected()
+        }
+        None => write_run_if(tx, op, &run, Some(expected)).await?,
+    };
+    if written == 0 {
+        // Nothing written: the run is gone, at another version, or (the update went through
+        // in this transaction) the step exists. The caller's transaction is rolled back.
         let stored: Option<i64> =
             sqlx::query_scalar("SELECT version FROM workflow_runs WHERE tenant = $1 AND id = $2")
                 .bind(tenant.as_str())
@@ -546,32 +577,16 @@ async fn commit_step_in(
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| query_error(op, e))?;
-        return Err(match stored {
-            None => Error::NotFound(format!("workflow run `{run_id}`")),
-            Some(v) => Error::Conflict(format!(
+        return Err(match (stored, step) {
+            (None, _) => Error::NotFound(format!("workflow run `{run_id}`")),
+            (Some(v), Some((seq, _))) if u64::try_from(v).ok() == Some(run.version) => {
+                Error::Conflict(format!("step {seq} of workflow run `{run_id}` exists"))
+            }
+            (Some(v), _) => Error::Conflict(format!(
                 "workflow run `{run_id}` is at version {v}, not {}",
                 commit_req.expected_version
             )),
         });
-    }
-    if let Some((seq, body)) = step {
-        let inserted = sqlx::query(
-            "INSERT INTO workflow_steps (tenant, run, seq, body) VALUES ($1, $2, $3, $4::json) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant.as_str())
-        .bind(run_id.as_str())
-        .bind(seq)
-        .bind(body)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| query_error(op, e))?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(Error::Conflict(format!(
-                "step {seq} of workflow run `{run_id}` exists"
-            )));
-        }
     }
     if run.lease.is_none() && run.due_at().is_some() {
         notify(tx, op).await?;
