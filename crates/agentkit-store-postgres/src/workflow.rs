@@ -32,12 +32,11 @@ pub const CHANNEL: &str = "agentkit_workflow";
 impl PostgresStore {
     /// A transaction that may see and lock every tenant's workflow runs (claims only).
     async fn begin_claim(&self, op: &'static str) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await.map_err(|e| acquire_error(op, e))?;
-        sqlx::query("SELECT set_config('agentkit.workflow_claim', 'on', true)")
-            .execute(&mut *tx)
+        // `BEGIN` and the setting in one round trip.
+        self.pool
+            .begin_with("BEGIN; SELECT set_config('agentkit.workflow_claim', 'on', true)")
             .await
-            .map_err(|e| query_error(op, e))?;
-        Ok(tx)
+            .map_err(|e| acquire_error(op, e))
     }
 }
 
