@@ -77,24 +77,38 @@ async fn write_run_if(
     expected: Option<i64>,
 ) -> Result<u64> {
     let row = RunRow::of(run)?;
-    Ok(sqlx::query(
-        "UPDATE workflow_runs SET state = $3, version = $4, due_at = $5, wake_at = $6, \
-         event_key = $7, body = $8::json \
-         WHERE tenant = $1 AND id = $2 AND ($9::bigint IS NULL OR version = $9)",
+    Ok(bind_run(
+        sqlx::query(
+            "UPDATE workflow_runs SET state = $3, version = $4, due_at = $5, wake_at = $6, \
+             event_key = $7, body = $8::json \
+             WHERE tenant = $1 AND id = $2 AND ($9::bigint IS NULL OR version = $9)",
+        ),
+        run,
+        &row,
     )
-    .bind(run.tenant.as_str())
-    .bind(run.id.as_str())
-    .bind(run.state.as_str())
-    .bind(row.version)
-    .bind(run.due_at().map(micros))
-    .bind(run.wake_at.map(micros))
-    .bind(run.event_key())
-    .bind(&row.body)
     .bind(expected)
     .execute(tx)
     .await
     .map_err(|e| query_error(op, e))?
     .rows_affected())
+}
+
+/// Binds a run's row as `$1`…`$8`: tenant, id, state, version, due_at, wake_at, event_key,
+/// body.
+fn bind_run<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    run: &'q WorkflowRun,
+    row: &'q RunRow,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(run.tenant.as_str())
+        .bind(run.id.as_str())
+        .bind(run.state.as_str())
+        .bind(row.version)
+        .bind(run.due_at().map(micros))
+        .bind(run.wake_at.map(micros))
+        .bind(run.event_key())
+        .bind(&row.body)
 }
 
 /// The run a trigger key started (its body), in the caller's transaction.
@@ -541,21 +555,18 @@ async fn commit_step_in(
         // is inserted only from the row the update moved.
         Some((seq, body)) => {
             let row = RunRow::of(&run)?;
-            sqlx::query(
-                "WITH moved AS (UPDATE workflow_runs SET state = $3, version = $4, due_at = $5, \
-                 wake_at = $6, event_key = $7, body = $8::json \
-                 WHERE tenant = $1 AND id = $2 AND version = $9 RETURNING tenant, id) \
-                 INSERT INTO workflow_steps (tenant, run, seq, body) \
-                 SELECT tenant, id, $10::bigint, $11::json FROM moved ON CONFLICT DO NOTHING",
+            bind_run(
+                sqlx::query(
+                    "WITH moved AS (UPDATE workflow_runs SET state = $3, version = $4, \
+                     due_at = $5, wake_at = $6, event_key = $7, body = $8::json \
+                     WHERE tenant = $1 AND id = $2 AND version = $9 RETURNING tenant, id) \
+                     INSERT INTO workflow_steps (tenant, run, seq, body) \
+                     SELECT tenant, id, $10::bigint, $11::json FROM moved \
+                     ON CONFLICT DO NOTHING",
+                ),
+                &run,
+                &row,
             )
-            .bind(tenant.as_str())
-            .bind(run_id.as_str())
-            .bind(run.state.as_str())
-            .bind(row.version)
-            .bind(run.due_at().map(micros))
-            .bind(run.wake_at.map(micros))
-            .bind(run.event_key())
-            .bind(&row.body)
             .bind(expected)
             .bind(seq)
             .bind(body)
