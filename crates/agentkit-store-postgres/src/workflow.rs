@@ -521,9 +521,8 @@ async fn commit_step_in(
 ) -> Result<CommitOutcome> {
     let tenant = &commit_req.run.tenant;
     let run_id = &commit_req.run.id;
-    let mut run = commit_req.run.clone();
     let mut outcome = CommitOutcome::default();
-    if let Some(key) = run.event_key() {
+    if let Some(key) = commit_req.run.event_key() {
         let kept = sqlx::query(
             "SELECT id, body::text FROM workflow_events \
              WHERE tenant = $1 AND event_key = $2 AND NOT consumed \
@@ -544,17 +543,20 @@ async fn commit_step_in(
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| query_error(op, e))?;
-            let at = run.updated_at;
-            run.wake(event.payload, at);
-            outcome.woken = Some(run.clone());
+            let mut woken = commit_req.run.clone();
+            let at = woken.updated_at;
+            woken.wake(event.payload, at);
+            outcome.woken = Some(woken);
         }
     }
+    // What is written: the run as committed, or as the kept event woke it (no copy otherwise).
+    let run = outcome.woken.as_ref().unwrap_or(&commit_req.run);
     let expected = to_i64(commit_req.expected_version, "run version")?;
     let written = match step {
         // The compare-and-swap and the step row in one statement (one round trip): the step
         // is inserted only from the row the update moved.
         Some((seq, body)) => {
-            let row = RunRow::of(&run)?;
+            let row = RunRow::of(run)?;
             bind_run(
                 sqlx::query(
                     "WITH moved AS (UPDATE workflow_runs SET state = $3, version = $4, \
@@ -564,7 +566,7 @@ async fn commit_step_in(
                      SELECT tenant, id, $10::bigint, $11::json FROM moved \
                      ON CONFLICT DO NOTHING",
                 ),
-                &run,
+                run,
                 &row,
             )
             .bind(expected)
@@ -575,7 +577,7 @@ async fn commit_step_in(
             .map_err(|e| query_error(op, e))?
             .rows_affected()
         }
-        None => write_run_if(tx, op, &run, Some(expected)).await?,
+        None => write_run_if(tx, op, run, Some(expected)).await?,
     };
     if written == 0 {
         // Nothing written: the run is gone, at another version, or (the update went through

@@ -2,9 +2,10 @@
 //!
 //! A run is one row: the whole run as JSON plus the columns claims and deliveries look up
 //! (`due_at`, `event_key`, `trigger_key`, state, times). Every write is one `BEGIN IMMEDIATE`
-//! transaction: a claim takes its runs and writes their leases at once, a step commit checks
+//! transaction: a claim takes its runs and writes their leases at once. A step commit checks
 //! the version, appends the step row, takes a kept event if the run starts waiting for one and
-//! writes the run, all or nothing.
+//! writes the run, all or nothing; concurrent step commits share a transaction, each in its
+//! own savepoint (`steps.rs`).
 
 use agentkit_core::id::{RunId, TenantId, WorkflowId};
 use agentkit_core::store::ensure_tenant;
