@@ -240,13 +240,22 @@ pub(crate) async fn append_messages_in(
             .fetch_optional(&mut *tx)
             .await
     } else {
+        // One statement (one round trip): the session's counter moves and the messages take
+        // the numbers it moved over; no session row, no messages (and `None`).
         sqlx::query_scalar(
-            "UPDATE sessions SET last_seq = last_seq + $3 \
-                 WHERE tenant = $1 AND id = $2 RETURNING last_seq",
+            "WITH moved AS (UPDATE sessions SET last_seq = last_seq + $3 \
+                 WHERE tenant = $1 AND id = $2 RETURNING last_seq), \
+             added AS (INSERT INTO messages (tenant, session_id, seq, run_id, message, created_at) \
+                 SELECT $1, $2, moved.last_seq - $3 + m.ord, $4, m.body::json, $5 \
+                 FROM moved, unnest($6::text[]) WITH ORDINALITY AS m (body, ord)) \
+             SELECT last_seq FROM moved",
         )
         .bind(tenant.as_str())
         .bind(session.as_str())
         .bind(count)
+        .bind(run.map(RunId::as_str))
+        .bind(micros(Utc::now()))
+        .bind(bodies)
         .fetch_optional(&mut *tx)
         .await
     }
@@ -254,21 +263,5 @@ pub(crate) async fn append_messages_in(
     let Some(last) = last else {
         return Err(Error::NotFound(format!("session {session}")));
     };
-    if !bodies.is_empty() {
-        sqlx::query(
-            "INSERT INTO messages (tenant, session_id, seq, run_id, message, created_at) \
-                 SELECT $1, $2, $3 + m.ord, $4, m.body::json, $5 \
-                 FROM unnest($6::text[]) WITH ORDINALITY AS m (body, ord)",
-        )
-        .bind(tenant.as_str())
-        .bind(session.as_str())
-        .bind(last - count)
-        .bind(run.map(RunId::as_str))
-        .bind(micros(Utc::now()))
-        .bind(bodies)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| query_error(op, e))?;
-    }
     Ok(last)
 }

@@ -180,10 +180,10 @@ impl Step {
                 ));
             }
         }
-        self.executions.extend(executions);
-        self.approvals.extend(approvals);
-        self.usage.extend(usage);
-        self.audit.extend(audit);
+        append(&mut self.executions, executions);
+        append(&mut self.approvals, approvals);
+        append(&mut self.usage, usage);
+        append(&mut self.audit, audit);
         Ok(())
     }
 
@@ -213,6 +213,15 @@ impl Step {
             ensure_tenant(tenant, &a.tenant, "a step's audit entry")?;
         }
         Ok(())
+    }
+}
+
+/// Appends `more` to `to`, taking `more`'s allocation when `to` is empty (no copy).
+fn append<T>(to: &mut Vec<T>, more: Vec<T>) {
+    if to.is_empty() {
+        *to = more;
+    } else {
+        to.extend(more);
     }
 }
 

@@ -71,13 +71,16 @@ impl fmt::Debug for InMemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    sessions: Mutex<HashMap<(TenantId, SessionId), SessionData>>,
+    // Records of which every turn writes one are boxed in their maps: when a map grows, it
+    // moves pointers, not records (a rehash of inline runs and tool executions was a sixth
+    // of a turn's cost on the turn bench).
+    sessions: Mutex<HashMap<(TenantId, SessionId), Box<SessionData>>>,
     configs: Mutex<HashMap<(TenantId, AgentId), BTreeMap<u32, AgentConfig>>>,
-    runs: Mutex<HashMap<TenantId, HashMap<RunId, RunRecord>>>,
+    runs: Mutex<HashMap<TenantId, HashMap<RunId, Box<RunRecord>>>>,
     approvals: Mutex<HashMap<TenantId, HashMap<ApprovalId, ApprovalRequest>>>,
     tool_executions: Mutex<HashMap<TenantId, ToolExecutions>>,
     usage: Mutex<HashMap<TenantId, UsageLedger>>,
-    audit: Mutex<HashMap<TenantId, Vec<AuditEntry>>>,
+    audit: Mutex<HashMap<TenantId, Log<AuditEntry>>>,
     /// Per tenant, then by key (looked up by `&str`, no key is allocated to read one).
     counters: Mutex<HashMap<TenantId, HashMap<Box<str>, i64>>>,
     memory: Mutex<HashMap<(TenantId, MemoryScope), BTreeMap<String, Value>>>,
@@ -121,7 +124,7 @@ impl SessionData {
 
 #[derive(Default)]
 struct ToolExecutions {
-    records: HashMap<IdempotencyKey, ToolExecution>,
+    records: HashMap<IdempotencyKey, Box<ToolExecution>>,
     /// Keys per run, in the order they were first recorded.
     by_run: HashMap<RunId, Vec<IdempotencyKey>>,
 }
@@ -130,7 +133,7 @@ struct ToolExecutions {
 struct UsageLedger {
     ids: HashSet<UsageEventId>,
     /// In insertion order.
-    events: Vec<UsageEvent>,
+    events: Log<UsageEvent>,
 }
 
 impl ToolExecutions {
@@ -157,7 +160,12 @@ impl ToolExecutions {
                 .or_default()
                 .push(key.clone()),
         }
-        self.records.insert(key.clone(), execution);
+        match self.records.get_mut(key) {
+            Some(stored) => **stored = execution,
+            None => {
+                self.records.insert(key.clone(), Box::new(execution));
+            }
+        }
     }
 }
 
@@ -209,11 +217,11 @@ impl InMemoryStore {
         }
         sessions.insert(
             key,
-            SessionData {
+            Box::new(SessionData {
                 record: session.clone(),
                 messages: Vec::new(),
                 retracted: Vec::new(),
-            },
+            }),
         );
         Ok(true)
     }
@@ -291,7 +299,7 @@ impl InMemoryStore {
             messages,
             retracted,
             ..
-        } = data;
+        } = &mut **data;
         let mut count = 0;
         for (i, m) in messages.iter().enumerate() {
             if m.run.as_ref() == Some(run) && !retracted.get(i).copied().unwrap_or(false) {
@@ -362,13 +370,16 @@ impl InMemoryStore {
         if tenant_runs.contains_key(&run.id) {
             return Err(Error::Conflict(format!("run {} already exists", run.id)));
         }
-        tenant_runs.insert(run.id.clone(), run.clone());
+        tenant_runs.insert(run.id.clone(), Box::new(run.clone()));
         Ok(())
     }
 
     fn get_run_sync(&self, tenant: &TenantId, id: &RunId) -> Result<Option<RunRecord>> {
         let runs = lock(&self.inner.runs, "runs")?;
-        Ok(runs.get(tenant).and_then(|r| r.get(id)).cloned())
+        Ok(runs
+            .get(tenant)
+            .and_then(|r| r.get(id))
+            .map(|r| (**r).clone()))
     }
 
     fn update_run_sync(&self, run: &RunRecord, expected_version: u64) -> Result<()> {
@@ -383,7 +394,7 @@ impl InMemoryStore {
                 run.id, stored.version
             )));
         }
-        *stored = run.clone();
+        **stored = run.clone();
         Ok(())
     }
 
@@ -484,7 +495,7 @@ impl InMemoryStore {
                     .entry(execution.run.clone())
                     .or_default()
                     .push(key.clone());
-                tenant.records.insert(key.clone(), claimed);
+                tenant.records.insert(key.clone(), Box::new(claimed));
                 Ok(ToolClaim::Claimed { attempt: 1 })
             }
             Some(existing)
@@ -503,7 +514,7 @@ impl InMemoryStore {
                 existing.finished_at = None;
                 Ok(ToolClaim::Claimed { attempt })
             }
-            Some(existing) => Ok(ToolClaim::Existing(Box::new(existing.clone()))),
+            Some(existing) => Ok(ToolClaim::Existing(existing.clone())),
         }
     }
 
@@ -513,7 +524,10 @@ impl InMemoryStore {
         key: &IdempotencyKey,
     ) -> Result<Option<ToolExecution>> {
         let all = lock(&self.inner.tool_executions, "tool executions")?;
-        Ok(all.get(tenant).and_then(|t| t.records.get(key)).cloned())
+        Ok(all
+            .get(tenant)
+            .and_then(|t| t.records.get(key))
+            .map(|e| (**e).clone()))
     }
 
     fn list_tool_executions_sync(
@@ -531,7 +545,7 @@ impl InMemoryStore {
             .map(|keys| {
                 keys.iter()
                     .filter_map(|k| tenant.records.get(k))
-                    .cloned()
+                    .map(|e| (**e).clone())
                     .collect()
             })
             .unwrap_or_default())
@@ -654,7 +668,10 @@ impl InMemoryStore {
 
 mod contracts;
 mod counters;
+mod log;
 mod step;
+
+use log::Log;
 
 #[cfg(test)]
 mod tests {
