@@ -71,16 +71,13 @@ impl fmt::Debug for InMemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    // Records of which every turn writes one are boxed in their maps: when a map grows, it
-    // moves pointers, not records (a rehash of inline runs and tool executions was a sixth
-    // of a turn's cost on the turn bench).
-    sessions: Mutex<HashMap<(TenantId, SessionId), Box<SessionData>>>,
+    sessions: Mutex<HashMap<(TenantId, SessionId), SessionData>>,
     configs: Mutex<HashMap<(TenantId, AgentId), BTreeMap<u32, AgentConfig>>>,
-    runs: Mutex<HashMap<TenantId, HashMap<RunId, Box<RunRecord>>>>,
+    runs: Mutex<HashMap<TenantId, HashMap<RunId, RunRecord>>>,
     approvals: Mutex<HashMap<TenantId, HashMap<ApprovalId, ApprovalRequest>>>,
     tool_executions: Mutex<HashMap<TenantId, ToolExecutions>>,
     usage: Mutex<HashMap<TenantId, UsageLedger>>,
-    audit: Mutex<HashMap<TenantId, Log<AuditEntry>>>,
+    audit: Mutex<HashMap<TenantId, Vec<AuditEntry>>>,
     /// Per tenant, then by key (looked up by `&str`, no key is allocated to read one).
     counters: Mutex<HashMap<TenantId, HashMap<Box<str>, i64>>>,
     memory: Mutex<HashMap<(TenantId, MemoryScope), BTreeMap<String, Value>>>,
@@ -124,7 +121,7 @@ impl SessionData {
 
 #[derive(Default)]
 struct ToolExecutions {
-    records: HashMap<IdempotencyKey, Box<ToolExecution>>,
+    records: HashMap<IdempotencyKey, ToolExecution>,
     /// Keys per run, in the order they were first recorded.
     by_run: HashMap<RunId, Vec<IdempotencyKey>>,
 }
@@ -133,7 +130,7 @@ struct ToolExecutions {
 struct UsageLedger {
     ids: HashSet<UsageEventId>,
     /// In insertion order.
-    events: Log<UsageEvent>,
+    events: Vec<UsageEvent>,
 }
 
 impl ToolExecutions {
@@ -160,12 +157,7 @@ impl ToolExecutions {
                 .or_default()
                 .push(key.clone()),
         }
-        match self.records.get_mut(key) {
-            Some(stored) => **stored = execution,
-            None => {
-                self.records.insert(key.clone(), Box::new(execution));
-            }
-        }
+        self.records.insert(key.clone(), execution);
     }
 }
 
@@ -217,11 +209,11 @@ impl InMemoryStore {
         }
         sessions.insert(
             key,
-            Box::new(SessionData {
+            SessionData {
                 record: session.clone(),
                 messages: Vec::new(),
                 retracted: Vec::new(),
-            }),
+            },
         );
         Ok(true)
     }
@@ -299,7 +291,7 @@ impl InMemoryStore {
             messages,
             retracted,
             ..
-        } = &mut **data;
+        } = data;
         let mut count = 0;
         for (i, m) in messages.iter().enumerate() {
             if m.run.as_ref() == Some(run) && !retracted.get(i).copied().unwrap_or(false) {
@@ -370,16 +362,13 @@ impl InMemoryStore {
         if tenant_runs.contains_key(&run.id) {
             return Err(Error::Conflict(format!("run {} already exists", run.id)));
         }
-        tenant_runs.insert(run.id.clone(), Box::new(run.clone()));
+        tenant_runs.insert(run.id.clone(), run.clone());
         Ok(())
     }
 
     fn get_run_sync(&self, tenant: &TenantId, id: &RunId) -> Result<Option<RunRecord>> {
         let runs = lock(&self.inner.runs, "runs")?;
-        Ok(runs
-            .get(tenant)
-            .and_then(|r| r.get(id))
-            .map(|r| (**r).clone()))
+        Ok(runs.get(tenant).and_then(|r| r.get(id)).cloned())
     }
 
     fn update_run_sync(&self, run: &RunRecord, expected_version: u64) -> Result<()> {
@@ -394,7 +383,7 @@ impl InMemoryStore {
                 run.id, stored.version
             )));
         }
-        **stored = run.clone();
+        *stored = run.clone();
         Ok(())
     }
 
@@ -495,7 +484,7 @@ impl InMemoryStore {
                     .entry(execution.run.clone())
                     .or_default()
                     .push(key.clone());
-                tenant.records.insert(key.clone(), Box::new(claimed));
+                tenant.records.insert(key.clone(), claimed);
                 Ok(ToolClaim::Claimed { attempt: 1 })
             }
             Some(existing)
@@ -514,7 +503,7 @@ impl InMemoryStore {
                 existing.finished_at = None;
                 Ok(ToolClaim::Claimed { attempt })
             }
-            Some(existing) => Ok(ToolClaim::Existing(existing.clone())),
+            Some(existing) => Ok(ToolClaim::Existing(Box::new(existing.clone()))),
         }
     }
 
@@ -524,10 +513,7 @@ impl InMemoryStore {
         key: &IdempotencyKey,
     ) -> Result<Option<ToolExecution>> {
         let all = lock(&self.inner.tool_executions, "tool executions")?;
-        Ok(all
-            .get(tenant)
-            .and_then(|t| t.records.get(key))
-            .map(|e| (**e).clone()))
+        Ok(all.get(tenant).and_then(|t| t.records.get(key)).cloned())
     }
 
     fn list_tool_executions_sync(
@@ -545,7 +531,7 @@ impl InMemoryStore {
             .map(|keys| {
                 keys.iter()
                     .filter_map(|k| tenant.records.get(k))
-                    .map(|e| (**e).clone())
+                    .cloned()
                     .collect()
             })
             .unwrap_or_default())
@@ -668,10 +654,7 @@ impl InMemoryStore {
 
 mod contracts;
 mod counters;
-mod log;
 mod step;
-
-use log::Log;
 
 #[cfg(test)]
 mod tests {

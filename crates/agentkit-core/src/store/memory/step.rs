@@ -155,27 +155,21 @@ impl InMemoryStore {
         {
             map.insert(
                 (tenant.clone(), s.id.clone()),
-                Box::new(SessionData {
+                SessionData {
                     record: s,
                     messages: Vec::new(),
                     retracted: Vec::new(),
-                }),
+                },
             );
             receipt.session_created = true;
         }
         if let Some(runs) = &mut runs {
             let tenant_runs = runs.entry(tenant.clone()).or_default();
             if let Some(run) = new_run {
-                tenant_runs.insert(run.id.clone(), Box::new(run));
+                tenant_runs.insert(run.id.clone(), run);
             }
             if let Some((run, _)) = run_update {
-                // Checked above: the run is stored (or inserted by this step).
-                match tenant_runs.get_mut(&run.id) {
-                    Some(stored) => **stored = run,
-                    None => {
-                        tenant_runs.insert(run.id.clone(), Box::new(run));
-                    }
-                }
+                tenant_runs.insert(run.id.clone(), run);
             }
         }
         if let (Some(map), Some(m)) = (&mut sessions, messages)
