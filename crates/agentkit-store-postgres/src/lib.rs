@@ -80,11 +80,12 @@
 //! could be had within the pool's acquire timeout or the connection dropped before the
 //! transaction was committed (nothing was written), and `Error::Storage { retryable: true, .. }`
 //! when the connection dropped while committing (the write may or may not have happened; every
-//! write is one transaction, so it happened completely or not at all). Pooled connections are
-//! tested before use (`test_before_acquire`, one round trip), so once the server is back the
+//! write is one transaction, so it happened completely or not at all). sqlx tests a connection
+//! when it goes back to the pool, and [`PostgresStore::pool_options`] tests one idle for
+//! [`TEST_IDLE_AFTER`] or longer before use (one round trip), so once the server is back the
 //! same store works again; the host does not rebuild it. A host that builds its own pool should
-//! keep that test on (sqlx's default) and set an acquire timeout it is willing to wait while the
-//! server is away (sqlx's default is 30 s). Serialization failures and deadlocks are retryable
+//! keep such a test (sqlx's default `test_before_acquire` tests every time) and set an acquire
+//! timeout it is willing to wait while the server is away (sqlx's default is 30 s). Serialization failures and deadlocks are retryable
 //! too; unique violations that the contracts define as conflicts are [`Error::Conflict`].
 //!
 //! ## Precision
@@ -145,6 +146,10 @@ pub const TENANT_SETTING: &str = "agentkit.tenant";
 /// How long [`PostgresStore::pool_options`] lets an operation wait for a connection before it
 /// fails with [`Error::Unavailable`].
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a pooled connection may sit idle before [`PostgresStore::pool_options`] tests it
+/// (one round trip) before use.
+pub const TEST_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Every store contract on PostgreSQL. Cheap to clone; clones share one connection pool.
 ///
@@ -210,14 +215,29 @@ impl PostgresStore {
         })
     }
 
-    /// The pool settings [`PostgresStore::connect`] uses: at most 10 connections, tested before
-    /// use (so a server restart is survived without rebuilding the store), and an operation
-    /// waits at most [`DEFAULT_ACQUIRE_TIMEOUT`] for one before failing with
-    /// [`Error::Unavailable`]. Adjust, connect, and pass the pool to [`PostgresStore::from_pool`].
+    /// The pool settings [`PostgresStore::connect`] uses: at most 10 connections, a connection
+    /// idle for [`TEST_IDLE_AFTER`] or longer tested before use (so a server restart is
+    /// survived without rebuilding the store), and an operation waits at most
+    /// [`DEFAULT_ACQUIRE_TIMEOUT`] for one before failing with [`Error::Unavailable`]. Adjust,
+    /// connect, and pass the pool to [`PostgresStore::from_pool`].
+    ///
+    /// sqlx tests every connection when it goes back to the pool; a connection used within the
+    /// last [`TEST_IDLE_AFTER`] is not tested again when it is taken (sqlx's
+    /// `test_before_acquire` would cost every transaction one more round trip: four of a turn's
+    /// ~28). If the server went away in that moment, the operation fails with a retryable
+    /// error and the broken connection is dropped.
     pub fn pool_options() -> PgPoolOptions {
         PgPoolOptions::new()
             .max_connections(10)
-            .test_before_acquire(true)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= TEST_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
             .idle_timeout(Some(Duration::from_secs(300)))
     }
