@@ -85,8 +85,9 @@
 //! [`TEST_IDLE_AFTER`] or longer before use (one round trip), so once the server is back the
 //! same store works again; the host does not rebuild it. A host that builds its own pool should
 //! keep such a test (sqlx's default `test_before_acquire` tests every time) and set an acquire
-//! timeout it is willing to wait while the server is away (sqlx's default is 30 s). Serialization failures and deadlocks are retryable
-//! too; unique violations that the contracts define as conflicts are [`Error::Conflict`].
+//! timeout it is willing to wait while the server is away (sqlx's default is 30 s).
+//! Serialization failures and deadlocks are retryable too; unique violations that the
+//! contracts define as conflicts are [`Error::Conflict`].
 //!
 //! ## Precision
 //!

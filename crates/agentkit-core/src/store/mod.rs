@@ -14,7 +14,7 @@
 mod audit_records;
 mod memory;
 mod records;
-mod step;
+pub(crate) mod step;
 mod tenant;
 mod usage_records;
 

@@ -217,7 +217,7 @@ impl Step {
 }
 
 /// Appends `more` to `to`, taking `more`'s allocation when `to` is empty (no copy).
-fn append<T>(to: &mut Vec<T>, more: Vec<T>) {
+pub(crate) fn append<T>(to: &mut Vec<T>, more: Vec<T>) {
     if to.is_empty() {
         *to = more;
     } else {

@@ -497,11 +497,7 @@ impl RunCtx<'_> {
         let mut events = UsageEvent::for_model_call(&self.scope, &response.usage, &response.model);
         let admission = self.admission.take().unwrap_or_default();
         self.a.executor.settle_usage(admission, &mut events).await;
-        if self.step.usage.is_empty() {
-            self.step.usage = events;
-        } else {
-            self.step.usage.extend(events);
-        }
+        crate::store::step::append(&mut self.step.usage, events);
         emit(&self.sink, AgentEvent::Usage(response.usage));
     }
 
