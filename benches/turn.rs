@@ -294,25 +294,40 @@ fn turn_sqlite(c: &mut Criterion) {
         })
     });
 
-    let store: Arc<dyn StateStore> = rt.block_on(async {
-        Arc::new(
-            agentkit_store_sqlite::SqliteStore::open(dir.join("agent.db"))
-                .await
-                .unwrap(),
-        )
-    });
-    let a = agent(store);
+    // The default file (4,096-byte pages), then one created with 2,048-byte pages
+    // (`SqliteOptions::page_size`: every commit writes the pages it touches whole).
     let n = AtomicU64::new(0);
-    group.bench_function("agentkit_turn_durable", |b| {
-        b.to_async(&rt).iter(|| async {
-            let s = n.fetch_add(1, Ordering::Relaxed);
-            black_box(
-                a.run(RunRequest::new("bench", format!("s{s}"), "Who is lead 42?"))
+    for (name, file, options) in [
+        (
+            "agentkit_turn_durable",
+            "agent.db",
+            agentkit_store_sqlite::SqliteOptions::default(),
+        ),
+        (
+            "agentkit_turn_durable_pages_2048",
+            "agent-2048.db",
+            agentkit_store_sqlite::SqliteOptions::default().page_size(2048),
+        ),
+    ] {
+        let store: Arc<dyn StateStore> = rt.block_on(async {
+            Arc::new(
+                agentkit_store_sqlite::SqliteStore::open_with(dir.join(file), options)
                     .await
                     .unwrap(),
-            );
-        })
-    });
+            )
+        });
+        let a = agent(store);
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let s = n.fetch_add(1, Ordering::Relaxed);
+                black_box(
+                    a.run(RunRequest::new("bench", format!("s{s}"), "Who is lead 42?"))
+                        .await
+                        .unwrap(),
+                );
+            })
+        });
+    }
     group.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -39,7 +39,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`SqliteStore::open_in_memory`] gives the same store without a file (tests, examples).
+//! [`SqliteStore::open_in_memory`] gives the same store without a file (tests, examples);
+//! [`SqliteStore::open_with`] takes [`SqliteOptions`] (the page size of a new file).
 //!
 //! ## Durability
 //!
@@ -103,6 +104,7 @@ mod config;
 mod counters;
 mod error;
 mod memory;
+mod options;
 mod pool;
 mod runs;
 mod schema;
@@ -121,6 +123,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 pub use error::OpenError;
+pub use options::SqliteOptions;
 pub use vectors::SqliteVectorStore;
 
 use pool::{Db, open_flags};
@@ -152,8 +155,19 @@ impl SqliteStore {
     ///
     /// Must be called inside a tokio runtime, like every method of the store.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// [`open`](Self::open) with [`SqliteOptions`] (for instance the page size of a new
+    /// file). An option SQLite cannot take is refused with [`OpenError::Database`] before the
+    /// file is touched.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, OpenError> {
+        options.check()?;
         let path = path.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(Some(path)))
+        tokio::task::spawn_blocking(move || Self::open_blocking(Some(path), &options))
             .await
             .map_err(|e| OpenError::Database {
                 message: format!("the opening task failed: {e}"),
@@ -164,7 +178,7 @@ impl SqliteStore {
 
     /// A new, empty in-memory database (one connection; gone when the last clone is dropped).
     pub async fn open_in_memory() -> Result<Self, OpenError> {
-        tokio::task::spawn_blocking(|| Self::open_blocking(None))
+        tokio::task::spawn_blocking(|| Self::open_blocking(None, &SqliteOptions::default()))
             .await
             .map_err(|e| OpenError::Database {
                 message: format!("the opening task failed: {e}"),
@@ -173,12 +187,18 @@ impl SqliteStore {
             })?
     }
 
-    fn open_blocking(path: Option<PathBuf>) -> Result<Self, OpenError> {
+    fn open_blocking(path: Option<PathBuf>, options: &SqliteOptions) -> Result<Self, OpenError> {
         let mut writer = match &path {
             Some(p) => Connection::open_with_flags(p, open_flags(true)),
             None => Connection::open_in_memory(),
         }
         .map_err(OpenError::database)?;
+        if let Some(bytes) = options.page_size {
+            // Before WAL and the first table; SQLite ignores it on a file that has pages.
+            writer
+                .pragma_update(None, "page_size", bytes)
+                .map_err(OpenError::database)?;
+        }
         schema::configure_writer(&writer, path.is_some())?;
         schema::migrate(&mut writer)?;
         // Readers open the same file later; pin it against a change of working directory.

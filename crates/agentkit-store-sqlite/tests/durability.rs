@@ -411,3 +411,65 @@ async fn an_approval_decision_is_not_stored_without_its_audit_record() {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].entry.actor, "user:ann");
 }
+
+fn page_size(path: &Path) -> u32 {
+    raw(path)
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_size_option_sets_new_files_only_and_bad_sizes_are_refused() {
+    use agentkit_store_sqlite::SqliteOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = TenantId::from_static("acme");
+    let session = |id: &str| {
+        SessionRecord::new(
+            tenant.clone(),
+            SessionId::new(id).unwrap(),
+            AgentId::from_static("support"),
+        )
+    };
+    let small = SqliteOptions::default().page_size(2048);
+
+    // The default keeps SQLite's 4,096; the option sets a new file's pages.
+    let default = dir.path().join("default.db");
+    drop(SqliteStore::open(&default).await.unwrap());
+    assert_eq!(page_size(&default), 4096);
+    let fresh = dir.path().join("fresh.db");
+    let store = SqliteStore::open_with(&fresh, small.clone()).await.unwrap();
+    store.create_session(&tenant, &session("s1")).await.unwrap();
+    drop(store);
+    assert_eq!(page_size(&fresh), 2048);
+
+    // A file that has pages keeps their size, and the store works on it.
+    let store = SqliteStore::open_with(&default, small.clone())
+        .await
+        .unwrap();
+    store.create_session(&tenant, &session("s2")).await.unwrap();
+    let s2 = SessionId::new("s2").unwrap();
+    assert!(store.get_session(&tenant, &s2).await.unwrap().is_some());
+    drop(store);
+    assert_eq!(page_size(&default), 4096);
+
+    // A size SQLite does not have is refused before the file is created.
+    for bad in [1000, 256, 131_072] {
+        let path = dir.path().join(format!("bad-{bad}.db"));
+        let Err(err) = SqliteStore::open_with(&path, SqliteOptions::default().page_size(bad)).await
+        else {
+            panic!("page size {bad} must be refused");
+        };
+        assert!(
+            matches!(
+                err,
+                OpenError::Database {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!path.exists());
+    }
+}
