@@ -76,6 +76,16 @@ fn agent(store: Arc<dyn StateStore>) -> Agent {
         .unwrap()
 }
 
+/// One agent turn in a new session (`s0`, `s1`, … from `n`).
+async fn new_session_turn(a: &Agent, n: &AtomicU64) {
+    let s = n.fetch_add(1, Ordering::Relaxed);
+    black_box(
+        a.run(RunRequest::new("bench", format!("s{s}"), "Who is lead 42?"))
+            .await
+            .unwrap(),
+    );
+}
+
 fn turn(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -98,14 +108,7 @@ fn turn(c: &mut Criterion) {
     // Every run stays in that store; it is freed after this entry (untimed).
     let a = agent(Arc::new(InMemoryStore::new()));
     group.bench_function("agentkit_new_session", |b| {
-        b.to_async(&rt).iter(|| async {
-            let s = n.fetch_add(1, Ordering::Relaxed);
-            black_box(
-                a.run(RunRequest::new("bench", format!("s{s}"), "Who is lead 42?"))
-                    .await
-                    .unwrap(),
-            );
-        })
+        b.to_async(&rt).iter(|| new_session_turn(&a, &n))
     });
     drop(a);
 
@@ -118,12 +121,7 @@ fn turn(c: &mut Criterion) {
                 let a = agent(Arc::new(InMemoryStore::new()));
                 let started = Instant::now();
                 for _ in 0..iters {
-                    let s = n.fetch_add(1, Ordering::Relaxed);
-                    black_box(
-                        a.run(RunRequest::new("bench", format!("s{s}"), "Who is lead 42?"))
-                            .await
-                            .unwrap(),
-                    );
+                    new_session_turn(&a, n).await;
                 }
                 let elapsed = started.elapsed();
                 drop(a);
@@ -317,16 +315,7 @@ fn turn_sqlite(c: &mut Criterion) {
             )
         });
         let a = agent(store);
-        group.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| async {
-                let s = n.fetch_add(1, Ordering::Relaxed);
-                black_box(
-                    a.run(RunRequest::new("bench", format!("s{s}"), "Who is lead 42?"))
-                        .await
-                        .unwrap(),
-                );
-            })
-        });
+        group.bench_function(name, |b| b.to_async(&rt).iter(|| new_session_turn(&a, &n)));
     }
     group.finish();
     let _ = std::fs::remove_dir_all(&dir);
