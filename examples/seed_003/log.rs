@@ -265,8 +265,10 @@ async fn derive(
     entry: AuditEntry,
 ) -> Result<DecisionRecord> {
     let bad = |e: serde_json::Error| Error::Internal(format!("decision log entry: {e}"));
-    let input: LoggedInput = serde_json::from_value(entry.entry.input.clone()).map_err(bad)?;
-    let output: LoggedOutput = serde_json::from_value(entry.entry.output.clone()).map_err(bad)?;
+    let input: LoggedInput =
+        serde_json::from_value(entry.entry.input.clone().into()).map_err(bad)?;
+    let output: LoggedOutput =
+        serde_json::from_value(entry.entry.output.clone().into()).map_err(bad)?;
     let decide_run = entry
         .entry
         .run

@@ -448,7 +448,8 @@ impl Orchestrator {
             .map(|x| x.reasoning.clone())
             .or_else(|| d.error.clone());
         entry.input = serde_json::to_value(LoggedInput::of(intake, &ids.key))
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .into();
         entry.output = serde_json::to_value(LoggedOutput {
             decision: d.decision.clone(),
             decided_by: d.by,
@@ -457,7 +458,8 @@ impl Orchestrator {
             act_run: ids.act.clone(),
             error: d.error.clone(),
         })
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .into();
         self.store.append_audit(&self.tenant, entry).await?;
         Ok(())
     }

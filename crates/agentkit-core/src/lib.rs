@@ -49,6 +49,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod id;
+mod json;
 pub mod message;
 pub mod model;
 pub mod policy;
@@ -62,6 +63,7 @@ pub mod tool;
 pub mod validation;
 
 pub use error::{Error, ErrorKind, Result};
+pub use json::SharedJson;
 
 /// `#[async_trait]`: agentkit's traits are `async_trait` traits; hosts implementing one (a
 /// custom `LlmProvider`, `Tool`, store) can use this re-export instead of a dependency.

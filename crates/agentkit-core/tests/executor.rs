@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use agentkit_core::ErrorKind;
 use agentkit_core::exec::{
     CallOutcome, CallRequest, InDoubtResolution, RefusalKind, ToolExecutor, ToolSet,
 };
@@ -22,6 +21,7 @@ use agentkit_core::store::{
 };
 use agentkit_core::testkit::scope;
 use agentkit_core::tool::{FnTool, SideEffect, Tool, ToolSpec};
+use agentkit_core::{ErrorKind, SharedJson};
 use serde_json::{Value, json};
 
 fn charge_tool(calls: Arc<AtomicU32>, idempotent: bool, delay: Duration) -> Arc<dyn Tool> {
@@ -245,6 +245,49 @@ async fn a_call_in_doubt_waits_for_a_human_then_runs_once_more() {
     assert_eq!(record.status, ToolExecutionStatus::Succeeded);
     let kinds = audit_kinds(&f.store).await;
     assert!(kinds.contains(&("tool.resolved".into(), Some("failed".into()))));
+}
+
+/// A call's redacted input and output are one value in its execution record and its audit
+/// entry: an in-memory store keeps every record for the life of the process, so a copy would
+/// be kept twice (a small JSON object is over 600 bytes).
+#[tokio::test]
+async fn a_calls_execution_record_and_audit_entry_share_its_input_and_output() {
+    let f = fixture();
+    let tools = ToolSet::new([charge_tool(f.calls.clone(), false, Duration::ZERO)]).unwrap();
+    let executor = ToolExecutor::builder(tools, f.store.clone()).build();
+    let outcome = executor
+        .execute(request(
+            &f.scope,
+            "run-1:1:0",
+            json!({"amount": 40, "card": "4242424242424242"}),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, CallOutcome::Succeeded { .. }),
+        "{outcome:?}"
+    );
+    let tenant = &f.scope.tenant;
+    let record = f
+        .store
+        .get_tool_execution(tenant, &IdempotencyKey::from_static("run-1:1:0"))
+        .await
+        .unwrap()
+        .unwrap();
+    let audit = f
+        .store
+        .list_audit(tenant, &AuditQuery::all().kind("tool.call"))
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    let entry = &audit[0].entry;
+    assert_eq!(record.input, json!({"amount": 40, "card": "[REDACTED]"}));
+    assert_eq!(record.output, Some(json!({"charged": 40}).into()));
+    assert!(SharedJson::ptr_eq(&record.input, &entry.input));
+    assert!(SharedJson::ptr_eq(
+        record.output.as_ref().unwrap(),
+        &entry.output
+    ));
 }
 
 #[tokio::test]

@@ -8,14 +8,13 @@
 //! and form one chain; tenants whose names hash alike merely share a queue. The primary key
 //! `(tenant, seq)` would turn any lapse into an error rather than a fork.
 
-use agentkit_core::Result;
 use agentkit_core::id::TenantId;
 use agentkit_core::store::{
     AUDIT_GENESIS_HASH, AuditEntry, AuditQuery, AuditStore, NewAuditEntry, ensure_tenant,
 };
+use agentkit_core::{Result, SharedJson};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::{Postgres, QueryBuilder};
 
 use crate::codec::{check_tenant, from_json, json, micros, micros_bound, to_i64, to_u64};
@@ -57,8 +56,8 @@ impl AuditRow {
                 agent: self.agent.map(TryInto::try_into).transpose()?,
                 session: self.session_id.map(TryInto::try_into).transpose()?,
                 run: self.run_id.map(TryInto::try_into).transpose()?,
-                input: from_json::<Value>(&self.input, "audit input")?,
-                output: from_json::<Value>(&self.output, "audit output")?,
+                input: from_json::<SharedJson>(&self.input, "audit input")?,
+                output: from_json::<SharedJson>(&self.output, "audit output")?,
                 at: self.at,
             },
             prev_hash: self.prev_hash,

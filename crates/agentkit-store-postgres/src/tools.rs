@@ -8,10 +8,9 @@ use agentkit_core::id::{AgentId, IdempotencyKey, RunId, SessionId, TenantId};
 use agentkit_core::store::{
     ToolClaim, ToolExecution, ToolExecutionStatus, ToolExecutionStore, ensure_tenant,
 };
-use agentkit_core::{Error, Result};
+use agentkit_core::{Error, Result, SharedJson};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use crate::codec::{from_json, from_name, json, micros, name};
 use crate::error::query_error;
@@ -59,10 +58,10 @@ impl ExecutionRow {
             tool: self.tool,
             arguments_hash: self.arguments_hash,
             attempt: u32::try_from(self.attempt).unwrap_or(1),
-            input: from_json::<Value>(&self.input, "tool execution input")?,
+            input: from_json::<SharedJson>(&self.input, "tool execution input")?,
             output: self
                 .output
-                .map(|t| from_json::<Value>(&t, "tool execution output"))
+                .map(|t| from_json::<SharedJson>(&t, "tool execution output"))
                 .transpose()?,
             error: self.error,
             status: from_name::<ToolExecutionStatus>(&self.status, "tool execution status")?,

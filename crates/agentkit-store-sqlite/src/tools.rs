@@ -7,11 +7,10 @@ use agentkit_core::id::{AgentId, IdempotencyKey, RunId, SessionId, TenantId};
 use agentkit_core::store::{
     ToolClaim, ToolExecution, ToolExecutionStatus, ToolExecutionStore, ensure_tenant,
 };
-use agentkit_core::{Error, Result};
+use agentkit_core::{Error, Result, SharedJson};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::SqliteStore;
 use crate::codec::{enum_name, from_json, from_micros, micros, parse_enum, to_json};
@@ -75,8 +74,8 @@ struct ExecutionBodyRef<'a> {
     tool: &'a str,
     arguments_hash: &'a str,
     attempt: u32,
-    input: &'a Value,
-    output: Option<&'a Value>,
+    input: &'a SharedJson,
+    output: Option<&'a SharedJson>,
     error: Option<&'a str>,
 }
 
@@ -88,8 +87,8 @@ struct ExecutionBody {
     arguments_hash: String,
     #[serde(default = "first_attempt")]
     attempt: u32,
-    input: Value,
-    output: Option<Value>,
+    input: SharedJson,
+    output: Option<SharedJson>,
     error: Option<String>,
 }
 

@@ -129,7 +129,7 @@ fn crash_writer_child() {
                     .collect();
                     let mut entry =
                         NewAuditEntry::scoped(&scope, "tool.call", "agent:crash", label);
-                    entry.input = serde_json::json!({"batch": batch, "writer": writer});
+                    entry.input = serde_json::json!({"batch": batch, "writer": writer}).into();
                     let mut execution = ToolExecution::started(
                         &scope,
                         execution_key(round, writer, batch),
@@ -139,7 +139,7 @@ fn crash_writer_child() {
                         "h".into(),
                     );
                     execution.status = ToolExecutionStatus::Succeeded;
-                    execution.output = Some(serde_json::json!({"ok": batch}));
+                    execution.output = Some(serde_json::json!({"ok": batch}).into());
                     let expected = run.version;
                     run.version += 1;
                     run.turns = u32::try_from(batch + 1).unwrap();

@@ -318,7 +318,7 @@ async fn compensate(
     compensation: &Compensation,
     registry: &ToolRegistry,
 ) -> Result<RollbackOutcome> {
-    let output = exec.output.clone().unwrap_or(Value::Null);
+    let output = exec.output.clone().unwrap_or_default();
     let arguments = match compensation.arguments_for(&exec.input, &output) {
         Ok(a) => a,
         Err(problem) => {

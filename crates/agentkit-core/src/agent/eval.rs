@@ -201,7 +201,8 @@ impl Evaluator {
             "score": score,
             "feedback": feedback,
             "eval_run": report.run.as_str(),
-        });
+        })
+        .into();
         let stored = self.agent.store().append_audit(&tenant, entry).await?;
         parse(&stored).ok_or_else(|| {
             Error::storage(

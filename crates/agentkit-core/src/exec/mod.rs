@@ -296,7 +296,7 @@ impl ToolExecutor {
                     &reason,
                     step,
                 );
-                Ok(Gate::Done(CallOutcome::NeedsApproval(approval)))
+                Ok(Gate::Done(CallOutcome::NeedsApproval(Box::new(approval))))
             }
         }
     }
@@ -434,8 +434,8 @@ impl ToolExecutor {
         e.reason = Some(format!("{}: {}", kind.as_str(), first_line(&message)));
         // Unknown tools have no redaction rules: keep only the hash of what was proposed.
         e.input = match self.inner.tools.get(&request.call.name) {
-            Some(entry) => redact(&request.call.arguments, &entry.spec().redact),
-            None => json!({ "arguments_hash": hash_json(&request.call.arguments) }),
+            Some(entry) => redact(&request.call.arguments, &entry.spec().redact).into(),
+            None => json!({ "arguments_hash": hash_json(&request.call.arguments) }).into(),
         };
         step.audit.push(e);
         Gate::Done(CallOutcome::Refused { kind, message })
@@ -453,7 +453,7 @@ impl ToolExecutor {
         let mut e = self.audit_entry(request, "policy.decision");
         e.decision = Some(decision.into());
         e.reason = Some(reason.into());
-        e.input = redact(arguments, &entry.spec().redact);
+        e.input = redact(arguments, &entry.spec().redact).into();
         step.audit.push(e);
     }
 

@@ -130,7 +130,7 @@ pub enum CallOutcome {
     },
     /// The policy requires a human: the approval request is stored and audited; run the call
     /// again with [`super::ToolExecutor::execute_approved`] once it is decided.
-    NeedsApproval(ApprovalRequest),
+    NeedsApproval(Box<ApprovalRequest>),
     /// An earlier execution under this key started and never finished (a crash, or it is still
     /// running elsewhere): its outcome is unknown, so the tool is not run again. Resolve it with
     /// [`super::ToolExecutor::resolve_in_doubt`]; idempotent tools are retried automatically
@@ -198,6 +198,9 @@ impl CallOutcome {
 /// The gate's verdict: a [`Permit`] to run, or the call's final outcome.
 #[derive(Debug)]
 #[non_exhaustive]
+// The permit is the common verdict and is moved once, to the executor; boxing it would cost an
+// allocation on every allowed call.
+#[allow(clippy::large_enum_variant)]
 pub enum Gate {
     /// Allowed: pass the permit to [`super::ToolExecutor::run`].
     Allowed(Permit),

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use super::{CallOutcome, CallRequest, InDoubtResolution, Permit, ToolExecutor};
+use crate::SharedJson;
 use crate::error::{Error, Result};
 use crate::id::{IdempotencyKey, TenantId};
 use crate::policy::ActionOutcome;
@@ -149,7 +150,7 @@ impl ToolExecutor {
         match &outcome {
             Ok(value) => {
                 record.status = ToolExecutionStatus::Succeeded;
-                record.output = Some(redact(value, &spec.redact));
+                record.output = Some(redact(value, &spec.redact).into());
             }
             Err(e) => {
                 record.status = ToolExecutionStatus::Failed;
@@ -168,8 +169,8 @@ impl ToolExecutor {
         audit.input = record.input.clone();
         audit.output = match (&record.output, &record.error) {
             (Some(o), _) => o.clone(),
-            (None, Some(e)) => json!({ "error": e }),
-            (None, None) => Value::Null,
+            (None, Some(e)) => json!({ "error": e }).into(),
+            (None, None) => SharedJson::null(),
         };
         let step = Step {
             executions: vec![record],
@@ -222,7 +223,10 @@ impl ToolExecutor {
             ToolExecutionStatus::Succeeded => {
                 tracing::debug!(key = %request.key, "replaying a recorded tool result");
                 Ok(Some(CallOutcome::Succeeded {
-                    output: prev.output.unwrap_or(Value::Null),
+                    output: prev
+                        .output
+                        .map(SharedJson::into_value)
+                        .unwrap_or(Value::Null),
                     replayed: true,
                 }))
             }
@@ -291,7 +295,7 @@ impl ToolExecutor {
             }
             InDoubtResolution::Succeeded { output } => {
                 record.status = ToolExecutionStatus::Succeeded;
-                record.output = Some(redact(&output, &rules));
+                record.output = Some(redact(&output, &rules).into());
                 "resolved as succeeded".into()
             }
         };
@@ -307,7 +311,7 @@ impl ToolExecutor {
         audit.agent = Some(record.agent.clone());
         audit.session = Some(record.session.clone());
         audit.run = Some(record.run.clone());
-        audit.input = json!({ "idempotency_key": key, "attempt": record.attempt });
+        audit.input = json!({ "idempotency_key": key, "attempt": record.attempt }).into();
         i.store.append_audit(tenant, audit).await?;
         Ok(record)
     }

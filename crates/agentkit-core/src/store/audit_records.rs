@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::records::{ApprovalRequest, now};
+use crate::SharedJson;
 use crate::id::{AgentId, RunId, SessionId, TenantId};
 use crate::redact::CanonicalHasher;
 use crate::scope::Scope;
@@ -30,10 +30,10 @@ pub struct NewAuditEntry {
     pub session: Option<SessionId>,
     /// The run.
     pub run: Option<RunId>,
-    /// Redacted input.
-    pub input: Value,
-    /// Redacted output.
-    pub output: Value,
+    /// Redacted input (shared with the tool's execution record for a `tool.call` entry).
+    pub input: SharedJson,
+    /// Redacted output (shared with the tool's execution record for a `tool.call` entry).
+    pub output: SharedJson,
     /// When.
     pub at: DateTime<Utc>,
 }
@@ -70,8 +70,8 @@ impl NewAuditEntry {
             agent: None,
             session: None,
             run: None,
-            input: Value::Null,
-            output: Value::Null,
+            input: SharedJson::null(),
+            output: SharedJson::null(),
             at: now(),
         }
     }
@@ -122,7 +122,8 @@ impl NewAuditEntry {
             "arguments_hash": request.arguments_hash,
             "edited": request.edited_arguments.is_some(),
             "automatic": request.decided_automatically,
-        });
+        })
+        .into();
         entry
     }
 }
@@ -354,8 +355,8 @@ mod tests {
         full.session = Some(SessionId::from_static("s"));
         full.run = Some(RunId::generate());
         full.input =
-            serde_json::json!({"z": 1, "a": [true, null, 2.5], "k\"": {"y": "v", "b": -3}});
-        full.output = serde_json::json!("text");
+            serde_json::json!({"z": 1, "a": [true, null, 2.5], "k\"": {"y": "v", "b": -3}}).into();
+        full.output = serde_json::json!("text").into();
         let full = full.chain(u64::MAX, AUDIT_GENESIS_HASH.into());
         assert_eq!(full.hash, reference(&full));
     }

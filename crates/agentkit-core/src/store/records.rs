@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::SharedJson;
 use crate::error::{Error, Result};
 use crate::id::{AgentId, ApprovalId, IdempotencyKey, RunId, SessionId, TenantId};
 use crate::message::{Message, ToolCall, Usage};
@@ -497,10 +498,11 @@ pub struct ToolExecution {
     /// claimed again.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
-    /// Arguments, redacted by the tool's rules.
-    pub input: Value,
-    /// Output, redacted by the tool's rules (replayed for a repeated idempotency key).
-    pub output: Option<Value>,
+    /// Arguments, redacted by the tool's rules (shared with the call's audit entry).
+    pub input: SharedJson,
+    /// Output, redacted by the tool's rules (replayed for a repeated idempotency key; shared
+    /// with the call's audit entry).
+    pub output: Option<SharedJson>,
     /// Error text.
     pub error: Option<String>,
     /// Status.
@@ -523,7 +525,7 @@ impl ToolExecution {
         key: IdempotencyKey,
         call_id: impl Into<String>,
         tool: impl Into<String>,
-        input: Value,
+        input: impl Into<SharedJson>,
         arguments_hash: String,
     ) -> Self {
         Self {
@@ -536,7 +538,7 @@ impl ToolExecution {
             tool: tool.into(),
             arguments_hash,
             attempt: 1,
-            input,
+            input: input.into(),
             output: None,
             error: None,
             status: ToolExecutionStatus::Started,

@@ -611,7 +611,7 @@ impl PolicyEngine {
             "mode": match explanation.mode { Mode::Enforce => "enforce", Mode::LogOnly => "log_only" },
             "would_decide": explanation.would_decide.label(),
             "rules": explanation.trace.iter().map(|t| json!({"source": t.source, "outcome": t.outcome, "reason": t.reason})).collect::<Vec<_>>(),
-        });
+        }).into();
         if let Err(err) = audit.append_audit(&request.scope.tenant, e).await {
             tracing::warn!(error = %err, "could not record a policy decision");
         }

@@ -314,8 +314,8 @@ impl GraphActivities {
         }
         let sha256 = hash_json(&input.content);
         let mut entry = NewAuditEntry::scoped(&scope, SNAPSHOT, "workflow", &label);
-        entry.input = json!({"seq": input.seq, "label": label});
-        entry.output = json!({"sha256": sha256, "snapshot": input.content});
+        entry.input = json!({"seq": input.seq, "label": label}).into();
+        entry.output = json!({"sha256": sha256, "snapshot": input.content}).into();
         let stored = store
             .append_audit(&scope.tenant, entry)
             .await

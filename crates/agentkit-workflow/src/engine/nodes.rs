@@ -494,7 +494,7 @@ impl Workflows {
         if let Some(e) = earlier.iter().find(|e| e.entry.input["seq"] == json!(seq)) {
             // Written before a crash lost this step's commit.
             return Ok(NodeResult::done(
-                e.entry.input.clone(),
+                e.entry.input.clone().into(),
                 json!({"label": label, "sha256": e.entry.output["sha256"], "audit_seq": e.seq}),
             ));
         }
@@ -517,8 +517,8 @@ impl Workflows {
         let sha256 = hash_json(&content);
         let input = json!({"seq": seq, "label": label});
         let mut entry = NewAuditEntry::scoped(scope, KIND, "workflow", label);
-        entry.input = input.clone();
-        entry.output = json!({"sha256": sha256, "snapshot": content});
+        entry.input = input.clone().into();
+        entry.output = json!({"sha256": sha256, "snapshot": content}).into();
         let stored = state.append_audit(&run.tenant, entry).await?;
         Ok(NodeResult::done(
             input,

@@ -86,7 +86,7 @@ pub async fn tool_claims_exactly_once(store: &dyn StateStore) {
     // Succeeded: final, never claimed.
     let mut done = stored.clone();
     done.status = ToolExecutionStatus::Succeeded;
-    done.output = Some(json!({"ok": true}));
+    done.output = Some(json!({"ok": true}).into());
     ok(
         store.record_tool_execution(&t, &done).await,
         "record(succeeded)",

@@ -135,7 +135,7 @@ pub async fn audit_chain(store: &dyn AuditStore) {
             NewAuditEntry::new(t.clone(), "policy.decision", "agent:support", "crm.update");
         entry.at = t0 + Duration::seconds(i64::try_from(i).unwrap_or(i64::MAX));
         entry.decision = Some("allow".into());
-        entry.input = json!({"i": i});
+        entry.input = json!({"i": i}).into();
         if i % 2 == 1 {
             entry.run = Some(run.clone());
         } else {
@@ -158,7 +158,7 @@ pub async fn audit_chain(store: &dyn AuditStore) {
         .map(|i| {
             let mut e = NewAuditEntry::new(t.clone(), "run.completed", "agent:support", "run");
             e.at = t0 + Duration::seconds(100);
-            e.output = json!({"n": i});
+            e.output = json!({"n": i}).into();
             e
         })
         .collect();
