@@ -36,7 +36,8 @@ impl RunCtx<'_> {
     }
 
     /// Decide every call in order (policy counters and approvals in the model's order), then
-    /// run the permitted ones concurrently; results in call order.
+    /// run the permitted ones concurrently; results in call order. The caller notes each
+    /// resolved call's result ([`Self::note_result`]).
     pub(super) async fn process_calls(&mut self, calls: &[ToolCall]) -> Result<Vec<PendingCall>> {
         let limits = self.a.limits;
         let mut gates = Vec::with_capacity(calls.len());
@@ -120,11 +121,6 @@ impl RunCtx<'_> {
         if let Some(e) = first_error {
             return Err(e);
         }
-        for p in &pending {
-            if let PendingCall::Resolved { call, result } = p {
-                self.note_result(call, result);
-            }
-        }
         Ok(pending)
     }
 
@@ -142,13 +138,14 @@ impl RunCtx<'_> {
         outcome.into_message(call, prefix, limit)
     }
 
-    pub(super) fn note_result(&mut self, call: &ToolCall, result: &Message) {
+    /// Counts a resolved call's error, tells the event sink and keeps its summary for the report.
+    pub(super) fn note_result(&mut self, call: ToolCall, result: &Message) {
         let is_error = matches!(result, Message::Tool { is_error: true, .. });
         if is_error {
             self.run.tool_errors += 1;
         }
         let summary = ToolCallSummary {
-            call: call.clone(),
+            call,
             result: result.text().to_string(),
             is_error,
         };

@@ -279,15 +279,21 @@ impl RunCtx<'_> {
                     ),
                 });
             }
-            let response = self.call_model().await?;
+            let mut response = self.call_model().await?;
             self.run.turns += 1;
             self.run.usage.add(&response.usage);
             self.record_model_usage(&response).await;
-            let assistant = response.to_message();
+            // The calls move into the assistant message (the history's copy is the one the
+            // calls are processed from).
+            let assistant = Message::Assistant {
+                content: response.content.clone(),
+                tool_calls: std::mem::take(&mut response.tool_calls),
+            };
+            let has_calls = !assistant.tool_calls().is_empty();
             self.persist(std::slice::from_ref(&assistant));
             self.remember(assistant);
 
-            if response.tool_calls.is_empty() {
+            if !has_calls {
                 match self.check_output(&response.content) {
                     Ok(structured) => return self.complete(response.content, structured).await,
                     Err(problem) if self.output_retries < limits.max_output_retries => {
@@ -304,20 +310,30 @@ impl RunCtx<'_> {
                 }
             }
 
-            let pending = self.process_calls(&response.tool_calls).await?;
+            // A handle on the history keeps the calls readable while the run goes on; it is
+            // dropped before the history grows again.
+            let history = Arc::clone(&self.history);
+            let calls = history.last().map(Message::tool_calls).unwrap_or_default();
+            let pending = self.process_calls(calls).await?;
+            drop(history);
             if pending
                 .iter()
                 .any(|p| matches!(p, PendingCall::AwaitingApproval { .. }))
             {
+                for p in &pending {
+                    if let PendingCall::Resolved { call, result } = p {
+                        self.note_result(call.clone(), result);
+                    }
+                }
                 return self.suspend(pending).await;
             }
-            let results: Vec<Message> = pending
-                .into_iter()
-                .filter_map(|p| match p {
-                    PendingCall::Resolved { result, .. } => Some(result),
-                    PendingCall::AwaitingApproval { .. } => None,
-                })
-                .collect();
+            let mut results = Vec::with_capacity(pending.len());
+            for p in pending {
+                if let PendingCall::Resolved { call, result } = p {
+                    self.note_result(call, &result);
+                    results.push(result);
+                }
+            }
             self.persist(&results);
             Arc::make_mut(&mut self.history).extend(results);
             // The step's durable point: the answer, its calls' records and results, together.

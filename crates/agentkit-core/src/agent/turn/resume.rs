@@ -258,7 +258,7 @@ impl RunCtx<'_> {
                             truncate(request.not_approved_text().unwrap_or_default(), limit),
                         ),
                     };
-                    self.note_result(&call, &result);
+                    self.note_result(call, &result);
                     results.push(result);
                 }
             }
