@@ -31,6 +31,11 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 #[global_allocator]
 static ALLOC: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
+/// Heap allocations made so far (freed or not; reallocations not counted).
+fn allocations() -> usize {
+    ALLOC.stats().allocations
+}
+
 /// Live heap bytes now.
 fn live_bytes() -> isize {
     let s = ALLOC.stats();
@@ -146,10 +151,11 @@ fn memory_per_session(rt: &tokio::runtime::Runtime) {
     println!(
         "`conversation`: the session and its 4 messages only (what a session is); `one turn`: \
          everything one finished turn leaves (also the run record, execution record, 5 usage \
-         events, audit entry)."
+         events, audit entry). Allocations: heap allocations made while writing them (kept or \
+         freed), per session."
     );
-    println!("| sessions | what | live bytes | bytes per session |");
-    println!("|---|---|---|---|");
+    println!("| sessions | what | live bytes | bytes per session | allocations per session |");
+    println!("|---|---|---|---|---|");
     let turn_messages = |s: usize| {
         vec![
             Message::user(question(0)),
@@ -173,6 +179,7 @@ fn memory_per_session(rt: &tokio::runtime::Runtime) {
         // The conversation alone, written straight through the store.
         let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
         let before = live_bytes();
+        let allocs_before = allocations();
         rt.block_on(async {
             let tenant = TenantId::from_static("bench");
             for s in 0..n {
@@ -196,14 +203,16 @@ fn memory_per_session(rt: &tokio::runtime::Runtime) {
         });
         let bytes = live_bytes() - before;
         println!(
-            "| {n} | conversation | {bytes} | {} |",
-            bytes / isize::try_from(n).unwrap()
+            "| {n} | conversation | {bytes} | {} | {} |",
+            bytes / isize::try_from(n).unwrap(),
+            (allocations() - allocs_before) / n
         );
         drop(store);
 
         let store: Arc<dyn StateStore> = Arc::new(InMemoryStore::new());
         let a = agent(store.clone(), Duration::ZERO);
         let before = live_bytes();
+        let allocs_before = allocations();
         rt.block_on(async {
             for s in 0..n {
                 a.run(RunRequest::new("bench", format!("s{s}"), question(0)))
@@ -213,8 +222,9 @@ fn memory_per_session(rt: &tokio::runtime::Runtime) {
         });
         let bytes = live_bytes() - before;
         println!(
-            "| {n} | one turn | {bytes} | {} |",
-            bytes / isize::try_from(n).unwrap()
+            "| {n} | one turn | {bytes} | {} | {} |",
+            bytes / isize::try_from(n).unwrap(),
+            (allocations() - allocs_before) / n
         );
         drop(a);
         drop(store);
