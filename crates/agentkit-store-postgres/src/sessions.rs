@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 
 use crate::codec::{from_json, json, micros, to_i64, to_u64};
 use crate::error::query_error;
-use crate::{PostgresStore, commit};
+use crate::{PostgresStore, commit, id_literal};
+use sqlx::FromRow;
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -46,15 +47,9 @@ impl MessageRow {
     }
 }
 
-/// `SELECT <message columns> FROM messages <rest>`, as one string literal.
-macro_rules! select_messages {
-    ($rest:literal) => {
-        concat!(
-            "SELECT seq, run_id, message::text AS message, created_at FROM messages ",
-            $rest
-        )
-    };
-}
+/// The columns of a stored message.
+const SELECT_MESSAGES: &str =
+    "SELECT seq, run_id, message::text AS message, created_at FROM messages";
 
 #[async_trait]
 impl SessionStore for PostgresStore {
@@ -73,17 +68,19 @@ impl SessionStore for PostgresStore {
         id: &SessionId,
     ) -> Result<Option<SessionRecord>> {
         const OP: &str = "get_session";
-        let mut tx = self.begin(OP, tenant).await?;
-        let row: Option<SessionRow> = sqlx::query_as(
+        // One round trip: a turn reads its session before anything else.
+        let query = format!(
             "SELECT agent, created_at, metadata::text AS metadata FROM sessions \
-             WHERE tenant = $1 AND id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| query_error(OP, e))?;
-        commit(tx, OP).await?;
+             WHERE tenant = {} AND id = {}",
+            id_literal(tenant.as_str())?,
+            id_literal(id.as_str())?
+        );
+        let rows = self.read_scoped(OP, tenant, &query).await?;
+        let row = rows
+            .first()
+            .map(SessionRow::from_row)
+            .transpose()
+            .map_err(|e| query_error(OP, e))?;
         row.map(|r| {
             Ok(SessionRecord {
                 tenant: tenant.clone(),
@@ -121,44 +118,32 @@ impl SessionStore for PostgresStore {
         if window == MessageWindow::Last(0) {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin(OP, tenant).await?;
-        let rows: Vec<MessageRow> = match window {
-            MessageWindow::All => {
-                sqlx::query_as(select_messages!(
-                    "WHERE tenant = $1 AND session_id = $2 AND NOT retracted ORDER BY seq"
-                ))
-                .bind(tenant.as_str())
-                .bind(session.as_str())
-                .fetch_all(&mut *tx)
-                .await
-            }
-            MessageWindow::After(after) => {
-                sqlx::query_as(select_messages!(
-                    "WHERE tenant = $1 AND session_id = $2 AND seq > $3 AND NOT retracted ORDER BY seq"
-                ))
-                .bind(tenant.as_str())
-                .bind(session.as_str())
-                .bind(i64::try_from(after).unwrap_or(i64::MAX))
-                .fetch_all(&mut *tx)
-                .await
-            }
-            MessageWindow::Last(n) => {
-                // Newest first from the primary key read backwards, reversed below.
-                sqlx::query_as(select_messages!(
-                    "WHERE tenant = $1 AND session_id = $2 AND NOT retracted ORDER BY seq DESC LIMIT $3"
-                ))
-                .bind(tenant.as_str())
-                .bind(session.as_str())
-                .bind(i64::try_from(n).unwrap_or(i64::MAX))
-                .fetch_all(&mut *tx)
-                .await
-            }
-        }
-        .map_err(|e| query_error(OP, e))?;
-        commit(tx, OP).await?;
+        // One round trip: a turn in an existing session reads its window before the model call.
+        let scoped = format!(
+            "{SELECT_MESSAGES} WHERE tenant = {} AND session_id = {} AND NOT retracted",
+            id_literal(tenant.as_str())?,
+            id_literal(session.as_str())?
+        );
+        let query = match window {
+            MessageWindow::All => format!("{scoped} ORDER BY seq"),
+            MessageWindow::After(after) => format!(
+                "{scoped} AND seq > {} ORDER BY seq",
+                i64::try_from(after).unwrap_or(i64::MAX)
+            ),
+            // Newest first from the primary key read backwards, reversed below.
+            MessageWindow::Last(n) => format!(
+                "{scoped} ORDER BY seq DESC LIMIT {}",
+                i64::try_from(n).unwrap_or(i64::MAX)
+            ),
+        };
+        let rows = self.read_scoped(OP, tenant, &query).await?;
         let mut messages = rows
-            .into_iter()
-            .map(MessageRow::into_stored)
+            .iter()
+            .map(|row| {
+                MessageRow::from_row(row)
+                    .map_err(|e| query_error(OP, e))
+                    .and_then(MessageRow::into_stored)
+            })
             .collect::<Result<Vec<_>>>()?;
         if matches!(window, MessageWindow::Last(_)) {
             messages.reverse();
