@@ -13,7 +13,7 @@ use serde_json::Value;
 /// ([`crate::store::ToolExecution`]) and in its audit entry ([`crate::store::NewAuditEntry`]) —
 /// and an in-memory store keeps both for the life of the process. With `SharedJson` both
 /// records hold the same value: a small JSON object costs several allocations and over 600
-/// bytes, a shared one 16 more bytes than a pointer.
+/// bytes to copy and keep, a second holder of a shared one a reference count.
 ///
 /// It reads like the [`Value`] inside (it derefs to it), compares equal to a `Value` with the
 /// same content, and serializes exactly as that `Value` does, so stored and sent forms are
