@@ -265,10 +265,9 @@ async fn derive(
     entry: AuditEntry,
 ) -> Result<DecisionRecord> {
     let bad = |e: serde_json::Error| Error::Internal(format!("decision log entry: {e}"));
-    let input: LoggedInput =
-        serde_json::from_value(entry.entry.input.clone().into()).map_err(bad)?;
-    let output: LoggedOutput =
-        serde_json::from_value(entry.entry.output.clone().into()).map_err(bad)?;
+    // Read in place from the shared values (no copy of the entry's JSON).
+    let input = LoggedInput::deserialize(entry.entry.input.as_value()).map_err(bad)?;
+    let output = LoggedOutput::deserialize(entry.entry.output.as_value()).map_err(bad)?;
     let decide_run = entry
         .entry
         .run
